@@ -1,0 +1,251 @@
+//! The worker function: takes an SQS batch of task messages, processes them
+//! concurrently (bounded by the pool size), and reports the messages to retry
+//! as partial batch failures; the rest are deleted by the event source.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::stream::{self, StreamExt};
+
+use shared::domain::TaskMessage;
+use shared::ports::{JobIndex, TaskStore};
+use shared::service::{self, Delivery, Outcome};
+
+pub struct App<S, J> {
+    pub store: S,
+    pub index: J,
+    pub max_receive_count: u32,
+    /// How many messages run at once: the pool's size.
+    pub concurrency: usize,
+}
+
+impl<S: TaskStore, J: JobIndex> App<S, J> {
+    pub async fn handle(&self, event: SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
+        let failures: Vec<String> = stream::iter(event.records)
+            .map(|record| self.handle_record(record, deadline_ms))
+            .buffer_unordered(self.concurrency.max(1))
+            .filter_map(|failed| async move { failed })
+            .collect()
+            .await;
+        let mut response = SqsBatchResponse::default();
+        for id in failures {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+        response
+    }
+
+    /// Returns the message id when the message must be retried.
+    async fn handle_record(&self, record: SqsMessage, deadline_ms: i64) -> Option<String> {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let Some(message) = record
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<TaskMessage>(b).ok())
+        else {
+            // Left for the redrive policy to move to the dead-letter queue.
+            tracing::error!(message_id, "unparseable message");
+            return Some(message_id);
+        };
+        let receive_count = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        let delivery = Delivery {
+            receive_count,
+            max_receive_count: self.max_receive_count,
+            deadline_ms,
+        };
+        let task_id = message.task_id.as_str();
+        match service::process(&self.store, &self.index, task_id, delivery).await {
+            Ok(Outcome::Ack) => None,
+            Ok(Outcome::Retry(reason)) => {
+                tracing::warn!(task_id, message_id, reason, "message will be retried");
+                Some(message_id)
+            }
+            Err(err) => {
+                tracing::error!(task_id, message_id, error = %err, "processing failed");
+                Some(message_id)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use shared::adapters::memory::{MemoryJobIndex, MemoryTaskStore};
+    use shared::domain::{
+        EmploymentType, JobRecord, MatchRequest, ProfileRecord, Task, TaskStatus, EMBEDDING_DIM,
+    };
+    use std::collections::HashMap;
+
+    fn unit(i: usize) -> Vec<f32> {
+        let mut v = vec![0.0; EMBEDDING_DIM];
+        v[i] = 1.0;
+        v
+    }
+
+    fn job(id: &str, axis: usize, skills: &[&str]) -> JobRecord {
+        JobRecord {
+            id: id.into(),
+            title: format!("Job {id}"),
+            company: "Acme".into(),
+            location: "Berlin".into(),
+            remote: false,
+            employment_type: EmploymentType::FullTime,
+            salary_min: Some(50_000),
+            salary_max: None,
+            skills: skills.iter().map(|s| s.to_string()).collect(),
+            description: String::new(),
+            posted_at: Utc::now(),
+            embedding: unit(axis),
+        }
+    }
+
+    fn app(down: bool) -> App<MemoryTaskStore, MemoryJobIndex> {
+        App {
+            store: MemoryTaskStore::default(),
+            index: MemoryJobIndex {
+                jobs: vec![job("near", 0, &["rust"]), job("far", 1, &[])],
+                profiles: vec![ProfileRecord {
+                    user_id: "alice".into(),
+                    skills: vec!["rust".into()],
+                    embedding: unit(0),
+                    updated_at: None,
+                }],
+                down,
+            },
+            max_receive_count: 3,
+            concurrency: 4,
+        }
+    }
+
+    fn add_task(app: &App<MemoryTaskStore, MemoryJobIndex>, id: &str, owner: &str) {
+        let request = MatchRequest {
+            embedding: None,
+            skills: None,
+            filters: Default::default(),
+            limit: 2,
+        };
+        let task = Task::pending(id.into(), owner.into(), request, Utc::now(), 3600);
+        app.store
+            .tasks
+            .lock()
+            .expect("lock")
+            .insert(id.into(), task);
+    }
+
+    fn message(id: &str, body: &str, receive_count: u32) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.into());
+        m.body = Some(body.into());
+        m.attributes = HashMap::from([(
+            "ApproximateReceiveCount".to_string(),
+            receive_count.to_string(),
+        )]);
+        m
+    }
+
+    fn event(messages: Vec<SqsMessage>) -> SqsEvent {
+        let mut e = SqsEvent::default();
+        e.records = messages;
+        e
+    }
+
+    fn deadline() -> i64 {
+        Utc::now().timestamp_millis() + 30_000
+    }
+
+    fn failed_ids(r: &SqsBatchResponse) -> Vec<&str> {
+        r.batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn completes_tasks_and_reports_only_bad_messages() {
+        let app = app(false);
+        add_task(&app, "t1", "alice");
+        add_task(&app, "t2", "nobody");
+        let resp = app
+            .handle(
+                event(vec![
+                    message("m1", r#"{"task_id":"t1"}"#, 1),
+                    message("m2", "not json", 1),
+                    message("m3", r#"{"task_id":"t2"}"#, 1),
+                ]),
+                deadline(),
+            )
+            .await;
+        assert_eq!(failed_ids(&resp), ["m2"]);
+        let tasks = app.store.tasks.lock().expect("lock");
+        let t1 = &tasks["t1"];
+        assert_eq!(t1.status, TaskStatus::Completed);
+        assert_eq!(t1.attempts, 1);
+        let result = t1.result.as_ref().expect("result");
+        assert_eq!(result.matches[0].job_id, "near");
+        assert_eq!(result.matches[0].matched_skills, ["rust"]);
+        assert!((result.matches[0].score - 1.0).abs() < 1e-9);
+        // No profile is permanent: failed at once, acknowledged.
+        let t2 = &tasks["t2"];
+        assert_eq!(t2.status, TaskStatus::Failed);
+        assert_eq!(t2.error.as_ref().expect("error").code, "profile_not_found");
+    }
+
+    #[tokio::test]
+    async fn duplicate_delivery_of_finished_task_changes_nothing() {
+        let app = app(false);
+        add_task(&app, "t1", "alice");
+        let body = r#"{"task_id":"t1"}"#;
+        app.handle(event(vec![message("m1", body, 1)]), deadline())
+            .await;
+        let before = app.store.tasks.lock().expect("lock")["t1"].clone();
+        let resp = app
+            .handle(event(vec![message("m1", body, 2)]), deadline())
+            .await;
+        assert!(resp.batch_item_failures.is_empty());
+        assert_eq!(app.store.tasks.lock().expect("lock")["t1"], before);
+    }
+
+    #[tokio::test]
+    async fn transient_failure_retries_then_fails_on_last_attempt() {
+        let app = app(true);
+        add_task(&app, "t1", "alice");
+        let body = r#"{"task_id":"t1"}"#;
+        let resp = app
+            .handle(event(vec![message("m1", body, 1)]), deadline())
+            .await;
+        assert_eq!(failed_ids(&resp), ["m1"]);
+        assert_eq!(
+            app.store.tasks.lock().expect("lock")["t1"].status,
+            TaskStatus::Processing
+        );
+        // The released lease lets the redelivery take the task at once.
+        let resp = app
+            .handle(event(vec![message("m1", body, 3)]), deadline())
+            .await;
+        assert!(resp.batch_item_failures.is_empty());
+        let tasks = app.store.tasks.lock().expect("lock");
+        assert_eq!(tasks["t1"].status, TaskStatus::Failed);
+        assert_eq!(tasks["t1"].attempts, 2);
+        assert_eq!(
+            tasks["t1"].error.as_ref().expect("error").code,
+            "dependency_unavailable"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_task_is_retried_for_the_dead_letter_queue() {
+        let app = app(false);
+        let resp = app
+            .handle(
+                event(vec![message("m1", r#"{"task_id":"ghost"}"#, 1)]),
+                deadline(),
+            )
+            .await;
+        assert_eq!(failed_ids(&resp), ["m1"]);
+    }
+}

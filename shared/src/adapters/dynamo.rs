@@ -1,0 +1,266 @@
+//! The task store on DynamoDB. Every state change is a conditional write, so a
+//! duplicate or late delivery can neither run a task twice nor undo its end.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{MatchResult, Task, TaskError, TaskStatus, Timestamp};
+use crate::error::{Error, Result};
+use crate::ports::{Claim, Fence, TaskStore};
+
+const COMPONENT: &str = "dynamodb";
+
+#[derive(Clone, Debug)]
+pub struct DynamoTaskStore {
+    client: Client,
+    table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn unavailable(err: impl std::error::Error) -> Error {
+    Error::unavailable(COMPONENT, DisplayErrorContext(err))
+}
+
+fn attr(value: &impl Serialize) -> Result<AttributeValue> {
+    serde_dynamo::to_attribute_value(value).map_err(|e| Error::Internal(format!("encode: {e}")))
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn now_ts(now: DateTime<Utc>) -> Result<AttributeValue> {
+    attr(&Timestamp(now))
+}
+
+fn decode(item: Item) -> Result<Task> {
+    serde_dynamo::from_item(item).map_err(|e| Error::Internal(format!("decode task: {e}")))
+}
+
+impl DynamoTaskStore {
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoTaskStore {
+        DynamoTaskStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn get_item(&self, task_id: &str) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("task_id", s(task_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    /// A conditional update; `Ok(None)` when the condition failed, with the old
+    /// item when DynamoDB returns it.
+    async fn update(
+        &self,
+        task_id: &str,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        return_new: bool,
+    ) -> Result<std::result::Result<Option<Item>, Option<Item>>> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("task_id", s(task_id))
+            .update_expression(update)
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if update.contains("#result") {
+            req = req.expression_attribute_names("#result", "result");
+        }
+        if update.contains("#error") {
+            req = req.expression_attribute_names("#error", "error");
+        }
+        if return_new {
+            req = req.return_values(ReturnValue::AllNew);
+        }
+        for (name, value) in values {
+            req = req.expression_attribute_values(name, value);
+        }
+        match req.send().await {
+            Ok(out) => Ok(Ok(out.attributes)),
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(e) => Ok(Err(e.item)),
+                other => Err(unavailable(other)),
+            },
+        }
+    }
+
+    fn fence_condition(fence: Fence) -> (&'static str, Vec<(&'static str, AttributeValue)>) {
+        match fence {
+            Fence::Pending => ("#status = :pending", vec![(":pending", s("pending"))]),
+            Fence::Attempt(attempt) => (
+                "#status = :processing AND attempts = :attempt",
+                vec![(":processing", s("processing")), (":attempt", n(attempt))],
+            ),
+        }
+    }
+
+    async fn finish(
+        &self,
+        task_id: &str,
+        fence: Fence,
+        update: &str,
+        mut values: Vec<(&str, AttributeValue)>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (condition, fence_values) = Self::fence_condition(fence);
+        values.extend(fence_values);
+        values.push((":now", now_ts(now)?));
+        Ok(self
+            .update(task_id, update, condition, values, false)
+            .await?
+            .is_ok())
+    }
+}
+
+impl TaskStore for DynamoTaskStore {
+    async fn create(&self, task: &Task) -> Result<()> {
+        let item: Item = serde_dynamo::to_item(task)
+            .map_err(|e| Error::Internal(format!("encode task: {e}")))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(task_id)")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get(&self, task_id: &str, now: DateTime<Utc>) -> Result<Option<Task>> {
+        match self.get_item(task_id).await? {
+            Some(item) => Ok(Some(decode(item)?).filter(|t| !t.is_expired(now))),
+            None => Ok(None),
+        }
+    }
+
+    async fn claim(&self, task_id: &str, now: DateTime<Utc>, lease_until_ms: i64) -> Result<Claim> {
+        let outcome = self
+            .update(
+                task_id,
+                "SET #status = :processing, attempts = if_not_exists(attempts, :zero) + :one, \
+                 started_at = :now, updated_at = :now, lease_until = :lease",
+                "attribute_exists(task_id) AND expires_at > :now_secs AND \
+                 (#status = :pending OR (#status = :processing AND lease_until < :now_ms))",
+                vec![
+                    (":processing", s("processing")),
+                    (":pending", s("pending")),
+                    (":zero", n(0)),
+                    (":one", n(1)),
+                    (":now", now_ts(now)?),
+                    (":lease", n(lease_until_ms)),
+                    (":now_secs", n(now.timestamp())),
+                    (":now_ms", n(now.timestamp_millis())),
+                ],
+                true,
+            )
+            .await?;
+        let old = match outcome {
+            Ok(Some(new)) => return Ok(Claim::Claimed(Box::new(decode(new)?))),
+            Ok(None) => return Err(Error::Internal("claim returned no item".into())),
+            Err(Some(old)) => old,
+            // Some DynamoDB emulations return no old item; read it.
+            Err(None) => match self.get_item(task_id).await? {
+                Some(old) => old,
+                None => return Ok(Claim::Missing),
+            },
+        };
+        let task = decode(old)?;
+        Ok(if task.is_expired(now) {
+            Claim::Missing
+        } else if task.status.is_finished() {
+            Claim::Finished(task.status)
+        } else {
+            Claim::Busy
+        })
+    }
+
+    async fn complete(
+        &self,
+        task_id: &str,
+        fence: Fence,
+        result: &MatchResult,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.finish(
+            task_id,
+            fence,
+            "SET #status = :completed, #result = :result, completed_at = :now, updated_at = :now \
+             REMOVE lease_until",
+            vec![
+                (":completed", s(TaskStatus::Completed.as_str())),
+                (":result", attr(result)?),
+            ],
+            now,
+        )
+        .await
+    }
+
+    async fn fail(
+        &self,
+        task_id: &str,
+        fence: Fence,
+        error: &TaskError,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.finish(
+            task_id,
+            fence,
+            "SET #status = :failed, #error = :error, completed_at = :now, updated_at = :now \
+             REMOVE lease_until",
+            vec![
+                (":failed", s(TaskStatus::Failed.as_str())),
+                (":error", attr(error)?),
+            ],
+            now,
+        )
+        .await
+    }
+
+    async fn release(&self, task_id: &str, attempt: u32, now: DateTime<Utc>) -> Result<()> {
+        self.finish(
+            task_id,
+            Fence::Attempt(attempt),
+            "SET lease_until = :released, updated_at = :now",
+            vec![(":released", n(0))],
+            now,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

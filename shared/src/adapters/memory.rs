@@ -1,0 +1,234 @@
+//! In-memory adapters for unit tests of the domain and the handlers. They keep
+//! the same conditional semantics as the real stores, but nothing persists.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{
+    Candidate, Filters, JobRecord, MatchResult, ProfileRecord, Task, TaskError, TaskMessage,
+    TaskStatus, Timestamp,
+};
+use crate::error::{Error, Result};
+use crate::ports::{Claim, Fence, JobIndex, Neighbours, Query, TaskQueue, TaskStore};
+
+fn poisoned() -> Error {
+    Error::Internal("lock poisoned".into())
+}
+
+#[derive(Default, Debug)]
+pub struct MemoryTaskStore {
+    pub tasks: Mutex<HashMap<String, Task>>,
+}
+
+impl MemoryTaskStore {
+    fn update(&self, task_id: &str, fence: Fence, f: impl FnOnce(&mut Task)) -> Result<bool> {
+        let mut tasks = self.tasks.lock().map_err(|_| poisoned())?;
+        let Some(task) = tasks.get_mut(task_id) else {
+            return Ok(false);
+        };
+        let holds = match fence {
+            Fence::Pending => task.status == TaskStatus::Pending,
+            Fence::Attempt(a) => task.status == TaskStatus::Processing && task.attempts == a,
+        };
+        if holds {
+            f(task);
+        }
+        Ok(holds)
+    }
+}
+
+impl TaskStore for MemoryTaskStore {
+    async fn create(&self, task: &Task) -> Result<()> {
+        let mut tasks = self.tasks.lock().map_err(|_| poisoned())?;
+        if tasks.contains_key(&task.task_id) {
+            return Err(Error::Internal("task exists".into()));
+        }
+        tasks.insert(task.task_id.clone(), task.clone());
+        Ok(())
+    }
+
+    async fn get(&self, task_id: &str, now: DateTime<Utc>) -> Result<Option<Task>> {
+        let tasks = self.tasks.lock().map_err(|_| poisoned())?;
+        Ok(tasks.get(task_id).filter(|t| !t.is_expired(now)).cloned())
+    }
+
+    async fn claim(&self, task_id: &str, now: DateTime<Utc>, lease_until_ms: i64) -> Result<Claim> {
+        let mut tasks = self.tasks.lock().map_err(|_| poisoned())?;
+        let Some(task) = tasks.get_mut(task_id).filter(|t| !t.is_expired(now)) else {
+            return Ok(Claim::Missing);
+        };
+        let lease_over = task.lease_until.is_none_or(|l| l < now.timestamp_millis());
+        match task.status {
+            s if s.is_finished() => Ok(Claim::Finished(s)),
+            TaskStatus::Processing if !lease_over => Ok(Claim::Busy),
+            _ => {
+                task.status = TaskStatus::Processing;
+                task.attempts += 1;
+                task.started_at = Some(Timestamp(now));
+                task.updated_at = Timestamp(now);
+                task.lease_until = Some(lease_until_ms);
+                Ok(Claim::Claimed(Box::new(task.clone())))
+            }
+        }
+    }
+
+    async fn complete(
+        &self,
+        task_id: &str,
+        fence: Fence,
+        result: &MatchResult,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.update(task_id, fence, |t| {
+            t.status = TaskStatus::Completed;
+            t.result = Some(result.clone());
+            t.completed_at = Some(Timestamp(now));
+            t.updated_at = Timestamp(now);
+            t.lease_until = None;
+        })
+    }
+
+    async fn fail(
+        &self,
+        task_id: &str,
+        fence: Fence,
+        error: &TaskError,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.update(task_id, fence, |t| {
+            t.status = TaskStatus::Failed;
+            t.error = Some(error.clone());
+            t.completed_at = Some(Timestamp(now));
+            t.updated_at = Timestamp(now);
+            t.lease_until = None;
+        })
+    }
+
+    async fn release(&self, task_id: &str, attempt: u32, now: DateTime<Utc>) -> Result<()> {
+        self.update(task_id, Fence::Attempt(attempt), |t| {
+            t.lease_until = Some(0);
+            t.updated_at = Timestamp(now);
+        })
+        .map(|_| ())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct MemoryQueue {
+    pub sent: Mutex<Vec<TaskMessage>>,
+    /// When set, every send fails as if SQS were down.
+    pub down: bool,
+}
+
+impl TaskQueue for MemoryQueue {
+    async fn send(&self, message: &TaskMessage) -> Result<()> {
+        if self.down {
+            return Err(Error::unavailable("sqs", "queue is down"));
+        }
+        self.sent
+            .lock()
+            .map_err(|_| poisoned())?
+            .push(message.clone());
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Exact cosine search over jobs held in memory.
+#[derive(Default, Debug)]
+pub struct MemoryJobIndex {
+    pub jobs: Vec<JobRecord>,
+    pub profiles: Vec<ProfileRecord>,
+    /// When set, every search fails as if PostgreSQL were down.
+    pub down: bool,
+}
+
+fn cosine_similarity(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn passes(job: &JobRecord, f: &Filters, now: DateTime<Utc>) -> bool {
+    let reach = job.salary_max.or(job.salary_min);
+    f.locations
+        .as_ref()
+        .is_none_or(|ls| ls.iter().any(|l| l.eq_ignore_ascii_case(&job.location)))
+        && f.remote.is_none_or(|r| r == job.remote)
+        && f.employment_types
+            .as_ref()
+            .is_none_or(|ts| ts.contains(&job.employment_type))
+        && f.min_salary
+            .is_none_or(|m| reach.is_some_and(|r| i64::from(r) >= m))
+        && f.posted_within_days
+            .is_none_or(|d| job.posted_at >= now - chrono::Duration::days(d))
+        && f.exclude_job_ids
+            .as_ref()
+            .is_none_or(|ids| !ids.contains(&job.id))
+}
+
+impl JobIndex for MemoryJobIndex {
+    async fn nearest(&self, query: Query<'_>, filters: &Filters, count: u32) -> Result<Neighbours> {
+        if self.down {
+            return Err(Error::unavailable("postgres", "database is down"));
+        }
+        let (embedding, profile_skills) = match query {
+            Query::Embedding(e) => (e.to_vec(), None),
+            Query::Profile(user) => {
+                let p = self
+                    .profiles
+                    .iter()
+                    .find(|p| p.user_id == user)
+                    .ok_or(Error::ProfileNotFound)?;
+                (p.embedding.clone(), Some(p.skills.clone()))
+            }
+        };
+        let now = Utc::now();
+        let mut candidates: Vec<Candidate> = self
+            .jobs
+            .iter()
+            .filter(|j| passes(j, filters, now))
+            .map(|j| Candidate {
+                job_id: j.id.clone(),
+                title: j.title.clone(),
+                company: j.company.clone(),
+                location: j.location.clone(),
+                remote: j.remote,
+                employment_type: j.employment_type,
+                salary_min: j.salary_min,
+                salary_max: j.salary_max,
+                posted_at: j.posted_at,
+                skills: j.skills.clone(),
+                similarity: cosine_similarity(&embedding, &j.embedding),
+            })
+            .collect();
+        candidates.sort_by(|a, b| {
+            b.similarity
+                .total_cmp(&a.similarity)
+                .then_with(|| a.job_id.cmp(&b.job_id))
+        });
+        candidates.truncate(count as usize);
+        Ok(Neighbours {
+            profile_skills,
+            candidates,
+        })
+    }
+
+    async fn pgvector_version(&self) -> Result<String> {
+        Ok("memory".into())
+    }
+}

@@ -1,0 +1,312 @@
+//! Domain types of jobmatch: the match request and its filters, tasks and their
+//! status, match results, and the records the loader reads. No I/O here.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Embedding dimension; the migration declares the same `vector(384)`.
+pub const EMBEDDING_DIM: usize = 384;
+/// Default and bounds of `limit`.
+pub const DEFAULT_LIMIT: u32 = 20;
+pub const MAX_LIMIT: u32 = 100;
+
+/// The five employment types of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmploymentType {
+    FullTime,
+    PartTime,
+    Contract,
+    Internship,
+    Temporary,
+}
+
+impl EmploymentType {
+    pub const ALL: [EmploymentType; 5] = [
+        EmploymentType::FullTime,
+        EmploymentType::PartTime,
+        EmploymentType::Contract,
+        EmploymentType::Internship,
+        EmploymentType::Temporary,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmploymentType::FullTime => "full_time",
+            EmploymentType::PartTime => "part_time",
+            EmploymentType::Contract => "contract",
+            EmploymentType::Internship => "internship",
+            EmploymentType::Temporary => "temporary",
+        }
+    }
+}
+
+/// Filters of a match request; all optional, combined with AND.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locations: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employment_types: Option<Vec<EmploymentType>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_salary: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posted_within_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_job_ids: Option<Vec<String>>,
+}
+
+impl Filters {
+    pub fn is_empty(&self) -> bool {
+        self == &Filters::default()
+    }
+}
+
+/// A validated, normalised match request, as stored with its task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchRequest {
+    /// Inline query embedding; `None` means the caller's stored profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+    /// Skills for the overlap score; `None` means the profile's skills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skills: Option<Vec<String>>,
+    #[serde(default)]
+    pub filters: Filters,
+    pub limit: u32,
+}
+
+/// Number of nearest candidates scored for a given limit (DESIGN.md).
+pub fn candidate_count(limit: u32) -> u32 {
+    (5 * limit).clamp(100, 1000)
+}
+
+/// A UTC instant that serialises as RFC 3339 with exactly three fraction
+/// digits, so that stored strings sort in time order (the owner index sorts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub DateTime<Utc>);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        Timestamp(Utc::now())
+    }
+}
+
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(t: DateTime<Utc>) -> Self {
+        Timestamp(t)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DateTime::<Utc>::deserialize(d).map(Timestamp)
+    }
+}
+
+/// Lifecycle state of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Processing => "processing",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed)
+    }
+}
+
+/// Why a task failed: a stable machine code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    pub code: String,
+    pub message: String,
+}
+
+/// One match task as kept in the task store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub task_id: String,
+    pub owner: String,
+    pub status: TaskStatus,
+    pub request: MatchRequest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<MatchResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+    #[serde(default)]
+    pub attempts: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Timestamp>,
+    /// Epoch seconds; the table's TTL attribute.
+    pub expires_at: i64,
+    /// While `processing`: until when the current attempt owns the task (epoch ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<i64>,
+}
+
+impl Task {
+    /// A new pending task.
+    pub fn pending(
+        task_id: String,
+        owner: String,
+        request: MatchRequest,
+        now: DateTime<Utc>,
+        ttl_secs: i64,
+    ) -> Task {
+        Task {
+            task_id,
+            owner,
+            status: TaskStatus::Pending,
+            request,
+            result: None,
+            error: None,
+            attempts: 0,
+            created_at: Timestamp(now),
+            updated_at: Timestamp(now),
+            started_at: None,
+            completed_at: None,
+            expires_at: now.timestamp() + ttl_secs,
+            lease_until: None,
+        }
+    }
+
+    /// Expired items may still be readable before DynamoDB deletes them.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at <= now.timestamp()
+    }
+}
+
+/// A candidate job as the index returns it, before scoring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub job_id: String,
+    pub title: String,
+    pub company: String,
+    pub location: String,
+    pub remote: bool,
+    pub employment_type: EmploymentType,
+    pub salary_min: Option<i32>,
+    pub salary_max: Option<i32>,
+    pub posted_at: DateTime<Utc>,
+    pub skills: Vec<String>,
+    pub similarity: f64,
+}
+
+/// One ranked, explained match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobMatch {
+    pub job_id: String,
+    pub title: String,
+    pub company: String,
+    pub location: String,
+    pub remote: bool,
+    pub employment_type: EmploymentType,
+    pub salary_min: Option<i32>,
+    pub salary_max: Option<i32>,
+    pub posted_at: DateTime<Utc>,
+    pub similarity: f64,
+    pub score: f64,
+    pub matched_skills: Vec<String>,
+}
+
+/// The result of a match: the body of a completed task and of the legacy call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchResult {
+    pub matches: Vec<JobMatch>,
+    pub count: usize,
+    pub query_ms: f64,
+}
+
+/// What the queue carries: the task to run. The request itself is in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMessage {
+    pub task_id: String,
+}
+
+/// A job line of the loader's JSON Lines input (DESIGN.md "Data").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRecord {
+    pub id: String,
+    pub title: String,
+    pub company: String,
+    pub location: String,
+    pub remote: bool,
+    pub employment_type: EmploymentType,
+    pub salary_min: Option<i32>,
+    pub salary_max: Option<i32>,
+    pub skills: Vec<String>,
+    pub description: String,
+    pub posted_at: DateTime<Utc>,
+    pub embedding: Vec<f32>,
+}
+
+/// A profile line of the loader's JSON Lines input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileRecord {
+    pub user_id: String,
+    pub skills: Vec<String>,
+    pub embedding: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Why an embedding is out of contract.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmbeddingError {
+    #[error("must have exactly {EMBEDDING_DIM} numbers, got {0}")]
+    WrongDimension(usize),
+    #[error("value at index {0} is not a finite number")]
+    NotFinite(usize),
+}
+
+/// Checks that an embedding has the right dimension and only finite values.
+pub fn check_embedding(embedding: &[f32]) -> Result<(), EmbeddingError> {
+    if embedding.len() != EMBEDDING_DIM {
+        return Err(EmbeddingError::WrongDimension(embedding.len()));
+    }
+    match embedding.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(EmbeddingError::NotFinite(i)),
+        None => Ok(()),
+    }
+}
+
+/// Skills are compared lower-case and trimmed, without duplicates.
+pub fn normalise_skills(skills: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = skills
+        .iter()
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}

@@ -1,0 +1,229 @@
+//! The one error type of jobmatch, and its mapping to `application/problem+json`
+//! (RFC 9457), made in one place: `Error::to_response`.
+
+use serde::Serialize;
+
+/// Why a bearer token was refused; the text is the 401's reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    MissingToken,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("unsupported algorithm")]
+    UnsupportedAlgorithm,
+    #[error("missing required claim `{0}`")]
+    MissingClaim(String),
+    #[error("missing subject")]
+    MissingSubject,
+    #[error("malformed token")]
+    Malformed,
+}
+
+/// One offending field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("no route for {0}")]
+    NoRoute(String),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("no stored profile for this caller; send an embedding")]
+    ProfileNotFound,
+    /// A dependency failed in a way that may pass: retrying makes sense.
+    #[error("{component} is unavailable: {message}")]
+    Unavailable {
+        component: &'static str,
+        message: String,
+    },
+    /// A bug or a broken invariant; details go to the log, not the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn unavailable(component: &'static str, err: impl std::fmt::Display) -> Error {
+        Error::Unavailable {
+            component,
+            message: err.to_string(),
+        }
+    }
+
+    /// Worth retrying later (the worker reports it as a batch item failure).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+
+    /// Stable machine code, used in task errors and problem types.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::MalformedJson(_) => "malformed_json",
+            Error::Validation(_) => "invalid_request",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::NotFound(_) | Error::NoRoute(_) => "not_found",
+            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::ProfileNotFound => "profile_not_found",
+            Error::Unavailable { .. } => "dependency_unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::MalformedJson(_) => 400,
+            Error::Unauthorized(_) => 401,
+            Error::NotFound(_) | Error::NoRoute(_) => 404,
+            Error::PayloadTooLarge(_) => 413,
+            Error::Validation(_) | Error::ProfileNotFound => 422,
+            Error::Internal(_) => 500,
+            Error::Unavailable { .. } => 503,
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Error::MalformedJson(_) => "Malformed JSON",
+            Error::Validation(_) => "Invalid request",
+            Error::Unauthorized(_) => "Unauthorized",
+            Error::NotFound(_) | Error::NoRoute(_) => "Not found",
+            Error::PayloadTooLarge(_) => "Payload too large",
+            Error::ProfileNotFound => "No profile",
+            Error::Unavailable { .. } => "Service unavailable",
+            Error::Internal(_) => "Internal error",
+        }
+    }
+
+    /// The problem document for this error. Internal details are not exposed.
+    pub fn problem(&self) -> Problem {
+        let detail = match self {
+            Error::Internal(_) => "an unexpected error occurred; it has been logged".to_owned(),
+            Error::Unavailable { component, .. } => {
+                format!("{component} is unavailable; retry later")
+            }
+            other => other.to_string(),
+        };
+        Problem {
+            kind: format!("/problems/{}", self.code().replace('_', "-")),
+            title: self.title(),
+            status: self.status(),
+            detail,
+            errors: match self {
+                Error::Validation(errors) => errors.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// The HTTP response for this error: the one place errors become HTTP.
+    pub fn to_response(&self) -> http::Response<String> {
+        let problem = self.problem();
+        let mut builder = http::Response::builder()
+            .status(problem.status)
+            .header(http::header::CONTENT_TYPE, PROBLEM_JSON);
+        if let Error::Unauthorized(reason) = self {
+            builder = builder.header(http::header::WWW_AUTHENTICATE, www_authenticate(reason));
+        }
+        if let Error::Unavailable { .. } = self {
+            builder = builder.header(http::header::RETRY_AFTER, "1");
+        }
+        let body = serde_json::to_string(&problem).unwrap_or_default();
+        builder
+            .body(body)
+            .unwrap_or_else(|_| http::Response::new(String::new()))
+    }
+}
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// RFC 6750 challenge; a request without a token gets no error code.
+fn www_authenticate(reason: &AuthError) -> String {
+    match reason {
+        AuthError::MissingToken => r#"Bearer realm="jobmatch""#.to_owned(),
+        other => format!(
+            r#"Bearer realm="jobmatch", error="invalid_token", error_description="{}""#,
+            other.to_string().replace('"', "'")
+        ),
+    }
+}
+
+/// RFC 9457 problem details.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(resp: &http::Response<String>) -> serde_json::Value {
+        serde_json::from_str(resp.body()).expect("problem body is JSON")
+    }
+
+    #[test]
+    fn validation_lists_fields() {
+        let err = Error::Validation(vec![FieldError::new("limit", "must be 1..100")]);
+        let resp = err.to_response();
+        assert_eq!(resp.status(), 422);
+        assert_eq!(resp.headers()[http::header::CONTENT_TYPE], PROBLEM_JSON);
+        let b = body(&resp);
+        assert_eq!(b["status"], 422);
+        assert_eq!(b["type"], "/problems/invalid-request");
+        assert_eq!(b["errors"][0]["field"], "limit");
+    }
+
+    #[test]
+    fn unauthorized_names_reason_in_challenge_and_detail() {
+        let resp = Error::from(AuthError::Expired).to_response();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(
+            resp.headers()[http::header::WWW_AUTHENTICATE],
+            r#"Bearer realm="jobmatch", error="invalid_token", error_description="token expired""#
+        );
+        assert_eq!(body(&resp)["detail"], "token expired");
+    }
+
+    #[test]
+    fn internal_details_stay_in_the_log() {
+        let resp = Error::Internal("db password is hunter2".into()).to_response();
+        assert_eq!(resp.status(), 500);
+        assert!(!resp.body().contains("hunter2"));
+        let resp = Error::unavailable("postgres", "conn refused at 10.0.0.1").to_response();
+        assert_eq!(resp.status(), 503);
+        assert!(!resp.body().contains("10.0.0.1"));
+    }
+}

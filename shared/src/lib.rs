@@ -1,0 +1,15 @@
+//! jobmatch's shared library: the domain (types, ranking, validation), the
+//! ports the handlers depend on, and the adapters behind them. Nothing here
+//! depends on a Lambda crate.
+
+pub mod adapters;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod ports;
+pub mod ranking;
+pub mod request;
+pub mod service;
+
+pub use error::{Error, Result};

@@ -1,0 +1,111 @@
+//! Ports: what the handlers need from the outside world. The adapters in
+//! `adapters/` implement them over DynamoDB, SQS and PostgreSQL; `memory`
+//! implements them in memory for unit tests.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Candidate, Filters, MatchResult, Task, TaskError, TaskMessage, TaskStatus};
+use crate::error::Result;
+
+/// The outcome of trying to take a task for processing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Taken: the task as it now is (`processing`, attempts incremented).
+    Claimed(Box<Task>),
+    /// Already `completed` or `failed`: nothing to do.
+    Finished(TaskStatus),
+    /// Another invocation holds a live lease on it.
+    Busy,
+    /// No such task (or it has expired).
+    Missing,
+}
+
+/// Which state a terminal write must find the task in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// Still `pending` (the api gives up on a task it could not enqueue).
+    Pending,
+    /// `processing` under this attempt number (the worker's own claim).
+    Attempt(u32),
+}
+
+/// The tasks table.
+pub trait TaskStore: Send + Sync {
+    /// Writes a new pending task; fails if the id exists.
+    fn create(&self, task: &Task) -> impl Future<Output = Result<()>> + Send;
+    /// Reads a task; expired tasks are `None`.
+    fn get(
+        &self,
+        task_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Task>>> + Send;
+    /// `pending` (or `processing` with an expired lease) → `processing`.
+    fn claim(
+        &self,
+        task_id: &str,
+        now: DateTime<Utc>,
+        lease_until_ms: i64,
+    ) -> impl Future<Output = Result<Claim>> + Send;
+    /// → `completed`; returns false when the fence no longer holds.
+    fn complete(
+        &self,
+        task_id: &str,
+        fence: Fence,
+        result: &MatchResult,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// → `failed`; returns false when the fence no longer holds.
+    fn fail(
+        &self,
+        task_id: &str,
+        fence: Fence,
+        error: &TaskError,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Gives a claimed task's lease back so that a redelivery can take it at once.
+    fn release(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// A cheap round trip for health checks.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The match queue.
+pub trait TaskQueue: Send + Sync {
+    fn send(&self, message: &TaskMessage) -> impl Future<Output = Result<()>> + Send;
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Where the query vector comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Query<'a> {
+    Embedding(&'a [f32]),
+    /// The stored profile of this user.
+    Profile(&'a str),
+}
+
+/// The nearest jobs, and the profile's skills when the query was a profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neighbours {
+    pub profile_skills: Option<Vec<String>>,
+    pub candidates: Vec<Candidate>,
+}
+
+/// The job index (PostgreSQL + pgvector).
+pub trait JobIndex: Send + Sync {
+    /// The `count` jobs nearest to the query among those passing `filters`.
+    /// `Error::ProfileNotFound` when the query is a profile that does not exist.
+    fn nearest(
+        &self,
+        query: Query<'_>,
+        filters: &Filters,
+        count: u32,
+    ) -> impl Future<Output = Result<Neighbours>> + Send;
+    /// The pgvector version, as a health check.
+    fn pgvector_version(&self) -> impl Future<Output = Result<String>> + Send;
+}

@@ -1,0 +1,164 @@
+//! The use cases, written against the ports: submit a match task, run a match,
+//! and process one queued task.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{candidate_count, MatchRequest, MatchResult, Task, TaskError, TaskMessage};
+use crate::error::Result;
+use crate::ports::{Claim, Fence, JobIndex, Query, TaskQueue, TaskStore};
+use crate::ranking::rank;
+
+/// Creates a pending task and enqueues it; the two writes run concurrently.
+pub async fn submit<S: TaskStore, Q: TaskQueue>(
+    store: &S,
+    queue: &Q,
+    owner: &str,
+    request: MatchRequest,
+    now: DateTime<Utc>,
+    ttl_secs: i64,
+) -> Result<Task> {
+    let task = Task::pending(new_task_id(), owner.to_owned(), request, now, ttl_secs);
+    let message = TaskMessage {
+        task_id: task.task_id.clone(),
+    };
+    let (created, sent) = tokio::join!(store.create(&task), queue.send(&message));
+    match (created, sent) {
+        (Ok(()), Ok(())) => Ok(task),
+        (Ok(()), Err(send_err)) => {
+            // Not accepted: close the task so that nothing stays pending forever.
+            let error = TaskError {
+                code: "enqueue_failed".into(),
+                message: "the task could not be queued".into(),
+            };
+            if let Err(e) = store.fail(&task.task_id, Fence::Pending, &error, now).await {
+                tracing::error!(task_id = %task.task_id, error = %e, "could not close unqueued task");
+            }
+            Err(send_err)
+        }
+        // The message, if sent, finds no task and ends in the dead-letter queue.
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// Task ids are UUIDv7: unique and ordered by creation time.
+pub fn new_task_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Runs a match for `owner`: the query from the request or the stored profile,
+/// the nearest candidates, then the ranking.
+pub async fn run_match<J: JobIndex>(
+    index: &J,
+    owner: &str,
+    request: &MatchRequest,
+) -> Result<MatchResult> {
+    let started = Instant::now();
+    let query = match &request.embedding {
+        Some(embedding) => Query::Embedding(embedding),
+        None => Query::Profile(owner),
+    };
+    let neighbours = index
+        .nearest(query, &request.filters, candidate_count(request.limit))
+        .await?;
+    let skills = request
+        .skills
+        .clone()
+        .or(neighbours.profile_skills)
+        .unwrap_or_default();
+    let matches = rank(neighbours.candidates, &skills, request.limit as usize);
+    Ok(MatchResult {
+        count: matches.len(),
+        matches,
+        query_ms: (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+    })
+}
+
+/// What the worker should tell the queue about one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done with (completed, failed for good, or already finished): delete it.
+    Ack,
+    /// Leave it for redelivery.
+    Retry(String),
+}
+
+/// How one delivery of a task message should be handled.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// `ApproximateReceiveCount` of this delivery.
+    pub receive_count: u32,
+    /// After this many receives the queue moves the message to the DLQ.
+    pub max_receive_count: u32,
+    /// The invocation's deadline (epoch ms); the lease ends there.
+    pub deadline_ms: i64,
+}
+
+/// Claims the task, runs the match and records the result.
+pub async fn process<S: TaskStore, J: JobIndex>(
+    store: &S,
+    index: &J,
+    task_id: &str,
+    delivery: Delivery,
+) -> Result<Outcome> {
+    let now = Utc::now();
+    let task = match claim_with_patience(store, task_id, delivery.deadline_ms).await? {
+        Claim::Claimed(task) => task,
+        Claim::Finished(status) => {
+            tracing::info!(
+                task_id,
+                status = status.as_str(),
+                "task already finished; acknowledging"
+            );
+            return Ok(Outcome::Ack);
+        }
+        Claim::Busy => {
+            return Ok(Outcome::Retry(
+                "task is leased by another invocation".into(),
+            ))
+        }
+        Claim::Missing => return Ok(Outcome::Retry("no such task".into())),
+    };
+    let fence = Fence::Attempt(task.attempts);
+    match run_match(index, &task.owner, &task.request).await {
+        Ok(result) => {
+            if !store.complete(task_id, fence, &result, Utc::now()).await? {
+                tracing::warn!(task_id, "lost the lease before completing; result dropped");
+            }
+            Ok(Outcome::Ack)
+        }
+        Err(err) if err.is_transient() && delivery.receive_count < delivery.max_receive_count => {
+            tracing::warn!(task_id, error = %err, "transient failure; will retry");
+            store.release(task_id, task.attempts, now).await?;
+            Ok(Outcome::Retry(err.to_string()))
+        }
+        Err(err) => {
+            tracing::warn!(task_id, error = %err, "task failed");
+            let error = TaskError {
+                code: err.code().to_owned(),
+                message: err.to_string(),
+            };
+            store.fail(task_id, fence, &error, Utc::now()).await?;
+            Ok(Outcome::Ack)
+        }
+    }
+}
+
+/// The api writes the task and sends the message concurrently, so a message can
+/// arrive a moment before its task: look again briefly before giving up.
+async fn claim_with_patience<S: TaskStore>(
+    store: &S,
+    task_id: &str,
+    deadline_ms: i64,
+) -> Result<Claim> {
+    let mut delay_ms = 25;
+    loop {
+        let claim = store.claim(task_id, Utc::now(), deadline_ms).await?;
+        if claim != Claim::Missing || delay_ms > 400 {
+            return Ok(claim);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        delay_ms *= 2;
+    }
+}
