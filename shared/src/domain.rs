@@ -86,18 +86,24 @@ pub fn candidate_count(limit: u32) -> u32 {
 
 /// A UTC instant that serialises as RFC 3339 with exactly three fraction
 /// digits, so that stored strings sort in time order (the owner index sorts them).
+/// Held at millisecond precision, so that it round-trips through storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Timestamp(pub DateTime<Utc>);
+pub struct Timestamp(DateTime<Utc>);
 
 impl Timestamp {
     pub fn now() -> Timestamp {
-        Timestamp(Utc::now())
+        Timestamp::from(Utc::now())
+    }
+
+    pub fn get(self) -> DateTime<Utc> {
+        self.0
     }
 }
 
 impl From<DateTime<Utc>> for Timestamp {
     fn from(t: DateTime<Utc>) -> Self {
-        Timestamp(t)
+        use chrono::SubsecRound;
+        Timestamp(t.trunc_subsecs(3))
     }
 }
 
@@ -109,7 +115,7 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        DateTime::<Utc>::deserialize(d).map(Timestamp)
+        DateTime::<Utc>::deserialize(d).map(Timestamp::from)
     }
 }
 
@@ -188,8 +194,8 @@ impl Task {
             result: None,
             error: None,
             attempts: 0,
-            created_at: Timestamp(now),
-            updated_at: Timestamp(now),
+            created_at: Timestamp::from(now),
+            updated_at: Timestamp::from(now),
             started_at: None,
             completed_at: None,
             expires_at: now.timestamp() + ttl_secs,

@@ -41,7 +41,7 @@ fn n(value: impl ToString) -> AttributeValue {
 }
 
 fn now_ts(now: DateTime<Utc>) -> Result<AttributeValue> {
-    attr(&Timestamp(now))
+    attr(&Timestamp::from(now))
 }
 
 fn decode(item: Item) -> Result<Task> {

@@ -66,8 +66,8 @@ impl TaskStore for MemoryTaskStore {
             _ => {
                 task.status = TaskStatus::Processing;
                 task.attempts += 1;
-                task.started_at = Some(Timestamp(now));
-                task.updated_at = Timestamp(now);
+                task.started_at = Some(Timestamp::from(now));
+                task.updated_at = Timestamp::from(now);
                 task.lease_until = Some(lease_until_ms);
                 Ok(Claim::Claimed(Box::new(task.clone())))
             }
@@ -84,8 +84,8 @@ impl TaskStore for MemoryTaskStore {
         self.update(task_id, fence, |t| {
             t.status = TaskStatus::Completed;
             t.result = Some(result.clone());
-            t.completed_at = Some(Timestamp(now));
-            t.updated_at = Timestamp(now);
+            t.completed_at = Some(Timestamp::from(now));
+            t.updated_at = Timestamp::from(now);
             t.lease_until = None;
         })
     }
@@ -100,8 +100,8 @@ impl TaskStore for MemoryTaskStore {
         self.update(task_id, fence, |t| {
             t.status = TaskStatus::Failed;
             t.error = Some(error.clone());
-            t.completed_at = Some(Timestamp(now));
-            t.updated_at = Timestamp(now);
+            t.completed_at = Some(Timestamp::from(now));
+            t.updated_at = Timestamp::from(now);
             t.lease_until = None;
         })
     }
@@ -109,7 +109,7 @@ impl TaskStore for MemoryTaskStore {
     async fn release(&self, task_id: &str, attempt: u32, now: DateTime<Utc>) -> Result<()> {
         self.update(task_id, Fence::Attempt(attempt), |t| {
             t.lease_until = Some(0);
-            t.updated_at = Timestamp(now);
+            t.updated_at = Timestamp::from(now);
         })
         .map(|_| ())
     }

@@ -1,0 +1,60 @@
+//! Helpers shared by the adapter integration tests: they need the local stack
+//! (`make up`, or `make test` which starts it) and its `.local/env` exported.
+
+#![allow(dead_code)]
+
+use chrono::{DateTime, Utc};
+use shared::domain::{EmploymentType, JobRecord, MatchRequest, EMBEDDING_DIM};
+
+/// AWS config for the local moto server. Refuses to run against real AWS.
+pub async fn local_aws() -> aws_config::SdkConfig {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1") || endpoint.starts_with("http://localhost"),
+        "AWS_ENDPOINT_URL must point at the local moto server (run `make up` and export .local/env); got {endpoint:?}"
+    );
+    aws_config::load_from_env().await
+}
+
+/// A name unique to this test run.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A unit vector along one axis, slightly tilted towards a second one.
+pub fn axis(i: usize, tilt: f32) -> Vec<f32> {
+    let mut v = vec![0.0; EMBEDDING_DIM];
+    v[i % EMBEDDING_DIM] = 1.0;
+    v[(i + 1) % EMBEDDING_DIM] = tilt;
+    v
+}
+
+pub fn job(id: &str, embedding: Vec<f32>) -> JobRecord {
+    JobRecord {
+        id: id.into(),
+        title: format!("Title {id}"),
+        company: "Acme".into(),
+        location: "Berlin".into(),
+        remote: false,
+        employment_type: EmploymentType::FullTime,
+        salary_min: Some(60_000),
+        salary_max: Some(80_000),
+        skills: vec!["rust".into()],
+        description: String::new(),
+        posted_at: Utc::now(),
+        embedding,
+    }
+}
+
+pub fn request(limit: u32) -> MatchRequest {
+    MatchRequest {
+        embedding: None,
+        skills: None,
+        filters: Default::default(),
+        limit,
+    }
+}
+
+pub fn days_ago(days: i64) -> DateTime<Utc> {
+    Utc::now() - chrono::Duration::days(days)
+}

@@ -1,0 +1,225 @@
+//! The PostgreSQL job index against the real PostgreSQL + pgvector of the local
+//! stack. `sqlx::test` gives each test a fresh database with the migrations.
+
+mod common;
+
+use pgvector::Vector;
+use shared::adapters::postgres::PgJobIndex;
+use shared::domain::{EmploymentType, Filters, JobRecord};
+use shared::error::Error;
+use shared::ports::{JobIndex, Query};
+use sqlx::PgPool;
+
+/// 40 jobs whose similarity to `axis(0, 0)` falls strictly with their number,
+/// with attributes that vary by number so each filter has edges to test.
+fn seeded_jobs() -> Vec<JobRecord> {
+    (0..40)
+        .map(|i| {
+            let mut j = common::job(&format!("j{i:02}"), common::axis(0, i as f32 * 0.05));
+            j.location = ["Berlin", "berlin", "Paris", "Lisbon"][i % 4].into();
+            j.remote = i % 3 == 0;
+            j.employment_type = EmploymentType::ALL[i % 5];
+            // Every 5th job has no salary; every 7th only a minimum.
+            (j.salary_min, j.salary_max) = match i {
+                i if i % 5 == 0 => (None, None),
+                i if i % 7 == 0 => (Some(100_000), None),
+                i => (
+                    Some(40_000 + 1_000 * i as i32),
+                    Some(50_000 + 2_000 * i as i32),
+                ),
+            };
+            j.posted_at = common::days_ago(i as i64);
+            j.skills = if i % 2 == 0 {
+                vec!["rust".into(), "sql".into()]
+            } else {
+                vec!["go".into()]
+            };
+            j
+        })
+        .collect()
+}
+
+async fn seed(pool: &PgPool, jobs: &[JobRecord]) {
+    for j in jobs {
+        sqlx::query(
+            "INSERT INTO jobs (id, title, company, location, remote, employment_type, salary_min, salary_max, \
+             skills, description, posted_at, embedding) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+        )
+        .bind(&j.id)
+        .bind(&j.title)
+        .bind(&j.company)
+        .bind(&j.location)
+        .bind(j.remote)
+        .bind(j.employment_type.as_str())
+        .bind(j.salary_min)
+        .bind(j.salary_max)
+        .bind(&j.skills)
+        .bind(&j.description)
+        .bind(j.posted_at)
+        .bind(Vector::from(j.embedding.clone()))
+        .execute(pool)
+        .await
+        .expect("insert job");
+    }
+    sqlx::query("ANALYZE jobs")
+        .execute(pool)
+        .await
+        .expect("analyze");
+}
+
+async fn ids(index: &PgJobIndex, filters: Filters, count: u32) -> Vec<String> {
+    let query = common::axis(0, 0.0);
+    let n = index
+        .nearest(Query::Embedding(&query), &filters, count)
+        .await
+        .expect("nearest");
+    n.candidates.into_iter().map(|c| c.job_id).collect()
+}
+
+/// The expected ids: the seeded jobs passing `keep`, in seeding (similarity) order.
+fn expected(keep: impl Fn(usize, &JobRecord) -> bool, count: usize) -> Vec<String> {
+    seeded_jobs()
+        .iter()
+        .enumerate()
+        .filter(|(i, j)| keep(*i, j))
+        .map(|(_, j)| j.id.clone())
+        .take(count)
+        .collect()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn both_plans_rank_unfiltered_jobs_exactly(pool: PgPool) {
+    seed(&pool, &seeded_jobs()).await;
+    for exact_max in [i64::MAX, 0] {
+        let index = PgJobIndex::new(pool.clone(), exact_max);
+        let query = common::axis(0, 0.0);
+        let n = index
+            .nearest(Query::Embedding(&query), &Filters::default(), 10)
+            .await
+            .expect("nearest");
+        let got: Vec<&str> = n.candidates.iter().map(|c| c.job_id.as_str()).collect();
+        assert_eq!(
+            got,
+            expected(|_, _| true, 10),
+            "plan with exact_max={exact_max}"
+        );
+        // similarity = 1 - cosine distance = 1 / sqrt(1 + tilt²)
+        for (i, c) in n.candidates.iter().enumerate() {
+            let tilt = i as f64 * 0.05;
+            assert!(
+                (c.similarity - 1.0 / (1.0 + tilt * tilt).sqrt()).abs() < 1e-5,
+                "{c:?}"
+            );
+        }
+        assert_eq!(n.profile_skills, None);
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn each_filter_holds_at_its_edges(pool: PgPool) {
+    let jobs = seeded_jobs();
+    seed(&pool, &jobs).await;
+    let index = PgJobIndex::new(pool, 0);
+
+    let f = Filters {
+        locations: Some(vec!["BERLIN".into()]),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&index, f, 100).await,
+        expected(|i, _| i % 4 < 2, 100),
+        "case-insensitive location"
+    );
+
+    let f = Filters {
+        min_salary: Some(100_000),
+        ..Default::default()
+    };
+    let want = expected(
+        |_, j| j.salary_max.or(j.salary_min).is_some_and(|s| s >= 100_000),
+        100,
+    );
+    assert!(
+        want.contains(&"j07".to_string()),
+        "salary_min-only job reaches the minimum"
+    );
+    assert_eq!(
+        ids(&index, f, 100).await,
+        want,
+        "min_salary, nulls excluded"
+    );
+    let f = Filters {
+        min_salary: Some(0),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&index, f, 100).await,
+        expected(|i, _| i % 5 != 0, 100),
+        "no salary never passes"
+    );
+
+    let f = Filters {
+        posted_within_days: Some(10),
+        ..Default::default()
+    };
+    // Posted 0..=9 days ago pass; 10 days ago is a moment older than the boundary.
+    assert_eq!(
+        ids(&index, f, 100).await,
+        expected(|i, _| i < 10, 100),
+        "posted_within_days"
+    );
+
+    let f = Filters {
+        exclude_job_ids: Some(vec!["j00".into(), "j02".into()]),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&index, f, 3).await,
+        ["j01", "j03", "j04"],
+        "exclude_job_ids"
+    );
+
+    let f = Filters {
+        remote: Some(true),
+        employment_types: Some(vec![EmploymentType::FullTime, EmploymentType::Contract]),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&index, f, 100).await,
+        expected(|i, _| i % 3 == 0 && (i % 5 == 0 || i % 5 == 2), 100),
+        "remote and employment types"
+    );
+
+    // A selective filter still fills the limit when enough rows pass.
+    let f = Filters {
+        locations: Some(vec!["lisbon".into()]),
+        ..Default::default()
+    };
+    assert_eq!(ids(&index, f, 10).await.len(), 10);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn profile_query_uses_the_stored_profile(pool: PgPool) {
+    seed(&pool, &seeded_jobs()).await;
+    sqlx::query("INSERT INTO profiles (user_id, skills, embedding) VALUES ('alice', '{rust}', $1)")
+        .bind(Vector::from(common::axis(0, 0.0)))
+        .execute(&pool)
+        .await
+        .expect("insert profile");
+    let index = PgJobIndex::new(pool, i64::MAX);
+    let n = index
+        .nearest(Query::Profile("alice"), &Filters::default(), 3)
+        .await
+        .expect("nearest");
+    assert_eq!(n.profile_skills, Some(vec!["rust".to_string()]));
+    let got: Vec<&str> = n.candidates.iter().map(|c| c.job_id.as_str()).collect();
+    assert_eq!(got, ["j00", "j01", "j02"]);
+    let missing = index
+        .nearest(Query::Profile("bob"), &Filters::default(), 3)
+        .await;
+    assert!(
+        matches!(missing, Err(Error::ProfileNotFound)),
+        "{missing:?}"
+    );
+    assert_eq!(index.pgvector_version().await.expect("version"), "0.8.6");
+}
