@@ -1,0 +1,229 @@
+//! `jobmatch`, the data CLI: command line parsing and dispatch to migrate,
+//! generate, load and token.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use jobmatch_cli::generate::{self, World};
+use jobmatch_cli::load;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgConnection};
+
+#[derive(Parser)]
+#[command(name = "jobmatch", version, about = "jobmatch data CLI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the database migrations.
+    Migrate(Db),
+    /// Write a synthetic, seedable data set as JSON Lines.
+    Generate(GenerateArgs),
+    /// Upsert a JSON Lines file into `jobs` or `profiles` (all or nothing).
+    Load(LoadArgs),
+    /// Mint an HS256 development token; prints only the token.
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct Db {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Number of jobs.
+    #[arg(long)]
+    jobs: usize,
+    /// Seed: the same seed (and --as-of) gives byte-identical files.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output file for the jobs.
+    #[arg(long)]
+    out: PathBuf,
+    /// Output file for the profiles (`demo-user` plus --profiles more).
+    #[arg(long)]
+    profiles_out: Option<PathBuf>,
+    /// Number of profiles besides `demo-user`.
+    #[arg(long, default_value_t = 10, requires = "profiles_out")]
+    profiles: usize,
+    /// Postings are dated in the year before this day (YYYY-MM-DD, UTC); default today.
+    #[arg(long)]
+    as_of: Option<NaiveDate>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Jobs,
+    Profiles,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// What the file holds.
+    kind: Kind,
+    /// JSON Lines file.
+    path: PathBuf,
+    #[command(flatten)]
+    db: Db,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// The subject (user id) of the token.
+    #[arg(long)]
+    sub: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    ttl: i64,
+    /// HS256 signing secret.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    secret: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jobmatch: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jobmatch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Migrate(db) => migrate(&db).await,
+        Command::Generate(args) => generate(&args),
+        Command::Load(args) => load(&args).await,
+        Command::Token(args) => token(&args),
+    }
+}
+
+/// One connection; the URL is never printed (it may hold a password).
+async fn connect(db: &Db) -> Result<PgConnection> {
+    let options = PgConnectOptions::from_str(&db.database_url)
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?
+        .application_name("jobmatch-cli");
+    tokio::time::timeout(Duration::from_secs(15), options.connect())
+        .await
+        .context("connecting to PostgreSQL timed out")?
+        .map_err(|e| anyhow!("cannot connect to PostgreSQL: {e}"))
+}
+
+async fn migrate(db: &Db) -> Result<()> {
+    let mut conn = connect(db).await?;
+    let migrator = &shared::adapters::postgres::MIGRATOR;
+    // sqlx errors repeat their source in their message: print it once.
+    migrator
+        .run(&mut conn)
+        .await
+        .map_err(|e| anyhow!("migrating: {e}"))?;
+    match migrator.iter().last() {
+        Some(m) => eprintln!("migrations applied: at {} ({})", m.version, m.description),
+        None => eprintln!("no migrations"),
+    }
+    Ok(())
+}
+
+fn create(path: &Path) -> Result<BufWriter<File>> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(BufWriter::with_capacity(1 << 20, file))
+}
+
+fn generate(args: &GenerateArgs) -> Result<()> {
+    let opts = generate::Options {
+        jobs: args.jobs,
+        profiles: args.profiles,
+        seed: args.seed,
+        as_of: args.as_of.unwrap_or_else(generate::today),
+    };
+    let world = World::new(opts.seed);
+    let jobs = generate::write_jobs(&world, &opts, &mut create(&args.out)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let mut summary = format!("generated {jobs} jobs in {}", args.out.display());
+    if let Some(path) = &args.profiles_out {
+        let profiles = generate::write_profiles(&world, &opts, &mut create(path)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        summary.push_str(&format!(" and {profiles} profiles in {}", path.display()));
+    }
+    eprintln!(
+        "{summary} (seed {}, posted in the 365 days before {})",
+        opts.seed, opts.as_of
+    );
+    Ok(())
+}
+
+async fn load(args: &LoadArgs) -> Result<()> {
+    let mut conn = connect(&args.db).await?;
+    // Drawn on stderr, and not at all when that is not a terminal.
+    let progress = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (what, result) = match args.kind {
+        Kind::Jobs => (
+            "jobs",
+            load::load_jobs(&mut conn, &args.path, &progress).await,
+        ),
+        Kind::Profiles => (
+            "profiles",
+            load::load_profiles(&mut conn, &args.path, &progress).await,
+        ),
+    };
+    progress.finish_and_clear();
+    let stats = result?;
+    eprintln!(
+        "loaded {} {what} from {} in {:.2} s ({:.0} rows/s; {} inserted or changed; analyze {} ms)",
+        stats.rows,
+        args.path.display(),
+        stats.elapsed.as_secs_f64(),
+        stats.rows_per_sec(),
+        stats.written,
+        stats.analyze.as_millis()
+    );
+    Ok(())
+}
+
+fn token(args: &TokenArgs) -> Result<()> {
+    if args.secret.is_empty() {
+        bail!("JWT_SECRET (or --secret) is empty");
+    }
+    if args.sub.trim().is_empty() {
+        bail!("--sub must not be empty");
+    }
+    if args.ttl <= 0 {
+        bail!("--ttl must be positive");
+    }
+    let token = shared::auth::mint_hs256(args.secret.as_bytes(), &args.sub, args.ttl)
+        .context("minting the token")?;
+    println!("{token}");
+    Ok(())
+}
