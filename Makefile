@@ -1,0 +1,46 @@
+# jobmatch front door: `make up` runs the local stack, `make test` runs every check.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) infra/local/stack.py
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: up down logs status test bootstrap lint unit template integration
+
+bootstrap: ## install the local tools into .venv (once)
+	infra/local/bootstrap.sh
+
+up: bootstrap ## start (or reuse) the whole local stack
+	$(STACK) up
+
+down: ## stop everything `make up` started
+	@if [[ -x $(PY) ]]; then $(STACK) down; fi
+
+logs: ## follow the logs of every local process
+	$(STACK) logs
+
+status:
+	$(STACK) status
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit:
+	cargo test --workspace --lib --bins
+
+template: bootstrap
+	cfn-lint template.yaml
+
+# Integration and end-to-end tests need the stack: start it unless it already
+# runs, and stop it afterwards only if this run started it.
+integration: bootstrap
+	@started=0; \
+	if ! $(STACK) status >/dev/null 2>&1; then $(STACK) up; started=1; fi; \
+	set -a; . .local/env; set +a; \
+	rc=0; cargo test --workspace --test '*' --no-fail-fast -- --nocapture || rc=$$?; \
+	if [[ $$started == 1 ]]; then $(STACK) down; fi; \
+	exit $$rc
+
+test: bootstrap lint unit template integration ## every check, from nothing installed

