@@ -277,6 +277,9 @@ def base_env() -> dict[str, str]:
         "TASKS_TABLE": TABLE,
         "JWT_SECRET": jwt_secret(),
         "MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
+        # cargo lambda watch sends no deadline: the worker's leases end after
+        # this, before the message becomes visible again.
+        "FALLBACK_TIMEOUT_MS": str((VISIBILITY_TIMEOUT - 2) * 1000),
     }
 
 

@@ -53,6 +53,18 @@ fn default_max_receive_count() -> u32 {
 fn default_exact_scan_max_rows() -> i64 {
     20_000
 }
+fn default_fallback_timeout_ms() -> u64 {
+    30_000
+}
+fn default_deadline_margin_ms() -> u64 {
+    2_000
+}
+fn default_acquire_timeout_ms() -> u64 {
+    5_000
+}
+fn default_statement_timeout_ms() -> u64 {
+    10_000
+}
 
 /// `api`: submit, legacy match, health.
 #[derive(Debug, Deserialize)]
@@ -83,6 +95,19 @@ pub struct WorkerConfig {
     pub db_max_connections: u32,
     #[serde(default = "default_exact_scan_max_rows")]
     pub exact_scan_max_rows: i64,
+    /// The invocation's time budget when the runtime sends no deadline (local
+    /// runtimes); keep it below the queue's visibility timeout.
+    #[serde(default = "default_fallback_timeout_ms")]
+    pub fallback_timeout_ms: u64,
+    /// No message starts, or runs on, closer than this to the invocation deadline.
+    #[serde(default = "default_deadline_margin_ms")]
+    pub deadline_margin_ms: u64,
+    /// Pool acquisition gives up after this; keep it below the function timeout.
+    #[serde(default = "default_acquire_timeout_ms")]
+    pub db_acquire_timeout_ms: u64,
+    /// `statement_timeout` of each match (SET LOCAL).
+    #[serde(default = "default_statement_timeout_ms")]
+    pub db_statement_timeout_ms: u64,
 }
 
 /// `status`: reads tasks.

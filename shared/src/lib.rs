@@ -11,5 +11,6 @@ pub mod ports;
 pub mod ranking;
 pub mod request;
 pub mod service;
+pub mod telemetry;
 
 pub use error::{Error, Result};

@@ -75,13 +75,25 @@ pub async fn run_match<J: JobIndex>(
     })
 }
 
-/// What the worker should tell the queue about one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What became of one delivery; the worker acknowledges all but `Retry`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Done with (completed, failed for good, or already finished): delete it.
-    Ack,
-    /// Leave it for redelivery.
+    /// The match ran and its result is stored.
+    Completed { query_ms: f64 },
+    /// The task is closed as `failed` with this code (permanent error, or the
+    /// last attempt of a transient one).
+    Failed { code: &'static str },
+    /// A duplicate or late delivery of a finished task: nothing changed.
+    AlreadyFinished,
+    /// Leave the message for redelivery.
     Retry(String),
+}
+
+impl Outcome {
+    /// Whether the message is done with and may be deleted.
+    pub fn is_ack(&self) -> bool {
+        !matches!(self, Outcome::Retry(_))
+    }
 }
 
 /// How one delivery of a task message should be handled.
@@ -95,6 +107,13 @@ pub struct Delivery {
     pub deadline_ms: i64,
 }
 
+impl Delivery {
+    /// The queue will not deliver this message again after this attempt.
+    pub fn is_last(&self) -> bool {
+        self.receive_count >= self.max_receive_count
+    }
+}
+
 /// Claims the task, runs the match and records the result.
 pub async fn process<S: TaskStore, J: JobIndex>(
     store: &S,
@@ -102,16 +121,14 @@ pub async fn process<S: TaskStore, J: JobIndex>(
     task_id: &str,
     delivery: Delivery,
 ) -> Result<Outcome> {
-    let now = Utc::now();
     let task = match claim_with_patience(store, task_id, delivery.deadline_ms).await? {
         Claim::Claimed(task) => task,
         Claim::Finished(status) => {
             tracing::info!(
-                task_id,
                 status = status.as_str(),
                 "task already finished; acknowledging"
             );
-            return Ok(Outcome::Ack);
+            return Ok(Outcome::AlreadyFinished);
         }
         Claim::Busy => {
             return Ok(Outcome::Retry(
@@ -123,24 +140,27 @@ pub async fn process<S: TaskStore, J: JobIndex>(
     let fence = Fence::Attempt(task.attempts);
     match run_match(index, &task.owner, &task.request).await {
         Ok(result) => {
+            let query_ms = result.query_ms;
             if !store.complete(task_id, fence, &result, Utc::now()).await? {
-                tracing::warn!(task_id, "lost the lease before completing; result dropped");
+                tracing::warn!("lost the lease before completing; result dropped");
+                return Ok(Outcome::Retry("lease lost".into()));
             }
-            Ok(Outcome::Ack)
+            Ok(Outcome::Completed { query_ms })
         }
-        Err(err) if err.is_transient() && delivery.receive_count < delivery.max_receive_count => {
-            tracing::warn!(task_id, error = %err, "transient failure; will retry");
-            store.release(task_id, task.attempts, now).await?;
+        Err(err) if err.is_transient() && !delivery.is_last() => {
+            tracing::warn!(error = %err, attempts = task.attempts, "transient failure; will retry");
+            store.release(task_id, task.attempts, Utc::now()).await?;
             Ok(Outcome::Retry(err.to_string()))
         }
         Err(err) => {
-            tracing::warn!(task_id, error = %err, "task failed");
+            tracing::warn!(error = %err, attempts = task.attempts, "task failed");
+            let code = err.code();
             let error = TaskError {
-                code: err.code().to_owned(),
+                code: code.to_owned(),
                 message: err.to_string(),
             };
             store.fail(task_id, fence, &error, Utc::now()).await?;
-            Ok(Outcome::Ack)
+            Ok(Outcome::Failed { code })
         }
     }
 }

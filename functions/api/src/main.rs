@@ -3,15 +3,21 @@
 
 mod handler;
 
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::{Error, Request};
 use shared::adapters::{dynamo::DynamoTaskStore, postgres, sqs::SqsTaskQueue};
 use shared::auth::Verifier;
 use shared::config::{from_env, ApiConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    shared::telemetry::init_json_logs();
     let config: ApiConfig = from_env()?;
+    let metrics = metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace("jobmatch")
+        .with_dimension("function", "api")
+        .lambda_cold_start_metric("ColdStart")
+        .with_lambda_request_id("RequestId")
+        .init()?;
     let aws = aws_config::load_from_env().await;
     let pool = postgres::lazy_pool(config.database_url.expose(), config.db_max_connections)?;
     let app = handler::App {
@@ -25,8 +31,9 @@ async fn main() -> Result<(), Error> {
         task_ttl_secs: config.task_ttl_secs,
     };
     let app = &app;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, std::convert::Infallible>(app.handle(req).await)
-    }))
+    metrics_cloudwatch_embedded::lambda::handler::run_http(
+        metrics,
+        move |req: Request| async move { Ok::<_, Error>(app.handle(req).await) },
+    )
     .await
 }

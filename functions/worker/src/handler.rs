@@ -1,13 +1,41 @@
 //! The worker function: takes an SQS batch of task messages, processes them
 //! concurrently (bounded by the pool size), and reports the messages to retry
 //! as partial batch failures; the rest are deleted by the event source.
+//! Emits the outcome metrics (CloudWatch EMF through the `metrics` facade).
+
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::Utc;
 use futures::stream::{self, StreamExt};
+use tracing::Instrument;
 
 use shared::domain::TaskMessage;
 use shared::ports::{JobIndex, TaskStore};
 use shared::service::{self, Delivery, Outcome};
+
+/// Metric names; the README's "Metrics" section explains each.
+pub mod metric {
+    pub const QUEUE_WAIT_MS: &str = "QueueWaitMs";
+    pub const PROCESSING_MS: &str = "ProcessingMs";
+    pub const QUERY_MS: &str = "QueryMs";
+    pub const COMPLETED: &str = "TasksCompleted";
+    pub const FAILED: &str = "TasksFailed";
+    pub const RETRIED: &str = "TasksRetried";
+    pub const DUPLICATES: &str = "DuplicateDeliveries";
+    pub const POISONED: &str = "MessagesPoisoned";
+    pub const NOT_STARTED: &str = "MessagesNotStarted";
+}
+
+/// The invocation deadline in epoch ms. A runtime that sends none (`cargo
+/// lambda watch` sends 0) gets `now + fallback`, so that leases still end.
+pub fn deadline_or(context_deadline_ms: u64, fallback: Duration) -> i64 {
+    let now = Utc::now().timestamp_millis();
+    match i64::try_from(context_deadline_ms) {
+        Ok(d) if d > now => d,
+        _ => now + i64::try_from(fallback.as_millis()).unwrap_or(i64::MAX / 2),
+    }
+}
 
 pub struct App<S, J> {
     pub store: S,
@@ -15,10 +43,18 @@ pub struct App<S, J> {
     pub max_receive_count: u32,
     /// How many messages run at once: the pool's size.
     pub concurrency: usize,
+    /// No message starts, and none runs on, closer than this to the deadline,
+    /// so that the batch response always reaches the event source in time.
+    pub deadline_margin: Duration,
 }
 
 impl<S: TaskStore, J: JobIndex> App<S, J> {
     pub async fn handle(&self, event: SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
+        tracing::info!(
+            messages = event.records.len(),
+            time_left_ms = deadline_ms - Utc::now().timestamp_millis(),
+            "batch received"
+        );
         let failures: Vec<String> = stream::iter(event.records)
             .map(|record| self.handle_record(record, deadline_ms))
             .buffer_unordered(self.concurrency.max(1))
@@ -34,6 +70,14 @@ impl<S: TaskStore, J: JobIndex> App<S, J> {
         response
     }
 
+    /// Time left before the margin, or None when it is too late to start.
+    fn time_left(&self, deadline_ms: i64) -> Option<Duration> {
+        let left_ms = deadline_ms - Utc::now().timestamp_millis();
+        let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+        left.checked_sub(self.deadline_margin)
+            .filter(|d| !d.is_zero())
+    }
+
     /// Returns the message id when the message must be retried.
     async fn handle_record(&self, record: SqsMessage, deadline_ms: i64) -> Option<String> {
         let message_id = record.message_id.clone().unwrap_or_default();
@@ -44,30 +88,71 @@ impl<S: TaskStore, J: JobIndex> App<S, J> {
         else {
             // Left for the redrive policy to move to the dead-letter queue.
             tracing::error!(message_id, "unparseable message");
+            metrics::counter!(metric::POISONED).increment(1);
             return Some(message_id);
         };
-        let receive_count = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1);
+        let span = tracing::info_span!("task", task_id = %message.task_id, message_id);
+        self.process(record, message, deadline_ms)
+            .instrument(span)
+            .await
+            .then_some(message_id)
+    }
+
+    /// Returns true when the message must be retried.
+    async fn process(&self, record: SqsMessage, message: TaskMessage, deadline_ms: i64) -> bool {
+        let Some(time_left) = self.time_left(deadline_ms) else {
+            tracing::warn!("too close to the deadline to start; left for redelivery");
+            metrics::counter!(metric::NOT_STARTED).increment(1);
+            return true;
+        };
+        let attribute = |name: &str| {
+            record
+                .attributes
+                .get(name)
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        if let Some(sent_ms) = attribute("SentTimestamp") {
+            let wait = (Utc::now().timestamp_millis() - sent_ms).max(0);
+            metrics::histogram!(metric::QUEUE_WAIT_MS).record(wait as f64);
+        }
         let delivery = Delivery {
-            receive_count,
+            receive_count: attribute("ApproximateReceiveCount")
+                .and_then(|c| u32::try_from(c).ok())
+                .unwrap_or(1),
             max_receive_count: self.max_receive_count,
             deadline_ms,
         };
-        let task_id = message.task_id.as_str();
-        match service::process(&self.store, &self.index, task_id, delivery).await {
-            Ok(Outcome::Ack) => None,
-            Ok(Outcome::Retry(reason)) => {
-                tracing::warn!(task_id, message_id, reason, "message will be retried");
-                Some(message_id)
+        let started = Instant::now();
+        let run = service::process(&self.store, &self.index, &message.task_id, delivery);
+        let outcome = match tokio::time::timeout(time_left, run).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(err)) => Outcome::Retry(err.to_string()),
+            // The lease ends at the deadline, so a redelivery can take the task.
+            Err(_) => Outcome::Retry("stopped near the invocation deadline".into()),
+        };
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        metrics::histogram!(metric::PROCESSING_MS).record(elapsed_ms);
+        match &outcome {
+            Outcome::Completed { query_ms } => {
+                metrics::histogram!(metric::QUERY_MS).record(*query_ms);
+                metrics::counter!(metric::COMPLETED).increment(1);
+                tracing::info!(elapsed_ms, query_ms, "task completed");
             }
-            Err(err) => {
-                tracing::error!(task_id, message_id, error = %err, "processing failed");
-                Some(message_id)
+            Outcome::Failed { code } => {
+                metrics::counter!(metric::FAILED).increment(1);
+                tracing::warn!(code, receive_count = delivery.receive_count, "task failed");
+            }
+            Outcome::AlreadyFinished => metrics::counter!(metric::DUPLICATES).increment(1),
+            Outcome::Retry(reason) => {
+                metrics::counter!(metric::RETRIED).increment(1);
+                tracing::warn!(
+                    reason,
+                    receive_count = delivery.receive_count,
+                    "message will be retried"
+                );
             }
         }
+        !outcome.is_ack()
     }
 }
 
@@ -119,6 +204,7 @@ mod tests {
             },
             max_receive_count: 3,
             concurrency: 4,
+            deadline_margin: Duration::from_millis(500),
         }
     }
 
@@ -247,5 +333,41 @@ mod tests {
             )
             .await;
         assert_eq!(failed_ids(&resp), ["m1"]);
+    }
+
+    #[tokio::test]
+    async fn nothing_starts_inside_the_deadline_margin() {
+        let app = app(false);
+        add_task(&app, "t1", "alice");
+        add_task(&app, "t2", "alice");
+        // 100 ms left, margin 500 ms: both are left for redelivery, untouched.
+        let near = Utc::now().timestamp_millis() + 100;
+        let resp = app
+            .handle(
+                event(vec![
+                    message("m1", r#"{"task_id":"t1"}"#, 1),
+                    message("m2", r#"{"task_id":"t2"}"#, 1),
+                ]),
+                near,
+            )
+            .await;
+        let mut failed = failed_ids(&resp);
+        failed.sort();
+        assert_eq!(failed, ["m1", "m2"]);
+        let tasks = app.store.tasks.lock().expect("lock");
+        for id in ["t1", "t2"] {
+            assert_eq!(tasks[id].status, TaskStatus::Pending);
+            assert_eq!(tasks[id].attempts, 0);
+        }
+    }
+
+    #[test]
+    fn a_missing_deadline_falls_back_to_the_configured_timeout() {
+        let now = Utc::now().timestamp_millis();
+        let fallback = Duration::from_secs(8);
+        let d = deadline_or(0, fallback);
+        assert!((now + 8_000..now + 9_000).contains(&d), "{d} vs {now}");
+        let real = u64::try_from(now + 20_000).expect("positive");
+        assert_eq!(deadline_or(real, fallback), now + 20_000);
     }
 }

@@ -1,29 +1,48 @@
-//! Entry point of the worker function: config, the DynamoDB client and the
-//! PostgreSQL pool once per container, then `handler::App` for each SQS batch.
+//! Entry point of the worker function: config, the DynamoDB client, the
+//! PostgreSQL pool and the metrics collector once per container, then
+//! `handler::App` for each SQS batch.
 
 mod handler;
 
+use std::time::Duration;
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::{dynamo::DynamoTaskStore, postgres};
 use shared::config::{from_env, WorkerConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::telemetry::init_json_logs();
     let config: WorkerConfig = from_env()?;
+    let metrics = metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace("jobmatch")
+        .with_dimension("function", "worker")
+        .lambda_cold_start_metric("ColdStart")
+        .with_lambda_request_id("RequestId")
+        .init()?;
     let aws = aws_config::load_from_env().await;
-    let pool = postgres::lazy_pool(config.database_url.expose(), config.db_max_connections)?;
+    let pool = postgres::lazy_pool_with(
+        config.database_url.expose(),
+        config.db_max_connections,
+        Duration::from_millis(config.db_acquire_timeout_ms),
+    )?;
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
-        index: postgres::PgJobIndex::new(pool, config.exact_scan_max_rows),
+        index: postgres::PgJobIndex::new(pool, config.exact_scan_max_rows)
+            .with_statement_timeout(Duration::from_millis(config.db_statement_timeout_ms)),
         max_receive_count: config.max_receive_count,
         concurrency: config.db_max_connections as usize,
+        deadline_margin: Duration::from_millis(config.deadline_margin_ms),
     };
     let app = &app;
-    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
-        Ok::<SqsBatchResponse, Error>(app.handle(event.payload, deadline_ms).await)
-    }))
+    let fallback_timeout = Duration::from_millis(config.fallback_timeout_ms);
+    metrics_cloudwatch_embedded::lambda::handler::run(
+        metrics,
+        move |event: LambdaEvent<SqsEvent>| async move {
+            let deadline_ms = handler::deadline_or(event.context.deadline, fallback_timeout);
+            Ok::<SqsBatchResponse, Error>(app.handle(event.payload, deadline_ms).await)
+        },
+    )
     .await
 }

@@ -2,6 +2,8 @@
 //! candidate query share one transaction (one pool acquisition); settings are
 //! `SET LOCAL` (via `set_config(..., true)`) so that RDS Proxy never pins a session.
 
+use std::time::Duration;
+
 use pgvector::Vector;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -15,9 +17,23 @@ const COMPONENT: &str = "postgres";
 /// The migrations of `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// SQLSTATE classes that say "try again": connection exceptions (08),
+/// transaction rollbacks such as serialization failures (40), insufficient
+/// resources (53), operator intervention: shutdown, statement timeout (57).
+const TRANSIENT_SQLSTATE_CLASSES: [&str; 4] = ["08", "40", "53", "57"];
+
 fn db_err(err: sqlx::Error) -> Error {
     match err {
-        sqlx::Error::Database(e) => Error::Internal(format!("database: {e}")),
+        sqlx::Error::Database(e) => {
+            let transient = e
+                .code()
+                .is_some_and(|c| TRANSIENT_SQLSTATE_CLASSES.iter().any(|p| c.starts_with(p)));
+            if transient {
+                Error::unavailable(COMPONENT, e)
+            } else {
+                Error::Internal(format!("database: {e}"))
+            }
+        }
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
         | sqlx::Error::ColumnNotFound(_) => Error::Internal(err.to_string()),
@@ -27,9 +43,18 @@ fn db_err(err: sqlx::Error) -> Error {
 
 /// A pool that connects on first use, so that a cold start never fails on it.
 pub fn lazy_pool(database_url: &str, max_connections: u32) -> Result<PgPool> {
+    lazy_pool_with(database_url, max_connections, Duration::from_secs(5))
+}
+
+/// `lazy_pool` with its acquire timeout, which must stay below the function timeout.
+pub fn lazy_pool_with(
+    database_url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(5))
+        .acquire_timeout(acquire_timeout)
         .connect_lazy(database_url)
         .map_err(|e| Error::Internal(format!("DATABASE_URL: {e}")))
 }
@@ -48,6 +73,8 @@ pub struct PgJobIndex {
     pool: PgPool,
     /// Tables up to this many rows are always searched exactly.
     exact_scan_max_rows: i64,
+    /// `statement_timeout` of each match transaction, in ms (0: none).
+    statement_timeout_ms: u64,
 }
 
 impl PgJobIndex {
@@ -55,7 +82,15 @@ impl PgJobIndex {
         PgJobIndex {
             pool,
             exact_scan_max_rows,
+            statement_timeout_ms: 0,
         }
+    }
+
+    /// Bounds every statement of a match, so that a stuck query fails as a
+    /// transient error instead of holding the task until the deadline.
+    pub fn with_statement_timeout(mut self, timeout: Duration) -> PgJobIndex {
+        self.statement_timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -168,6 +203,14 @@ fn candidate_from_row(row: &sqlx::postgres::PgRow) -> Result<Candidate> {
 impl JobIndex for PgJobIndex {
     async fn nearest(&self, query: Query<'_>, filters: &Filters, count: u32) -> Result<Neighbours> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
+        if self.statement_timeout_ms > 0 {
+            // Local to the transaction: a session SET would pin RDS Proxy.
+            sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+                .bind(self.statement_timeout_ms.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
         let (embedding, profile_skills) = match query {
             Query::Embedding(e) => (Vector::from(e.to_vec()), None),
             Query::Profile(user) => {
