@@ -1,1 +1,268 @@
-//! End-to-end tests live in tests/.
+//! Harness for the fault and load tests: the running local stack (`.local/env`),
+//! an HTTP client with dev tokens, the task table read through the real
+//! DynamoDB adapter, direct worker invocations, and the stack's fault switches.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use chrono::Utc;
+use futures::stream::{self, StreamExt};
+use rand::{Rng, SeedableRng};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use shared::adapters::dynamo::DynamoTaskStore;
+use shared::domain::{Task, TaskStatus, EMBEDDING_DIM};
+use shared::ports::TaskStore;
+
+pub fn env(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| {
+        panic!("{key} is not set: run `make up` and export .local/env (make test does both)")
+    })
+}
+
+/// The repository root (the e2e crate's parent).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+pub struct Stack {
+    pub http: Client,
+    pub api: String,
+    pub lambda: String,
+    secret: String,
+    pub store: DynamoTaskStore,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    pub dlq_url: String,
+}
+
+/// A random unit vector, seeded: an inline query that needs no stored profile.
+pub fn embedding(seed: u64) -> Vec<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let v: Vec<f32> = (0..EMBEDDING_DIM)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl Stack {
+    pub async fn connect() -> Stack {
+        let endpoint = env("AWS_ENDPOINT_URL");
+        assert!(
+            endpoint.starts_with("http://127.0.0.1"),
+            "fault tests run only against the local stack, not {endpoint}"
+        );
+        let aws = aws_config::load_from_env().await;
+        Stack {
+            http: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("client"),
+            api: env("API_URL").trim_end_matches('/').to_owned(),
+            lambda: env("LAMBDA_URL").trim_end_matches('/').to_owned(),
+            secret: env("JWT_SECRET"),
+            store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), env("TASKS_TABLE")),
+            sqs: aws_sdk_sqs::Client::new(&aws),
+            queue_url: env("QUEUE_URL"),
+            dlq_url: env("DLQ_URL"),
+        }
+    }
+
+    pub fn token(&self, sub: &str) -> String {
+        shared::auth::mint_hs256(self.secret.as_bytes(), sub, 3600).expect("token")
+    }
+
+    /// POST /jobs/match with an inline embedding; the task id of the 202.
+    pub async fn submit(&self, token: &str, seed: u64) -> String {
+        let body = json!({"embedding": embedding(seed), "skills": ["rust"], "limit": 10});
+        let resp = self
+            .http
+            .post(format!("{}/jobs/match", self.api))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /jobs/match");
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "submit");
+        let v: Value = resp.json().await.expect("json");
+        v["task_id"].as_str().expect("task_id").to_owned()
+    }
+
+    pub async fn task(&self, task_id: &str) -> Task {
+        self.store
+            .get(task_id, Utc::now())
+            .await
+            .expect("GetItem")
+            .unwrap_or_else(|| panic!("task {task_id} is missing"))
+    }
+
+    /// Waits until every task is finished; panics naming the stragglers.
+    pub async fn wait_finished(&self, ids: &[String], limit: Duration) -> Vec<Task> {
+        let started = Instant::now();
+        loop {
+            let tasks: Vec<Task> = stream::iter(ids)
+                .map(|id| self.task(id))
+                .buffered(16)
+                .collect()
+                .await;
+            let open: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| matches!(t.status, TaskStatus::Pending | TaskStatus::Processing))
+                .collect();
+            if open.is_empty() {
+                return tasks;
+            }
+            if started.elapsed() > limit {
+                let sample: Vec<String> = open
+                    .iter()
+                    .take(5)
+                    .map(|t| {
+                        format!(
+                            "{} {} attempts={}",
+                            t.task_id,
+                            t.status.as_str(),
+                            t.attempts
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "{} of {} tasks still open after {limit:?}: {sample:?}",
+                    open.len(),
+                    ids.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Runs `infra/local/stack.py restart <what>` (pg-stop, pg-start, watch).
+    pub fn stack_restart(&self, what: &str) {
+        let root = repo_root();
+        let status = Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("infra/local/stack.py"))
+            .args(["restart", what])
+            .current_dir(&root)
+            .status()
+            .expect("stack.py");
+        assert!(status.success(), "stack.py restart {what} failed");
+    }
+
+    /// Waits until GET /health answers 200 (after a runtime restart).
+    pub async fn wait_healthy(&self, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let ok = self
+                .http
+                .get(format!("{}/health", self.api))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK);
+            if ok {
+                return;
+            }
+            assert!(started.elapsed() < limit, "API not healthy after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Invokes the worker directly, as the event source would, with one record
+    /// per (message id, body, receive count); returns the failed message ids.
+    pub async fn invoke_worker(&self, records: &[(&str, &str, u32)]) -> Vec<String> {
+        let now = Utc::now().timestamp_millis().to_string();
+        let records: Vec<Value> = records
+            .iter()
+            .map(|(id, body, count)| {
+                json!({
+                    "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
+                    "attributes": {"ApproximateReceiveCount": count.to_string(), "SentTimestamp": now},
+                    "messageAttributes": {}, "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:direct", "awsRegion": "us-east-1"
+                })
+            })
+            .collect();
+        let resp = self
+            .http
+            .post(format!(
+                "{}/2015-03-31/functions/worker/invocations",
+                self.lambda
+            ))
+            .json(&json!({ "Records": records }))
+            .send()
+            .await
+            .expect("invoke worker");
+        assert_eq!(resp.status(), StatusCode::OK, "worker invocation failed");
+        let v: Value = resp.json().await.expect("json");
+        v["batchItemFailures"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub async fn send_raw(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("SendMessage");
+    }
+
+    /// Waits for a message with this body in the dead-letter queue, deletes
+    /// it, and returns its receive count on the source queue.
+    pub async fn await_dead_letter(&self, body: &str, limit: Duration) -> u32 {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .visibility_timeout(1)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("ReceiveMessage on the DLQ");
+            for m in got.messages() {
+                if m.body() == Some(body) {
+                    let attrs: HashMap<_, _> = m.attributes().cloned().unwrap_or_default();
+                    let count = attrs
+                        .get(&MessageSystemAttributeName::ApproximateReceiveCount)
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(0);
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.dlq_url)
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .send()
+                        .await
+                        .expect("DeleteMessage");
+                    return count;
+                }
+            }
+        }
+        panic!("{body:?} did not reach the dead-letter queue within {limit:?}");
+    }
+}

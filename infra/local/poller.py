@@ -15,11 +15,13 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -30,7 +32,9 @@ LAMBDA_URL = os.environ.get("LAMBDA_URL", "http://127.0.0.1:9000").rstrip("/")
 FUNCTION = os.environ.get("POLLER_WORKER", "worker")
 BATCH_SIZE = int(os.environ.get("POLLER_BATCH_SIZE", "10"))
 CONCURRENCY = int(os.environ.get("POLLER_CONCURRENCY", "2"))
-INVOKE_TIMEOUT = 900
+# Like the function timeout: an invocation that hangs (a crashed runtime) is
+# abandoned and its messages come back after the visibility timeout.
+INVOKE_TIMEOUT = float(os.environ.get("FALLBACK_TIMEOUT_MS", "28000")) / 1000 + 5
 
 stopping = threading.Event()
 
@@ -85,8 +89,23 @@ def invoke(event: dict) -> dict | None:
     return None
 
 
+def runtime_up() -> bool:
+    """Whether cargo lambda watch is listening. Lambda itself never goes away,
+    so while the local runtime restarts, nothing is received: a receive would
+    count against the message's maxReceiveCount without any chance to run."""
+    url = urlsplit(LAMBDA_URL)
+    try:
+        socket.create_connection((url.hostname, url.port or 80), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def poll(sqs, arn: str) -> None:
     while not stopping.is_set():
+        if not runtime_up():
+            time.sleep(0.5)
+            continue
         try:
             got = sqs.receive_message(
                 QueueUrl=QUEUE_URL, MaxNumberOfMessages=BATCH_SIZE, WaitTimeSeconds=1,

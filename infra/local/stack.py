@@ -2,7 +2,7 @@
 """The local jobmatch stack: PostgreSQL + pgvector, moto (SQS, DynamoDB),
 `cargo lambda watch`, the HttpApi-like gateway and the SQS poller.
 
-    stack.py up | down | status | logs
+    stack.py up | down | status | logs | restart pg-stop|pg-start|watch|gateway|poller
 
 Runs with the project venv's python (infra/local/bootstrap.sh makes it).
 State lives in .local/ (ignored): pids/, logs/, pg/, data/, env.
@@ -33,10 +33,34 @@ PIDS = STATE / "pids"
 LOGS = STATE / "logs"
 ENV_FILE = STATE / "env"
 
-PG_PORT = int(os.environ.get("JOBMATCH_PG_PORT", "55432"))
-MOTO_PORT = int(os.environ.get("JOBMATCH_MOTO_PORT", "4566"))
-WATCH_PORT = int(os.environ.get("JOBMATCH_WATCH_PORT", "9000"))
-API_PORT = int(os.environ.get("JOBMATCH_API_PORT", "3000"))
+
+
+def _saved_ports() -> dict[str, str]:
+    """The ports a running stack was started with (from .local/env), so that
+    later commands reach the same stack without the JOBMATCH_*_PORT variables."""
+    keys = {"DATABASE_URL": "PG", "AWS_ENDPOINT_URL": "MOTO", "LAMBDA_URL": "WATCH",
+            "API_URL": "API"}
+    ports = {}
+    if ENV_FILE.exists():
+        for line in ENV_FILE.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key in keys:
+                ports[keys[key]] = value.rsplit(":", 1)[1].split("/", 1)[0]
+    return ports
+
+
+_SAVED = _saved_ports()
+
+
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(f"JOBMATCH_{name}_PORT") or _SAVED.get(name) or default)
+
+
+# Loopback ports; JOBMATCH_<NAME>_PORT overrides (several checkouts on one machine).
+PG_PORT = _port("PG", 55432)
+MOTO_PORT = _port("MOTO", 4566)
+WATCH_PORT = _port("WATCH", 9000)
+API_PORT = _port("API", 3000)
 DB_NAME = "jobmatch"
 REGION = "us-east-1"
 QUEUE = "jobmatch-match"
@@ -316,6 +340,42 @@ def demo_data(env: dict[str, str]) -> None:
 # ---------------------------------------------------------------- commands
 
 
+def start_watch(env: dict[str, str]) -> None:
+    watch_env = {**env, "RUST_LOG": env.get("RUST_LOG", "info")}
+    port = env["LAMBDA_URL"].rsplit(":", 1)[1]  # the port .local/env was written with
+    start("watch", ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", port], watch_env)
+
+
+def saved_env() -> dict[str, str]:
+    if not ENV_FILE.exists():
+        die("no .local/env: run `make up` first")
+    env = dict(os.environ)
+    for line in ENV_FILE.read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            env[key] = value
+    env["PATH"] = f"{VENV / 'bin'}:{env.get('PATH', '')}"
+    return env
+
+
+def restart(what: str) -> None:
+    """Fault tests: `pg-stop`, `pg-start`, and `watch` (a fresh runtime after a
+    crash, which Lambda does by itself)."""
+    if what == "pg-stop":
+        pg_down()
+    elif what == "pg-start":
+        pg_up()
+    elif what == "watch":
+        stop("watch")
+        start_watch(saved_env())
+    elif what in ("gateway", "poller"):
+        stop(what)
+        start(what, [str(VENV / "bin" / "python"), str(ROOT / "infra" / "local" / f"{what}.py")],
+              saved_env())
+    else:
+        die("usage: stack.py restart pg-stop|pg-start|watch|gateway|poller")
+
+
 def up() -> None:
     for d in (STATE, PIDS, LOGS):
         d.mkdir(parents=True, exist_ok=True)
@@ -334,12 +394,10 @@ def up() -> None:
     cli(env, "migrate")
     demo_data(env)
 
-    watch_env = {**env, "RUST_LOG": env.get("RUST_LOG", "info")}
-    start("watch", ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(WATCH_PORT)],
-          watch_env)
-    py = str(VENV / "bin" / "python")
-    start("gateway", [py, str(ROOT / "infra" / "local" / "gateway.py")], env)
-    start("poller", [py, str(ROOT / "infra" / "local" / "poller.py")], env)
+    start_watch(env)
+    for part in ("gateway", "poller"):
+        start(part, [str(VENV / "bin" / "python"), str(ROOT / "infra" / "local" / f"{part}.py")],
+              env)
 
     wait_http(f"{values['API_URL']}/health", 900, "the API (/health)",
               ok=lambda status: status == 200)
@@ -397,8 +455,10 @@ def main() -> None:
         sys.exit(status())
     elif cmd == "logs":
         logs()
+    elif cmd == "restart" and len(sys.argv) > 2:
+        restart(sys.argv[2])
     else:
-        die("usage: stack.py up|down|status|logs")
+        die("usage: stack.py up|down|status|logs|restart <part>")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 //! The use cases, written against the ports: submit a match task, run a match,
 //! and process one queued task.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::{candidate_count, MatchRequest, MatchResult, Task, TaskError, TaskMessage};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ports::{Claim, Fence, JobIndex, Query, TaskQueue, TaskStore};
 use crate::ranking::rank;
 
@@ -105,6 +105,9 @@ pub struct Delivery {
     pub max_receive_count: u32,
     /// The invocation's deadline (epoch ms); the lease ends there.
     pub deadline_ms: i64,
+    /// No match starts after this (epoch ms), and a running one is abandoned
+    /// here, leaving time to record the outcome before the deadline.
+    pub stop_at_ms: i64,
 }
 
 impl Delivery {
@@ -112,15 +115,32 @@ impl Delivery {
     pub fn is_last(&self) -> bool {
         self.receive_count >= self.max_receive_count
     }
+
+    fn time_left(&self) -> Option<Duration> {
+        let left = self.stop_at_ms - Utc::now().timestamp_millis();
+        u64::try_from(left)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+    }
 }
 
 /// Claims the task, runs the match and records the result.
+///
+/// Out of time before the match can start, a delivery is left for the next
+/// one, except the last: that one claims the task and closes it as `failed`,
+/// so that no task is stranded when its message moves to the DLQ.
 pub async fn process<S: TaskStore, J: JobIndex>(
     store: &S,
     index: &J,
     task_id: &str,
     delivery: Delivery,
 ) -> Result<Outcome> {
+    if delivery.time_left().is_none() && !delivery.is_last() {
+        return Ok(Outcome::Retry(
+            "too close to the invocation deadline to start".into(),
+        ));
+    }
     let task = match claim_with_patience(store, task_id, delivery.deadline_ms).await? {
         Claim::Claimed(task) => task,
         Claim::Finished(status) => {
@@ -138,7 +158,19 @@ pub async fn process<S: TaskStore, J: JobIndex>(
         Claim::Missing => return Ok(Outcome::Retry("no such task".into())),
     };
     let fence = Fence::Attempt(task.attempts);
-    match run_match(index, &task.owner, &task.request).await {
+    let out_of_time = || {
+        Error::unavailable(
+            "deadline",
+            "the match could not finish before the invocation deadline",
+        )
+    };
+    let matched = match delivery.time_left() {
+        Some(left) => tokio::time::timeout(left, run_match(index, &task.owner, &task.request))
+            .await
+            .unwrap_or_else(|_| Err(out_of_time())),
+        None => Err(out_of_time()),
+    };
+    match matched {
         Ok(result) => {
             let query_ms = result.query_ms;
             if !store.complete(task_id, fence, &result, Utc::now()).await? {

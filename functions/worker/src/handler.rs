@@ -70,14 +70,6 @@ impl<S: TaskStore, J: JobIndex> App<S, J> {
         response
     }
 
-    /// Time left before the margin, or None when it is too late to start.
-    fn time_left(&self, deadline_ms: i64) -> Option<Duration> {
-        let left_ms = deadline_ms - Utc::now().timestamp_millis();
-        let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
-        left.checked_sub(self.deadline_margin)
-            .filter(|d| !d.is_zero())
-    }
-
     /// Returns the message id when the message must be retried.
     async fn handle_record(&self, record: SqsMessage, deadline_ms: i64) -> Option<String> {
         let message_id = record.message_id.clone().unwrap_or_default();
@@ -100,11 +92,6 @@ impl<S: TaskStore, J: JobIndex> App<S, J> {
 
     /// Returns true when the message must be retried.
     async fn process(&self, record: SqsMessage, message: TaskMessage, deadline_ms: i64) -> bool {
-        let Some(time_left) = self.time_left(deadline_ms) else {
-            tracing::warn!("too close to the deadline to start; left for redelivery");
-            metrics::counter!(metric::NOT_STARTED).increment(1);
-            return true;
-        };
         let attribute = |name: &str| {
             record
                 .attributes
@@ -121,14 +108,19 @@ impl<S: TaskStore, J: JobIndex> App<S, J> {
                 .unwrap_or(1),
             max_receive_count: self.max_receive_count,
             deadline_ms,
+            stop_at_ms: deadline_ms - i64::try_from(self.deadline_margin.as_millis()).unwrap_or(0),
         };
         let started = Instant::now();
+        // The store calls themselves get until the deadline; the lease ends
+        // there, so a redelivery can take the task.
+        let hard_stop = Duration::from_millis(
+            u64::try_from(deadline_ms - Utc::now().timestamp_millis()).unwrap_or(0),
+        );
         let run = service::process(&self.store, &self.index, &message.task_id, delivery);
-        let outcome = match tokio::time::timeout(time_left, run).await {
+        let outcome = match tokio::time::timeout(hard_stop, run).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(err)) => Outcome::Retry(err.to_string()),
-            // The lease ends at the deadline, so a redelivery can take the task.
-            Err(_) => Outcome::Retry("stopped near the invocation deadline".into()),
+            Err(_) => Outcome::Retry("stopped at the invocation deadline".into()),
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         metrics::histogram!(metric::PROCESSING_MS).record(elapsed_ms);
@@ -144,6 +136,9 @@ impl<S: TaskStore, J: JobIndex> App<S, J> {
             }
             Outcome::AlreadyFinished => metrics::counter!(metric::DUPLICATES).increment(1),
             Outcome::Retry(reason) => {
+                if reason.starts_with("too close") {
+                    metrics::counter!(metric::NOT_STARTED).increment(1);
+                }
                 metrics::counter!(metric::RETRIED).increment(1);
                 tracing::warn!(
                     reason,
@@ -369,5 +364,23 @@ mod tests {
         assert!((now + 8_000..now + 9_000).contains(&d), "{d} vs {now}");
         let real = u64::try_from(now + 20_000).expect("positive");
         assert_eq!(deadline_or(real, fallback), now + 20_000);
+    }
+
+    #[tokio::test]
+    async fn a_last_delivery_out_of_time_closes_the_task() {
+        let app = app(false);
+        add_task(&app, "t1", "alice");
+        let near = Utc::now().timestamp_millis() + 100;
+        let resp = app
+            .handle(event(vec![message("m1", r#"{"task_id":"t1"}"#, 3)]), near)
+            .await;
+        // Acknowledged: the task is closed instead of being stranded by the DLQ.
+        assert!(resp.batch_item_failures.is_empty());
+        let tasks = app.store.tasks.lock().expect("lock");
+        assert_eq!(tasks["t1"].status, TaskStatus::Failed);
+        assert_eq!(
+            tasks["t1"].error.as_ref().expect("error").code,
+            "dependency_unavailable"
+        );
     }
 }

@@ -1,0 +1,88 @@
+//! Fault test: the worker process is killed while it works through a stream
+//! of tasks. The runtime is replaced (as Lambda does after a crash) and the
+//! unfinished messages are redelivered: every task completes.
+
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use jobmatch_e2e::{repo_root, Stack};
+use shared::domain::TaskStatus;
+
+/// SIGKILLs this checkout's worker processes (those started by cargo lambda
+/// watch from the repository root); returns how many were killed.
+fn kill_workers() -> usize {
+    let root = repo_root();
+    let mut killed = 0;
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let is_worker = cmdline
+            .split(|b| *b == 0)
+            .next()
+            .is_some_and(|arg0| arg0.ends_with(b"target/debug/worker"));
+        let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
+        if is_worker && cwd.as_deref() == Some(root.as_path()) {
+            let status = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .expect("kill");
+            killed += usize::from(status.success());
+        }
+    }
+    killed
+}
+
+#[tokio::test]
+async fn killed_worker_mid_batch_loses_nothing() {
+    let stack = Stack::connect().await;
+    let owner = format!("fault-kill-{}", uuid::Uuid::new_v4().simple());
+    let token = stack.token(&owner);
+    let started = Instant::now();
+
+    let first: Vec<String> = stream::iter(0..60u64)
+        .map(|seed| stack.submit(&token, 200 + seed))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    // Kill while the worker is busy: once the first tasks have been claimed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = stack.task(&first[first.len() / 2]).await;
+        if t.status != TaskStatus::Pending || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = kill_workers();
+    assert!(killed >= 1, "no worker process found to kill");
+    // Lambda replaces a crashed execution environment by itself; locally the
+    // runtime is restarted.
+    stack.stack_restart("watch");
+    stack.wait_healthy(Duration::from_secs(180)).await;
+    let more: Vec<String> = stream::iter(0..20u64)
+        .map(|seed| stack.submit(&token, 300 + seed))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+
+    let ids: Vec<String> = first.into_iter().chain(more).collect();
+    let tasks = stack.wait_finished(&ids, Duration::from_secs(240)).await;
+    let retried = tasks.iter().filter(|t| t.attempts >= 2).count();
+    println!(
+        "fault worker killed: {killed} process(es) killed; {} tasks all finished in {:.1} s, {retried} redelivered after the crash",
+        tasks.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for t in &tasks {
+        assert_eq!(
+            t.status,
+            TaskStatus::Completed,
+            "{} {:?}",
+            t.task_id,
+            t.error
+        );
+        assert_eq!(t.result.as_ref().expect("result").count, 10);
+    }
+}
