@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) infra/local/stack.py
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: up down logs status test bootstrap lint unit template integration
+.PHONY: up down logs status test bootstrap lint unit template integration bench
 
 bootstrap: ## install the local tools into .venv (once)
 	infra/local/bootstrap.sh
@@ -44,3 +44,11 @@ integration: bootstrap
 	exit $$rc
 
 test: bootstrap lint unit template integration ## every check, from nothing installed
+
+# The benchmark (long; not part of `make test`): needs the stack of `make up`.
+# BENCH_ARGS="--million" loads 1,000,000 jobs; --reuse keeps a loaded database.
+BENCH_ARGS ?=
+bench: ## exact scan vs naive HNSW vs the matcher, and whole-path figures
+	@if ! $(STACK) status >/dev/null 2>&1; then echo "make bench needs the local stack: run make up first" >&2; exit 1; fi
+	set -a; . .local/env; set +a; \
+	cargo run --quiet --profile perf -p jobmatch-bench -- $(BENCH_ARGS)

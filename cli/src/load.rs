@@ -332,6 +332,9 @@ pub struct LoadStats {
     pub written: u64,
     /// From the first line to the commit.
     pub elapsed: Duration,
+    /// Rebuilding the vector indexes (part of `elapsed`; zero when they were
+    /// updated in place).
+    pub index_build: Duration,
     pub analyze: Duration,
 }
 
@@ -407,6 +410,14 @@ fn changed_rows_sql<T: Record>() -> String {
         old = old.join(", "),
         new = new.join(", "),
     )
+}
+
+/// maintenance_work_mem (kB) for building the HNSW graph of `rows` vectors:
+/// each node holds its 384-d vector (1.5 kB) and its neighbour lists; a third
+/// more for headroom. At most 4 GB, so that a huge table cannot take all memory.
+pub fn index_memory_kib(rows: i64) -> i64 {
+    const NODE_BYTES: i64 = 4 * shared::domain::EMBEDDING_DIM as i64 + 600;
+    (rows.max(0).saturating_mul(NODE_BYTES) / 1024 * 4 / 3).clamp(64 * 1024, 4 * 1024 * 1024)
 }
 
 /// Drops the table's vector (HNSW, IVFFlat) indexes; returns their definitions.
@@ -529,12 +540,27 @@ pub async fn load<T: Record>(
         .await
         .map_err(db_err)?
         .rows_affected();
+    let building = Instant::now();
+    if !indexes.is_empty() {
+        // An HNSW build that outgrows maintenance_work_mem spills and slows
+        // down several times: size it to the table (never below the server's).
+        let rows = existing.saturating_add(changed);
+        sqlx::query(
+            "SELECT set_config('maintenance_work_mem', \
+             greatest(pg_size_bytes(current_setting('maintenance_work_mem')) / 1024, $1)::text, true)",
+        )
+        .bind(index_memory_kib(rows))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
     for definition in &indexes {
         sqlx::raw_sql(sqlx::AssertSqlSafe(definition.as_str()))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
     }
+    let index_build = building.elapsed();
     tx.commit().await.map_err(db_err)?;
     let elapsed = started.elapsed();
 
@@ -548,6 +574,7 @@ pub async fn load<T: Record>(
         rows: encoder.rows() as u64,
         written,
         elapsed,
+        index_build,
         analyze: analyzed.elapsed(),
     })
 }
@@ -662,6 +689,15 @@ mod tests {
         let text = String::from_utf8(enc.buf).expect("utf-8");
         assert!(text.starts_with(r#""u1","{""rust""}","[0.5,"#), "{text}");
         assert!(text.ends_with("0.5]\",\n"), "{text}");
+    }
+
+    #[test]
+    fn index_memory_grows_with_the_table_within_bounds() {
+        assert_eq!(index_memory_kib(0), 64 * 1024);
+        // 100k vectors: about 270 MB, so the graph is built in memory.
+        let kib = index_memory_kib(100_000);
+        assert!((250_000..300_000).contains(&kib), "{kib}");
+        assert_eq!(index_memory_kib(100_000_000), 4 * 1024 * 1024);
     }
 
     #[test]

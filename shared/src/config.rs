@@ -51,7 +51,7 @@ fn default_max_receive_count() -> u32 {
     3
 }
 fn default_exact_scan_max_rows() -> i64 {
-    20_000
+    crate::adapters::postgres::DEFAULT_EXACT_SCAN_MAX_ROWS
 }
 fn default_fallback_timeout_ms() -> u64 {
     30_000

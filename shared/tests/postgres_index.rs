@@ -4,7 +4,7 @@
 mod common;
 
 use pgvector::Vector;
-use shared::adapters::postgres::PgJobIndex;
+use shared::adapters::postgres::{PgJobIndex, Plan};
 use shared::domain::{EmploymentType, Filters, JobRecord};
 use shared::error::Error;
 use shared::ports::{JobIndex, Query};
@@ -67,15 +67,6 @@ async fn seed(pool: &PgPool, jobs: &[JobRecord]) {
         .expect("analyze");
 }
 
-async fn ids(index: &PgJobIndex, filters: Filters, count: u32) -> Vec<String> {
-    let query = common::axis(0, 0.0);
-    let n = index
-        .nearest(Query::Embedding(&query), &filters, count)
-        .await
-        .expect("nearest");
-    n.candidates.into_iter().map(|c| c.job_id).collect()
-}
-
 /// The expected ids: the seeded jobs passing `keep`, in seeding (similarity) order.
 fn expected(keep: impl Fn(usize, &JobRecord) -> bool, count: usize) -> Vec<String> {
     seeded_jobs()
@@ -116,17 +107,24 @@ async fn both_plans_rank_unfiltered_jobs_exactly(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn each_filter_holds_at_its_edges(pool: PgPool) {
-    let jobs = seeded_jobs();
-    seed(&pool, &jobs).await;
-    let index = PgJobIndex::new(pool, 0);
+async fn each_filter_holds_at_its_edges_under_both_plans(pool: PgPool) {
+    seed(&pool, &seeded_jobs()).await;
+    // 0: every filtered query that passes a row goes through HNSW; MAX: all exact.
+    for (exact_max, plan) in [(0, Plan::Hnsw), (i64::MAX, Plan::Exact)] {
+        let index = PgJobIndex::new(pool.clone(), exact_max);
+        filter_edges(&index, plan).await;
+    }
+}
 
+/// Each filter at its edges, through `index`, which must choose `plan`.
+async fn filter_edges(index: &PgJobIndex, plan: Plan) {
+    let index = &Planned(index, plan);
     let f = Filters {
         locations: Some(vec!["BERLIN".into()]),
         ..Default::default()
     };
     assert_eq!(
-        ids(&index, f, 100).await,
+        index.ids(f, 100).await,
         expected(|i, _| i % 4 < 2, 100),
         "case-insensitive location"
     );
@@ -143,17 +141,13 @@ async fn each_filter_holds_at_its_edges(pool: PgPool) {
         want.contains(&"j07".to_string()),
         "salary_min-only job reaches the minimum"
     );
-    assert_eq!(
-        ids(&index, f, 100).await,
-        want,
-        "min_salary, nulls excluded"
-    );
+    assert_eq!(index.ids(f, 100).await, want, "min_salary, nulls excluded");
     let f = Filters {
         min_salary: Some(0),
         ..Default::default()
     };
     assert_eq!(
-        ids(&index, f, 100).await,
+        index.ids(f, 100).await,
         expected(|i, _| i % 5 != 0, 100),
         "no salary never passes"
     );
@@ -164,7 +158,7 @@ async fn each_filter_holds_at_its_edges(pool: PgPool) {
     };
     // Posted 0..=9 days ago pass; 10 days ago is a moment older than the boundary.
     assert_eq!(
-        ids(&index, f, 100).await,
+        index.ids(f, 100).await,
         expected(|i, _| i < 10, 100),
         "posted_within_days"
     );
@@ -174,7 +168,7 @@ async fn each_filter_holds_at_its_edges(pool: PgPool) {
         ..Default::default()
     };
     assert_eq!(
-        ids(&index, f, 3).await,
+        index.ids(f, 3).await,
         ["j01", "j03", "j04"],
         "exclude_job_ids"
     );
@@ -185,7 +179,7 @@ async fn each_filter_holds_at_its_edges(pool: PgPool) {
         ..Default::default()
     };
     assert_eq!(
-        ids(&index, f, 100).await,
+        index.ids(f, 100).await,
         expected(|i, _| i % 3 == 0 && (i % 5 == 0 || i % 5 == 2), 100),
         "remote and employment types"
     );
@@ -195,7 +189,23 @@ async fn each_filter_holds_at_its_edges(pool: PgPool) {
         locations: Some(vec!["lisbon".into()]),
         ..Default::default()
     };
-    assert_eq!(ids(&index, f, 10).await.len(), 10);
+    assert_eq!(index.ids(f, 10).await.len(), 10);
+}
+
+/// An index whose every answer must come from one plan.
+struct Planned<'a>(&'a PgJobIndex, Plan);
+
+impl Planned<'_> {
+    async fn ids(&self, filters: Filters, count: u32) -> Vec<String> {
+        let query = common::axis(0, 0.0);
+        let (n, plan) = self
+            .0
+            .nearest_planned(Query::Embedding(&query), &filters, count, None)
+            .await
+            .expect("nearest");
+        assert_eq!(plan, self.1, "plan for {filters:?}");
+        n.candidates.into_iter().map(|c| c.job_id).collect()
+    }
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -222,4 +232,166 @@ async fn profile_query_uses_the_stored_profile(pool: PgPool) {
         "{missing:?}"
     );
     assert_eq!(index.pgvector_version().await.expect("version"), "0.8.6");
+}
+
+/// The plan follows the rows passing the filters: at most `exact_max` exact,
+/// more through HNSW; either way exactly the expected jobs, in order.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_plan_follows_the_passing_rows(pool: PgPool) {
+    seed(&pool, &seeded_jobs()).await;
+    let exact_max = 15;
+    let index = PgJobIndex::new(pool, exact_max);
+    let cases: [(&str, Filters, Plan, Vec<String>); 6] = [
+        (
+            "unfiltered, 40 rows",
+            Filters::default(),
+            Plan::Hnsw,
+            expected(|_, _| true, 100),
+        ),
+        (
+            "broad: 20 rows",
+            Filters {
+                locations: Some(vec!["berlin".into()]),
+                ..Default::default()
+            },
+            Plan::Hnsw,
+            expected(|i, _| i % 4 < 2, 100),
+        ),
+        (
+            "selective: 10 rows",
+            Filters {
+                locations: Some(vec!["LISBON".into()]),
+                ..Default::default()
+            },
+            Plan::Exact,
+            expected(|i, _| i % 4 == 3, 100),
+        ),
+        (
+            "at the threshold: 15 rows",
+            Filters {
+                posted_within_days: Some(15),
+                ..Default::default()
+            },
+            Plan::Exact,
+            expected(|i, _| i < 15, 100),
+        ),
+        (
+            "one past the threshold: 16 rows",
+            Filters {
+                posted_within_days: Some(16),
+                ..Default::default()
+            },
+            Plan::Hnsw,
+            expected(|i, _| i < 16, 100),
+        ),
+        (
+            "combined, selective",
+            Filters {
+                locations: Some(vec!["Berlin".into(), "paris".into()]),
+                remote: Some(true),
+                min_salary: Some(60_000),
+                posted_within_days: Some(30),
+                exclude_job_ids: Some(vec!["j06".into()]),
+                ..Default::default()
+            },
+            Plan::Exact,
+            expected(
+                |i, j| {
+                    i % 4 < 3
+                        && i % 3 == 0
+                        && j.salary_max.or(j.salary_min).is_some_and(|s| s >= 60_000)
+                        && i < 30
+                        && i != 6
+                },
+                100,
+            ),
+        ),
+    ];
+    for (name, filters, plan, want) in cases {
+        assert!(!want.is_empty(), "{name}");
+        let got = Planned(&index, plan).ids(filters, 100).await;
+        assert_eq!(got, want, "{name}");
+    }
+    // Asking for fewer than pass gives the nearest ones, under either plan.
+    let broad = Filters {
+        locations: Some(vec!["berlin".into()]),
+        ..Default::default()
+    };
+    assert_eq!(
+        Planned(&index, Plan::Hnsw).ids(broad, 5).await,
+        ["j00", "j01", "j04", "j05", "j08"]
+    );
+}
+
+fn plan_uses_hnsw(plan: &serde_json::Value) -> bool {
+    match plan {
+        serde_json::Value::Object(node) => {
+            node.get("Index Name").and_then(|v| v.as_str()) == Some("jobs_embedding_hnsw")
+                || node.values().any(plan_uses_hnsw)
+        }
+        serde_json::Value::Array(items) => items.iter().any(plan_uses_hnsw),
+        _ => false,
+    }
+}
+
+/// Plans stay right under sqlx's prepared statements: every execution of the
+/// candidate queries is planned for its own values (no cached generic plan),
+/// and EXPLAIN through sqlx shows the index each plan must (not) use.
+#[sqlx::test(migrations = "../migrations")]
+async fn prepared_statements_keep_the_chosen_plan(pool: PgPool) {
+    seed(&pool, &seeded_jobs()).await;
+    // One connection, so that every statement lands in the same statement cache.
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .expect("pool");
+    let index = PgJobIndex::new(one.clone(), 15);
+    let query = common::axis(0, 0.0);
+    for i in 0..12 {
+        let selective = Filters {
+            locations: Some(vec![["lisbon", "Paris"][i % 2].into()]),
+            ..Default::default()
+        };
+        let broad = Filters {
+            posted_within_days: Some(20 + i as i64),
+            ..Default::default()
+        };
+        for (filters, plan) in [(selective, Plan::Exact), (broad, Plan::Hnsw)] {
+            let (n, got) = index
+                .nearest_planned(Query::Embedding(&query), &filters, 100, None)
+                .await
+                .expect("nearest");
+            assert_eq!(got, plan, "{filters:?}");
+            assert!(!n.candidates.is_empty());
+            let (explained_plan, explained) =
+                index.explain(&query, &filters, 100).await.expect("explain");
+            assert_eq!(explained_plan, plan);
+            assert_eq!(
+                plan_uses_hnsw(&explained),
+                plan == Plan::Hnsw,
+                "{plan:?} for {filters:?}: {explained}"
+            );
+        }
+    }
+    let statements: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements \
+         WHERE statement LIKE '%FROM jobs%' AND statement NOT LIKE 'EXPLAIN%' \
+         AND statement NOT LIKE '%pg_prepared_statements%'",
+    )
+    .fetch_all(&one)
+    .await
+    .expect("prepared statements");
+    let candidates: Vec<_> = statements
+        .iter()
+        .filter(|(sql, ..)| sql.contains(" LIMIT "))
+        .collect();
+    assert!(
+        candidates.iter().any(|(_, _, custom)| *custom >= 12),
+        "the candidate queries are kept prepared and re-executed: {statements:?}"
+    );
+    assert_eq!(candidates.len(), 2, "{statements:?}");
+    for (sql, generic, _) in &statements {
+        assert_eq!(*generic, 0, "a generic plan was used for {sql}");
+    }
 }

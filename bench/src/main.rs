@@ -1,0 +1,335 @@
+//! `jobmatch-bench` (`make bench`): loads N synthetic jobs into a database of
+//! its own, runs the query mix against the exact scan, the plain pgvector
+//! query and jobmatch's matcher, sweeps filter selectivity to locate the plan
+//! threshold, measures the whole path on the local stack, then prints a table
+//! and writes the figures as JSON.
+
+mod classes;
+mod data;
+mod measure;
+mod whole_path;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde::Serialize;
+use shared::adapters::postgres::{self, PgJobIndex, DEFAULT_EXACT_SCAN_MAX_ROWS};
+
+#[derive(Parser)]
+#[command(name = "jobmatch-bench", about = "jobmatch benchmark (make bench)")]
+struct Args {
+    /// Number of synthetic jobs.
+    #[arg(long, default_value_t = 100_000)]
+    jobs: usize,
+    /// Shorthand for --jobs 1000000.
+    #[arg(long, conflicts_with = "jobs")]
+    million: bool,
+    /// Queries per class (at least 200 for the reported figures).
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
+    /// Queries per point of the threshold sweep.
+    #[arg(long, default_value_t = 40)]
+    sweep_queries: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// The benchmark's own database on the stack's server.
+    #[arg(long, default_value = "jobmatch_bench")]
+    database: String,
+    /// Keep the benchmark database if it already holds --jobs jobs.
+    #[arg(long)]
+    reuse: bool,
+    /// The matcher's threshold (EXACT_SCAN_MAX_ROWS).
+    #[arg(long, default_value_t = DEFAULT_EXACT_SCAN_MAX_ROWS)]
+    exact_scan_max_rows: i64,
+    /// Rebuild the HNSW index with these build parameters first: "M,EF_CONSTRUCTION".
+    #[arg(long, value_parser = parse_hnsw)]
+    hnsw: Option<(u32, u32)>,
+    /// Skip the whole-path figures (they need the functions of `make up`).
+    #[arg(long)]
+    skip_whole_path: bool,
+    /// Invocations per whole-path figure.
+    #[arg(long, default_value_t = 100)]
+    whole_path_runs: usize,
+    /// Where the JSON goes.
+    #[arg(long, default_value = ".local/bench/results.json")]
+    out: PathBuf,
+    /// The stack's database URL (the server; the demo database for the whole path).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    #[arg(long, env = "LAMBDA_URL")]
+    lambda_url: Option<String>,
+    #[arg(long, env = "TASKS_TABLE")]
+    tasks_table: Option<String>,
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    when: String,
+    pgvector: String,
+    exact_scan_max_rows: i64,
+    data: data::DataFigures,
+    classes: Vec<measure::ClassFigures>,
+    sweep: Vec<measure::SweepPoint>,
+    measured_crossover_rows: Option<f64>,
+    whole_path: Option<whole_path::WholePath>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jobmatch-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jobmatch-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let jobs = if args.million { 1_000_000 } else { args.jobs };
+    let work_dir = args
+        .out
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let (pool, mut data) = data::prepare(
+        &args.database_url,
+        &args.database,
+        jobs,
+        args.seed,
+        args.reuse,
+        &work_dir,
+    )
+    .await?;
+    if let Some((m, ef_construction)) = args.hnsw {
+        eprintln!("bench: rebuilding HNSW with m = {m}, ef_construction = {ef_construction}");
+        let secs = data::rebuild_hnsw(&pool, m, ef_construction).await?;
+        let rebuilt = data::sizes(&pool, &data.database, data.jobs, data.loaded_now).await?;
+        data.index_build_secs = Some(secs);
+        data.hnsw_index_mb = rebuilt.hnsw_index_mb;
+        data.hnsw_options = rebuilt.hnsw_options;
+    }
+    let index = PgJobIndex::new(pool.clone(), args.exact_scan_max_rows);
+    let pgvector: String =
+        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            .fetch_one(&pool)
+            .await?;
+
+    let vectors = classes::query_vectors(args.seed, args.queries);
+    // Warm the caches the way a running service has them.
+    for v in vectors.iter().take(20) {
+        let q = shared::ports::Query::Embedding(v);
+        index
+            .nearest_planned(q, &Default::default(), 100, None)
+            .await?;
+        index
+            .nearest_planned(q, &Default::default(), 10, Some(postgres::Plan::Exact))
+            .await?;
+    }
+    let mut class_figures = Vec::new();
+    for class in classes::classes(args.seed, args.queries) {
+        eprintln!(
+            "bench: class {} ({} queries)",
+            class.name,
+            class.filters.len()
+        );
+        let figures = measure::run_class(&pool, &index, &class, &vectors, data.jobs).await?;
+        class_figures.push(figures);
+    }
+
+    // Days whose share of postings spans 0.3% .. 40% of the table.
+    let days = [1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90];
+    let sweep_vectors = &vectors[..args.sweep_queries.min(vectors.len())];
+    let sweep = measure::sweep(
+        &pool,
+        &index,
+        sweep_vectors,
+        &days,
+        args.exact_scan_max_rows,
+    )
+    .await?;
+    let crossover = measure::crossover(&sweep);
+
+    let whole_path = if args.skip_whole_path {
+        None
+    } else {
+        let stack = whole_path::Stack {
+            lambda_url: args
+                .lambda_url
+                .clone()
+                .context("LAMBDA_URL is not set: run `make up` (or pass --skip-whole-path)")?,
+            tasks_table: args.tasks_table.clone().context("TASKS_TABLE is not set")?,
+            jwt_secret: args.jwt_secret.clone().context("JWT_SECRET is not set")?,
+            index: PgJobIndex::new(
+                postgres::lazy_pool(&args.database_url, 4)?,
+                DEFAULT_EXACT_SCAN_MAX_ROWS,
+            ),
+        };
+        eprintln!("bench: whole path ({} runs)", args.whole_path_runs);
+        Some(whole_path::measure(&stack, args.whole_path_runs).await?)
+    };
+
+    let report = Report {
+        when: chrono::Utc::now().to_rfc3339(),
+        pgvector,
+        exact_scan_max_rows: args.exact_scan_max_rows,
+        data,
+        classes: class_figures,
+        sweep,
+        measured_crossover_rows: crossover,
+        whole_path,
+    };
+    print_report(&report);
+    std::fs::create_dir_all(&work_dir)?;
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("\nJSON: {}", args.out.display());
+    Ok(())
+}
+
+fn parse_hnsw(s: &str) -> Result<(u32, u32), String> {
+    let (m, ef) = s.split_once(',').ok_or("expected M,EF_CONSTRUCTION")?;
+    let parse = |v: &str| v.trim().parse::<u32>().map_err(|e| format!("{v:?}: {e}"));
+    Ok((parse(m)?, parse(ef)?))
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+fn print_report(r: &Report) {
+    let d = &r.data;
+    println!(
+        "\njobmatch bench: {} jobs x 384 in {} (pgvector {}, HNSW {}), EXACT_SCAN_MAX_ROWS {}",
+        d.jobs, d.database, r.pgvector, d.hnsw_options, r.exact_scan_max_rows
+    );
+    if d.loaded_now {
+        println!(
+            "load: generate {} s; load {} s = {} rows/s (of which HNSW build {} s, or the --hnsw rebuild); VACUUM ANALYZE {} s; table {:.0} MB, HNSW {:.0} MB",
+            opt(d.generate_secs, 1),
+            opt(d.load_secs, 1),
+            opt(d.load_rows_per_sec, 0),
+            opt(d.index_build_secs, 1),
+            opt(d.vacuum_analyze_secs, 1),
+            d.table_mb,
+            d.hnsw_index_mb
+        );
+    } else {
+        println!(
+            "load: reused (--reuse); HNSW (re)built in {} s; table {:.0} MB, HNSW {:.0} MB",
+            opt(d.index_build_secs, 1),
+            d.table_mb,
+            d.hnsw_index_mb
+        );
+    }
+    println!(
+        "\n{:<15} {:>7} {:<8} {:>9} {:>9} {:>8} {:>6} {:>6}  matcher plans",
+        "class", "pass%", "plan", "p50 ms", "p99 ms", "recall", "rows", "full"
+    );
+    for c in &r.classes {
+        for (i, (name, p)) in [
+            ("exact", &c.exact),
+            ("naive", &c.naive_hnsw),
+            ("matcher", &c.matcher),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (label, pass, plans) = if i == 0 {
+                (
+                    c.class.as_str(),
+                    format!("{:.2}", 100.0 * c.mean_pass_share),
+                    String::new(),
+                )
+            } else if i == 2 {
+                (
+                    "",
+                    String::new(),
+                    format!(
+                        "exact {} / hnsw {}",
+                        c.matcher_exact_plans, c.matcher_hnsw_plans
+                    ),
+                )
+            } else {
+                ("", String::new(), String::new())
+            };
+            println!(
+                "{:<15} {:>7} {:<8} {:>9.2} {:>9.2} {:>8.3} {:>6.2} {:>6.2}  {}",
+                label,
+                pass,
+                name,
+                p.p50_ms,
+                p.p99_ms,
+                p.recall_at_10,
+                p.mean_rows,
+                p.full_share,
+                plans
+            );
+        }
+    }
+    println!(
+        "(rows: mean rows of the 10 asked for; full: share of queries with min(10, passing) rows; \
+         recall@10 against the exact scan; the matcher fetches C = 100 candidates)"
+    );
+    println!(
+        "\nthreshold sweep (posted_within_days; forced plans, C = 100):\n{:>5} {:>9} {:>10} {:>10} {:>10} {:>8} {:>12}",
+        "days", "passing", "exact p50", "hnsw p50", "hnsw p99", "recall", "count p50"
+    );
+    for p in &r.sweep {
+        println!(
+            "{:>5} {:>9} {:>10.2} {:>10.2} {:>10.2} {:>8.3} {:>12.2}",
+            p.posted_within_days,
+            p.passing_rows,
+            p.exact_p50_ms,
+            p.hnsw_p50_ms,
+            p.hnsw_p99_ms,
+            p.hnsw_recall_at_10,
+            p.count_p50_ms
+        );
+    }
+    match r.measured_crossover_rows {
+        Some(x) => println!("measured crossover: HNSW pays off from ~{x:.0} passing rows"),
+        None => println!("measured crossover: none within the sweep"),
+    }
+    if let Some(w) = &r.whole_path {
+        println!(
+            "\nwhole path ({} runs, demo db {} jobs; {})",
+            w.runs, w.demo_jobs, w.note
+        );
+        println!(
+            "worker: invoke p50 {:.2} ms - empty invoke {:.2} ms = {:.2} ms; query {:.2} + claim {:.2} + complete {:.2} ms; overhead ratio {:.2}",
+            w.worker_invoke_p50_ms,
+            w.worker_empty_invoke_p50_ms,
+            w.worker_cost_ms,
+            w.query_p50_ms,
+            w.claim_p50_ms,
+            w.complete_p50_ms,
+            w.worker_overhead_ratio
+        );
+        println!(
+            "api: POST /jobs/match invoke p50 {:.2} ms - 401 invoke {:.2} ms = {:.2} ms; PutItem {:.2}, SendMessage {:.2} ms; POST ratio {:.2}",
+            w.api_post_invoke_p50_ms,
+            w.api_noop_invoke_p50_ms,
+            w.api_post_cost_ms,
+            w.put_item_p50_ms,
+            w.send_message_p50_ms,
+            w.post_ratio
+        );
+        println!("worker peak RSS: {} MB", opt(w.worker_peak_rss_mb, 1));
+    }
+}

@@ -1,0 +1,279 @@
+//! The query measurements: per class, (a) the exact scan, (b) the plain
+//! pgvector query (HNSW, filter after, default settings) and (c) jobmatch's
+//! matcher, each timed per query from the client, with recall@10 against (a);
+//! and the sweep that measures where the exact plan stops paying off.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use anyhow::Result;
+use pgvector::Vector;
+use serde::Serialize;
+use shared::adapters::postgres::{push_filters, PgJobIndex, Plan};
+use shared::domain::{candidate_count, Filters};
+use shared::ports::Query;
+use sqlx::{PgPool, QueryBuilder, Row};
+
+use crate::classes::Class;
+
+/// k of recall@k, and the `limit` the queries ask for.
+pub const K: usize = 10;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanFigures {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    /// Mean over queries of |top-k ∩ exact top-k| / |exact top-k|.
+    pub recall_at_10: f64,
+    pub min_recall_at_10: f64,
+    /// Mean rows returned, of the 10 asked for.
+    pub mean_rows: f64,
+    /// Share of queries that returned min(10, passing rows).
+    pub full_share: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassFigures {
+    pub class: String,
+    pub target: String,
+    pub queries: usize,
+    /// Mean share of the table that passes the class's filters.
+    pub mean_pass_share: f64,
+    pub min_passing_rows: i64,
+    pub exact: PlanFigures,
+    pub naive_hnsw: PlanFigures,
+    pub matcher: PlanFigures,
+    /// How often the matcher chose each plan.
+    pub matcher_exact_plans: usize,
+    pub matcher_hnsw_plans: usize,
+}
+
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    // Nearest rank.
+    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+fn recall(got: &[String], exact: &[String]) -> f64 {
+    if exact.is_empty() {
+        return 1.0;
+    }
+    let got: HashSet<&String> = got.iter().take(K).collect();
+    exact.iter().filter(|id| got.contains(id)).count() as f64 / exact.len() as f64
+}
+
+#[derive(Default)]
+struct Samples {
+    ms: Vec<f64>,
+    recall: Vec<f64>,
+    rows: Vec<f64>,
+    full: Vec<f64>,
+}
+
+impl Samples {
+    fn add(&mut self, ms: f64, got: &[String], exact: &[String], passing: i64) {
+        self.ms.push(ms);
+        self.recall.push(recall(got, exact));
+        let rows = got.len().min(K);
+        self.rows.push(rows as f64);
+        let want = (passing.max(0) as usize).min(K);
+        self.full.push(if rows >= want { 1.0 } else { 0.0 });
+    }
+
+    fn figures(&self) -> PlanFigures {
+        PlanFigures {
+            p50_ms: percentile(&self.ms, 0.5),
+            p99_ms: percentile(&self.ms, 0.99),
+            mean_ms: mean(&self.ms),
+            recall_at_10: mean(&self.recall),
+            min_recall_at_10: self.recall.iter().copied().fold(f64::INFINITY, f64::min),
+            mean_rows: mean(&self.rows),
+            full_share: mean(&self.full),
+        }
+    }
+}
+
+fn ids(index_result: &shared::ports::Neighbours) -> Vec<String> {
+    index_result
+        .candidates
+        .iter()
+        .take(K)
+        .map(|c| c.job_id.clone())
+        .collect()
+}
+
+/// Rows passing the filters (untimed; for the report).
+pub async fn passing(pool: &PgPool, filters: &Filters) -> Result<i64> {
+    let mut qb = QueryBuilder::new("SELECT count(*) FROM jobs WHERE true");
+    push_filters(&mut qb, filters);
+    Ok(qb.build_query_scalar().fetch_one(pool).await?)
+}
+
+/// (b): what a plain pgvector service sends, with the server's default settings.
+async fn naive(pool: &PgPool, embedding: &[f32], filters: &Filters) -> Result<Vec<String>> {
+    let v = Vector::from(embedding.to_vec());
+    let mut qb = QueryBuilder::new("SELECT id FROM jobs WHERE true");
+    push_filters(&mut qb, filters);
+    qb.push(" ORDER BY embedding <=> ")
+        .push_bind(v)
+        .push(" LIMIT ")
+        .push_bind(K as i64);
+    let rows = qb.build().fetch_all(pool).await?;
+    Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+}
+
+fn ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+pub async fn run_class(
+    pool: &PgPool,
+    index: &PgJobIndex,
+    class: &Class,
+    vectors: &[Vec<f32>],
+    table_rows: i64,
+) -> Result<ClassFigures> {
+    let (mut a, mut b, mut c) = (Samples::default(), Samples::default(), Samples::default());
+    let (mut plans_exact, mut plans_hnsw) = (0, 0);
+    let mut shares = Vec::new();
+    let mut min_passing = i64::MAX;
+    let count = candidate_count(K as u32);
+    for (filters, embedding) in class.filters.iter().zip(vectors.iter().cycle()) {
+        let pass = passing(pool, filters).await?;
+        shares.push(pass as f64 / table_rows.max(1) as f64);
+        min_passing = min_passing.min(pass);
+        let query = Query::Embedding(embedding);
+
+        let t = Instant::now();
+        let (exact, _) = index
+            .nearest_planned(query, filters, K as u32, Some(Plan::Exact))
+            .await?;
+        let exact_ms = ms(t);
+        let exact = ids(&exact);
+        a.add(exact_ms, &exact, &exact, pass);
+
+        let t = Instant::now();
+        let got = naive(pool, embedding, filters).await?;
+        b.add(ms(t), &got, &exact, pass);
+
+        let t = Instant::now();
+        let (got, plan) = index.nearest_planned(query, filters, count, None).await?;
+        c.add(ms(t), &ids(&got), &exact, pass);
+        match plan {
+            Plan::Exact => plans_exact += 1,
+            Plan::Hnsw => plans_hnsw += 1,
+        }
+    }
+    Ok(ClassFigures {
+        class: class.name.to_owned(),
+        target: class.target.to_owned(),
+        queries: class.filters.len(),
+        mean_pass_share: mean(&shares),
+        min_passing_rows: min_passing,
+        exact: a.figures(),
+        naive_hnsw: b.figures(),
+        matcher: c.figures(),
+        matcher_exact_plans: plans_exact,
+        matcher_hnsw_plans: plans_hnsw,
+    })
+}
+
+/// One point of the threshold sweep: a filter passing `passing_rows`, both
+/// plans forced.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepPoint {
+    pub posted_within_days: i64,
+    pub passing_rows: i64,
+    pub exact_p50_ms: f64,
+    pub hnsw_p50_ms: f64,
+    pub hnsw_p99_ms: f64,
+    pub hnsw_recall_at_10: f64,
+    /// The capped count the matcher runs to choose (cap = threshold + 1).
+    pub count_p50_ms: f64,
+}
+
+/// Where the plans cross: exact cost grows with the passing rows, HNSW cost
+/// with the share of rows the filter drops.
+pub async fn sweep(
+    pool: &PgPool,
+    index: &PgJobIndex,
+    vectors: &[Vec<f32>],
+    days: &[i64],
+    cap: i64,
+) -> Result<Vec<SweepPoint>> {
+    let count = candidate_count(K as u32);
+    let mut points = Vec::new();
+    for &d in days {
+        let filters = Filters {
+            posted_within_days: Some(d),
+            ..Default::default()
+        };
+        let pass = passing(pool, &filters).await?;
+        let (mut exact_ms, mut hnsw_ms, mut recalls, mut count_ms) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for embedding in vectors {
+            let query = Query::Embedding(embedding);
+            let t = Instant::now();
+            let (exact, _) = index
+                .nearest_planned(query, &filters, count, Some(Plan::Exact))
+                .await?;
+            exact_ms.push(ms(t));
+            let t = Instant::now();
+            let (hnsw, _) = index
+                .nearest_planned(query, &filters, count, Some(Plan::Hnsw))
+                .await?;
+            hnsw_ms.push(ms(t));
+            recalls.push(recall(&ids(&hnsw), &ids(&exact)));
+            let mut qb = QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM jobs WHERE true");
+            push_filters(&mut qb, &filters);
+            qb.push(" LIMIT ").push_bind(cap + 1).push(") s");
+            let t = Instant::now();
+            let _: i64 = qb.build_query_scalar().fetch_one(pool).await?;
+            count_ms.push(ms(t));
+        }
+        let point = SweepPoint {
+            posted_within_days: d,
+            passing_rows: pass,
+            exact_p50_ms: percentile(&exact_ms, 0.5),
+            hnsw_p50_ms: percentile(&hnsw_ms, 0.5),
+            hnsw_p99_ms: percentile(&hnsw_ms, 0.99),
+            hnsw_recall_at_10: mean(&recalls),
+            count_p50_ms: percentile(&count_ms, 0.5),
+        };
+        eprintln!("bench: sweep {point:?}");
+        points.push(point);
+    }
+    Ok(points)
+}
+
+/// The smallest passing-row count from which HNSW is at least as fast as the
+/// exact plan with recall@10 >= 0.98 (linear between sweep points).
+pub fn crossover(points: &[SweepPoint]) -> Option<f64> {
+    let mut sorted = points.to_vec();
+    sorted.sort_by_key(|p| p.passing_rows);
+    let hnsw_wins = |p: &SweepPoint| p.hnsw_p50_ms <= p.exact_p50_ms && p.hnsw_recall_at_10 >= 0.98;
+    for pair in sorted.windows(2) {
+        let (lo, hi) = (&pair[0], &pair[1]);
+        if !hnsw_wins(lo) && hnsw_wins(hi) {
+            let gap = |p: &SweepPoint| p.exact_p50_ms - p.hnsw_p50_ms;
+            let (g0, g1) = (gap(lo), gap(hi));
+            let t = if g1 > g0 {
+                (-g0 / (g1 - g0)).clamp(0.0, 1.0)
+            } else {
+                1.0
+            };
+            return Some(lo.passing_rows as f64 + t * (hi.passing_rows - lo.passing_rows) as f64);
+        }
+    }
+    None
+}

@@ -1,0 +1,308 @@
+//! Whole-path figures on the running local stack (`make up`).
+//!
+//! The functions run under `cargo lambda watch`; they are invoked directly on
+//! its `/2015-03-31/functions/<name>/invocations` path, without the Python
+//! gateway or poller. Each function's own cost is its invocation latency minus
+//! that of an invocation of the same function on the same path that does no
+//! I/O (the watch proxy's overhead), both as medians. It is compared with the
+//! same work done directly from here with the same adapters:
+//! - worker: one SQS record for a pending task, against (query + claim + complete);
+//! - api: `POST /jobs/match`, against max(PutItem, SendMessage).
+//!
+//! The worker's peak RSS is its process's VmHWM.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{json, Value};
+use shared::adapters::dynamo::DynamoTaskStore;
+use shared::adapters::postgres::PgJobIndex;
+use shared::domain::{Filters, MatchRequest, Task, TaskStatus};
+use shared::ports::{Claim, Fence, TaskStore};
+use shared::service;
+
+use crate::measure::percentile;
+
+pub struct Stack {
+    pub lambda_url: String,
+    pub tasks_table: String,
+    pub jwt_secret: String,
+    /// The demo database the functions query.
+    pub index: PgJobIndex,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WholePath {
+    pub runs: usize,
+    pub demo_jobs: i64,
+    pub worker_invoke_p50_ms: f64,
+    pub worker_empty_invoke_p50_ms: f64,
+    pub worker_cost_ms: f64,
+    pub query_p50_ms: f64,
+    pub claim_p50_ms: f64,
+    pub complete_p50_ms: f64,
+    /// worker_cost / (query + claim + complete).
+    pub worker_overhead_ratio: f64,
+    pub api_post_invoke_p50_ms: f64,
+    pub api_noop_invoke_p50_ms: f64,
+    pub api_post_cost_ms: f64,
+    pub put_item_p50_ms: f64,
+    pub send_message_p50_ms: f64,
+    /// api_post_cost / max(PutItem, SendMessage).
+    pub post_ratio: f64,
+    pub worker_peak_rss_mb: Option<f64>,
+    pub note: String,
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+async fn invoke(http: &reqwest::Client, url: &str, event: &Value) -> Result<(f64, Value)> {
+    let t = Instant::now();
+    let resp = http.post(url).json(event).send().await?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let elapsed = ms(t);
+    if !status.is_success() {
+        bail!("invocation of {url} failed with {status}: {body}");
+    }
+    Ok((elapsed, body))
+}
+
+fn sqs_event(task_id: &str) -> Value {
+    json!({"Records": [{
+        "messageId": uuid::Uuid::now_v7().to_string(),
+        "receiptHandle": "bench",
+        "body": json!({"task_id": task_id}).to_string(),
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": Utc::now().timestamp_millis().to_string()},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:bench",
+        "awsRegion": "us-east-1"
+    }]})
+}
+
+/// An HttpApi payload 2.0 event, as the gateway builds it.
+fn http_event(method: &str, path: &str, route_key: &str, token: Option<&str>, body: &str) -> Value {
+    let mut headers = json!({"content-type": "application/json", "host": "bench"});
+    if let Some(token) = token {
+        headers["authorization"] = Value::String(format!("Bearer {token}"));
+    }
+    json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "000000000000", "apiId": "bench", "domainName": "bench",
+            "domainPrefix": "bench",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": "jobmatch-bench"},
+            "requestId": uuid::Uuid::now_v7().to_string(), "routeKey": route_key,
+            "stage": "$default", "time": "01/Jan/2025:00:00:00 +0000",
+            "timeEpoch": Utc::now().timestamp_millis()
+        },
+        "isBase64Encoded": false,
+        "body": body
+    })
+}
+
+fn request() -> MatchRequest {
+    MatchRequest {
+        embedding: None,
+        skills: None,
+        filters: Filters {
+            remote: Some(true),
+            ..Default::default()
+        },
+        limit: 20,
+    }
+}
+
+async fn pending(store: &DynamoTaskStore, owner: &str) -> Result<String> {
+    let task = Task::pending(
+        service::new_task_id(),
+        owner.to_owned(),
+        request(),
+        Utc::now(),
+        3600,
+    );
+    store.create(&task).await?;
+    Ok(task.task_id)
+}
+
+/// Peak RSS (VmHWM) of the worker process cargo lambda watch runs for this checkout.
+fn worker_peak_rss_mb() -> Option<f64> {
+    let root = std::env::current_dir().ok()?;
+    let want = root.join("target").join("debug").join("worker");
+    let mut best: Option<f64> = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(exe) = std::fs::read_link(entry.path().join("exe")) else {
+            continue;
+        };
+        if exe != want {
+            continue;
+        }
+        let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())?;
+        best = Some(best.map_or(kb / 1024.0, |b: f64| b.max(kb / 1024.0)));
+    }
+    best
+}
+
+pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
+    let aws = aws_config::load_from_env().await;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    if !endpoint.starts_with("http://127.0.0.1") && !endpoint.starts_with("http://localhost") {
+        bail!("AWS_ENDPOINT_URL must point at the local moto server; got {endpoint:?}");
+    }
+    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let store = DynamoTaskStore::new(dynamo.clone(), stack.tasks_table.clone());
+    let http = reqwest::Client::new();
+    let base = stack.lambda_url.trim_end_matches('/');
+    let worker_url = format!("{base}/2015-03-31/functions/worker/invocations");
+    let api_url = format!("{base}/2015-03-31/functions/api/invocations");
+    let owner = "demo-user";
+    let demo_jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(stack.index.pool())
+        .await
+        .context("demo database")?;
+
+    // Warm up both functions (first invocations build and start them).
+    for _ in 0..3 {
+        invoke(&http, &worker_url, &json!({"Records": []})).await?;
+        let id = pending(&store, owner).await?;
+        invoke(&http, &worker_url, &sqs_event(&id)).await?;
+    }
+
+    let (mut worker, mut empty, mut query, mut claim, mut complete) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (t, _) = invoke(&http, &worker_url, &json!({"Records": []})).await?;
+        empty.push(t);
+
+        let id = pending(&store, owner).await?;
+        let (t, body) = invoke(&http, &worker_url, &sqs_event(&id)).await?;
+        worker.push(t);
+        let failures = body["batchItemFailures"].as_array().map_or(0, Vec::len);
+        let done = store.get(&id, Utc::now()).await?;
+        if failures > 0 || done.as_ref().map(|t| t.status) != Some(TaskStatus::Completed) {
+            bail!("the worker did not complete task {id}: {body}");
+        }
+
+        // The same work, directly: the claim, the match, the completion.
+        let id = pending(&store, owner).await?;
+        let t = Instant::now();
+        let claimed = store
+            .claim(&id, Utc::now(), Utc::now().timestamp_millis() + 60_000)
+            .await?;
+        claim.push(ms(t));
+        let Claim::Claimed(task) = claimed else {
+            bail!("could not claim {id}: {claimed:?}");
+        };
+        let t = Instant::now();
+        let result = service::run_match(&stack.index, owner, &task.request).await?;
+        query.push(ms(t));
+        let t = Instant::now();
+        store
+            .complete(&id, Fence::Attempt(task.attempts), &result, Utc::now())
+            .await?;
+        complete.push(ms(t));
+    }
+    let worker_peak_rss_mb = worker_peak_rss_mb();
+
+    // The api: POST /jobs/match, and a request it rejects before any I/O.
+    let token = shared::auth::mint_hs256(stack.jwt_secret.as_bytes(), owner, 3600)?;
+    let body = r#"{"limit": 1, "filters": {"remote": true}}"#;
+    let post = http_event(
+        "POST",
+        "/jobs/match",
+        "POST /jobs/match",
+        Some(&token),
+        body,
+    );
+    let noop = http_event("POST", "/jobs/match", "POST /jobs/match", None, body);
+    let probe_queue = sqs
+        .create_queue()
+        .queue_name(format!("bench-probe-{}", uuid::Uuid::now_v7().simple()))
+        .send()
+        .await?
+        .queue_url
+        .context("probe queue url")?;
+    for _ in 0..3 {
+        invoke(&http, &api_url, &post).await?;
+    }
+    let (mut posts, mut noops, mut puts, mut sends) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        let (t, resp) = invoke(&http, &api_url, &post).await?;
+        if resp["statusCode"] != 202 {
+            bail!("POST /jobs/match answered {resp}");
+        }
+        posts.push(t);
+        let (t, resp) = invoke(&http, &api_url, &noop).await?;
+        if resp["statusCode"] != 401 {
+            bail!("unauthenticated POST answered {resp}");
+        }
+        noops.push(t);
+        let t = Instant::now();
+        dynamo
+            .put_item()
+            .table_name(&stack.tasks_table)
+            .item(
+                "task_id",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("bench-probe-{i}")),
+            )
+            .item(
+                "expires_at",
+                aws_sdk_dynamodb::types::AttributeValue::N("0".into()),
+            )
+            .send()
+            .await?;
+        puts.push(ms(t));
+        let t = Instant::now();
+        sqs.send_message()
+            .queue_url(&probe_queue)
+            .message_body(json!({"task_id": format!("bench-probe-{i}")}).to_string())
+            .send()
+            .await?;
+        sends.push(ms(t));
+    }
+    sqs.delete_queue().queue_url(&probe_queue).send().await?;
+
+    let p = |v: &Vec<f64>| percentile(v, 0.5);
+    let worker_cost = p(&worker) - p(&empty);
+    let direct = p(&query) + p(&claim) + p(&complete);
+    let post_cost = p(&posts) - p(&noops);
+    let writes = p(&puts).max(p(&sends));
+    Ok(WholePath {
+        runs,
+        demo_jobs,
+        worker_invoke_p50_ms: p(&worker),
+        worker_empty_invoke_p50_ms: p(&empty),
+        worker_cost_ms: worker_cost,
+        query_p50_ms: p(&query),
+        claim_p50_ms: p(&claim),
+        complete_p50_ms: p(&complete),
+        worker_overhead_ratio: worker_cost / direct,
+        api_post_invoke_p50_ms: p(&posts),
+        api_noop_invoke_p50_ms: p(&noops),
+        api_post_cost_ms: post_cost,
+        put_item_p50_ms: p(&puts),
+        send_message_p50_ms: p(&sends),
+        post_ratio: post_cost / writes,
+        worker_peak_rss_mb,
+        note: "functions are the debug builds cargo lambda watch runs; costs are invocation \
+               p50 minus the p50 of a no-I/O invocation on the same path"
+            .into(),
+    })
+}
