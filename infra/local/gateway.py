@@ -210,6 +210,13 @@ class Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
+    def __getattr__(self, name: str):
+        # Any other method (TRACE, QUERY, ...) is routed, and so 404s, like the
+        # HttpApi, instead of http.server's 501.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
 
 def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)

@@ -1,83 +1,450 @@
-//! Bearer-token authentication: HS256 JWT verification and, for local use,
-//! minting. The caller is `sub`, or `id` when `sub` is absent; `exp` is required.
+//! Bearer-token authentication: JWT verification with the algorithms the
+//! configuration pins (HS256 with a shared secret; RS256/ES256 against a JWKS
+//! URL with a key cache), and HS256 minting for local use and tests.
+//!
+//! The caller is `sub`, or `id` when `sub` is absent; `exp` is required, `nbf`
+//! honoured, `iss`/`aud` checked when configured. Tokens and keys are never
+//! logged or printed.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::AuthError;
+use crate::config::{AuthConfig, ConfigError, Secret};
+use crate::error::{AuthError, Error};
 
-/// Claims jobmatch reads; other claims are ignored.
+/// The algorithms jobmatch can verify; anything else is refused by name.
+pub const SUPPORTED: [Algorithm; 3] = [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256];
+
+/// Claims jobmatch reads; other claims are ignored. `exp`, `nbf`, `iss` and
+/// `aud` are checked by the validation.
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    sub: Option<String>,
+    sub: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
-    /// Required; checked by the validation, optional here so its absence is named.
+    id: Option<serde_json::Value>,
+    /// Read as any value: the validation judges its presence and format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    exp: Option<i64>,
+    exp: Option<serde_json::Value>,
 }
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub String);
 
-/// Verifies HS256 tokens with one shared secret.
+/// The JOSE header fields read before any verification. `alg` is read as a
+/// string so that `none` and unknown names get their own answer.
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+/// Verifies bearer tokens; built once per container.
 #[derive(Clone)]
 pub struct Verifier {
-    key: DecodingKey,
-    validation: Validation,
+    algorithms: Vec<Algorithm>,
+    hs256: Option<DecodingKey>,
+    jwks: Option<Arc<Jwks>>,
+    issuer: Vec<String>,
+    audience: Vec<String>,
+    leeway_secs: u64,
 }
 
 impl std::fmt::Debug for Verifier {
     // Never print the key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier").finish_non_exhaustive()
+        f.debug_struct("Verifier")
+            .field("algorithms", &self.algorithms)
+            .field("jwks", &self.jwks.as_ref().map(|j| &j.url))
+            .finish_non_exhaustive()
     }
 }
 
 impl Verifier {
+    /// HS256 only, with one shared secret.
     pub fn hs256(secret: &[u8], leeway_secs: u64) -> Verifier {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = leeway_secs;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
         Verifier {
-            key: DecodingKey::from_secret(secret),
-            validation,
+            algorithms: vec![Algorithm::HS256],
+            hs256: Some(DecodingKey::from_secret(secret)),
+            jwks: None,
+            issuer: Vec::new(),
+            audience: Vec::new(),
+            leeway_secs,
         }
     }
 
-    /// Verifies an `Authorization` header value and returns the caller.
-    pub fn caller_from_header(&self, header: Option<&str>) -> Result<Caller, AuthError> {
-        let header = header.ok_or(AuthError::MissingToken)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthError::MissingToken)?;
-        self.caller(token)
+    /// RS256 and/or ES256 against a JWKS URL (no shared secret).
+    pub fn jwks(jwks: Jwks, algorithms: &[Algorithm], leeway_secs: u64) -> Verifier {
+        Verifier {
+            algorithms: algorithms.to_vec(),
+            hs256: None,
+            jwks: Some(Arc::new(jwks)),
+            issuer: Vec::new(),
+            audience: Vec::new(),
+            leeway_secs,
+        }
     }
 
-    pub fn caller(&self, token: &str) -> Result<Caller, AuthError> {
-        let data =
-            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                    AuthError::UnsupportedAlgorithm
+    /// Builds the verifier the configuration describes. `hs256_secret` is
+    /// `JWT_SECRET`, or the Secrets Manager secret that `JWT_SECRET_ARN` names,
+    /// already fetched. Refuses a configuration that pins an algorithm it has
+    /// no key source for.
+    pub fn from_config(
+        config: &AuthConfig,
+        hs256_secret: Option<&Secret>,
+    ) -> Result<Verifier, ConfigError> {
+        let jwks_url = config.jwt_jwks_url.as_deref().filter(|u| !u.is_empty());
+        let algorithms = match config.jwt_algorithms.as_deref().filter(|a| !a.is_empty()) {
+            Some(list) => parse_algorithms(list)?,
+            None => {
+                let mut algs = Vec::new();
+                if hs256_secret.is_some() {
+                    algs.push(Algorithm::HS256);
                 }
-                ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
-                _ => AuthError::Malformed,
-            })?;
+                if jwks_url.is_some() {
+                    algs.extend([Algorithm::RS256, Algorithm::ES256]);
+                }
+                algs
+            }
+        };
+        if algorithms.is_empty() {
+            return Err(ConfigError::new(
+                "no token algorithm: set JWT_SECRET or JWT_SECRET_ARN (HS256) and/or JWT_JWKS_URL (RS256, ES256)",
+            ));
+        }
+        let wants_hs = algorithms.contains(&Algorithm::HS256);
+        let wants_jwks = algorithms.iter().any(|a| *a != Algorithm::HS256);
+        let hs256 = match (wants_hs, hs256_secret) {
+            (true, Some(secret)) if secret.expose().len() >= 32 => {
+                Some(DecodingKey::from_secret(secret.expose().as_bytes()))
+            }
+            (true, Some(_)) => {
+                return Err(ConfigError::new(
+                    "the HS256 secret must be at least 32 characters",
+                ))
+            }
+            (true, None) => {
+                return Err(ConfigError::new(
+                    "JWT_ALGORITHMS has HS256 but neither JWT_SECRET nor JWT_SECRET_ARN is set",
+                ))
+            }
+            (false, _) => None,
+        };
+        let jwks = match (wants_jwks, jwks_url) {
+            (true, Some(url)) => Some(Arc::new(Jwks::new(
+                url,
+                Duration::from_millis(config.jwks_timeout_ms),
+                Duration::from_secs(config.jwks_min_refresh_secs),
+                Duration::from_secs(config.jwks_max_age_secs),
+            )?)),
+            (true, None) => {
+                return Err(ConfigError::new(
+                    "JWT_ALGORITHMS has RS256 or ES256 but JWT_JWKS_URL is not set",
+                ))
+            }
+            (false, _) => None,
+        };
+        if config.jwt_leeway_secs > 30 {
+            return Err(ConfigError::new("JWT_LEEWAY_SECS must be between 0 and 30"));
+        }
+        Ok(Verifier {
+            algorithms,
+            hs256,
+            jwks,
+            issuer: split_list(config.jwt_issuer.as_deref()),
+            audience: split_list(config.jwt_audience.as_deref()),
+            leeway_secs: config.jwt_leeway_secs,
+        })
+    }
+
+    /// Accept only tokens whose `iss` is one of these (and require `iss`).
+    pub fn with_issuer(mut self, issuer: &[&str]) -> Verifier {
+        self.issuer = issuer.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Accept only tokens whose `aud` names one of these (and require `aud`).
+    pub fn with_audience(mut self, audience: &[&str]) -> Verifier {
+        self.audience = audience.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+
+    /// Verifies an `Authorization` header value and returns the caller. The
+    /// error is `Unauthorized` (401) or, when the JWKS cannot be fetched,
+    /// `Unavailable` (503).
+    pub async fn caller_from_header(&self, header: Option<&str>) -> Result<Caller, Error> {
+        let header = header.ok_or(AuthError::MissingToken)?;
+        let (scheme, token) = header
+            .trim()
+            .split_once(' ')
+            .ok_or(AuthError::MissingToken)?;
+        // RFC 7235: the scheme is case-insensitive.
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::MissingToken.into());
+        }
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AuthError::MissingToken.into());
+        }
+        self.caller(token).await
+    }
+
+    /// Verifies a token and returns the caller.
+    pub async fn caller(&self, token: &str) -> Result<Caller, Error> {
+        let header = read_header(token)?;
+        let alg = SUPPORTED
+            .into_iter()
+            .find(|a| format!("{a:?}") == header.alg)
+            .filter(|a| self.algorithms.contains(a))
+            .ok_or(AuthError::UnsupportedAlgorithm)?;
+        let key = match alg {
+            Algorithm::HS256 => self.hs256.clone().ok_or(AuthError::UnsupportedAlgorithm)?,
+            _ => {
+                let jwks = self.jwks.as_ref().ok_or(AuthError::UnsupportedAlgorithm)?;
+                let kid = header.kid.as_deref().ok_or(AuthError::MissingKeyId)?;
+                jwks.key(kid, alg).await?
+            }
+        };
+        self.verify(token, &key, alg).map_err(Error::from)
+    }
+
+    fn verify(&self, token: &str, key: &DecodingKey, alg: Algorithm) -> Result<Caller, AuthError> {
+        let mut validation = Validation::new(alg);
+        validation.leeway = self.leeway_secs;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        if !self.issuer.is_empty() {
+            validation.set_issuer(&self.issuer);
+            required.push("iss");
+        }
+        if self.audience.is_empty() {
+            // Without a configured audience, `aud` is not ours to judge.
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.audience);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        let data = decode::<Claims>(token, key, &validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidSignature => AuthError::BadSignature,
+            ErrorKind::InvalidAlgorithm => AuthError::AlgorithmMismatch,
+            ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+                AuthError::UnsupportedAlgorithm
+            }
+            ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
+            ErrorKind::InvalidClaimFormat(claim) => AuthError::InvalidClaim(claim.clone()),
+            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+            ErrorKind::InvalidAudience => AuthError::WrongAudience,
+            _ => AuthError::Malformed,
+        })?;
         let Claims { sub, id, .. } = data.claims;
-        sub.or(id)
-            .filter(|s| !s.is_empty())
+        let name = |v: Option<serde_json::Value>| match v {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
+            _ => None,
+        };
+        name(sub)
+            .or_else(|| name(id))
             .map(Caller)
             .ok_or(AuthError::MissingSubject)
+    }
+}
+
+fn read_header(token: &str) -> Result<RawHeader, AuthError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed);
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| AuthError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)
+}
+
+fn parse_algorithms(list: &str) -> Result<Vec<Algorithm>, ConfigError> {
+    let mut out = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let alg = SUPPORTED
+            .into_iter()
+            .find(|a| format!("{a:?}") == name)
+            .ok_or_else(|| {
+                ConfigError::new(format!(
+                    "JWT_ALGORITHMS: `{name}` is not one of HS256, RS256, ES256"
+                ))
+            })?;
+        if !out.contains(&alg) {
+            out.push(alg);
+        }
+    }
+    Ok(out)
+}
+
+fn split_list(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A key from the JWKS: the key and the algorithm it declares, if any.
+#[derive(Clone)]
+struct CachedKey {
+    key: DecodingKey,
+    alg: Option<Algorithm>,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, CachedKey>,
+    /// When the set was last fetched successfully.
+    fetched_at: Option<Instant>,
+    /// When a fetch was last tried, and whether it failed.
+    attempted_at: Option<Instant>,
+    last_failed: bool,
+}
+
+/// The signing keys of an identity provider (Cognito, Auth0), fetched from a
+/// JWKS URL and cached. An unknown `kid` refreshes the set, at most once per
+/// `min_refresh`, so that a flood of made-up key ids cannot hammer the IdP.
+pub struct Jwks {
+    url: String,
+    http: reqwest::Client,
+    cache: tokio::sync::RwLock<KeyCache>,
+    /// One fetch at a time; callers that wait for it reuse its outcome.
+    refreshing: tokio::sync::Mutex<()>,
+    min_refresh: Duration,
+    max_age: Duration,
+}
+
+impl Jwks {
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        min_refresh: Duration,
+        max_age: Duration,
+    ) -> Result<Jwks, ConfigError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| ConfigError::new(format!("JWKS client: {e}")))?;
+        Ok(Jwks {
+            url: url.to_owned(),
+            http,
+            cache: tokio::sync::RwLock::new(KeyCache::default()),
+            refreshing: tokio::sync::Mutex::new(()),
+            min_refresh,
+            max_age,
+        })
+    }
+
+    /// The key for `kid`, usable with `alg`.
+    async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, Error> {
+        {
+            let cache = self.cache.read().await;
+            let fresh = cache.fetched_at.is_some_and(|t| t.elapsed() < self.max_age);
+            if let (true, Some(k)) = (fresh, cache.keys.get(kid)) {
+                return check_alg(k, alg);
+            }
+        }
+        let _guard = self.refreshing.lock().await;
+        // Another caller may have refreshed while this one waited.
+        let recently_tried = {
+            let cache = self.cache.read().await;
+            let fresh = cache.fetched_at.is_some_and(|t| t.elapsed() < self.max_age);
+            if let (true, Some(k)) = (fresh, cache.keys.get(kid)) {
+                return check_alg(k, alg);
+            }
+            cache
+                .attempted_at
+                .is_some_and(|t| t.elapsed() < self.min_refresh)
+        };
+        // Bounded: at most one fetch per `min_refresh`, whatever the callers send.
+        if !recently_tried {
+            let fetched = self.fetch().await;
+            let mut cache = self.cache.write().await;
+            cache.attempted_at = Some(Instant::now());
+            match fetched {
+                Ok(keys) => {
+                    cache.keys = keys;
+                    cache.fetched_at = Some(Instant::now());
+                    cache.last_failed = false;
+                }
+                Err(err) => {
+                    cache.last_failed = true;
+                    tracing::warn!(error = %err, "JWKS fetch failed");
+                }
+            }
+        }
+        let cache = self.cache.read().await;
+        match cache.keys.get(kid) {
+            // A stale key is better than none while the IdP is away.
+            Some(k) => check_alg(k, alg),
+            // The key may be one the IdP rotated in: not the caller's fault.
+            None if cache.last_failed => Err(Error::unavailable(
+                "jwks",
+                "the key set could not be fetched",
+            )),
+            None => Err(AuthError::UnknownKey.into()),
+        }
+    }
+
+    async fn fetch(&self) -> Result<HashMap<String, CachedKey>, Error> {
+        let unavailable = |e: &dyn std::fmt::Display| Error::unavailable("jwks", e);
+        let resp = self
+            .http
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if !resp.status().is_success() {
+            return Err(unavailable(&format!("HTTP {}", resp.status())));
+        }
+        let set: JwkSet = resp.json().await.map_err(|e| unavailable(&e))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let Some(kid) = jwk.common.key_id.clone() else {
+                continue;
+            };
+            // Keys of kinds jobmatch cannot use (e.g. encryption keys) are skipped.
+            let Ok(key) = DecodingKey::from_jwk(jwk) else {
+                continue;
+            };
+            let alg = jwk
+                .common
+                .key_algorithm
+                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+            keys.insert(kid, CachedKey { key, alg });
+        }
+        tracing::info!(keys = keys.len(), "JWKS fetched");
+        Ok(keys)
+    }
+}
+
+/// A key that declares its algorithm is only good for that algorithm.
+fn check_alg(key: &CachedKey, alg: Algorithm) -> Result<DecodingKey, Error> {
+    match key.alg {
+        Some(declared) if declared != alg => Err(AuthError::AlgorithmMismatch.into()),
+        _ => Ok(key.key.clone()),
     }
 }
 
@@ -88,9 +455,9 @@ pub fn mint_hs256(
     ttl_secs: i64,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     let claims = Claims {
-        sub: Some(subject.to_owned()),
+        sub: Some(serde_json::Value::String(subject.to_owned())),
         id: None,
-        exp: Some(chrono::Utc::now().timestamp() + ttl_secs),
+        exp: Some((chrono::Utc::now().timestamp() + ttl_secs).into()),
     };
     encode(
         &Header::new(Algorithm::HS256),
@@ -119,63 +486,104 @@ mod tests {
         chrono::Utc::now().timestamp() + secs
     }
 
-    #[test]
-    fn caller_is_sub_then_id() {
+    async fn reason(v: &Verifier, token: &str) -> AuthError {
+        match v.caller(token).await {
+            Err(Error::Unauthorized(reason)) => reason,
+            other => panic!("expected a 401, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn caller_is_sub_then_id() {
         let v = Verifier::hs256(SECRET, 0);
         let t = token(
             json!({"sub": "alice", "id": "x", "exp": exp_in(60)}),
             SECRET,
         );
-        assert_eq!(v.caller(&t), Ok(Caller("alice".into())));
+        assert_eq!(v.caller(&t).await.ok(), Some(Caller("alice".into())));
         let t = token(json!({"id": "bob", "exp": exp_in(60)}), SECRET);
-        assert_eq!(v.caller(&t), Ok(Caller("bob".into())));
+        assert_eq!(v.caller(&t).await.ok(), Some(Caller("bob".into())));
     }
 
-    #[test]
-    fn rejects_each_bad_token_with_its_reason() {
+    #[tokio::test]
+    async fn rejects_each_bad_token_with_its_reason() {
         let v = Verifier::hs256(SECRET, 0);
         let expired = token(json!({"sub": "a", "exp": exp_in(-120)}), SECRET);
-        assert_eq!(v.caller(&expired), Err(AuthError::Expired));
+        assert_eq!(reason(&v, &expired).await, AuthError::Expired);
         let wrong_key = token(json!({"sub": "a", "exp": exp_in(60)}), b"other");
-        assert_eq!(v.caller(&wrong_key), Err(AuthError::BadSignature));
+        assert_eq!(reason(&v, &wrong_key).await, AuthError::BadSignature);
         let no_exp = token(json!({"sub": "a"}), SECRET);
         assert_eq!(
-            v.caller(&no_exp),
-            Err(AuthError::MissingClaim("exp".into()))
+            reason(&v, &no_exp).await,
+            AuthError::MissingClaim("exp".into())
         );
         let no_sub = token(json!({"exp": exp_in(60)}), SECRET);
-        assert_eq!(v.caller(&no_sub), Err(AuthError::MissingSubject));
+        assert_eq!(reason(&v, &no_sub).await, AuthError::MissingSubject);
         let nbf = token(
             json!({"sub": "a", "exp": exp_in(600), "nbf": exp_in(300)}),
             SECRET,
         );
-        assert_eq!(v.caller(&nbf), Err(AuthError::NotYetValid));
-        assert_eq!(v.caller("garbage"), Err(AuthError::Malformed));
+        assert_eq!(reason(&v, &nbf).await, AuthError::NotYetValid);
+        assert_eq!(reason(&v, "garbage").await, AuthError::Malformed);
     }
 
-    #[test]
-    fn alg_none_is_rejected() {
+    #[tokio::test]
+    async fn leeway_accepts_a_just_expired_token() {
+        let t = token(json!({"sub": "a", "exp": exp_in(-10)}), SECRET);
+        assert!(Verifier::hs256(SECRET, 30).caller(&t).await.is_ok());
+        assert_eq!(
+            reason(&Verifier::hs256(SECRET, 0), &t).await,
+            AuthError::Expired
+        );
+    }
+
+    #[tokio::test]
+    async fn alg_none_is_rejected() {
         // header {"alg":"none","typ":"JWT"}, payload {"sub":"a","exp":9999999999}
         let t = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
         let v = Verifier::hs256(SECRET, 0);
-        assert!(matches!(
-            v.caller(t),
-            Err(AuthError::UnsupportedAlgorithm | AuthError::Malformed)
-        ));
+        assert_eq!(reason(&v, t).await, AuthError::UnsupportedAlgorithm);
+    }
+
+    #[tokio::test]
+    async fn header_needs_bearer_scheme() {
+        let v = Verifier::hs256(SECRET, 0);
+        for header in [None, Some("Basic abc"), Some("Bearer "), Some("Bearer")] {
+            assert!(matches!(
+                v.caller_from_header(header).await,
+                Err(Error::Unauthorized(AuthError::MissingToken))
+            ));
+        }
+        let t = mint_hs256(SECRET, "carol", 60).expect("mint");
+        assert_eq!(
+            v.caller_from_header(Some(&format!("bearer {t}")))
+                .await
+                .ok(),
+            Some(Caller("carol".into()))
+        );
+    }
+
+    fn auth_config(vars: &[(&str, &str)]) -> AuthConfig {
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        envy::from_iter(vars).expect("config")
     }
 
     #[test]
-    fn header_needs_bearer_scheme() {
-        let v = Verifier::hs256(SECRET, 0);
-        assert_eq!(v.caller_from_header(None), Err(AuthError::MissingToken));
-        assert_eq!(
-            v.caller_from_header(Some("Basic abc")),
-            Err(AuthError::MissingToken)
-        );
-        let t = mint_hs256(SECRET, "carol", 60).expect("mint");
-        assert_eq!(
-            v.caller_from_header(Some(&format!("Bearer {t}"))),
-            Ok(Caller("carol".into()))
-        );
+    fn configuration_pins_algorithms_it_has_keys_for() {
+        let secret = Secret::new("x".repeat(32));
+        let v = Verifier::from_config(&auth_config(&[]), Some(&secret)).expect("hs");
+        assert_eq!(v.algorithms(), [Algorithm::HS256]);
+        let cfg = auth_config(&[("JWT_JWKS_URL", "https://idp.example/jwks.json")]);
+        let v = Verifier::from_config(&cfg, None).expect("jwks");
+        assert_eq!(v.algorithms(), [Algorithm::RS256, Algorithm::ES256]);
+        let cfg = auth_config(&[("JWT_ALGORITHMS", "RS256")]);
+        assert!(Verifier::from_config(&cfg, Some(&secret)).is_err());
+        let cfg = auth_config(&[("JWT_ALGORITHMS", "none")]);
+        assert!(Verifier::from_config(&cfg, Some(&secret)).is_err());
+        assert!(Verifier::from_config(&auth_config(&[]), None).is_err());
+        let short = Secret::new("short".into());
+        assert!(Verifier::from_config(&auth_config(&[]), Some(&short)).is_err());
+        let cfg = auth_config(&[("JWT_LEEWAY_SECS", "31")]);
+        assert!(Verifier::from_config(&cfg, Some(&secret)).is_err());
     }
 }

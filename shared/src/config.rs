@@ -10,6 +10,10 @@ use serde::Deserialize;
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -24,6 +28,12 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0} (see README \"Configuration\")")]
 pub struct ConfigError(String);
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError(message.into())
+    }
+}
 
 /// Reads a config struct from the environment; field `foo_bar` is `FOO_BAR`.
 pub fn from_env<T: DeserializeOwned>() -> Result<T, ConfigError> {
@@ -40,6 +50,15 @@ fn default_ttl_secs() -> i64 {
 }
 fn default_leeway() -> u64 {
     5
+}
+fn default_jwks_min_refresh_secs() -> u64 {
+    30
+}
+fn default_jwks_max_age_secs() -> u64 {
+    3600
+}
+fn default_jwks_timeout_ms() -> u64 {
+    2000
 }
 fn default_api_pool() -> u32 {
     2
@@ -72,9 +91,6 @@ pub struct ApiConfig {
     pub tasks_table: String,
     pub queue_url: String,
     pub database_url: Secret,
-    pub jwt_secret: Secret,
-    #[serde(default = "default_leeway")]
-    pub jwt_leeway_secs: u64,
     #[serde(default = "default_ttl_secs")]
     pub task_ttl_secs: i64,
     #[serde(default = "default_api_pool")]
@@ -114,7 +130,35 @@ pub struct WorkerConfig {
 #[derive(Debug, Deserialize)]
 pub struct StatusConfig {
     pub tasks_table: String,
-    pub jwt_secret: Secret,
+}
+
+/// Token verification, for `api` and `status`. HS256 needs `JWT_SECRET`, or
+/// `JWT_SECRET_ARN` (a Secrets Manager secret, fetched once at init); RS256 and
+/// ES256 need `JWT_JWKS_URL`. `JWT_ALGORITHMS` pins the accepted algorithms
+/// (default: those that have a key source). Lists are comma-separated.
+#[derive(Debug, Deserialize)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub jwt_secret: Option<Secret>,
+    #[serde(default)]
+    pub jwt_secret_arn: Option<String>,
+    #[serde(default)]
+    pub jwt_jwks_url: Option<String>,
+    #[serde(default)]
+    pub jwt_algorithms: Option<String>,
+    #[serde(default)]
+    pub jwt_issuer: Option<String>,
+    #[serde(default)]
+    pub jwt_audience: Option<String>,
+    /// Clock leeway for `exp`/`nbf`, 0..30 s.
     #[serde(default = "default_leeway")]
     pub jwt_leeway_secs: u64,
+    /// At most one JWKS fetch per this many seconds (an unknown `kid` refreshes).
+    #[serde(default = "default_jwks_min_refresh_secs")]
+    pub jwks_min_refresh_secs: u64,
+    /// Cached keys are refetched after this long.
+    #[serde(default = "default_jwks_max_age_secs")]
+    pub jwks_max_age_secs: u64,
+    #[serde(default = "default_jwks_timeout_ms")]
+    pub jwks_timeout_ms: u64,
 }

@@ -16,10 +16,22 @@ pub enum AuthError {
     BadSignature,
     #[error("unsupported algorithm")]
     UnsupportedAlgorithm,
+    #[error("algorithm does not match the signing key")]
+    AlgorithmMismatch,
     #[error("missing required claim `{0}`")]
     MissingClaim(String),
+    #[error("invalid claim `{0}`")]
+    InvalidClaim(String),
     #[error("missing subject")]
     MissingSubject,
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error("wrong audience")]
+    WrongAudience,
+    #[error("missing key id")]
+    MissingKeyId,
+    #[error("unknown signing key")]
+    UnknownKey,
     #[error("malformed token")]
     Malformed,
 }
@@ -54,6 +66,12 @@ pub enum Error {
     NoRoute(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body is not JSON (by its `Content-Type`).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// An `Idempotency-Key` reused with a different request body.
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyConflict,
     #[error("no stored profile for this caller; send an embedding")]
     ProfileNotFound,
     /// A dependency failed in a way that may pass: retrying makes sense.
@@ -88,6 +106,8 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::NotFound(_) | Error::NoRoute(_) => "not_found",
             Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::IdempotencyConflict => "idempotency_key_reused",
             Error::ProfileNotFound => "profile_not_found",
             Error::Unavailable { .. } => "dependency_unavailable",
             Error::Internal(_) => "internal",
@@ -100,7 +120,8 @@ impl Error {
             Error::Unauthorized(_) => 401,
             Error::NotFound(_) | Error::NoRoute(_) => 404,
             Error::PayloadTooLarge(_) => 413,
-            Error::Validation(_) | Error::ProfileNotFound => 422,
+            Error::UnsupportedMediaType(_) => 415,
+            Error::Validation(_) | Error::ProfileNotFound | Error::IdempotencyConflict => 422,
             Error::Internal(_) => 500,
             Error::Unavailable { .. } => 503,
         }
@@ -113,6 +134,8 @@ impl Error {
             Error::Unauthorized(_) => "Unauthorized",
             Error::NotFound(_) | Error::NoRoute(_) => "Not found",
             Error::PayloadTooLarge(_) => "Payload too large",
+            Error::UnsupportedMediaType(_) => "Unsupported media type",
+            Error::IdempotencyConflict => "Idempotency key reused",
             Error::ProfileNotFound => "No profile",
             Error::Unavailable { .. } => "Service unavailable",
             Error::Internal(_) => "Internal error",

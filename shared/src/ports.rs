@@ -109,3 +109,43 @@ pub trait JobIndex: Send + Sync {
     /// The pgvector version, as a health check.
     fn pgvector_version(&self) -> impl Future<Output = Result<String>> + Send;
 }
+
+/// Idempotent creation: the task id of an idempotent request is derived from
+/// its caller and key, so that one conditional write decides which request
+/// creates the task, with no read-then-write race.
+pub trait IdempotentTaskStore: Send + Sync {
+    /// Writes `task` unless a live task with its id exists; `Ok(None)` when
+    /// written, `Ok(Some(existing))` otherwise. An expired task is replaced.
+    fn create_or_get(
+        &self,
+        task: &Task,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Task>>> + Send;
+}
+
+/// Where a page of the task listing starts: after this task of the owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    pub created_at: String,
+    pub task_id: String,
+}
+
+/// One page of an owner's tasks, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<PageCursor>,
+}
+
+/// The owner + created_at index of the tasks table.
+pub trait TaskLister: Send + Sync {
+    /// Up to `limit` live tasks of `owner`, newest first, after `after`.
+    fn list(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+        after: Option<&PageCursor>,
+    ) -> impl Future<Output = Result<TaskPage>> + Send;
+}

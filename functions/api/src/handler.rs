@@ -1,6 +1,7 @@
-//! The api function's routes: `POST /jobs/match` (accept a task),
-//! `POST /jobs/match/legacy` (match inline) and `GET /health`. Generic over the
-//! ports so that unit tests run without AWS.
+//! The api function's routes: `POST /jobs/match` (accept a task, optionally
+//! idempotent with `Idempotency-Key`), `POST /jobs/match/legacy` (match inline)
+//! and `GET /health` (no token). Generic over the ports so that unit tests run
+//! without AWS.
 
 use std::time::{Duration, Instant};
 
@@ -10,9 +11,11 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
 use shared::auth::{Caller, Verifier};
-use shared::error::{Error, Result};
-use shared::ports::{JobIndex, TaskQueue, TaskStore};
-use shared::request::parse_match_request;
+use shared::domain::MatchRequest;
+use shared::error::{Error, FieldError, Result};
+use shared::idempotency;
+use shared::ports::{IdempotentTaskStore, JobIndex, TaskQueue, TaskStore};
+use shared::request::{check_content_type, parse_match_request};
 use shared::service;
 
 /// Everything a request needs, built once per container.
@@ -24,9 +27,11 @@ pub struct App<S, Q, J> {
     pub task_ttl_secs: i64,
 }
 
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Each health probe gets this long; the checks run concurrently, so
+/// `/health` answers within about this time whatever hangs.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
-impl<S: TaskStore, Q: TaskQueue, J: JobIndex> App<S, Q, J> {
+impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex> App<S, Q, J> {
     /// Routes a request; every error becomes a problem+json response here.
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let result = match (req.method(), req.uri().path().trim_end_matches('/')) {
@@ -43,26 +48,70 @@ impl<S: TaskStore, Q: TaskQueue, J: JobIndex> App<S, Q, J> {
         })
     }
 
-    fn caller(&self, req: &Request) -> Result<Caller> {
+    async fn caller(&self, req: &Request) -> Result<Caller> {
         let header = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        Ok(self.verifier.caller_from_header(header)?)
+        self.verifier.caller_from_header(header).await
+    }
+
+    /// Authentication first, then the body: 413, 415, 400, 422 in that order.
+    async fn caller_and_request(&self, req: &Request) -> Result<(Caller, MatchRequest)> {
+        let caller = self.caller(req).await?;
+        let body = req.body().as_ref();
+        if body.len() > shared::request::MAX_BODY_BYTES {
+            return Err(Error::PayloadTooLarge(shared::request::MAX_BODY_BYTES));
+        }
+        let content_type = match req.headers().get(header::CONTENT_TYPE) {
+            Some(v) => Some(v.to_str().map_err(|_| {
+                Error::UnsupportedMediaType("the content type is not valid ASCII".into())
+            })?),
+            None => None,
+        };
+        check_content_type(content_type, body)?;
+        Ok((caller, parse_match_request(body)?))
     }
 
     async fn submit(&self, req: &Request) -> Result<Response<Body>> {
-        let caller = self.caller(req)?;
-        let request = parse_match_request(req.body().as_ref())?;
-        let task = service::submit(
-            &self.store,
-            &self.queue,
-            &caller.0,
-            request,
-            Utc::now(),
-            self.task_ttl_secs,
-        )
-        .await?;
+        let (caller, request) = self.caller_and_request(req).await?;
+        let key = match req.headers().get(idempotency::HEADER) {
+            Some(v) => Some(v.to_str().map_err(|_| {
+                Error::Validation(vec![FieldError::new(
+                    "Idempotency-Key",
+                    "must be visible ASCII characters",
+                )])
+            })?),
+            None => None,
+        };
+        let now = Utc::now();
+        let (task, replayed) = match key {
+            Some(key) => {
+                let s = idempotency::submit(
+                    &self.store,
+                    &self.queue,
+                    &caller.0,
+                    key,
+                    request,
+                    now,
+                    self.task_ttl_secs,
+                )
+                .await?;
+                (s.task, s.replayed)
+            }
+            None => {
+                let task = service::submit(
+                    &self.store,
+                    &self.queue,
+                    &caller.0,
+                    request,
+                    now,
+                    self.task_ttl_secs,
+                )
+                .await?;
+                (task, false)
+            }
+        };
         let status_url = format!("/jobs/match/status/{}", task.task_id);
         let expires_at = chrono::DateTime::from_timestamp(task.expires_at, 0)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
@@ -79,12 +128,17 @@ impl<S: TaskStore, Q: TaskQueue, J: JobIndex> App<S, Q, J> {
             headers.insert(header::LOCATION, location);
         }
         headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        if replayed {
+            headers.insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
+        }
         Ok(resp)
     }
 
     async fn legacy(&self, req: &Request) -> Result<Response<Body>> {
-        let caller = self.caller(req)?;
-        let request = parse_match_request(req.body().as_ref())?;
+        let (caller, request) = self.caller_and_request(req).await?;
         let result = service::run_match(&self.index, &caller.0, &request).await?;
         Ok(json_response(
             StatusCode::OK,
@@ -99,24 +153,42 @@ impl<S: TaskStore, Q: TaskQueue, J: JobIndex> App<S, Q, J> {
             check(self.store.ping()),
             check(self.queue.ping()),
         );
-        let component = |(outcome, ms): (Result<Option<String>>, f64)| match outcome {
+        let timeout_ms = HEALTH_TIMEOUT.as_millis() as u64;
+        let component = |(outcome, ms): &(Result<Option<String>>, f64)| match outcome {
             Ok(pgvector) => {
-                let mut c = json!({"status": "ok", "latency_ms": ms});
+                let mut c = json!({"status": "ok", "latency_ms": ms, "timeout_ms": timeout_ms});
                 if let Some(v) = pgvector {
                     c["pgvector"] = json!(v);
                 }
                 c
             }
-            Err(e) => json!({"status": "down", "latency_ms": ms, "error": e.problem().detail}),
+            Err(e) => json!({
+                "status": "down",
+                "latency_ms": ms,
+                "timeout_ms": timeout_ms,
+                "error": health_error(e),
+            }),
         };
-        let healthy = [&postgres.0, &dynamodb.0, &sqs.0].iter().all(|r| r.is_ok());
+        let failing: Vec<&str> = [
+            ("postgres", &postgres.0),
+            ("dynamodb", &dynamodb.0),
+            ("sqs", &sqs.0),
+        ]
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(name, _)| *name)
+        .collect();
+        let healthy = failing.is_empty();
+        let (postgres, dynamodb, sqs) =
+            (component(&postgres), component(&dynamodb), component(&sqs));
         let body = json!({
             "status": if healthy { "ok" } else { "degraded" },
             "version": env!("CARGO_PKG_VERSION"),
+            "failing": failing,
             "components": {
-                "postgres": component(postgres),
-                "dynamodb": component(dynamodb),
-                "sqs": component(sqs),
+                "postgres": postgres,
+                "dynamodb": dynamodb,
+                "sqs": sqs,
             },
         });
         let status = if healthy {
@@ -135,10 +207,23 @@ async fn check<T: HealthDetail>(
     let started = Instant::now();
     let outcome = match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
         Ok(r) => r.map(HealthDetail::detail),
-        Err(_) => Err(Error::Internal("timed out".into())),
+        Err(_) => Err(Error::Internal(TIMED_OUT.into())),
     };
     let ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
     (outcome, ms)
+}
+
+const TIMED_OUT: &str = "timed out";
+
+/// The reason a component is down, without internals (addresses, messages).
+fn health_error(err: &Error) -> String {
+    match err {
+        Error::Internal(m) if m == TIMED_OUT => {
+            format!("no answer within {} ms", HEALTH_TIMEOUT.as_millis())
+        }
+        Error::Unavailable { .. } => "unavailable".into(),
+        other => other.code().replace('_', " "),
+    }
 }
 
 /// What a health probe reports besides "ok".
@@ -192,13 +277,31 @@ mod tests {
     }
 
     fn request(method: &str, path: &str, body: &str, token: Option<&str>) -> Request {
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        if let Some(t) = token {
+            headers.push(("authorization", format!("Bearer {t}")));
+        }
+        request_with(method, path, body.as_bytes(), &headers)
+    }
+
+    fn request_with(method: &str, path: &str, body: &[u8], headers: &[(&str, String)]) -> Request {
         let mut b = lambda_http::http::Request::builder()
             .method(method)
             .uri(path);
-        if let Some(t) = token {
-            b = b.header("authorization", format!("Bearer {t}"));
+        for (k, v) in headers {
+            b = b.header(*k, v);
         }
-        b.body(Body::from(body.to_owned())).expect("request")
+        b.body(Body::from(body.to_vec())).expect("request")
+    }
+
+    fn assert_problem(resp: &Response<Body>, status: u16, kind: &str) -> serde_json::Value {
+        assert_eq!(resp.status(), status, "{:?}", resp.body());
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let body = json_body(resp);
+        assert_eq!(body["status"], status);
+        assert_eq!(body["type"], kind);
+        assert!(body["title"].is_string() && body["detail"].is_string());
+        body
     }
 
     fn token(sub: &str) -> String {
@@ -300,13 +403,255 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bad_bodies_get_413_415_400_and_422_on_both_routes() {
+        let app = app(false);
+        let auth = ("authorization", format!("Bearer {}", token("alice")));
+        let json = ("content-type", "application/json".to_string());
+        for path in ["/jobs/match", "/jobs/match/legacy"] {
+            let big = vec![b' '; shared::request::MAX_BODY_BYTES + 1];
+            let resp = app
+                .handle(request_with(
+                    "POST",
+                    path,
+                    &big,
+                    &[auth.clone(), json.clone()],
+                ))
+                .await;
+            assert_problem(&resp, 413, "/problems/payload-too-large");
+
+            for ct in [
+                "text/plain",
+                "application/x-www-form-urlencoded",
+                "application/xml",
+            ] {
+                let resp = app
+                    .handle(request_with(
+                        "POST",
+                        path,
+                        b"{}",
+                        &[auth.clone(), ("content-type", ct.to_string())],
+                    ))
+                    .await;
+                let b = assert_problem(&resp, 415, "/problems/unsupported-media-type");
+                assert!(b["detail"].as_str().expect("detail").contains(ct), "{b}");
+            }
+            let resp = app
+                .handle(request_with(
+                    "POST",
+                    path,
+                    b"{}",
+                    std::slice::from_ref(&auth),
+                ))
+                .await;
+            assert_problem(&resp, 415, "/problems/unsupported-media-type");
+
+            for bad in ["{", "[]", "\"x\"", "null"] {
+                let resp = app
+                    .handle(request("POST", path, bad, Some(&token("alice"))))
+                    .await;
+                assert_problem(&resp, 400, "/problems/malformed-json");
+            }
+
+            let resp = app
+                .handle(request(
+                    "POST",
+                    path,
+                    r#"{"limt":5,"limit":0,"filters":{"employment_types":["gig"],"min_salary":-5}}"#,
+                    Some(&token("alice")),
+                ))
+                .await;
+            let b = assert_problem(&resp, 422, "/problems/invalid-request");
+            let fields: Vec<&str> = b["errors"]
+                .as_array()
+                .expect("errors")
+                .iter()
+                .map(|e| e["field"].as_str().expect("field"))
+                .collect();
+            assert_eq!(
+                fields,
+                [
+                    "limt",
+                    "filters.employment_types",
+                    "filters.min_salary",
+                    "limit"
+                ]
+            );
+            assert!(b["errors"][0]["message"]
+                .as_str()
+                .expect("message")
+                .contains("`limt`"));
+        }
+        // Authentication comes first: a bad body without a token is a 401.
+        let resp = app
+            .handle(request_with(
+                "POST",
+                "/jobs/match",
+                b"{",
+                std::slice::from_ref(&json),
+            ))
+            .await;
+        assert_eq!(resp.status(), 401);
+        assert!(app.store.tasks.lock().expect("lock").is_empty());
+        assert!(app.queue.sent.lock().expect("lock").is_empty());
+    }
+
+    fn keyed(body: &str, sub: &str, key: &str) -> Request {
+        request_with(
+            "POST",
+            "/jobs/match",
+            body.as_bytes(),
+            &[
+                ("content-type", "application/json".to_string()),
+                ("authorization", format!("Bearer {}", token(sub))),
+                ("idempotency-key", key.to_string()),
+            ],
+        )
+    }
+
+    #[tokio::test]
+    async fn idempotency_key_replays_conflicts_and_is_per_caller() {
+        let app = app(false);
+        let first = app
+            .handle(keyed(
+                r#"{"limit":5,"skills":["Rust"]}"#,
+                "alice",
+                "order-1",
+            ))
+            .await;
+        assert_eq!(first.status(), 202);
+        assert!(first.headers().get("idempotent-replayed").is_none());
+        let id = json_body(&first)["task_id"].clone();
+
+        // Same body up to normalisation: the same task, 202 again.
+        let again = app
+            .handle(keyed(
+                r#"{"skills":["rust "],"limit":5}"#,
+                "alice",
+                "order-1",
+            ))
+            .await;
+        assert_eq!(again.status(), 202);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(again.headers()["content-type"], "application/json");
+        let body = json_body(&again);
+        assert_eq!(body["task_id"], id);
+        assert_eq!(
+            again.headers()["location"],
+            format!("/jobs/match/status/{}", id.as_str().expect("id"))
+        );
+
+        let other = app
+            .handle(keyed(r#"{"limit":6}"#, "alice", "order-1"))
+            .await;
+        let b = assert_problem(&other, 422, "/problems/idempotency-key-reused");
+        assert!(b["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("Idempotency-Key"));
+
+        let bob = app
+            .handle(keyed(r#"{"limit":5,"skills":["Rust"]}"#, "bob", "order-1"))
+            .await;
+        assert_eq!(bob.status(), 202);
+        assert_ne!(json_body(&bob)["task_id"], id);
+
+        assert_eq!(app.store.tasks.lock().expect("lock").len(), 2);
+        assert_eq!(app.queue.sent.lock().expect("lock").len(), 2);
+
+        for bad in ["", &"k".repeat(256)] {
+            let resp = app.handle(keyed("{}", "alice", bad)).await;
+            let b = assert_problem(&resp, 422, "/problems/invalid-request");
+            assert_eq!(b["errors"][0]["field"], "Idempotency-Key");
+        }
+        let resp = app.handle(keyed("{}", "alice", &"k".repeat(255))).await;
+        assert_eq!(resp.status(), 202);
+    }
+
+    /// A probe that never answers.
+    struct Hangs;
+    impl TaskQueue for Hangs {
+        async fn send(&self, _: &shared::domain::TaskMessage) -> Result<()> {
+            std::future::pending().await
+        }
+        async fn ping(&self) -> Result<()> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_never_hangs_and_names_the_component_that_does() {
+        let app = App {
+            store: MemoryTaskStore::default(),
+            queue: Hangs,
+            index: MemoryJobIndex::default(),
+            verifier: Verifier::hs256(SECRET, 0),
+            task_ttl_secs: 3600,
+        };
+        let started = tokio::time::Instant::now();
+        let resp = app.handle(request_with("GET", "/health", b"", &[])).await;
+        // Virtual time: the answer came at the probe timeout, not later.
+        assert_eq!(started.elapsed(), HEALTH_TIMEOUT);
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let body = json_body(&resp);
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["failing"], serde_json::json!(["sqs"]));
+        assert_eq!(body["components"]["sqs"]["status"], "down");
+        assert_eq!(
+            body["components"]["sqs"]["error"],
+            "no answer within 2000 ms"
+        );
+        assert_eq!(body["components"]["sqs"]["timeout_ms"], 2000);
+        assert_eq!(body["components"]["postgres"]["status"], "ok");
+        assert_eq!(body["components"]["dynamodb"]["status"], "ok");
+    }
+
+    /// A queue whose every call fails at once.
+    struct Down;
+    impl TaskQueue for Down {
+        async fn send(&self, _: &shared::domain::TaskMessage) -> Result<()> {
+            Err(Error::unavailable("sqs", "connection refused at 10.0.0.7"))
+        }
+        async fn ping(&self) -> Result<()> {
+            Err(Error::unavailable("sqs", "connection refused at 10.0.0.7"))
+        }
+    }
+
+    #[tokio::test]
+    async fn health_is_503_naming_a_failing_component() {
+        let app = App {
+            store: MemoryTaskStore::default(),
+            queue: Down,
+            index: MemoryJobIndex::default(),
+            verifier: Verifier::hs256(SECRET, 0),
+            task_ttl_secs: 3600,
+        };
+        let resp = app.handle(request_with("GET", "/health", b"", &[])).await;
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let body = json_body(&resp);
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["failing"], serde_json::json!(["sqs"]));
+        assert_eq!(body["components"]["sqs"]["status"], "down");
+        assert_eq!(body["components"]["sqs"]["error"], "unavailable");
+        // Internals (addresses) stay in the log.
+        assert!(!String::from_utf8_lossy(resp.body().as_ref()).contains("10.0.0.7"));
+    }
+
+    #[tokio::test]
     async fn health_reports_each_component() {
         let resp = app(false).handle(request("GET", "/health", "", None)).await;
         assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "application/json");
         let body = json_body(&resp);
         assert_eq!(body["status"], "ok");
+        assert_eq!(body["failing"], serde_json::json!([]));
         assert_eq!(body["components"]["postgres"]["pgvector"], "memory");
-        assert_eq!(body["components"]["sqs"]["status"], "ok");
+        for c in ["postgres", "dynamodb", "sqs"] {
+            assert_eq!(body["components"][c]["status"], "ok");
+            assert_eq!(body["components"][c]["timeout_ms"], 2000);
+            assert!(body["components"][c]["latency_ms"].is_number());
+        }
     }
 
     #[tokio::test]

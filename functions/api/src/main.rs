@@ -1,17 +1,18 @@
-//! Entry point of the api function: reads config, builds the AWS clients and
-//! the pool once per container, then serves requests with `handler::App`.
+//! Entry point of the api function: reads config, builds the AWS clients, the
+//! token verifier (fetching the HS256 secret once when it is in Secrets
+//! Manager) and the pool once per container, then serves requests with
+//! `handler::App`.
 
-mod handler;
-
+use api::handler;
 use lambda_http::{Error, Request};
-use shared::adapters::{dynamo::DynamoTaskStore, postgres, sqs::SqsTaskQueue};
-use shared::auth::Verifier;
-use shared::config::{from_env, ApiConfig};
+use shared::adapters::{dynamo::DynamoTaskStore, postgres, secrets, sqs::SqsTaskQueue};
+use shared::config::{from_env, ApiConfig, AuthConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init_json_logs();
     let config: ApiConfig = from_env()?;
+    let auth: AuthConfig = from_env()?;
     let metrics = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace("jobmatch")
         .with_dimension("function", "api")
@@ -19,15 +20,13 @@ async fn main() -> Result<(), Error> {
         .with_lambda_request_id("RequestId")
         .init()?;
     let aws = aws_config::load_from_env().await;
+    let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
     let pool = postgres::lazy_pool(config.database_url.expose(), config.db_max_connections)?;
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
         index: postgres::PgJobIndex::new(pool, config.exact_scan_max_rows),
-        verifier: Verifier::hs256(
-            config.jwt_secret.expose().as_bytes(),
-            config.jwt_leeway_secs,
-        ),
+        verifier,
         task_ttl_secs: config.task_ttl_secs,
     };
     let app = &app;

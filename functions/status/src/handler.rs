@@ -1,26 +1,69 @@
-//! The status function: `GET /jobs/match/status/{task_id}`, visible only to the
-//! task's owner. Another caller's task, an unknown id and an expired task all
-//! answer 404, so that task ids reveal nothing.
+//! The status function: `GET /jobs/match/status/{task_id}` and
+//! `GET /jobs/match/tasks` (the caller's tasks, newest first, paged with an
+//! opaque cursor). A task is visible only to its owner: another caller's task,
+//! an unknown id and an expired task all answer 404, so task ids reveal nothing.
 
+use base64::Engine;
 use chrono::Utc;
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use shared::auth::Verifier;
-use shared::error::{Error, Result};
-use shared::ports::TaskStore;
+use shared::auth::{Caller, Verifier};
+use shared::domain::{Task, DEFAULT_LIMIT, MAX_LIMIT};
+use shared::error::{Error, FieldError, Result};
+use shared::ports::{PageCursor, TaskLister, TaskStore};
 
 const PREFIX: &str = "/jobs/match/status/";
+const TASKS: &str = "/jobs/match/tasks";
+/// Task ids are UUIDs; anything longer is no task (and no DynamoDB key error).
+const MAX_TASK_ID_LEN: usize = 64;
 
 pub struct App<S> {
     pub store: S,
     pub verifier: Verifier,
 }
 
-impl<S: TaskStore> App<S> {
+/// What a cursor holds; base64url-encoded JSON, opaque to clients. The owner
+/// is not in it: pages are always read for the caller of the token.
+#[derive(Serialize, Deserialize)]
+struct CursorBody {
+    c: String,
+    t: String,
+}
+
+fn encode_cursor(c: &PageCursor) -> String {
+    let body = CursorBody {
+        c: c.created_at.clone(),
+        t: c.task_id.clone(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+fn decode_cursor(s: &str) -> Option<PageCursor> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()?;
+    let body: CursorBody = serde_json::from_slice(&bytes).ok()?;
+    let valid_time = chrono::DateTime::parse_from_rfc3339(&body.c).is_ok();
+    let valid_id = is_task_id(&body.t);
+    (valid_time && valid_id).then_some(PageCursor {
+        created_at: body.c,
+        task_id: body.t,
+    })
+}
+
+fn is_task_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_TASK_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+impl<S: TaskStore + TaskLister> App<S> {
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        self.status(&req).await.unwrap_or_else(|err| {
+        self.route(&req).await.unwrap_or_else(|err| {
             if err.status() >= 500 {
                 tracing::error!(error = %err, "request failed");
             }
@@ -28,7 +71,7 @@ impl<S: TaskStore> App<S> {
         })
     }
 
-    async fn status(&self, req: &Request) -> Result<Response<Body>> {
+    async fn route(&self, req: &Request) -> Result<Response<Body>> {
         if req.method() != Method::GET {
             return Err(Error::NoRoute(format!(
                 "{} {}",
@@ -40,9 +83,69 @@ impl<S: TaskStore> App<S> {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let caller = self.verifier.caller_from_header(header)?;
-        let task_id =
-            task_id(req).ok_or_else(|| Error::NotFound("no task id in the path".into()))?;
+        let caller = self.verifier.caller_from_header(header).await?;
+        if req.uri().path().trim_end_matches('/') == TASKS {
+            self.list(req, &caller).await
+        } else {
+            self.status(req, &caller).await
+        }
+    }
+
+    /// `GET /jobs/match/tasks?limit=&cursor=`
+    async fn list(&self, req: &Request, caller: &Caller) -> Result<Response<Body>> {
+        let params = req.query_string_parameters();
+        let mut errors = Vec::new();
+        let limit = match params.first("limit") {
+            None => DEFAULT_LIMIT,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    errors.push(FieldError::new(
+                        "limit",
+                        format!("must be an integer between 1 and {MAX_LIMIT}"),
+                    ));
+                    DEFAULT_LIMIT
+                }
+            },
+        };
+        let cursor = match params.first("cursor") {
+            None => None,
+            Some(v) => {
+                let c = decode_cursor(v);
+                if c.is_none() {
+                    errors.push(FieldError::new(
+                        "cursor",
+                        "is not a cursor this API returned",
+                    ));
+                }
+                c
+            }
+        };
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        let page = self
+            .store
+            .list(&caller.0, Utc::now(), limit, cursor.as_ref())
+            .await?;
+        let tasks: Vec<serde_json::Value> = page
+            .tasks
+            .iter()
+            .filter(|t| t.owner == caller.0)
+            .map(summary)
+            .collect();
+        let body = json!({
+            "tasks": tasks,
+            "next_cursor": page.next.as_ref().map(encode_cursor),
+        });
+        Ok(json_response(body))
+    }
+
+    /// `GET /jobs/match/status/{task_id}`
+    async fn status(&self, req: &Request, caller: &Caller) -> Result<Response<Body>> {
+        let task_id = task_id(req)
+            .filter(|id| is_task_id(id))
+            .ok_or_else(|| Error::NotFound("no such task".into()))?;
         let not_found = || Error::NotFound(format!("no task {task_id}"));
         let task = self
             .store
@@ -55,8 +158,7 @@ impl<S: TaskStore> App<S> {
             "status": task.status,
             "created_at": task.created_at,
             "updated_at": task.updated_at,
-            "expires_at": chrono::DateTime::from_timestamp(task.expires_at, 0)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            "expires_at": expires_at(&task),
             "attempts": task.attempts,
         });
         if let Some(t) = task.started_at {
@@ -71,22 +173,46 @@ impl<S: TaskStore> App<S> {
         if let Some(e) = &task.error {
             body["error"] = json!(e);
         }
-        let mut resp = Response::new(Body::from(body.to_string()));
-        *resp.status_mut() = StatusCode::OK;
-        let headers = resp.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            header::CACHE_CONTROL,
-            header::HeaderValue::from_static("no-store"),
-        );
+        let mut resp = json_response(body);
         if !task.status.is_finished() {
-            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         Ok(resp)
     }
+}
+
+fn expires_at(task: &Task) -> Option<String> {
+    chrono::DateTime::from_timestamp(task.expires_at, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// A task in the listing: its state, not its result.
+fn summary(task: &Task) -> serde_json::Value {
+    json!({
+        "task_id": task.task_id,
+        "status": task.status,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "expires_at": expires_at(task),
+        "attempts": task.attempts,
+        "links": {"status": format!("{PREFIX}{}", task.task_id)},
+    })
+}
+
+fn json_response(body: serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = StatusCode::OK;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
 }
 
 /// The `{task_id}` path parameter; when invoked without API Gateway (no path
@@ -170,5 +296,99 @@ mod tests {
         let resp = app.handle(get("old", "alice", true)).await;
         assert_eq!(resp.status(), 404);
         assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let long = "x".repeat(65);
+        let resp = app.handle(get(&long, "alice", true)).await;
+        assert_eq!(resp.status(), 404);
+    }
+
+    fn list(sub: &str, query: &str) -> Request {
+        let token = shared::auth::mint_hs256(SECRET, sub, 60).expect("token");
+        let req = lambda_http::http::Request::builder()
+            .uri(format!("{TASKS}?{query}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::Empty)
+            .expect("request");
+        let params: HashMap<String, String> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        req.with_query_string_parameters(params)
+    }
+
+    fn body(resp: &Response<Body>) -> serde_json::Value {
+        serde_json::from_slice(resp.body().as_ref()).expect("json")
+    }
+
+    /// alice has 5 live tasks a second apart and one expired; bob has one.
+    fn listing_app() -> App<MemoryTaskStore> {
+        let store = MemoryTaskStore::default();
+        {
+            let mut tasks = store.tasks.lock().expect("lock");
+            let now = Utc::now();
+            for i in 0..5 {
+                let mut t = task(&format!("a{i}"), "alice", 3600);
+                t.created_at = (now - chrono::Duration::seconds(10 - i)).into();
+                tasks.insert(t.task_id.clone(), t);
+            }
+            tasks.insert("old".into(), task("old", "alice", -1));
+            tasks.insert("b0".into(), task("b0", "bob", 3600));
+        }
+        App {
+            store,
+            verifier: Verifier::hs256(SECRET, 0),
+        }
+    }
+
+    #[tokio::test]
+    async fn listing_pages_own_tasks_newest_first() {
+        let app = listing_app();
+        let mut seen = Vec::new();
+        let mut query = "limit=2".to_string();
+        loop {
+            let resp = app.handle(list("alice", &query)).await;
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.headers()["content-type"], "application/json");
+            let b = body(&resp);
+            let page = b["tasks"].as_array().expect("tasks");
+            assert!(page.len() <= 2);
+            for t in page {
+                assert_eq!(
+                    t["links"]["status"],
+                    format!("{PREFIX}{}", t["task_id"].as_str().expect("id"))
+                );
+                assert!(t.get("result").is_none());
+                seen.push(t["task_id"].as_str().expect("id").to_owned());
+            }
+            match b["next_cursor"].as_str() {
+                Some(c) => query = format!("limit=2&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["a4", "a3", "a2", "a1", "a0"]);
+        let b = body(&app.handle(list("bob", "")).await);
+        assert_eq!(b["tasks"].as_array().map(Vec::len), Some(1));
+        assert_eq!(b["tasks"][0]["task_id"], "b0");
+        assert!(b["next_cursor"].is_null());
+    }
+
+    #[tokio::test]
+    async fn listing_rejects_bad_limits_and_cursors() {
+        let app = listing_app();
+        for (query, field) in [
+            ("limit=0", "limit"),
+            ("limit=101", "limit"),
+            ("limit=ten", "limit"),
+            ("cursor=not-a-cursor", "cursor"),
+            ("cursor=e30", "cursor"),
+        ] {
+            let resp = app.handle(list("alice", query)).await;
+            assert_eq!(resp.status(), 422, "{query}");
+            assert_eq!(resp.headers()["content-type"], "application/problem+json");
+            assert_eq!(body(&resp)["errors"][0]["field"], field, "{query}");
+        }
+        let resp = app.handle(list("alice", "limit=100")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(body(&resp)["tasks"].as_array().map(Vec::len), Some(5));
     }
 }

@@ -1,24 +1,22 @@
-//! Entry point of the status function: config and the DynamoDB client once per
-//! container, then `handler::App`.
+//! Entry point of the status function: config, the DynamoDB client and the
+//! token verifier once per container, then `handler::App`.
 
 mod handler;
 
 use lambda_http::{run, service_fn, Error, Request};
-use shared::adapters::dynamo::DynamoTaskStore;
-use shared::auth::Verifier;
-use shared::config::{from_env, StatusConfig};
+use shared::adapters::{dynamo::DynamoTaskStore, secrets};
+use shared::config::{from_env, AuthConfig, StatusConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config: StatusConfig = from_env()?;
+    let auth: AuthConfig = from_env()?;
     let aws = aws_config::load_from_env().await;
+    let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
-        verifier: Verifier::hs256(
-            config.jwt_secret.expose().as_bytes(),
-            config.jwt_leeway_secs,
-        ),
+        verifier,
     };
     let app = &app;
     run(service_fn(move |req: Request| async move {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
@@ -12,9 +13,16 @@ use serde::Serialize;
 
 use crate::domain::{MatchResult, Task, TaskError, TaskStatus, Timestamp};
 use crate::error::{Error, Result};
-use crate::ports::{Claim, Fence, TaskStore};
+use crate::ports::{
+    Claim, Fence, IdempotentTaskStore, PageCursor, TaskLister, TaskPage, TaskStore,
+};
 
 const COMPONENT: &str = "dynamodb";
+/// The GSI on `owner` + `created_at` (template.yaml, infra/local/stack.py).
+pub const OWNER_INDEX: &str = "owner-created_at";
+/// A listing page reads at most this many index pages (expired items are
+/// skipped), so that it always answers promptly.
+const MAX_QUERY_ROUNDS: usize = 5;
 
 #[derive(Clone, Debug)]
 pub struct DynamoTaskStore {
@@ -262,5 +270,99 @@ impl TaskStore for DynamoTaskStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+impl IdempotentTaskStore for DynamoTaskStore {
+    async fn create_or_get(&self, task: &Task, now: DateTime<Utc>) -> Result<Option<Task>> {
+        let item: Item = serde_dynamo::to_item(task)
+            .map_err(|e| Error::Internal(format!("encode task: {e}")))?;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // One conditional write decides: DynamoDB serialises writes to an item.
+            .condition_expression("attribute_not_exists(task_id) OR expires_at <= :now_secs")
+            .expression_attribute_values(":now_secs", n(now.timestamp()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(None),
+            Err(err) => match err.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(e) => match e.item {
+                    Some(old) => decode(old).map(Some),
+                    // Some DynamoDB emulations return no old item; read it.
+                    None => match self.get_item(&task.task_id).await? {
+                        Some(old) => decode(old).map(Some),
+                        None => Err(Error::unavailable(
+                            COMPONENT,
+                            "idempotent write lost to a task that vanished",
+                        )),
+                    },
+                },
+                other => Err(unavailable(other)),
+            },
+        }
+    }
+}
+
+impl TaskLister for DynamoTaskStore {
+    async fn list(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+        after: Option<&PageCursor>,
+    ) -> Result<TaskPage> {
+        let mut tasks = Vec::new();
+        let mut start = after.map(|c| {
+            HashMap::from([
+                ("task_id".to_owned(), s(&c.task_id)),
+                ("owner".to_owned(), s(owner)),
+                ("created_at".to_owned(), s(&c.created_at)),
+            ])
+        });
+        for _ in 0..MAX_QUERY_ROUNDS {
+            let wanted = limit as usize - tasks.len();
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OWNER_INDEX)
+                .key_condition_expression("#owner = :owner")
+                // Expired items may linger until DynamoDB deletes them.
+                .filter_expression("expires_at > :now_secs")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", s(owner))
+                .expression_attribute_values(":now_secs", n(now.timestamp()))
+                .scan_index_forward(false)
+                .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items.unwrap_or_default() {
+                tasks.push(decode(item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() || tasks.len() >= limit as usize {
+                break;
+            }
+        }
+        // The cursor is where the index read stopped; a last page has none.
+        let key = |k: &Item, name: &str| match k.get(name) {
+            Some(AttributeValue::S(v)) => Ok(v.clone()),
+            _ => Err(Error::Internal(format!("page key without {name}"))),
+        };
+        let next = match start {
+            Some(k) => Some(PageCursor {
+                created_at: key(&k, "created_at")?,
+                task_id: key(&k, "task_id")?,
+            }),
+            None => None,
+        };
+        Ok(TaskPage { tasks, next })
     }
 }

@@ -11,7 +11,10 @@ use crate::domain::{
     TaskStatus, Timestamp,
 };
 use crate::error::{Error, Result};
-use crate::ports::{Claim, Fence, JobIndex, Neighbours, Query, TaskQueue, TaskStore};
+use crate::ports::{
+    Claim, Fence, IdempotentTaskStore, JobIndex, Neighbours, PageCursor, Query, TaskLister,
+    TaskPage, TaskQueue, TaskStore,
+};
 
 fn poisoned() -> Error {
     Error::Internal("lock poisoned".into())
@@ -116,6 +119,58 @@ impl TaskStore for MemoryTaskStore {
 
     async fn ping(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+impl IdempotentTaskStore for MemoryTaskStore {
+    async fn create_or_get(&self, task: &Task, now: DateTime<Utc>) -> Result<Option<Task>> {
+        let mut tasks = self.tasks.lock().map_err(|_| poisoned())?;
+        match tasks.get(&task.task_id).filter(|t| !t.is_expired(now)) {
+            Some(existing) => Ok(Some(existing.clone())),
+            None => {
+                tasks.insert(task.task_id.clone(), task.clone());
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl TaskLister for MemoryTaskStore {
+    async fn list(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+        after: Option<&PageCursor>,
+    ) -> Result<TaskPage> {
+        let tasks = self.tasks.lock().map_err(|_| poisoned())?;
+        let key = |t: &Task| {
+            (
+                t.created_at
+                    .get()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                t.task_id.clone(),
+            )
+        };
+        let mut mine: Vec<&Task> = tasks
+            .values()
+            .filter(|t| t.owner == owner && !t.is_expired(now))
+            .filter(|t| after.is_none_or(|c| key(t) < (c.created_at.clone(), c.task_id.clone())))
+            .collect();
+        mine.sort_by_key(|t| std::cmp::Reverse(key(t)));
+        let more = mine.len() > limit as usize;
+        mine.truncate(limit as usize);
+        let next = mine.last().filter(|_| more).map(|t| {
+            let (created_at, task_id) = key(t);
+            PageCursor {
+                created_at,
+                task_id,
+            }
+        });
+        Ok(TaskPage {
+            tasks: mine.into_iter().cloned().collect(),
+            next,
+        })
     }
 }
 

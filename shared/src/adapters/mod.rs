@@ -4,4 +4,5 @@
 pub mod dynamo;
 pub mod memory;
 pub mod postgres;
+pub mod secrets;
 pub mod sqs;
