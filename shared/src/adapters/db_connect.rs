@@ -173,6 +173,43 @@ pub fn connect_options(
     }
 }
 
+/// Builds the IAM state for `base` from the SDK config's region and credentials.
+fn iam_for(base: &PgConnectOptions, aws: &SdkConfig) -> Result<Iam, DbConnectError> {
+    let region = aws.region().ok_or(DbConnectError::NoRegion)?;
+    let credentials = aws
+        .credentials_provider()
+        .ok_or_else(|| DbConnectError::Credentials("no credentials provider".into()))?;
+    Ok(Iam {
+        base: base.clone(),
+        signer: TokenSigner::new(
+            base.get_host(),
+            base.get_port(),
+            base.get_username(),
+            region.as_ref(),
+        ),
+        credentials,
+        signed_at: Mutex::new(SystemTime::UNIX_EPOCH),
+    })
+}
+
+/// Connect options for one connection made now: in IAM mode with a fresh
+/// token (the data CLI uses this from a host inside the VPC).
+pub async fn options_now(
+    database_url: &str,
+    auth: DbAuth,
+    aws: &SdkConfig,
+) -> Result<PgConnectOptions, DbConnectError> {
+    let base = connect_options(database_url, auth)?;
+    match auth {
+        DbAuth::Password => Ok(base),
+        DbAuth::Iam => {
+            iam_for(&base, aws)?
+                .options_with_fresh_token(SystemTime::now())
+                .await
+        }
+    }
+}
+
 impl Db {
     /// A lazy pool (a cold start never fails on the database); in IAM mode
     /// signs the first token now.
@@ -188,24 +225,7 @@ impl Db {
             .acquire_timeout(Duration::from_secs(5));
         let iam = match auth {
             DbAuth::Password => None,
-            DbAuth::Iam => {
-                let region = aws.region().ok_or(DbConnectError::NoRegion)?;
-                let credentials = aws
-                    .credentials_provider()
-                    .ok_or_else(|| DbConnectError::Credentials("no credentials provider".into()))?;
-                let signer = TokenSigner::new(
-                    base.get_host(),
-                    base.get_port(),
-                    base.get_username(),
-                    region.as_ref(),
-                );
-                Some(Iam {
-                    base: base.clone(),
-                    signer,
-                    credentials,
-                    signed_at: Mutex::new(SystemTime::UNIX_EPOCH),
-                })
-            }
+            DbAuth::Iam => Some(iam_for(&base, aws)?),
         };
         let now = SystemTime::now();
         let first = match &iam {
