@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) infra/local/stack.py
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: up down logs status test bootstrap lint unit template integration bench
+.PHONY: up down logs status test bootstrap lint unit template integration bench deploy-bootstrap deploy-check
 
 bootstrap: ## install the local tools into .venv (once)
 	infra/local/bootstrap.sh
@@ -33,6 +33,15 @@ unit:
 template: bootstrap
 	cfn-lint template.yaml
 
+deploy-bootstrap: ## install the deployment check tools (.venv-deploy, .venv-checkov, arm64 target)
+	infra/deploy/bootstrap.sh
+
+# Offline checks of the SAM stack: cfn-lint, sam validate, checkov, the
+# project's rules (infra/deploy/rules.py) and an arm64 `sam build` that
+# prints each bootstrap size.
+deploy-check: deploy-bootstrap
+	infra/deploy/check.sh
+
 # Integration and end-to-end tests need the stack: start it unless it already
 # runs, and stop it afterwards only if this run started it.
 integration: bootstrap
@@ -43,7 +52,7 @@ integration: bootstrap
 	if [[ $$started == 1 ]]; then $(STACK) down; fi; \
 	exit $$rc
 
-test: bootstrap lint unit template integration ## every check, from nothing installed
+test: bootstrap lint unit template deploy-check integration ## every check, from nothing installed
 
 # The benchmark (long; not part of `make test`): needs the stack of `make up`.
 # BENCH_ARGS="--million" loads 1,000,000 jobs; --reuse keeps a loaded database.

@@ -14,6 +14,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jobmatch_cli::generate::{self, World};
 use jobmatch_cli::load;
+use shared::adapters::db_connect;
+use shared::config::DbAuth;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgConnection};
 
@@ -38,9 +40,19 @@ enum Command {
 
 #[derive(Args)]
 struct Db {
-    /// PostgreSQL connection URL.
+    /// PostgreSQL connection URL (with `--db-auth iam`: no password in it).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// `iam`: log in with an RDS IAM token signed from the AWS credentials
+    /// (RDS Proxy in AWS); `password`: the URL's own password.
+    #[arg(long, env = "DB_AUTH", value_enum, default_value_t = DbAuthArg::Password)]
+    db_auth: DbAuthArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DbAuthArg {
+    Password,
+    Iam,
 }
 
 #[derive(Args)]
@@ -126,9 +138,15 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// One connection; the URL is never printed (it may hold a password).
 async fn connect(db: &Db) -> Result<PgConnection> {
-    let options = PgConnectOptions::from_str(&db.database_url)
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?
-        .application_name("jobmatch-cli");
+    let options = match db.db_auth {
+        DbAuthArg::Password => PgConnectOptions::from_str(&db.database_url)
+            .context("DATABASE_URL is not a valid PostgreSQL URL")?,
+        DbAuthArg::Iam => {
+            let aws = aws_config::load_from_env().await;
+            db_connect::options_now(&db.database_url, DbAuth::Iam, &aws).await?
+        }
+    }
+    .application_name("jobmatch-cli");
     tokio::time::timeout(Duration::from_secs(15), options.connect())
         .await
         .context("connecting to PostgreSQL timed out")?

@@ -162,3 +162,27 @@ pub struct AuthConfig {
     #[serde(default = "default_jwks_timeout_ms")]
     pub jwks_timeout_ms: u64,
 }
+
+/// How PostgreSQL authenticates the functions (`DB_AUTH`): `password` (the
+/// default; `DATABASE_URL` holds it) or `iam` (RDS IAM auth through RDS Proxy;
+/// `DATABASE_URL` names host, port, user and database without a password).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbAuth {
+    #[default]
+    Password,
+    Iam,
+}
+
+/// Read beside `ApiConfig`/`WorkerConfig` by every function that opens a pool.
+#[derive(Debug, Deserialize)]
+pub struct DbAuthConfig {
+    #[serde(default)]
+    pub db_auth: DbAuth,
+}
+
+/// `migrate`: the CloudFormation custom resource that migrates on deploy.
+#[derive(Debug, Deserialize)]
+pub struct MigrateConfig {
+    pub database_url: Secret,
+}

@@ -1,18 +1,21 @@
 //! Entry point of the api function: reads config, builds the AWS clients, the
 //! token verifier (fetching the HS256 secret once when it is in Secrets
-//! Manager) and the pool once per container, then serves requests with
-//! `handler::App`.
+//! Manager), the pool and the metrics collector once per container, then
+//! serves requests with `handler::App`.
 
 use api::handler;
 use lambda_http::{Error, Request};
-use shared::adapters::{dynamo::DynamoTaskStore, postgres, secrets, sqs::SqsTaskQueue};
-use shared::config::{from_env, ApiConfig, AuthConfig};
+use shared::adapters::{
+    db_connect::Db, dynamo::DynamoTaskStore, postgres, secrets, sqs::SqsTaskQueue,
+};
+use shared::config::{from_env, ApiConfig, AuthConfig, DbAuthConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init_json_logs();
     let config: ApiConfig = from_env()?;
     let auth: AuthConfig = from_env()?;
+    let db_auth: DbAuthConfig = from_env()?;
     let metrics = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace("jobmatch")
         .with_dimension("function", "api")
@@ -21,18 +24,30 @@ async fn main() -> Result<(), Error> {
         .init()?;
     let aws = aws_config::load_from_env().await;
     let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
-    let pool = postgres::lazy_pool(config.database_url.expose(), config.db_max_connections)?;
+    let db = Db::connect(
+        config.database_url.expose(),
+        config.db_max_connections,
+        db_auth.db_auth,
+        &aws,
+    )
+    .await?;
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
-        index: postgres::PgJobIndex::new(pool, config.exact_scan_max_rows),
+        index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows),
         verifier,
         task_ttl_secs: config.task_ttl_secs,
     };
-    let app = &app;
+    let (app, db) = (&app, &db);
     metrics_cloudwatch_embedded::lambda::handler::run_http(
         metrics,
-        move |req: Request| async move { Ok::<_, Error>(app.handle(req).await) },
+        move |req: Request| async move {
+            // A fresh RDS IAM token for connections opened in this invocation.
+            if let Err(e) = db.refresh().await {
+                tracing::warn!(error = %e, "cannot refresh the database token");
+            }
+            Ok::<_, Error>(app.handle(req).await)
+        },
     )
     .await
 }

@@ -9,7 +9,7 @@ use shared::config::{from_env, AuthConfig, StatusConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    shared::telemetry::init_json_logs();
     let config: StatusConfig = from_env()?;
     let auth: AuthConfig = from_env()?;
     let aws = aws_config::load_from_env().await;

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
-use shared::adapters::{dynamo::DynamoTaskStore, postgres};
-use shared::config::{from_env, WorkerConfig};
+use shared::adapters::{db_connect::Db, dynamo::DynamoTaskStore, postgres};
+use shared::config::{from_env, DbAuthConfig, WorkerConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init_json_logs();
     let config: WorkerConfig = from_env()?;
+    let db_auth: DbAuthConfig = from_env()?;
     let metrics = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace("jobmatch")
         .with_dimension("function", "worker")
@@ -22,24 +23,31 @@ async fn main() -> Result<(), Error> {
         .with_lambda_request_id("RequestId")
         .init()?;
     let aws = aws_config::load_from_env().await;
-    let pool = postgres::lazy_pool_with(
+    let db = Db::connect_with(
         config.database_url.expose(),
         config.db_max_connections,
+        db_auth.db_auth,
+        &aws,
         Duration::from_millis(config.db_acquire_timeout_ms),
-    )?;
+    )
+    .await?;
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
-        index: postgres::PgJobIndex::new(pool, config.exact_scan_max_rows)
+        index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows)
             .with_statement_timeout(Duration::from_millis(config.db_statement_timeout_ms)),
         max_receive_count: config.max_receive_count,
         concurrency: config.db_max_connections as usize,
         deadline_margin: Duration::from_millis(config.deadline_margin_ms),
     };
-    let app = &app;
+    let (app, db) = (&app, &db);
     let fallback_timeout = Duration::from_millis(config.fallback_timeout_ms);
     metrics_cloudwatch_embedded::lambda::handler::run(
         metrics,
         move |event: LambdaEvent<SqsEvent>| async move {
+            // A fresh RDS IAM token for connections opened in this invocation.
+            if let Err(e) = db.refresh().await {
+                tracing::warn!(error = %e, "cannot refresh the database token");
+            }
             let deadline_ms = handler::deadline_or(event.context.deadline, fallback_timeout);
             Ok::<SqsBatchResponse, Error>(app.handle(event.payload, deadline_ms).await)
         },

@@ -1,6 +1,8 @@
 //! Adapters implementing the ports: DynamoDB (tasks), SQS (queue), PostgreSQL
-//! with pgvector (job index), and in-memory ones for unit tests.
+//! with pgvector (job index), and in-memory ones for unit tests; db_connect
+//! (plain URL or RDS IAM auth) builds the PostgreSQL pool.
 
+pub mod db_connect;
 pub mod dynamo;
 pub mod memory;
 pub mod postgres;

@@ -1,0 +1,170 @@
+//! The migrate function against the local stack's real PostgreSQL: a
+//! CloudFormation Create on an empty database installs pgvector and the
+//! schema and answers SUCCESS; a repeat (Update) is a no-op that still
+//! answers SUCCESS; an unreachable database answers FAILED within the time
+//! given. Needs `.local/env` exported (`make test` does it).
+
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest as Request;
+use migrate_fn::handler::{self, Respond};
+use migrate_fn::PgMigrator;
+use shared::adapters::db_connect::Db;
+use shared::config::DbAuth;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Row};
+
+/// Keeps the answers instead of PUTting them.
+#[derive(Default)]
+struct Answers(Mutex<Vec<serde_json::Value>>);
+
+impl Respond for Answers {
+    async fn put(&self, _url: &str, body: Vec<u8>) -> Result<(), String> {
+        let json = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        self.0.lock().unwrap().push(json);
+        Ok(())
+    }
+}
+
+fn request(kind: &str) -> Request {
+    let mut json = serde_json::json!({
+        "RequestType": kind,
+        "ResponseURL": "http://127.0.0.1:9/unused",
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/jobmatch/1",
+        "RequestId": format!("req-{kind}"),
+        "ResourceType": "Custom::Migrations",
+        "LogicalResourceId": "Migrations",
+        "ResourceProperties": {"ServiceToken": "arn"}
+    });
+    if kind != "Create" {
+        json["PhysicalResourceId"] = handler::PHYSICAL_ID.into();
+        json["OldResourceProperties"] = serde_json::json!({"ServiceToken": "arn"});
+    }
+    serde_json::from_value(json).unwrap()
+}
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL (export .local/env)")
+}
+
+async fn migrator(url: &str) -> PgMigrator {
+    let aws = aws_config::SdkConfig::builder().build();
+    PgMigrator {
+        db: Db::connect(url, 1, DbAuth::Password, &aws).await.unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn create_installs_pgvector_and_the_schema_on_an_empty_database_and_update_repeats_safely() {
+    let admin = PgConnectOptions::from_str(&admin_url()).unwrap();
+    let name = format!("migrate_it_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = admin.connect().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut parsed = url::Url::parse(&admin_url()).unwrap();
+    parsed.set_path(&format!("/{name}"));
+    let url = parsed.to_string();
+    let fresh = PgConnectOptions::from_str(&url).unwrap();
+
+    let migrator = migrator(&url).await;
+    let answers = Answers::default();
+    let status = handler::handle(
+        &request("Create"),
+        &migrator,
+        &answers,
+        Duration::from_secs(60),
+        "",
+    )
+    .await;
+    assert_eq!(status, Ok(aws_lambda_events::event::cloudformation::CloudFormationCustomResourceResponseStatus::Success));
+    let status = handler::handle(
+        &request("Update"),
+        &migrator,
+        &answers,
+        Duration::from_secs(60),
+        "",
+    )
+    .await;
+    assert!(status.is_ok());
+    drop(migrator);
+
+    let answers = answers.0.into_inner().unwrap();
+    assert_eq!(answers.len(), 2);
+    for answer in &answers {
+        assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+        assert_eq!(answer["PhysicalResourceId"], handler::PHYSICAL_ID);
+    }
+    let last = shared::adapters::postgres::MIGRATOR.iter().last().unwrap();
+    assert!(answers[0]["Data"]["SchemaVersion"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("at {}", last.version)));
+
+    let mut db = fresh.connect().await.unwrap();
+    let vector: String =
+        sqlx::query("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap()
+            .get(0);
+    assert!(vector.starts_with("0."), "pgvector {vector}");
+    let tables: i64 = sqlx::query(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('jobs', 'profiles')",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(tables, 2);
+    let applied: i64 = sqlx::query("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        applied as usize,
+        shared::adapters::postgres::MIGRATOR.iter().count(),
+        "each migration applied once"
+    );
+    db.close().await.unwrap();
+
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_database_answers_failed_within_the_time_given() {
+    // Port 1 on loopback: refused at once, retried until the time is up.
+    let migrator = migrator("postgres://nobody@127.0.0.1:1/none").await;
+    let answers = Answers::default();
+    let started = Instant::now();
+    let status = handler::handle(
+        &request("Create"),
+        &migrator,
+        &answers,
+        Duration::from_secs(5),
+        "stream-1",
+    )
+    .await;
+    assert_eq!(status, Ok(aws_lambda_events::event::cloudformation::CloudFormationCustomResourceResponseStatus::Failed));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let answers = answers.0.into_inner().unwrap();
+    let reason = answers[0]["Reason"].as_str().unwrap();
+    assert!(
+        reason.contains("PostgreSQL") || reason.contains("within"),
+        "{reason}"
+    );
+    assert!(reason.contains("stream-1"), "{reason}");
+}

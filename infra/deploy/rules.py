@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""Rules for template.yaml that cfn-lint and checkov do not check: the SAM
+event properties (their spelling and values), the queue/DLQ/timeout
+relations, the routes of DESIGN.md, what the local gateway reads, the state
+and security settings this project promises, and the connection arithmetic
+of the template's header.
+
+    rules.py [template.yaml]     check; exit 1 on any failed rule
+    rules.py --self-test         break the template in known ways and check
+                                 that each break is caught (the rules can fail)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# DESIGN.md "HTTP contract": every route, and only these.
+ROUTES = {
+    ("POST", "/jobs/match"),
+    ("POST", "/jobs/match/legacy"),
+    ("GET", "/health"),
+    ("GET", "/jobs/match/status/{task_id}"),
+}
+
+# Memory (GiB) of the instance classes the template allows. PostgreSQL on RDS
+# sets max_connections = LEAST(DBInstanceClassMemory / 9531392, 5000), and
+# DBInstanceClassMemory is the memory less what the OS and RDS keep: taken
+# here as 85 % (conservative; check with SHOW max_connections).
+INSTANCE_GIB = {
+    "db.t4g.small": 2,
+    "db.t4g.medium": 4,
+    "db.t4g.large": 8,
+    "db.r7g.large": 16,
+    "db.r7g.xlarge": 32,
+}
+
+
+def max_connections(instance_class: str) -> int:
+    memory = INSTANCE_GIB[instance_class] * 2**30 * 0.85
+    return min(int(memory // 9531392), 5000)
+
+
+class Tagged:
+    """A CloudFormation short-form intrinsic (!Ref X, !GetAtt A.B, ...)."""
+
+    def __init__(self, tag: str, value):
+        self.tag = tag
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, Tagged) and (self.tag, self.value) == (other.tag, other.value)
+
+    def __repr__(self):
+        return f"{self.tag} {self.value!r}"
+
+
+class CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _tagged(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return Tagged("!" + suffix, value)
+
+
+CfnLoader.add_multi_constructor("!", _tagged)
+
+
+def ref_name(value) -> str | None:
+    """The logical id a !Ref / !GetAtt (or their long forms) points at."""
+    if isinstance(value, Tagged):
+        if value.tag == "!Ref":
+            return value.value
+        if value.tag == "!GetAtt":
+            v = value.value
+            return v.split(".")[0] if isinstance(v, str) else v[0]
+    if isinstance(value, dict) and len(value) == 1:
+        (k, v), = value.items()
+        if k == "Ref":
+            return v
+        if k == "Fn::GetAtt":
+            return v.split(".")[0] if isinstance(v, str) else v[0]
+    return None
+
+
+class Checker:
+    def __init__(self, doc: dict):
+        self.doc = doc
+        self.res = doc.get("Resources", {})
+        self.params = doc.get("Parameters", {})
+        self.globals = doc.get("Globals", {}).get("Function", {})
+        self.failures: list[str] = []
+        self.passed = 0
+
+    def check(self, ok: bool, rule: str) -> None:
+        if ok:
+            self.passed += 1
+        else:
+            self.failures.append(rule)
+
+    def of_type(self, kind: str) -> dict:
+        return {k: v for k, v in self.res.items() if v.get("Type") == kind}
+
+    def prop(self, fn: dict, key: str):
+        """A function property, falling back to Globals."""
+        return fn.get("Properties", {}).get(key, self.globals.get(key))
+
+    def number(self, value) -> float | None:
+        """A literal, or a parameter's default."""
+        name = ref_name(value)
+        if name in self.params:
+            value = self.params[name].get("Default")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+
+    def env(self, fn: dict) -> dict:
+        merged = dict(self.globals.get("Environment", {}).get("Variables", {}))
+        merged.update(fn.get("Properties", {}).get("Environment", {}).get("Variables", {}))
+        return merged
+
+    def statements(self, fn: dict) -> list[dict]:
+        out = []
+        for policy in fn.get("Properties", {}).get("Policies", []) or []:
+            if isinstance(policy, dict) and "Statement" in policy:
+                out.extend(policy["Statement"])
+        return out
+
+    # ------------------------------------------------------------- rules
+    def run(self) -> None:
+        functions = self.of_type("AWS::Serverless::Function")
+        queues = self.of_type("AWS::SQS::Queue")
+        self.check(bool(functions), "the template has functions")
+
+        for name, fn in functions.items():
+            meta = fn.get("Metadata", {})
+            self.check(meta.get("BuildMethod") == "rust-cargolambda", f"{name}: Metadata.BuildMethod is rust-cargolambda")
+            self.check(bool(meta.get("BuildProperties", {}).get("Binary")), f"{name}: Metadata.BuildProperties.Binary names its binary (sam build, local gateway)")
+            self.check(self.prop(fn, "Runtime") == "provided.al2023", f"{name}: runtime provided.al2023")
+            self.check(self.prop(fn, "Architectures") == ["arm64"], f"{name}: arm64")
+            for stmt in self.statements(fn):
+                resource = stmt.get("Resource")
+                action = stmt.get("Action")
+                self.check(resource != "*" and "*" not in (resource if isinstance(resource, list) else []),
+                           f"{name}: policy statement {stmt.get('Sid')} names its resources (no '*')")
+                self.check(action != "*" and not (isinstance(action, str) and action.endswith(":*")),
+                           f"{name}: policy statement {stmt.get('Sid')} names its actions")
+            env = self.env(fn)
+            if "DATABASE_URL" in env:
+                self.check(env.get("DB_AUTH") == "iam", f"{name}: reaches the database with DB_AUTH=iam")
+                self.check("VpcConfig" in fn.get("Properties", {}), f"{name}: runs in the VPC (the proxy is private)")
+                self.check(any(s.get("Action") == "rds-db:connect" for s in self.statements(fn)), f"{name}: may rds-db:connect")
+                url = env["DATABASE_URL"]
+                text = url.value[0] if isinstance(url, Tagged) and isinstance(url.value, list) else url
+                self.check(isinstance(text, str) and "sslmode=verify-full" in text and ":" not in text.split("@")[0].removeprefix("postgres://"),
+                           f"{name}: DATABASE_URL has no password and verifies TLS")
+
+        # HttpApi events: what the local gateway reads, and DESIGN.md's routes.
+        routes = set()
+        for name, fn in functions.items():
+            for ev_name, ev in (fn.get("Properties", {}).get("Events") or {}).items():
+                if ev.get("Type") != "HttpApi":
+                    continue
+                props = ev.get("Properties", {})
+                literal = isinstance(props.get("Path"), str) and isinstance(props.get("Method"), str)
+                self.check(literal, f"{name}.{ev_name}: literal Path and Method (infra/local/gateway.py reads them)")
+                if literal:
+                    routes.add((props["Method"].upper(), props["Path"]))
+                self.check(ref_name(props.get("ApiId")) == "HttpApi", f"{name}.{ev_name}: on the one HttpApi")
+        self.check(routes == ROUTES, f"routes are DESIGN.md's: missing {sorted(ROUTES - routes)}, extra {sorted(routes - ROUTES)}")
+
+        # SQS event sources.
+        sqs_events = [(n, f, e) for n, f in functions.items()
+                      for e in (f.get("Properties", {}).get("Events") or {}).values() if e.get("Type") == "SQS"]
+        self.check(len(sqs_events) == 1, "exactly one SQS event source (the worker)")
+        for name, fn, ev in sqs_events:
+            props = ev.get("Properties", {})
+            self.check(props.get("FunctionResponseTypes") == ["ReportBatchItemFailures"],
+                       f"{name}: FunctionResponseTypes is exactly [ReportBatchItemFailures]")
+            self.check(set(props) <= {"Queue", "BatchSize", "MaximumBatchingWindowInSeconds", "FunctionResponseTypes",
+                                      "ScalingConfig", "Enabled", "FilterCriteria", "MetricsConfig", "KmsKeyArn"},
+                       f"{name}: SQS event properties are spelled as SAM knows them: {sorted(props)}")
+            batch = self.number(props.get("BatchSize", 10))
+            window = self.number(props.get("MaximumBatchingWindowInSeconds"))
+            self.check(window is not None and 0 < window <= 20, f"{name}: a batching window (1..20 s)")
+            self.check(batch is not None and 1 <= batch <= 10, f"{name}: BatchSize 1..10")
+            max_conc = self.number(props.get("ScalingConfig", {}).get("MaximumConcurrency"))
+            reserved = self.number(fn.get("Properties", {}).get("ReservedConcurrentExecutions"))
+            self.check(max_conc is not None and max_conc >= 2, f"{name}: ScalingConfig.MaximumConcurrency set (>= 2)")
+            self.check(reserved is not None and max_conc is not None and max_conc <= reserved,
+                       f"{name}: MaximumConcurrency <= reserved concurrency (no throttled polls)")
+            qname = ref_name(props.get("Queue"))
+            queue = queues.get(qname)
+            self.check(queue is not None, f"{name}: its queue {qname} is in the template")
+            if queue is None:
+                continue
+            qp = queue.get("Properties", {})
+            timeout = self.number(self.prop(fn, "Timeout"))
+            vis = self.number(qp.get("VisibilityTimeout", 30))
+            self.check(timeout is not None and vis is not None and vis >= 6 * timeout,
+                       f"{qname}: VisibilityTimeout ({vis}) >= 6 x {name} Timeout ({timeout})")
+            redrive = qp.get("RedrivePolicy", {})
+            dlq = ref_name(redrive.get("deadLetterTargetArn"))
+            self.check(dlq in queues, f"{qname}: RedrivePolicy.deadLetterTargetArn is a queue of the template")
+            mrc = redrive.get("maxReceiveCount")
+            self.check(isinstance(mrc, int) and mrc >= 2, f"{qname}: maxReceiveCount >= 2 (a retry before the DLQ)")
+            self.check(str(self.env(fn).get("MAX_RECEIVE_COUNT")) == str(mrc),
+                       f"{name}: MAX_RECEIVE_COUNT equals {qname}'s maxReceiveCount (the last attempt records failed)")
+            if dlq in queues:
+                retention = self.number(queues[dlq].get("Properties", {}).get("MessageRetentionPeriod", 345600))
+                self.check(retention is not None and retention >= 7 * 86400, f"{dlq}: keeps messages >= 7 days")
+                alarms = [a for a in self.of_type("AWS::CloudWatch::Alarm").values()
+                          if any(ref_name(d.get("Value")) == dlq for d in a["Properties"].get("Dimensions", []))]
+                self.check(any(a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible" for a in alarms),
+                           f"{dlq}: an alarm on its depth")
+        for qname, queue in queues.items():
+            qp = queue.get("Properties", {})
+            self.check(qp.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in qp, f"{qname}: encrypted at rest")
+
+        # DynamoDB: DESIGN.md "Data".
+        for tname, table in self.of_type("AWS::DynamoDB::Table").items():
+            tp = table.get("Properties", {})
+            self.check(tp.get("BillingMode") == "PAY_PER_REQUEST", f"{tname}: on demand")
+            self.check(tp.get("TimeToLiveSpecification") == {"AttributeName": "expires_at", "Enabled": True}, f"{tname}: TTL on expires_at")
+            gsis = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in tp.get("GlobalSecondaryIndexes", [])}
+            self.check(gsis.get("owner-created_at") == ["owner", "created_at"], f"{tname}: GSI owner-created_at")
+            self.check(tp.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True, f"{tname}: PITR")
+            self.check(tp.get("SSESpecification", {}).get("SSEEnabled") is True, f"{tname}: SSE")
+            self.check(table.get("DeletionPolicy") == "Retain" and tp.get("DeletionProtectionEnabled") is True,
+                       f"{tname}: deletion protection and Retain")
+
+        # Database and proxy.
+        for dname, db in self.of_type("AWS::RDS::DBInstance").items():
+            dp = db.get("Properties", {})
+            self.check(db.get("DeletionPolicy") == "Snapshot" and db.get("UpdateReplacePolicy") == "Snapshot",
+                       f"{dname}: snapshot on delete and replace")
+            self.check(dp.get("DeletionProtection") is True, f"{dname}: deletion protection")
+            self.check(dp.get("StorageEncrypted") is True, f"{dname}: encrypted storage")
+            self.check(dp.get("ManageMasterUserPassword") is True and "MasterUserPassword" not in dp,
+                       f"{dname}: credentials managed in Secrets Manager")
+            self.check(dp.get("PubliclyAccessible") is False, f"{dname}: not public")
+        for pname, proxy in self.of_type("AWS::RDS::DBProxy").items():
+            pp = proxy.get("Properties", {})
+            self.check(pp.get("RequireTLS") is True, f"{pname}: TLS required")
+            self.check(all(a.get("IAMAuth") == "REQUIRED" for a in pp.get("Auth", [])) and pp.get("Auth"), f"{pname}: IAM auth required")
+        groups = self.of_type("AWS::RDS::DBProxyTargetGroup")
+        self.check(len(groups) == 1, "one proxy target group")
+
+        # The connection arithmetic of the template's header, for the defaults.
+        api, worker = functions.get("ApiFunction"), functions.get("WorkerFunction")
+        if api and worker and groups:
+            pool = next(iter(groups.values()))["Properties"]["ConnectionPoolConfigurationInfo"]
+            percent = self.number(pool.get("MaxConnectionsPercent"))
+            klass = self.params.get("DbInstanceClass", {}).get("Default")
+            allowed = self.params.get("DbInstanceClass", {}).get("AllowedValues", [])
+            self.check(set(allowed) <= set(INSTANCE_GIB), f"DbInstanceClass values all have a known memory size: {allowed}")
+            self.check(pool.get("ConnectionBorrowTimeout") is not None and self.number(pool["ConnectionBorrowTimeout"]) <= 30,
+                       "proxy: ConnectionBorrowTimeout set short for Lambda (<= 30 s)")
+            budget = math.floor(max_connections(klass) * percent / 100) if klass in INSTANCE_GIB and percent else 0
+            demand = 0.0
+            for fn in (api, worker):
+                demand += (self.number(fn["Properties"].get("ReservedConcurrentExecutions")) or math.inf) * \
+                          (self.number(self.env(fn).get("DB_MAX_CONNECTIONS")) or math.inf)
+            migrate = [f for f in functions.values() if f.get("Metadata", {}).get("BuildProperties", {}).get("Binary") == "migrate"]
+            demand += sum(self.number(f["Properties"].get("ReservedConcurrentExecutions")) or math.inf for f in migrate)
+            self.arithmetic = (klass, max_connections(klass) if klass in INSTANCE_GIB else None, percent, budget, demand)
+            self.check(demand <= budget,
+                       f"connections: api + worker + migrate at full concurrency ({demand:g}) <= proxy budget ({budget}) for {klass}")
+
+        # Migrations on deploy.
+        customs = {k: v for k, v in self.res.items() if v.get("Type", "").startswith("Custom::")}
+        self.check(len(customs) == 1, "one custom resource (Migrations)")
+        for cname, custom in customs.items():
+            target = functions.get(ref_name(custom["Properties"].get("ServiceToken")))
+            self.check(target is not None and target["Metadata"]["BuildProperties"]["Binary"] == "migrate",
+                       f"{cname}: served by the migrate function")
+            if target is not None:
+                tp = target["Properties"]
+                self.check(tp.get("ReservedConcurrentExecutions") == 1, f"{cname}: one migration at a time (reserved concurrency 1)")
+                timeout = self.number(self.prop(target, "Timeout"))
+                self.check(timeout is not None and 60 <= timeout <= 900, f"{cname}: migrate Timeout in 60..900 s")
+            deps = custom.get("DependsOn", [])
+            self.check("DbProxyTargetGroup" in (deps if isinstance(deps, list) else [deps]), f"{cname}: waits for the proxy's target")
+
+        # Alarms and outputs the README promises.
+        metrics = {a["Properties"].get("MetricName") for a in self.of_type("AWS::CloudWatch::Alarm").values()}
+        for m in ("ApproximateNumberOfMessagesVisible", "Errors", "ApproximateAgeOfOldestMessage", "5xx"):
+            self.check(m in metrics, f"an alarm on {m}")
+        outputs = set(self.doc.get("Outputs", {}))
+        for o in ("ApiUrl", "QueueUrl", "TasksTableName", "ProxyEndpoint"):
+            self.check(o in outputs, f"output {o}")
+
+
+def check(doc: dict) -> Checker:
+    c = Checker(doc)
+    c.run()
+    return c
+
+
+def load(path: Path) -> dict:
+    return yaml.load(path.read_text(), Loader=CfnLoader)
+
+
+def self_test(doc: dict) -> int:
+    """Each break must make at least one rule fail."""
+
+    def worker_event(d):
+        return d["Resources"]["WorkerFunction"]["Properties"]["Events"]["Queue"]["Properties"]
+
+    breaks = {
+        "FunctionResponseTypes misspelt": lambda d: worker_event(d).update(FunctionResponseTypes=["ReportBatchItemFailure"]),
+        "FunctionResponseType key misspelt": lambda d: worker_event(d).update(FunctionResponseType=worker_event(d).pop("FunctionResponseTypes")),
+        "no DLQ": lambda d: d["Resources"]["MatchQueue"]["Properties"].pop("RedrivePolicy"),
+        "visibility timeout too short": lambda d: d["Resources"]["MatchQueue"]["Properties"].update(VisibilityTimeout=60),
+        "MAX_RECEIVE_COUNT drift": lambda d: d["Resources"]["WorkerFunction"]["Properties"]["Environment"]["Variables"].update(MAX_RECEIVE_COUNT="5"),
+        "no MaximumConcurrency": lambda d: worker_event(d).pop("ScalingConfig"),
+        "no batching window": lambda d: worker_event(d).pop("MaximumBatchingWindowInSeconds"),
+        "route dropped": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Events"].pop("Health"),
+        "no TTL": lambda d: d["Resources"]["TasksTable"]["Properties"].pop("TimeToLiveSpecification"),
+        "proxy without TLS": lambda d: d["Resources"]["DbProxy"]["Properties"].update(RequireTLS=False),
+        "too many workers for the proxy": lambda d: d["Parameters"]["WorkerConcurrency"].update(Default=100),
+        "wildcard resource": lambda d: d["Resources"]["WorkerFunction"]["Properties"]["Policies"][0]["Statement"][0].update(Resource="*"),
+        "password in DATABASE_URL": lambda d: d["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"].update(DATABASE_URL="postgres://u:pw@h/db?sslmode=verify-full"),
+        "database without snapshot policy": lambda d: d["Resources"]["Database"].pop("DeletionPolicy"),
+    }
+    caught = 0
+    for label, breaker in breaks.items():
+        broken = copy.deepcopy(doc)
+        breaker(broken)
+        result = check(broken)
+        if result.failures:
+            caught += 1
+            print(f"  caught: {label}: {result.failures[0]}")
+        else:
+            print(f"  MISSED: {label}")
+    print(f"{caught} passed, {len(breaks) - caught} failed")
+    return 0 if caught == len(breaks) else 1
+
+
+def main(argv: list[str]) -> int:
+    args = [a for a in argv if not a.startswith("--")]
+    path = Path(args[0]) if args else ROOT / "template.yaml"
+    doc = load(path)
+    if "--self-test" in argv:
+        return self_test(doc)
+    result = check(doc)
+    for failure in result.failures:
+        print(f"FAIL {failure}")
+    if hasattr(result, "arithmetic"):
+        klass, conns, percent, budget, demand = result.arithmetic
+        print(f"connections: {klass} max_connections ~{conns}, proxy {percent:g}% = {budget}; "
+              f"functions at full concurrency need {demand:g}")
+    print(f"rules: {result.passed} passed, {len(result.failures)} failed")
+    return 1 if result.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
