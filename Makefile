@@ -43,13 +43,13 @@ deploy-check: deploy-bootstrap
 	infra/deploy/check.sh
 
 # Integration and end-to-end tests need the stack: start it unless it already
-# runs, and stop it afterwards only if this run started it.
+# runs, and stop it afterwards (also on failure) only if this run started it.
 integration: bootstrap
 	@started=0; \
-	if ! $(STACK) status >/dev/null 2>&1; then $(STACK) up; started=1; fi; \
+	trap '[[ $$started == 1 ]] && $(STACK) down' EXIT; \
+	if ! $(STACK) status >/dev/null 2>&1; then started=1; $(STACK) up; fi; \
 	set -a; . .local/env; set +a; \
 	rc=0; cargo test --workspace --test '*' --no-fail-fast -- --nocapture || rc=$$?; \
-	if [[ $$started == 1 ]]; then $(STACK) down; fi; \
 	exit $$rc
 
 test: bootstrap lint unit template deploy-check integration ## every check, from nothing installed

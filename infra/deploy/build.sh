@@ -12,6 +12,8 @@ venv="$root/.venv-deploy"
 # cargo-lambda finds zig as `python3 -m ziglang`: the venv's python first.
 export PATH="$venv/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
+# rust-cargolambda is a SAM beta build method: opt in without a prompt (CI has no tty).
+export SAM_CLI_BETA_RUST_CARGO_LAMBDA=1
 target=$((5 * 1000 * 1000))
 ceiling=$((50 * 1000 * 1000))
 

@@ -21,12 +21,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# DESIGN.md "HTTP contract": every route, and only these.
+# DESIGN.md "HTTP contract" plus the task listing (issue 3): every route, and only these.
 ROUTES = {
     ("POST", "/jobs/match"),
     ("POST", "/jobs/match/legacy"),
     ("GET", "/health"),
     ("GET", "/jobs/match/status/{task_id}"),
+    ("GET", "/jobs/match/tasks"),
 }
 
 # Memory (GiB) of the instance classes the template allows. PostgreSQL on RDS
@@ -336,6 +337,11 @@ def self_test(doc: dict) -> int:
         "password in DATABASE_URL": lambda d: d["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"].update(DATABASE_URL="postgres://u:pw@h/db?sslmode=verify-full"),
         "database without snapshot policy": lambda d: d["Resources"]["Database"].pop("DeletionPolicy"),
     }
+    # A base template that already fails would make every break look caught.
+    base = check(doc)
+    if base.failures:
+        print(f"  the unbroken template fails already: {base.failures}")
+        return 1
     caught = 0
     for label, breaker in breaks.items():
         broken = copy.deepcopy(doc)

@@ -25,7 +25,9 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT = int(os.environ.get("JOBMATCH_API_PORT", "3000"))
+# The port `make up` recorded in API_URL, unless overridden.
+PORT = int(os.environ.get("JOBMATCH_API_PORT")
+           or urlsplit(os.environ.get("API_URL", "")).port or 3000)
 LAMBDA_URL = os.environ.get("LAMBDA_URL", "http://127.0.0.1:9000").rstrip("/")
 # API Gateway's own limit is 10 MB; above it the function is never called.
 MAX_BODY = 10 * 1024 * 1024

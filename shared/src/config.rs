@@ -97,6 +97,10 @@ pub struct ApiConfig {
     pub db_max_connections: u32,
     #[serde(default = "default_exact_scan_max_rows")]
     pub exact_scan_max_rows: i64,
+    /// `statement_timeout` of each legacy match (SET LOCAL), so that a slow
+    /// one answers 503 problem+json before the gateway's own timeout.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub db_statement_timeout_ms: u64,
 }
 
 /// `worker`: runs queued matches.

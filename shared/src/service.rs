@@ -187,9 +187,10 @@ pub async fn process<S: TaskStore, J: JobIndex>(
         Err(err) => {
             tracing::warn!(error = %err, attempts = task.attempts, "task failed");
             let code = err.code();
+            // The client sees the problem's detail; internals stay in the log.
             let error = TaskError {
                 code: code.to_owned(),
-                message: err.to_string(),
+                message: err.problem().detail,
             };
             store.fail(task_id, fence, &error, Utc::now()).await?;
             Ok(Outcome::Failed { code })

@@ -3,6 +3,8 @@
 //! Manager), the pool and the metrics collector once per container, then
 //! serves requests with `handler::App`.
 
+use std::time::Duration;
+
 use api::handler;
 use lambda_http::{Error, Request};
 use shared::adapters::{
@@ -34,7 +36,8 @@ async fn main() -> Result<(), Error> {
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
-        index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows),
+        index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows)
+            .with_statement_timeout(Duration::from_millis(config.db_statement_timeout_ms)),
         verifier,
         task_ttl_secs: config.task_ttl_secs,
     };
