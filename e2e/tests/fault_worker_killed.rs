@@ -1,12 +1,14 @@
-//! Fault test: the worker process is killed while it works through a stream
-//! of tasks. The runtime is replaced (as Lambda does after a crash) and the
-//! unfinished messages are redelivered: every task completes.
+//! Fault test: the worker process is killed while it holds claimed tasks (its
+//! queries are held on a table lock). The runtime is replaced (as Lambda does
+//! after a crash), the messages are redelivered, the expired leases let the
+//! tasks be taken again, and every task completes.
 
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use jobmatch_e2e::{repo_root, Stack};
+use jobmatch_e2e::{env, repo_root, Stack};
 use shared::domain::TaskStatus;
+use sqlx::{Connection, PgConnection};
 
 /// SIGKILLs this checkout's worker processes (those started by cargo lambda
 /// watch from the repository root); returns how many were killed.
@@ -41,22 +43,32 @@ async fn killed_worker_mid_batch_loses_nothing() {
     let token = stack.token(&owner);
     let started = Instant::now();
 
-    let first: Vec<String> = stream::iter(0..60u64)
+    // Hold the worker mid-batch: its queries wait on this lock, so the tasks
+    // it has claimed stay `processing` until the kill.
+    let mut db = PgConnection::connect(&env("DATABASE_URL"))
+        .await
+        .expect("database");
+    let mut lock = db.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock jobs");
+    let first: Vec<String> = stream::iter(0..20u64)
         .map(|seed| stack.submit(&token, 200 + seed))
         .buffer_unordered(8)
         .collect()
         .await;
-    // Kill while the worker is busy: once the first tasks have been claimed.
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let t = stack.task(&first[first.len() / 2]).await;
-        if t.status != TaskStatus::Pending || Instant::now() > deadline {
-            break;
+    let mut claimed = 0;
+    while claimed == 0 {
+        assert!(Instant::now() < deadline, "the worker claimed no task");
+        for id in &first {
+            claimed += usize::from(stack.task(id).await.status == TaskStatus::Processing);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let killed = kill_workers();
     assert!(killed >= 1, "no worker process found to kill");
+    lock.rollback().await.expect("unlock");
     // Lambda replaces a crashed execution environment by itself; locally the
     // runtime is restarted.
     stack.stack_restart("watch");
@@ -71,7 +83,7 @@ async fn killed_worker_mid_batch_loses_nothing() {
     let tasks = stack.wait_finished(&ids, Duration::from_secs(240)).await;
     let retried = tasks.iter().filter(|t| t.attempts >= 2).count();
     println!(
-        "fault worker killed: {killed} process(es) killed; {} tasks all finished in {:.1} s, {retried} redelivered after the crash",
+        "fault worker killed: {killed} process(es) killed holding {claimed} claimed task(s); {} tasks all finished in {:.1} s, {retried} taken again after their lease expired",
         tasks.len(),
         started.elapsed().as_secs_f64()
     );
@@ -85,4 +97,6 @@ async fn killed_worker_mid_batch_loses_nothing() {
         );
         assert_eq!(t.result.as_ref().expect("result").count, 10);
     }
+    // The tasks the dead worker held were redelivered and taken again.
+    assert!(retried >= 1, "no task was taken again after the crash");
 }
