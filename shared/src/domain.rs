@@ -290,19 +290,27 @@ pub struct ProfileRecord {
 pub enum EmbeddingError {
     #[error("must have exactly {EMBEDDING_DIM} numbers, got {0}")]
     WrongDimension(usize),
-    #[error("value at index {0} is not a finite number")]
+    #[error("value at index {0} is not a finite 32-bit number")]
     NotFinite(usize),
+    #[error("must have a finite, non-zero length")]
+    NoLength,
 }
 
-/// Checks that an embedding has the right dimension and only finite values.
+/// Checks that an embedding has the right dimension, only finite values, and
+/// a finite non-zero length: pgvector's cosine distance is NaN otherwise, for
+/// queries and stored jobs alike.
 pub fn check_embedding(embedding: &[f32]) -> Result<(), EmbeddingError> {
     if embedding.len() != EMBEDDING_DIM {
         return Err(EmbeddingError::WrongDimension(embedding.len()));
     }
-    match embedding.iter().position(|v| !v.is_finite()) {
-        Some(i) => Err(EmbeddingError::NotFinite(i)),
-        None => Ok(()),
+    if let Some(i) = embedding.iter().position(|v| !v.is_finite()) {
+        return Err(EmbeddingError::NotFinite(i));
     }
+    let norm: f32 = embedding.iter().map(|x| x * x).sum();
+    if norm == 0.0 || !norm.is_finite() {
+        return Err(EmbeddingError::NoLength);
+    }
+    Ok(())
 }
 
 /// Skills are compared lower-case and trimmed, without duplicates.

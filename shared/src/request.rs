@@ -8,8 +8,8 @@
 use serde_json::{Map, Value};
 
 use crate::domain::{
-    normalise_skills, EmploymentType, Filters, MatchRequest, DEFAULT_LIMIT, EMBEDDING_DIM,
-    MAX_LIMIT,
+    check_embedding, normalise_skills, EmploymentType, Filters, MatchRequest, DEFAULT_LIMIT,
+    EMBEDDING_DIM, MAX_LIMIT,
 };
 use crate::error::{Error, FieldError};
 
@@ -225,28 +225,11 @@ impl Checker {
             );
             return None;
         };
-        if items.len() != EMBEDDING_DIM {
-            self.fail(
-                field,
-                format!(
-                    "must have exactly {EMBEDDING_DIM} numbers, got {}",
-                    items.len()
-                ),
-            );
-            return None;
-        }
-        let mut out = Vec::with_capacity(EMBEDDING_DIM);
+        let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            // Stored and searched as float4: a value beyond f32 is not finite.
-            match item.as_f64().map(|f| f as f32) {
-                Some(f) if f.is_finite() => out.push(f),
-                Some(_) => {
-                    self.fail(
-                        field,
-                        format!("value at index {i} is not a finite 32-bit number"),
-                    );
-                    return None;
-                }
+            // Stored and searched as float4: a value beyond f32 becomes infinite.
+            match item.as_f64() {
+                Some(f) => out.push(f as f32),
                 None => {
                     self.fail(
                         field,
@@ -256,11 +239,8 @@ impl Checker {
                 }
             }
         }
-        // Cosine similarity needs a length that is non-zero and finite in
-        // float4, as pgvector computes it; otherwise every score is NaN.
-        let norm: f32 = out.iter().map(|x| x * x).sum();
-        if norm == 0.0 || !norm.is_finite() {
-            self.fail(field, "must have a finite, non-zero length");
+        if let Err(e) = check_embedding(&out) {
+            self.fail(field, e.to_string());
             return None;
         }
         Some(out)
