@@ -240,7 +240,8 @@ async fn profile_query_uses_the_stored_profile(pool: PgPool) {
 async fn the_plan_follows_the_passing_rows(pool: PgPool) {
     seed(&pool, &seeded_jobs()).await;
     let exact_max = 15;
-    let index = PgJobIndex::new(pool, exact_max);
+    // No estimate gate: the plan follows the counted rows only.
+    let index = PgJobIndex::new(pool.clone(), exact_max).with_estimate_gate(i64::MAX);
     let cases: [(&str, Filters, Plan, Vec<String>); 6] = [
         (
             "unfiltered, 40 rows",
@@ -318,9 +319,56 @@ async fn the_plan_follows_the_passing_rows(pool: PgPool) {
         ..Default::default()
     };
     assert_eq!(
-        Planned(&index, Plan::Hnsw).ids(broad, 5).await,
+        Planned(&index, Plan::Hnsw).ids(broad.clone(), 5).await,
         ["j00", "j01", "j04", "j05", "j08"]
     );
+    // With the estimate gate (the default), the same answers.
+    let gated = PgJobIndex::new(pool, exact_max);
+    assert_eq!(
+        Planned(&gated, Plan::Hnsw).ids(broad, 100).await,
+        expected(|i, _| i % 4 < 2, 100)
+    );
+    let selective = Filters {
+        locations: Some(vec!["lisbon".into()]),
+        ..Default::default()
+    };
+    assert_eq!(
+        Planned(&gated, Plan::Exact).ids(selective, 100).await,
+        expected(|i, _| i % 4 == 3, 100)
+    );
+}
+
+/// An HNSW scan cut short (here by `hnsw.max_scan_tuples`, as a filter
+/// misestimated as broad would be) is redone exactly: no row is lost.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_scan_cut_short_is_redone_exactly(pool: PgPool) {
+    // 300 jobs nearer to the query than any seeded one, none passing the
+    // filter: the scan's first ef_search (100) tuples all fail it.
+    let mut jobs = seeded_jobs();
+    jobs.extend((0..300).map(|k| {
+        let mut j = common::job(&format!("near{k:03}"), common::axis(0, k as f32 * 1e-4));
+        j.location = "Nowhere".into();
+        j
+    }));
+    seed(&pool, &jobs).await;
+    let filters = Filters {
+        locations: Some(vec!["Lisbon".into()]),
+        ..Default::default()
+    };
+    let want = expected(|i, _| i % 4 == 3, 100);
+    // Gate 0: every filtered match goes to HNSW first.
+    let raw = PgJobIndex::new(pool.clone(), 0).with_max_scan_tuples(4);
+    let query = common::axis(0, 0.0);
+    let (cut, _) = raw
+        .nearest_planned(Query::Embedding(&query), &filters, 100, Some(Plan::Hnsw))
+        .await
+        .expect("forced HNSW");
+    assert!(
+        cut.candidates.len() < want.len(),
+        "a scan of 4 tuples cannot find all {} rows: {cut:?}",
+        want.len()
+    );
+    assert_eq!(Planned(&raw, Plan::Exact).ids(filters, 100).await, want);
 }
 
 fn plan_uses_hnsw(plan: &serde_json::Value) -> bool {

@@ -1,11 +1,13 @@
 //! The job index on PostgreSQL with pgvector. The profile lookup and the
 //! candidate query share one transaction (one pool acquisition); settings are
 //! `SET LOCAL` (via `set_config(..., true)`) so that RDS Proxy never pins a session.
+//! The plan is chosen per query from the filters' estimated and counted
+//! passing rows (see [`PgJobIndex::nearest_planned`]).
 
 use std::time::Duration;
 
 use pgvector::Vector;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use crate::domain::{Candidate, EmploymentType, Filters};
@@ -70,46 +72,61 @@ pub enum Plan {
 }
 
 /// Default of `EXACT_SCAN_MAX_ROWS`: at most this many passing rows are
-/// searched exactly, more go through HNSW. Measured by `make bench` (README
-/// "Performance"): below it the exact scan is both faster and exact.
-pub const DEFAULT_EXACT_SCAN_MAX_ROWS: i64 = 20_000;
+/// searched exactly, more go through HNSW. `make bench` measured the plans'
+/// crossover at ~6,800 passing rows on 100k × 384 (README "Performance").
+pub const DEFAULT_EXACT_SCAN_MAX_ROWS: i64 = 6_500;
 /// The HNSW candidate list is at least this long: recall@10 of the unfiltered
 /// scan reaches 0.98 from about there on the benchmark data.
 pub const MIN_EF_SEARCH: u32 = 100;
 /// An iterative scan gives up after visiting this many tuples. Filters that
-/// pass few rows go to the exact plan, so this is only a safety net.
-pub const MAX_SCAN_TUPLES: u32 = 50_000;
+/// pass few rows go to the exact plan, so this only bounds a misestimate; a
+/// scan cut short is redone exactly (see [`PgJobIndex::nearest_planned`]).
+pub const MAX_SCAN_TUPLES: u32 = 20_000;
 
 #[derive(Clone, Debug)]
 pub struct PgJobIndex {
     pool: PgPool,
     /// Up to this many rows passing the filters are searched exactly.
     exact_scan_max_rows: i64,
+    /// Filters that PostgreSQL estimates to pass more rows than this go
+    /// straight to HNSW, without trying the exact plan.
+    estimate_gate: i64,
+    /// `hnsw.max_scan_tuples` of the HNSW plan.
+    max_scan_tuples: u32,
     /// `statement_timeout` of each match transaction, in ms (0: none).
     statement_timeout_ms: u64,
 }
 
-/// Settings of the exact plan's transaction (all `SET LOCAL`): a custom plan
-/// for every execution, because a cached generic plan cannot see how
-/// selective the bound filters are and may fall back to a sequential scan.
-const EXACT_SETTINGS: &str = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)";
-/// Settings of the HNSW plan's transaction: a candidate list of $1, an
-/// iterative scan that keeps going while filters drop rows (up to $2 tuples),
-/// and no other way to order the rows than the HNSW index (PostgreSQL would
-/// otherwise sort a B-tree range when it misjudges the filter as selective).
-const HNSW_SETTINGS: &str = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), \
-     set_config('hnsw.ef_search', $1, true), \
+/// Settings of the HNSW plan (all local to the transaction): a candidate list
+/// of $1, an iterative scan that keeps going while filters drop rows (up to $2
+/// tuples), and no other way to order the rows than the HNSW index
+/// (PostgreSQL would otherwise sort a B-tree range when it misjudges a filter
+/// as selective).
+const HNSW_SETTINGS: &str = "SELECT set_config('hnsw.ef_search', $1, true), \
      set_config('hnsw.iterative_scan', 'relaxed_order', true), \
      set_config('hnsw.max_scan_tuples', $2, true), \
      set_config('enable_seqscan', 'off', true), \
      set_config('enable_bitmapscan', 'off', true), \
      set_config('enable_sort', 'off', true)";
+/// Back to the server's settings for an exact scan after an HNSW attempt.
+const RESET_HNSW_SETTINGS: &str = "SELECT set_config(name, reset_val, true) FROM pg_settings \
+     WHERE name IN ('enable_seqscan', 'enable_bitmapscan', 'enable_sort')";
+
+/// What the first statement of a match learns.
+struct Opening {
+    /// `pg_class.reltuples` of jobs (-1 before the first ANALYZE).
+    table_rows: f64,
+    /// The stored profile, when the query names one.
+    profile: Option<(Vector, Vec<String>)>,
+}
 
 impl PgJobIndex {
     pub fn new(pool: PgPool, exact_scan_max_rows: i64) -> PgJobIndex {
         PgJobIndex {
             pool,
             exact_scan_max_rows,
+            estimate_gate: exact_scan_max_rows,
+            max_scan_tuples: MAX_SCAN_TUPLES,
             statement_timeout_ms: 0,
         }
     }
@@ -121,45 +138,80 @@ impl PgJobIndex {
         self
     }
 
+    /// Overrides the estimate above which a filtered match skips the exact
+    /// attempt (default: `exact_scan_max_rows`). `i64::MAX` makes the plan
+    /// depend on the counted rows only, which is what the tests pin down.
+    pub fn with_estimate_gate(mut self, rows: i64) -> PgJobIndex {
+        self.estimate_gate = rows;
+        self
+    }
+
+    /// Overrides [`MAX_SCAN_TUPLES`] (tests cut scans short with it).
+    pub fn with_max_scan_tuples(mut self, tuples: u32) -> PgJobIndex {
+        self.max_scan_tuples = tuples;
+        self
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Exact when few rows pass (a small table, or selective filters), HNSW
-    /// otherwise. One round trip: the table's estimated size, and the rows
-    /// passing the filters counted up to `exact_scan_max_rows + 1` (served by
-    /// the B-tree indexes; a broad filter stops at the cap). The statement is
-    /// not kept prepared, so it is always planned for its actual filters.
-    async fn choose_plan(&self, conn: &mut PgConnection, filters: &Filters) -> Result<Plan> {
+    /// One round trip: the transaction's settings (`statement_timeout`, and
+    /// `plan_cache_mode = force_custom_plan`, because a cached generic plan
+    /// cannot see how selective the bound filters are), the table's estimated
+    /// size, and the stored profile.
+    async fn open(&self, conn: &mut PgConnection, user: Option<&str>) -> Result<Opening> {
         let mut qb = QueryBuilder::new(
-            "SELECT (SELECT reltuples FROM pg_class WHERE oid = 'jobs'::regclass)::float8",
+            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), \
+             (SELECT reltuples FROM pg_class WHERE oid = 'jobs'::regclass)::float8",
         );
-        if !filters.is_empty() {
-            qb.push(", (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE true");
-            push_filters(&mut qb, filters);
-            qb.push(" LIMIT ")
-                .push_bind(self.exact_scan_max_rows.saturating_add(1))
-                .push(") passing)");
-        } else {
-            qb.push(", NULL::int8");
+        if self.statement_timeout_ms > 0 {
+            // Local to the transaction: a session SET would pin RDS Proxy.
+            qb.push(", set_config('statement_timeout', ")
+                .push_bind(self.statement_timeout_ms.to_string())
+                .push(", true)");
         }
-        let (table_rows, passing): (f64, Option<i64>) = qb
-            .build_query_as()
+        match user {
+            Some(user) => qb
+                .push(", p.embedding, p.skills FROM (SELECT 1) one LEFT JOIN profiles p ON p.user_id = ")
+                .push_bind(user.to_owned()),
+            None => qb.push(", NULL::vector, NULL::text[]"),
+        };
+        let row = qb.build().fetch_one(conn).await.map_err(db_err)?;
+        let embedding: Option<Vector> = row.try_get(row.len() - 2).map_err(db_err)?;
+        let skills: Option<Vec<String>> = row.try_get(row.len() - 1).map_err(db_err)?;
+        Ok(Opening {
+            table_rows: row.try_get(1).map_err(db_err)?,
+            profile: embedding.map(|e| (e, skills.unwrap_or_default())),
+        })
+    }
+
+    /// PostgreSQL's estimate of the rows passing the filters: planning only,
+    /// for the bound values (an unnamed statement is planned for them).
+    async fn estimate(&self, conn: &mut PgConnection, filters: &Filters) -> Result<f64> {
+        let mut qb = QueryBuilder::new("EXPLAIN (FORMAT JSON) SELECT 1 FROM jobs WHERE true");
+        push_filters(&mut qb, filters);
+        let explained: serde_json::Value = qb
+            .build_query_scalar()
             .persistent(false)
             .fetch_one(conn)
             .await
             .map_err(db_err)?;
-        // reltuples is -1 before the first ANALYZE: nothing known, go exact.
-        let passing = passing.unwrap_or(table_rows as i64);
-        Ok(if passing <= self.exact_scan_max_rows {
-            Plan::Exact
-        } else {
-            Plan::Hnsw
-        })
+        explained[0]["Plan"]["Plan Rows"]
+            .as_f64()
+            .ok_or_else(|| Error::Internal(format!("EXPLAIN without Plan Rows: {explained}")))
     }
 
-    /// [`JobIndex::nearest`], also telling which plan ran; `force` overrides the
-    /// choice (the benchmark compares plans with it).
+    /// [`JobIndex::nearest`], also telling which plan ran; `force` runs one
+    /// plan as is (the benchmark compares plans with it).
+    ///
+    /// The plan: when PostgreSQL estimates at most `estimate_gate` passing
+    /// rows (the table's size when there are no filters), the exact scan runs,
+    /// capped at `exact_scan_max_rows + 1` rows and counting them in the same
+    /// statement; past the cap it gives way to HNSW. Otherwise HNSW runs at
+    /// once, and if its scan was cut short (fewer than `count` rows from a
+    /// table larger than `hnsw.max_scan_tuples`) the exact scan redoes it, so a
+    /// misestimated filter never loses rows.
     pub async fn nearest_planned(
         &self,
         query: Query<'_>,
@@ -168,37 +220,7 @@ impl PgJobIndex {
         force: Option<Plan>,
     ) -> Result<(Neighbours, Plan)> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        if self.statement_timeout_ms > 0 {
-            // Local to the transaction: a session SET would pin RDS Proxy.
-            sqlx::query("SELECT set_config('statement_timeout', $1, true)")
-                .bind(self.statement_timeout_ms.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        let (embedding, profile_skills) = match query {
-            Query::Embedding(e) => (Vector::from(e.to_vec()), None),
-            Query::Profile(user) => {
-                let row: Option<(Vector, Vec<String>)> =
-                    sqlx::query_as("SELECT embedding, skills FROM profiles WHERE user_id = $1")
-                        .bind(user)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                let (embedding, skills) = row.ok_or(Error::ProfileNotFound)?;
-                (embedding, Some(skills))
-            }
-        };
-        let plan = match force {
-            Some(plan) => plan,
-            None => self.choose_plan(&mut tx, filters).await?,
-        };
-        settings(&mut tx, plan, count).await?;
-        let rows = candidate_query(plan, &embedding, filters, count)
-            .build()
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let (rows, plan, profile_skills) = self.run(&mut tx, query, filters, count, force).await?;
         tx.commit().await.map_err(db_err)?;
         let mut candidates = rows
             .iter()
@@ -221,9 +243,71 @@ impl PgJobIndex {
         ))
     }
 
-    /// The plan choice and PostgreSQL's plan (`EXPLAIN (FORMAT JSON)`) of the
-    /// candidate query, prepared and run through sqlx like the real one, in a
-    /// transaction with the same settings.
+    /// The statements of a match, in the caller's transaction. On return the
+    /// transaction's settings are those of the plan that produced the rows.
+    async fn run(
+        &self,
+        tx: &mut PgConnection,
+        query: Query<'_>,
+        filters: &Filters,
+        count: u32,
+        force: Option<Plan>,
+    ) -> Result<(Vec<PgRow>, Plan, Option<Vec<String>>)> {
+        let user = match query {
+            Query::Profile(user) => Some(user),
+            Query::Embedding(_) => None,
+        };
+        let opening = self.open(tx, user).await?;
+        let (embedding, profile_skills) = match (query, opening.profile) {
+            (Query::Embedding(e), _) => (Vector::from(e.to_vec()), None),
+            (Query::Profile(_), Some((embedding, skills))) => (embedding, Some(skills)),
+            (Query::Profile(_), None) => return Err(Error::ProfileNotFound),
+        };
+        let exact = |cap: Option<i64>| exact_query(&embedding, filters, count, cap);
+        let try_exact_first = match force {
+            Some(Plan::Exact) => {
+                let rows = fetch(tx, exact(None)).await?;
+                return Ok((rows, Plan::Exact, profile_skills));
+            }
+            Some(Plan::Hnsw) => false,
+            None if filters.is_empty() => opening.table_rows <= self.estimate_gate as f64,
+            None => self.estimate(tx, filters).await? <= self.estimate_gate as f64,
+        };
+        if try_exact_first {
+            let cap = self.exact_scan_max_rows;
+            let rows = fetch(tx, exact(Some(cap))).await?;
+            let passing: i64 = match rows.first() {
+                Some(row) => row.try_get("passing").map_err(db_err)?,
+                None => 0,
+            };
+            if passing <= cap {
+                return Ok((rows, Plan::Exact, profile_skills));
+            }
+        }
+        hnsw_settings(tx, count, self.max_scan_tuples).await?;
+        let rows = fetch(tx, hnsw_query(&embedding, filters, count)).await?;
+        let cut_short = rows.len() < count as usize
+            && opening.table_rows > f64::from(self.max_scan_tuples)
+            && force.is_none();
+        if cut_short {
+            tracing::info!(
+                rows = rows.len(),
+                count,
+                "HNSW scan cut short; searching exactly"
+            );
+            sqlx::query(RESET_HNSW_SETTINGS)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let rows = fetch(tx, exact(None)).await?;
+            return Ok((rows, Plan::Exact, profile_skills));
+        }
+        Ok((rows, Plan::Hnsw, profile_skills))
+    }
+
+    /// The plan a match takes and PostgreSQL's plan (`EXPLAIN (FORMAT JSON)`)
+    /// of its candidate query, prepared and run through sqlx like the real
+    /// one, in a transaction left with that plan's settings.
     pub async fn explain(
         &self,
         embedding: &[f32],
@@ -231,16 +315,21 @@ impl PgJobIndex {
         count: u32,
     ) -> Result<(Plan, serde_json::Value)> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let plan = self.choose_plan(&mut tx, filters).await?;
-        settings(&mut tx, plan, count).await?;
+        let (_, plan, _) = self
+            .run(&mut tx, Query::Embedding(embedding), filters, count, None)
+            .await?;
+        let vector = Vector::from(embedding.to_vec());
         let mut qb = QueryBuilder::new("EXPLAIN (FORMAT JSON) ");
-        push_candidate_query(
-            &mut qb,
-            plan,
-            &Vector::from(embedding.to_vec()),
-            filters,
-            count,
-        );
+        match plan {
+            Plan::Exact => push_exact_query(
+                &mut qb,
+                &vector,
+                filters,
+                count,
+                Some(self.exact_scan_max_rows),
+            ),
+            Plan::Hnsw => push_hnsw_query(&mut qb, &vector, filters, count),
+        }
         let explained: serde_json::Value = qb
             .build_query_scalar()
             .fetch_one(&mut *tx)
@@ -251,21 +340,20 @@ impl PgJobIndex {
     }
 }
 
-/// Applies the plan's settings to the transaction.
-async fn settings(conn: &mut PgConnection, plan: Plan, count: u32) -> Result<()> {
-    match plan {
-        Plan::Exact => sqlx::query(EXACT_SETTINGS).execute(conn).await,
-        Plan::Hnsw => {
-            // Enough candidates from the graph for `count` rows.
-            let ef_search = count.clamp(MIN_EF_SEARCH, 1000);
-            sqlx::query(HNSW_SETTINGS)
-                .bind(ef_search.to_string())
-                .bind(MAX_SCAN_TUPLES.to_string())
-                .execute(conn)
-                .await
-        }
-    }
-    .map_err(db_err)?;
+async fn fetch(conn: &mut PgConnection, mut qb: QueryBuilder<Postgres>) -> Result<Vec<PgRow>> {
+    qb.build().fetch_all(conn).await.map_err(db_err)
+}
+
+/// Applies the HNSW plan's settings to the transaction.
+async fn hnsw_settings(conn: &mut PgConnection, count: u32, max_scan_tuples: u32) -> Result<()> {
+    // Enough candidates from the graph for `count` rows.
+    let ef_search = count.clamp(MIN_EF_SEARCH, 1000);
+    sqlx::query(HNSW_SETTINGS)
+        .bind(ef_search.to_string())
+        .bind(max_scan_tuples.to_string())
+        .execute(conn)
+        .await
+        .map_err(db_err)?;
     Ok(())
 }
 
@@ -306,55 +394,74 @@ pub fn push_filters(qb: &mut QueryBuilder<Postgres>, filters: &Filters) {
 const COLUMNS: &str = "j.id, j.title, j.company, j.location, j.remote, j.employment_type, \
                        j.salary_min, j.salary_max, j.posted_at, j.skills";
 
-/// The candidate query of a plan.
-pub fn candidate_query(
-    plan: Plan,
+/// The exact plan's query: exact distances over the rows passing the
+/// filters, the nearest `count` with their columns. With a cap it looks at no
+/// more than `cap + 1` passing rows and returns how many it saw (`passing`),
+/// so that the caller learns in the same statement whether it was exact.
+pub fn exact_query(
     embedding: &Vector,
     filters: &Filters,
     count: u32,
+    cap: Option<i64>,
 ) -> QueryBuilder<Postgres> {
     let mut qb = QueryBuilder::new("");
-    push_candidate_query(&mut qb, plan, embedding, filters, count);
+    push_exact_query(&mut qb, embedding, filters, count, cap);
     qb
 }
 
-fn push_candidate_query(
+/// The HNSW plan's query (its settings come from [`HNSW_SETTINGS`]).
+pub fn hnsw_query(embedding: &Vector, filters: &Filters, count: u32) -> QueryBuilder<Postgres> {
+    let mut qb = QueryBuilder::new("");
+    push_hnsw_query(&mut qb, embedding, filters, count);
+    qb
+}
+
+fn push_exact_query(
     qb: &mut QueryBuilder<Postgres>,
-    plan: Plan,
+    embedding: &Vector,
+    filters: &Filters,
+    count: u32,
+    cap: Option<i64>,
+) {
+    // A materialised CTE orders by a computed column, which the HNSW index
+    // cannot serve: every passing row gets its exact distance.
+    qb.push("WITH d AS MATERIALIZED (SELECT id, embedding <=> ")
+        .push_bind(embedding.clone())
+        .push(" AS distance FROM jobs WHERE true");
+    push_filters(qb, filters);
+    if let Some(cap) = cap {
+        qb.push(" LIMIT ").push_bind(cap.saturating_add(1));
+    }
+    qb.push("), top AS (SELECT id, distance FROM d ORDER BY distance, id LIMIT ")
+        .push_bind(i64::from(count))
+        .push(") SELECT ")
+        .push(COLUMNS)
+        .push(", 1 - top.distance AS similarity");
+    if cap.is_some() {
+        qb.push(", (SELECT count(*) FROM d) AS passing");
+    }
+    qb.push(" FROM top JOIN jobs j USING (id) ORDER BY top.distance, j.id");
+}
+
+fn push_hnsw_query(
+    qb: &mut QueryBuilder<Postgres>,
     embedding: &Vector,
     filters: &Filters,
     count: u32,
 ) {
-    match plan {
-        Plan::Exact => {
-            // A materialised CTE orders by a computed column, which the HNSW
-            // index cannot serve: every passing row gets its exact distance.
-            qb.push("WITH d AS MATERIALIZED (SELECT id, embedding <=> ")
-                .push_bind(embedding.clone())
-                .push(" AS distance FROM jobs WHERE true");
-            push_filters(qb, filters);
-            qb.push("), top AS (SELECT id, distance FROM d ORDER BY distance, id LIMIT ")
-                .push_bind(i64::from(count))
-                .push(") SELECT ")
-                .push(COLUMNS)
-                .push(", 1 - top.distance AS similarity FROM top JOIN jobs j USING (id) ORDER BY top.distance, j.id");
-        }
-        Plan::Hnsw => {
-            qb.push("SELECT ")
-                .push(COLUMNS)
-                .push(", 1 - (j.embedding <=> ")
-                .push_bind(embedding.clone())
-                .push(") AS similarity FROM jobs j WHERE true");
-            push_filters(qb, filters);
-            qb.push(" ORDER BY j.embedding <=> ")
-                .push_bind(embedding.clone())
-                .push(" LIMIT ")
-                .push_bind(i64::from(count));
-        }
-    }
+    qb.push("SELECT ")
+        .push(COLUMNS)
+        .push(", 1 - (j.embedding <=> ")
+        .push_bind(embedding.clone())
+        .push(") AS similarity FROM jobs j WHERE true");
+    push_filters(qb, filters);
+    qb.push(" ORDER BY j.embedding <=> ")
+        .push_bind(embedding.clone())
+        .push(" LIMIT ")
+        .push_bind(i64::from(count));
 }
 
-fn candidate_from_row(row: &sqlx::postgres::PgRow) -> Result<Candidate> {
+fn candidate_from_row(row: &PgRow) -> Result<Candidate> {
     let employment: String = row.try_get("employment_type").map_err(db_err)?;
     let employment_type =
         serde_json::from_value::<EmploymentType>(serde_json::Value::String(employment.clone()))
