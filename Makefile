@@ -56,8 +56,12 @@ test: bootstrap lint unit template deploy-check integration ## every check, from
 
 # The benchmark (long; not part of `make test`): needs the stack of `make up`.
 # BENCH_ARGS="--million" loads 1,000,000 jobs; --reuse keeps a loaded database.
+# The whole-path figures use the functions built with the perf profile, served
+# by a second `cargo lambda watch` that the bench starts and stops.
 BENCH_ARGS ?=
 bench: ## exact scan vs naive HNSW vs the matcher, and whole-path figures
 	@if ! $(STACK) status >/dev/null 2>&1; then echo "make bench needs the local stack: run make up first" >&2; exit 1; fi
+	url=$$($(STACK) perf-watch start | tail -1); \
+	trap '$(STACK) perf-watch stop' EXIT; \
 	set -a; . .local/env; set +a; \
-	cargo run --quiet --profile perf -p jobmatch-bench -- $(BENCH_ARGS)
+	cargo run --quiet --profile perf -p jobmatch-bench -- --lambda-url "$$url" --functions-profile perf $(BENCH_ARGS)

@@ -58,8 +58,13 @@ struct Args {
     /// The stack's database URL (the server; the demo database for the whole path).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// The runtime serving the functions (make bench: its perf-profile watch).
     #[arg(long, env = "LAMBDA_URL")]
     lambda_url: Option<String>,
+    /// The cargo profile those functions are built with (target/<dir>/worker
+    /// is the process whose peak RSS is reported).
+    #[arg(long, default_value = "debug")]
+    functions_profile: String,
     #[arg(long, env = "TASKS_TABLE")]
     tasks_table: Option<String>,
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
@@ -155,14 +160,7 @@ async fn run(args: Args) -> Result<()> {
     // Days whose share of postings spans 0.3% .. 40% of the table.
     let days = [1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90];
     let sweep_vectors = &vectors[..args.sweep_queries.min(vectors.len())];
-    let sweep = measure::sweep(
-        &pool,
-        &index,
-        sweep_vectors,
-        &days,
-        args.exact_scan_max_rows,
-    )
-    .await?;
+    let sweep = measure::sweep(&pool, &index, sweep_vectors, &days).await?;
     let crossover = measure::crossover(&sweep);
 
     let whole_path = if args.skip_whole_path {
@@ -175,6 +173,7 @@ async fn run(args: Args) -> Result<()> {
                 .context("LAMBDA_URL is not set: run `make up` (or pass --skip-whole-path)")?,
             tasks_table: args.tasks_table.clone().context("TASKS_TABLE is not set")?,
             jwt_secret: args.jwt_secret.clone().context("JWT_SECRET is not set")?,
+            functions_profile: args.functions_profile.clone(),
             index: PgJobIndex::new(
                 postgres::lazy_pool(&args.database_url, 4)?,
                 DEFAULT_EXACT_SCAN_MAX_ROWS,
@@ -287,19 +286,21 @@ fn print_report(r: &Report) {
          recall@10 against the exact scan; the matcher fetches C = 100 candidates)"
     );
     println!(
-        "\nthreshold sweep (posted_within_days; forced plans, C = 100):\n{:>5} {:>9} {:>10} {:>10} {:>10} {:>8} {:>12}",
-        "days", "passing", "exact p50", "hnsw p50", "hnsw p99", "recall", "count p50"
+        "\nthreshold sweep (posted_within_days; forced plans, then the matcher's choice; C = 100):\n{:>5} {:>9} {:>10} {:>10} {:>10} {:>8} {:>12} {:>12} {:>7}",
+        "days", "passing", "exact p50", "hnsw p50", "hnsw p99", "recall", "matcher p50", "matcher p99", "exact%"
     );
     for p in &r.sweep {
         println!(
-            "{:>5} {:>9} {:>10.2} {:>10.2} {:>10.2} {:>8.3} {:>12.2}",
+            "{:>5} {:>9} {:>10.2} {:>10.2} {:>10.2} {:>8.3} {:>12.2} {:>12.2} {:>7.0}",
             p.posted_within_days,
             p.passing_rows,
             p.exact_p50_ms,
             p.hnsw_p50_ms,
             p.hnsw_p99_ms,
             p.hnsw_recall_at_10,
-            p.count_p50_ms
+            p.matcher_p50_ms,
+            p.matcher_p99_ms,
+            100.0 * p.matcher_exact_share
         );
     }
     match r.measured_crossover_rows {

@@ -189,7 +189,7 @@ pub async fn run_class(
 }
 
 /// One point of the threshold sweep: a filter passing `passing_rows`, both
-/// plans forced.
+/// plans forced, and the matcher's own choice.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepPoint {
     pub posted_within_days: i64,
@@ -198,8 +198,10 @@ pub struct SweepPoint {
     pub hnsw_p50_ms: f64,
     pub hnsw_p99_ms: f64,
     pub hnsw_recall_at_10: f64,
-    /// The capped count the matcher runs to choose (cap = threshold + 1).
-    pub count_p50_ms: f64,
+    pub matcher_p50_ms: f64,
+    pub matcher_p99_ms: f64,
+    /// Share of the matcher's answers that came from the exact plan.
+    pub matcher_exact_share: f64,
 }
 
 /// Where the plans cross: exact cost grows with the passing rows, HNSW cost
@@ -209,7 +211,6 @@ pub async fn sweep(
     index: &PgJobIndex,
     vectors: &[Vec<f32>],
     days: &[i64],
-    cap: i64,
 ) -> Result<Vec<SweepPoint>> {
     let count = candidate_count(K as u32);
     let mut points = Vec::new();
@@ -219,8 +220,8 @@ pub async fn sweep(
             ..Default::default()
         };
         let pass = passing(pool, &filters).await?;
-        let (mut exact_ms, mut hnsw_ms, mut recalls, mut count_ms) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut exact_ms, mut hnsw_ms, mut recalls, mut matcher_ms, mut exact_plans) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0usize);
         for embedding in vectors {
             let query = Query::Embedding(embedding);
             let t = Instant::now();
@@ -234,12 +235,10 @@ pub async fn sweep(
                 .await?;
             hnsw_ms.push(ms(t));
             recalls.push(recall(&ids(&hnsw), &ids(&exact)));
-            let mut qb = QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM jobs WHERE true");
-            push_filters(&mut qb, &filters);
-            qb.push(" LIMIT ").push_bind(cap + 1).push(") s");
             let t = Instant::now();
-            let _: i64 = qb.build_query_scalar().fetch_one(pool).await?;
-            count_ms.push(ms(t));
+            let (_, plan) = index.nearest_planned(query, &filters, count, None).await?;
+            matcher_ms.push(ms(t));
+            exact_plans += usize::from(plan == Plan::Exact);
         }
         let point = SweepPoint {
             posted_within_days: d,
@@ -248,7 +247,9 @@ pub async fn sweep(
             hnsw_p50_ms: percentile(&hnsw_ms, 0.5),
             hnsw_p99_ms: percentile(&hnsw_ms, 0.99),
             hnsw_recall_at_10: mean(&recalls),
-            count_p50_ms: percentile(&count_ms, 0.5),
+            matcher_p50_ms: percentile(&matcher_ms, 0.5),
+            matcher_p99_ms: percentile(&matcher_ms, 0.99),
+            matcher_exact_share: exact_plans as f64 / vectors.len().max(1) as f64,
         };
         eprintln!("bench: sweep {point:?}");
         points.push(point);

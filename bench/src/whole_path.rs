@@ -29,6 +29,8 @@ pub struct Stack {
     pub lambda_url: String,
     pub tasks_table: String,
     pub jwt_secret: String,
+    /// The target directory of the functions' builds: "debug", "perf", ...
+    pub functions_profile: String,
     /// The demo database the functions query.
     pub index: PgJobIndex,
 }
@@ -136,10 +138,11 @@ async fn pending(store: &DynamoTaskStore, owner: &str) -> Result<String> {
     Ok(task.task_id)
 }
 
-/// Peak RSS (VmHWM) of the worker process cargo lambda watch runs for this checkout.
-fn worker_peak_rss_mb() -> Option<f64> {
+/// Peak RSS (VmHWM) of the worker process cargo lambda watch runs for this
+/// checkout, from the build of `profile`.
+fn worker_peak_rss_mb(profile: &str) -> Option<f64> {
     let root = std::env::current_dir().ok()?;
-    let want = root.join("target").join("debug").join("worker");
+    let want = root.join("target").join(profile).join("worker");
     let mut best: Option<f64> = None;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(exe) = std::fs::read_link(entry.path().join("exe")) else {
@@ -218,7 +221,7 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
             .await?;
         complete.push(ms(t));
     }
-    let worker_peak_rss_mb = worker_peak_rss_mb();
+    let worker_peak_rss_mb = worker_peak_rss_mb(&stack.functions_profile);
 
     // The api: POST /jobs/match, and a request it rejects before any I/O.
     let token = shared::auth::mint_hs256(stack.jwt_secret.as_bytes(), owner, 3600)?;
@@ -301,8 +304,10 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
         send_message_p50_ms: p(&sends),
         post_ratio: post_cost / writes,
         worker_peak_rss_mb,
-        note: "functions are the debug builds cargo lambda watch runs; costs are invocation \
-               p50 minus the p50 of a no-I/O invocation on the same path"
-            .into(),
+        note: format!(
+            "functions built with the {} profile under cargo lambda watch; costs are \
+             invocation p50 minus the p50 of a no-I/O invocation on the same path",
+            stack.functions_profile
+        ),
     })
 }
