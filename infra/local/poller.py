@@ -5,7 +5,7 @@ deletes only the messages the worker did not report in `batchItemFailures`.
 A function error deletes nothing. What is not deleted comes back after the
 visibility timeout, and the queue's redrive policy moves poison to the DLQ.
 
-Env (from .local/env): QUEUE_URL, AWS_ENDPOINT_URL, AWS_REGION, LAMBDA_URL;
+Env (from .local/env): QUEUE_URL, AWS_ENDPOINT_URL_SQS (boto3 takes it before AWS_ENDPOINT_URL), AWS_REGION, LAMBDA_URL;
 POLLER_BATCH_SIZE (10), POLLER_CONCURRENCY (2), POLLER_WORKER (worker).
 """
 

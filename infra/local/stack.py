@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The local jobmatch stack: PostgreSQL + pgvector, moto (SQS, DynamoDB),
+"""The local jobmatch stack: PostgreSQL + pgvector, moto (DynamoDB; SQS on its own server),
 `cargo lambda watch`, the HttpApi-like gateway and the SQS poller.
 
     stack.py up | down | status | logs | restart pg-stop|pg-start|watch|gateway|poller
+           | perf-watch start|stop
 
 Runs with the project venv's python (infra/local/bootstrap.sh makes it).
 State lives in .local/ (ignored): pids/, logs/, pg/, data/, env.
@@ -38,8 +39,8 @@ ENV_FILE = STATE / "env"
 def _saved_ports() -> dict[str, str]:
     """The ports a running stack was started with (from .local/env), so that
     later commands reach the same stack without the JOBMATCH_*_PORT variables."""
-    keys = {"DATABASE_URL": "PG", "AWS_ENDPOINT_URL": "MOTO", "LAMBDA_URL": "WATCH",
-            "API_URL": "API"}
+    keys = {"DATABASE_URL": "PG", "AWS_ENDPOINT_URL": "MOTO", "AWS_ENDPOINT_URL_SQS": "MOTO_SQS",
+            "LAMBDA_URL": "WATCH", "API_URL": "API"}
     ports = {}
     if ENV_FILE.exists():
         for line in ENV_FILE.read_text().splitlines():
@@ -59,8 +60,11 @@ def _port(name: str, default: int) -> int:
 # Loopback ports; JOBMATCH_<NAME>_PORT overrides (several checkouts on one machine).
 PG_PORT = _port("PG", 55432)
 MOTO_PORT = _port("MOTO", 4566)
+MOTO_SQS_PORT = _port("MOTO_SQS", MOTO_PORT + 1)
 WATCH_PORT = _port("WATCH", 9000)
 API_PORT = _port("API", 3000)
+# `make bench` only: a second runtime serving optimised (perf profile) builds.
+PERF_WATCH_PORT = int(os.environ.get("JOBMATCH_PERF_WATCH_PORT") or WATCH_PORT + 100)
 DB_NAME = "jobmatch"
 REGION = "us-east-1"
 QUEUE = "jobmatch-match"
@@ -70,6 +74,7 @@ MAX_RECEIVE_COUNT = 3
 # Short locally so that redelivery after a failure takes seconds, not minutes.
 VISIBILITY_TIMEOUT = 10
 DEMO_JOBS = 10_000
+DEMO_EXACT_SCAN_MAX_ROWS = 20_000
 DEMO_SEED = 42
 
 
@@ -232,18 +237,21 @@ def pg_down() -> None:
 
 
 def moto_up(env: dict[str, str]) -> None:
-    start("moto", [str(VENV / "bin" / "moto_server"), "-H", "127.0.0.1", "-p",
-                   str(MOTO_PORT)], env)
-    wait_http(f"http://127.0.0.1:{MOTO_PORT}/moto-api/", 60, "moto")
+    """Two moto servers: DynamoDB (and any other service) on MOTO_PORT, SQS on
+    MOTO_SQS_PORT. In AWS they are separate services; one moto process would
+    serialise the api's concurrent PutItem and SendMessage under one GIL."""
+    for name, port in (("moto", MOTO_PORT), ("moto-sqs", MOTO_SQS_PORT)):
+        start(name, [str(VENV / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env)
+    for name, port in (("moto", MOTO_PORT), ("moto-sqs", MOTO_SQS_PORT)):
+        wait_http(f"http://127.0.0.1:{port}/moto-api/", 60, name)
 
 
 def aws_resources(env: dict[str, str]) -> dict[str, str]:
     """Creates the queue, its DLQ and the tasks table; idempotent."""
     import boto3
 
-    kw = dict(endpoint_url=env["AWS_ENDPOINT_URL"], region_name=REGION,
-              aws_access_key_id="test", aws_secret_access_key="test")
-    sqs = boto3.client("sqs", **kw)
+    kw = dict(region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
+    sqs = boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL_SQS"], **kw)
     dlq_url = sqs.create_queue(QueueName=DLQ)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
         "Attributes"]["QueueArn"]
@@ -253,7 +261,7 @@ def aws_resources(env: dict[str, str]) -> dict[str, str]:
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
                                      "maxReceiveCount": str(MAX_RECEIVE_COUNT)}),
     })
-    ddb = boto3.client("dynamodb", **kw)
+    ddb = boto3.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"], **kw)
     if TABLE not in ddb.list_tables()["TableNames"]:
         ddb.create_table(
             TableName=TABLE,
@@ -294,6 +302,8 @@ def base_env() -> dict[str, str]:
         "LAMBDA_URL": f"http://127.0.0.1:{WATCH_PORT}",
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:{PG_PORT}/{DB_NAME}",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{MOTO_PORT}",
+        # The SDKs (Rust and boto3) take a service's own endpoint first.
+        "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{MOTO_SQS_PORT}",
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "test",
@@ -304,6 +314,10 @@ def base_env() -> dict[str, str]:
         # cargo lambda watch sends no deadline: the worker's leases end after
         # this, before the message becomes visible again.
         "FALLBACK_TIMEOUT_MS": str((VISIBILITY_TIMEOUT - 2) * 1000),
+        # The 10,000 demo jobs are searched exactly (the default, 6,500, is the
+        # crossover `make bench` measured at 100k), so that the end-to-end tests
+        # can compare every answer with the exact SQL ranking of DESIGN.md.
+        "EXACT_SCAN_MAX_ROWS": str(DEMO_EXACT_SCAN_MAX_ROWS),
     }
 
 
@@ -344,6 +358,21 @@ def start_watch(env: dict[str, str]) -> None:
     watch_env = {**env, "RUST_LOG": env.get("RUST_LOG", "info")}
     port = env["LAMBDA_URL"].rsplit(":", 1)[1]  # the port .local/env was written with
     start("watch", ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", port], watch_env)
+
+
+def perf_watch(action: str) -> None:
+    """`make bench`: the functions built with the `perf` profile (release
+    optimisation) under their own `cargo lambda watch`, beside the debug one
+    of `make up`, so that the whole-path figures are those of optimised code."""
+    if action == "start":
+        env = {**saved_env(), "RUST_LOG": "info"}
+        start("watch-perf", ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P",
+                             str(PERF_WATCH_PORT), "--profile", "perf"], env)
+        print(f"http://127.0.0.1:{PERF_WATCH_PORT}", flush=True)
+    elif action == "stop":
+        stop("watch-perf")
+    else:
+        die("usage: stack.py perf-watch start|stop")
 
 
 def saved_env() -> dict[str, str]:
@@ -421,7 +450,7 @@ Try it:
 
 
 def down() -> None:
-    for name in ("poller", "gateway", "watch", "moto"):
+    for name in ("poller", "gateway", "watch-perf", "watch", "moto-sqs", "moto"):
         stop(name)
     if (VENV / "lib").exists():
         pg_down()
@@ -429,7 +458,7 @@ def down() -> None:
 
 def status() -> int:
     ok = True
-    for name in ("moto", "watch", "gateway", "poller"):
+    for name in ("moto", "moto-sqs", "watch", "gateway", "poller"):
         pid = running_pid(name)
         ok &= pid is not None
         print(f"{name:8} {'running (pid %d)' % pid if pid else 'stopped'}")
@@ -457,6 +486,8 @@ def main() -> None:
         logs()
     elif cmd == "restart" and len(sys.argv) > 2:
         restart(sys.argv[2])
+    elif cmd == "perf-watch" and len(sys.argv) > 2:
+        perf_watch(sys.argv[2])
     else:
         die("usage: stack.py up|down|status|logs|restart <part>")
 
