@@ -7,7 +7,8 @@
 //! I/O (the watch proxy's overhead), both as medians. It is compared with the
 //! same work done directly from here with the same adapters:
 //! - worker: one SQS record for a pending task, against (query + claim + complete);
-//! - api: `POST /jobs/match`, against max(PutItem, SendMessage).
+//! - api: `POST /jobs/match`, against max(PutItem, SendMessage) of the same
+//!   writes through the same adapters (a pending task, its message).
 //!
 //! The worker's peak RSS is its process's VmHWM.
 
@@ -19,8 +20,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use shared::adapters::dynamo::DynamoTaskStore;
 use shared::adapters::postgres::PgJobIndex;
-use shared::domain::{Filters, MatchRequest, Task, TaskStatus};
-use shared::ports::{Claim, Fence, TaskStore};
+use shared::adapters::sqs::SqsTaskQueue;
+use shared::domain::{Filters, MatchRequest, Task, TaskMessage, TaskStatus};
+use shared::ports::{Claim, Fence, TaskQueue, TaskStore};
 use shared::service;
 
 use crate::measure::percentile;
@@ -241,6 +243,7 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
         .await?
         .queue_url
         .context("probe queue url")?;
+    let probe = SqsTaskQueue::new(sqs.clone(), probe_queue.clone());
     for _ in 0..3 {
         invoke(&http, &api_url, &post).await?;
     }
@@ -257,26 +260,23 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
             bail!("unauthenticated POST answered {resp}");
         }
         noops.push(t);
+        // The api's own two writes, one after the other: the pending task
+        // (conditional PutItem) and its message.
+        let task = Task::pending(
+            service::new_task_id(),
+            owner.to_owned(),
+            request(),
+            Utc::now(),
+            3600,
+        );
         let t = Instant::now();
-        dynamo
-            .put_item()
-            .table_name(&stack.tasks_table)
-            .item(
-                "task_id",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("bench-probe-{i}")),
-            )
-            .item(
-                "expires_at",
-                aws_sdk_dynamodb::types::AttributeValue::N("0".into()),
-            )
-            .send()
-            .await?;
+        store.create(&task).await?;
         puts.push(ms(t));
         let t = Instant::now();
-        sqs.send_message()
-            .queue_url(&probe_queue)
-            .message_body(json!({"task_id": format!("bench-probe-{i}")}).to_string())
-            .send()
+        probe
+            .send(&TaskMessage {
+                task_id: format!("bench-probe-{i}"),
+            })
             .await?;
         sends.push(ms(t));
     }
