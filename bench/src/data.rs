@@ -77,6 +77,12 @@ pub async fn prepare(
             .ok();
         if count == Some(jobs as i64) {
             eprintln!("bench: reusing {database} ({jobs} jobs already loaded)");
+            // Migrations added since the load (indexes, say) apply to it too.
+            shared::adapters::postgres::MIGRATOR
+                .run(&pool)
+                .await
+                .context("migrating the benchmark database")?;
+            sqlx::query("ANALYZE jobs").execute(&pool).await?;
             let figures = sizes(&pool, database, jobs as i64, false).await?;
             return Ok((pool, figures));
         }
