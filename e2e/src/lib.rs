@@ -67,7 +67,7 @@ impl Stack {
             endpoint.starts_with("http://127.0.0.1"),
             "fault tests run only against the local stack, not {endpoint}"
         );
-        let aws = aws_config::load_from_env().await;
+        let aws = shared::aws::load().await;
         Stack {
             http: Client::builder()
                 .timeout(Duration::from_secs(60))

@@ -13,7 +13,7 @@ pub async fn local_aws() -> aws_config::SdkConfig {
         endpoint.starts_with("http://127.0.0.1") || endpoint.starts_with("http://localhost"),
         "AWS_ENDPOINT_URL must point at the local moto server (run `make up` and export .local/env); got {endpoint:?}"
     );
-    aws_config::load_from_env().await
+    shared::aws::load().await
 }
 
 /// A name unique to this test run.
