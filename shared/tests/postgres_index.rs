@@ -371,14 +371,63 @@ async fn a_scan_cut_short_is_redone_exactly(pool: PgPool) {
     assert_eq!(Planned(&raw, Plan::Exact).ids(filters, 100).await, want);
 }
 
-fn plan_uses_hnsw(plan: &serde_json::Value) -> bool {
+/// The names of the indexes a plan (`EXPLAIN (FORMAT JSON)`) scans.
+fn index_names(plan: &serde_json::Value) -> Vec<String> {
     match plan {
-        serde_json::Value::Object(node) => {
-            node.get("Index Name").and_then(|v| v.as_str()) == Some("jobs_embedding_hnsw")
-                || node.values().any(plan_uses_hnsw)
-        }
-        serde_json::Value::Array(items) => items.iter().any(plan_uses_hnsw),
-        _ => false,
+        serde_json::Value::Object(node) => node
+            .get("Index Name")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .into_iter()
+            .chain(node.values().flat_map(index_names))
+            .collect(),
+        serde_json::Value::Array(items) => items.iter().flat_map(index_names).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a plan scans one of the HNSW graphs (all of them or the remote jobs').
+fn plan_uses_hnsw(plan: &serde_json::Value) -> bool {
+    index_names(plan)
+        .iter()
+        .any(|name| name.starts_with("jobs_embedding_hnsw"))
+}
+
+/// `remote = true` goes through the remote jobs' own graph, which holds
+/// nothing the filter would drop; `remote = false` and other filters through
+/// the full graph. Either way the rows are exactly the expected ones.
+#[sqlx::test(migrations = "../migrations")]
+async fn remote_matches_search_the_remote_graph(pool: PgPool) {
+    seed(&pool, &seeded_jobs()).await;
+    // Every filtered match through HNSW.
+    let index = PgJobIndex::new(pool.clone(), 0);
+    let query = common::axis(0, 0.0);
+    let cases = [
+        (Some(true), "jobs_embedding_hnsw_remote"),
+        (Some(false), "jobs_embedding_hnsw"),
+    ];
+    for (remote, graph) in cases {
+        let filters = Filters {
+            remote,
+            posted_within_days: Some(30),
+            ..Default::default()
+        };
+        let (plan, explained) = index.explain(&query, &filters, 100).await.expect("explain");
+        assert_eq!(plan, Plan::Hnsw);
+        assert_eq!(
+            index_names(&explained),
+            vec![graph.to_owned()],
+            "{explained}"
+        );
+        let (got, plan) = index
+            .nearest_planned(Query::Embedding(&query), &filters, 100, None)
+            .await
+            .expect("nearest");
+        assert_eq!(plan, Plan::Hnsw);
+        let ids: Vec<String> = got.candidates.into_iter().map(|c| c.job_id).collect();
+        let want = expected(|i, j| Some(j.remote) == remote && i < 30, 100);
+        assert!(!want.is_empty());
+        assert_eq!(ids, want, "remote = {remote:?}");
     }
 }
 
