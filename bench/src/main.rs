@@ -127,6 +127,7 @@ async fn run(args: Args) -> Result<()> {
         let rebuilt = data::sizes(&pool, &data.database, data.jobs, data.loaded_now).await?;
         data.index_build_secs = Some(secs);
         data.hnsw_index_mb = rebuilt.hnsw_index_mb;
+        data.remote_hnsw_index_mb = rebuilt.remote_hnsw_index_mb;
         data.hnsw_options = rebuilt.hnsw_options;
     }
     let index = PgJobIndex::new(pool.clone(), args.exact_scan_max_rows);
@@ -219,21 +220,23 @@ fn print_report(r: &Report) {
     );
     if d.loaded_now {
         println!(
-            "load: generate {} s; load {} s = {} rows/s (of which HNSW build {} s, or the --hnsw rebuild); VACUUM ANALYZE {} s; table {:.0} MB, HNSW {:.0} MB",
+            "load: generate {} s; load {} s = {} rows/s (of which HNSW build {} s, or the --hnsw rebuild); VACUUM ANALYZE {} s; table {:.0} MB, HNSW {:.0} MB + {:.0} MB (remote jobs)",
             opt(d.generate_secs, 1),
             opt(d.load_secs, 1),
             opt(d.load_rows_per_sec, 0),
             opt(d.index_build_secs, 1),
             opt(d.vacuum_analyze_secs, 1),
             d.table_mb,
-            d.hnsw_index_mb
+            d.hnsw_index_mb,
+            d.remote_hnsw_index_mb
         );
     } else {
         println!(
-            "load: reused (--reuse); HNSW (re)built in {} s; table {:.0} MB, HNSW {:.0} MB",
+            "load: reused (--reuse); HNSW (re)built in {} s; table {:.0} MB, HNSW {:.0} MB + {:.0} MB (remote jobs)",
             opt(d.index_build_secs, 1),
             d.table_mb,
-            d.hnsw_index_mb
+            d.hnsw_index_mb,
+            d.remote_hnsw_index_mb
         );
     }
     println!(
@@ -330,6 +333,10 @@ fn print_report(r: &Report) {
             w.put_item_p50_ms,
             w.send_message_p50_ms,
             w.post_ratio
+        );
+        println!(
+            "api: the same two writes at once, from the benchmark: p50 {:.2} ms",
+            w.both_writes_at_once_p50_ms
         );
         println!("worker peak RSS: {} MB", opt(w.worker_peak_rss_mb, 1));
     }

@@ -119,16 +119,25 @@ pub async fn passing(pool: &PgPool, filters: &Filters) -> Result<i64> {
     Ok(qb.build_query_scalar().fetch_one(pool).await?)
 }
 
-/// (b): what a plain pgvector service sends, with the server's default settings.
+/// (b): what a plain pgvector service sends, with the server's default
+/// settings: the one HNSW graph of all jobs, filters applied after it.
+/// As a generic plan, so that its `remote = $n` cannot use the remote jobs'
+/// partial graph, which is jobmatch's own addition (a plain service's
+/// prepared statement gets the generic plan after five runs anyway).
 async fn naive(pool: &PgPool, embedding: &[f32], filters: &Filters) -> Result<Vec<String>> {
     let v = Vector::from(embedding.to_vec());
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
+        .execute(&mut *tx)
+        .await?;
     let mut qb = QueryBuilder::new("SELECT id FROM jobs WHERE true");
     push_filters(&mut qb, filters);
     qb.push(" ORDER BY embedding <=> ")
         .push_bind(v)
         .push(" LIMIT ")
         .push_bind(K as i64);
-    let rows = qb.build().fetch_all(pool).await?;
+    let rows = qb.build().fetch_all(&mut *tx).await?;
+    tx.commit().await?;
     Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
 }
 
