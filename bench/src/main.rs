@@ -49,6 +49,9 @@ struct Args {
     /// Skip the whole-path figures (they need the functions of `make up`).
     #[arg(long)]
     skip_whole_path: bool,
+    /// Only the whole-path figures (for work on the functions' own path).
+    #[arg(long, conflicts_with = "skip_whole_path")]
+    whole_path_only: bool,
     /// Invocations per whole-path figure.
     #[arg(long, default_value_t = 100)]
     whole_path_runs: usize,
@@ -148,7 +151,12 @@ async fn run(args: Args) -> Result<()> {
             .await?;
     }
     let mut class_figures = Vec::new();
-    for class in classes::classes(args.seed, args.queries) {
+    let class_list = if args.whole_path_only {
+        Vec::new()
+    } else {
+        classes::classes(args.seed, args.queries)
+    };
+    for class in class_list {
         eprintln!(
             "bench: class {} ({} queries)",
             class.name,
@@ -161,7 +169,11 @@ async fn run(args: Args) -> Result<()> {
     // Days whose share of postings spans 0.3% .. 40% of the table.
     let days = [1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90];
     let sweep_vectors = &vectors[..args.sweep_queries.min(vectors.len())];
-    let sweep = measure::sweep(&pool, &index, sweep_vectors, &days).await?;
+    let sweep = if args.whole_path_only {
+        Vec::new()
+    } else {
+        measure::sweep(&pool, &index, sweep_vectors, &days).await?
+    };
     let crossover = measure::crossover(&sweep);
 
     let whole_path = if args.skip_whole_path {
@@ -239,6 +251,43 @@ fn print_report(r: &Report) {
             d.remote_hnsw_index_mb
         );
     }
+    if !r.classes.is_empty() {
+        print_classes(r);
+    }
+    if let Some(w) = &r.whole_path {
+        println!(
+            "\nwhole path ({} runs, demo db {} jobs; {})",
+            w.runs, w.demo_jobs, w.note
+        );
+        println!(
+            "worker: invoke p50 {:.2} ms - empty invoke {:.2} ms = {:.2} ms; query {:.2} + claim {:.2} + complete {:.2} ms; overhead ratio {:.2}",
+            w.worker_invoke_p50_ms,
+            w.worker_empty_invoke_p50_ms,
+            w.worker_cost_ms,
+            w.query_p50_ms,
+            w.claim_p50_ms,
+            w.complete_p50_ms,
+            w.worker_overhead_ratio
+        );
+        println!(
+            "api: POST /jobs/match invoke p50 {:.2} ms - 401 invoke {:.2} ms = {:.2} ms; PutItem {:.2}, SendMessage {:.2} ms; POST ratio {:.2}",
+            w.api_post_invoke_p50_ms,
+            w.api_noop_invoke_p50_ms,
+            w.api_post_cost_ms,
+            w.put_item_p50_ms,
+            w.send_message_p50_ms,
+            w.post_ratio
+        );
+        println!(
+            "api: the same two writes at once, from the benchmark: p50 {:.2} ms",
+            w.both_writes_at_once_p50_ms
+        );
+        println!("worker peak RSS: {} MB", opt(w.worker_peak_rss_mb, 1));
+    }
+}
+
+/// The query classes' table, the threshold sweep and the crossover.
+fn print_classes(r: &Report) {
     println!(
         "\n{:<15} {:>7} {:<8} {:>9} {:>9} {:>8} {:>6} {:>6}  matcher plans",
         "class", "pass%", "plan", "p50 ms", "p99 ms", "recall", "rows", "full"
@@ -309,35 +358,5 @@ fn print_report(r: &Report) {
     match r.measured_crossover_rows {
         Some(x) => println!("measured crossover: HNSW pays off from ~{x:.0} passing rows"),
         None => println!("measured crossover: none within the sweep"),
-    }
-    if let Some(w) = &r.whole_path {
-        println!(
-            "\nwhole path ({} runs, demo db {} jobs; {})",
-            w.runs, w.demo_jobs, w.note
-        );
-        println!(
-            "worker: invoke p50 {:.2} ms - empty invoke {:.2} ms = {:.2} ms; query {:.2} + claim {:.2} + complete {:.2} ms; overhead ratio {:.2}",
-            w.worker_invoke_p50_ms,
-            w.worker_empty_invoke_p50_ms,
-            w.worker_cost_ms,
-            w.query_p50_ms,
-            w.claim_p50_ms,
-            w.complete_p50_ms,
-            w.worker_overhead_ratio
-        );
-        println!(
-            "api: POST /jobs/match invoke p50 {:.2} ms - 401 invoke {:.2} ms = {:.2} ms; PutItem {:.2}, SendMessage {:.2} ms; POST ratio {:.2}",
-            w.api_post_invoke_p50_ms,
-            w.api_noop_invoke_p50_ms,
-            w.api_post_cost_ms,
-            w.put_item_p50_ms,
-            w.send_message_p50_ms,
-            w.post_ratio
-        );
-        println!(
-            "api: the same two writes at once, from the benchmark: p50 {:.2} ms",
-            w.both_writes_at_once_p50_ms
-        );
-        println!("worker peak RSS: {} MB", opt(w.worker_peak_rss_mb, 1));
     }
 }

@@ -10,6 +10,10 @@
 //! - api: `POST /jobs/match`, against max(PutItem, SendMessage) of the same
 //!   writes through the same adapters (a pending task, its message).
 //!
+//! The perf-profile api sends to a queue no poller reads (`stack.py
+//! perf-watch`), so that no worker processes the submitted tasks while the
+//! next figures are measured.
+//!
 //! The worker's peak RSS is its process's VmHWM.
 
 use std::time::Instant;
