@@ -19,6 +19,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -256,6 +257,8 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
     }
     let (mut posts, mut noops, mut puts, mut sends, mut both) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Tasks written only to time the writes: never queued, deleted below.
+    let mut probe_tasks = Vec::new();
     for i in 0..runs {
         let (t, resp) = invoke(&http, &api_url, &post).await?;
         if resp["statusCode"] != 202 {
@@ -279,6 +282,7 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
         let t = Instant::now();
         store.create(&task).await?;
         puts.push(ms(t));
+        probe_tasks.push(task.task_id);
         let t = Instant::now();
         probe
             .send(&TaskMessage {
@@ -299,10 +303,20 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
         let t = Instant::now();
         let (created, sent) = tokio::join!(store.create(&task), probe.send(&message));
         both.push(ms(t));
+        probe_tasks.push(task.task_id);
         created?;
         sent?;
     }
     sqs.delete_queue().queue_url(&probe_queue).send().await?;
+    // Untimed: no task stays pending for ever in the stack's table.
+    for id in probe_tasks {
+        dynamo
+            .delete_item()
+            .table_name(&stack.tasks_table)
+            .key("task_id", AttributeValue::S(id))
+            .send()
+            .await?;
+    }
 
     let p = |v: &Vec<f64>| percentile(v, 0.5);
     let worker_cost = p(&worker) - p(&empty);

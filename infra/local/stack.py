@@ -370,29 +370,50 @@ def perf_watch(action: str) -> None:
         # The api's messages go to a queue no poller reads: the stack's worker
         # would otherwise process each task the benchmark submits, on the same
         # cores and moto servers, while the next figures are measured (it made
-        # POST /jobs/match 12 ms instead of 8).
-        env["QUEUE_URL"] = bench_queue(env, purge=False)
+        # POST /jobs/match 12 ms instead of 8). `stop` hands them over.
+        env["QUEUE_URL"] = bench_queue(env)
         start("watch-perf", ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P",
                              str(PERF_WATCH_PORT), "--profile", "perf"], env)
         print(f"http://127.0.0.1:{PERF_WATCH_PORT}", flush=True)
     elif action == "stop":
         stop("watch-perf")
-        env = saved_env()
-        bench_queue(env, purge=True)
+        hand_over_bench_tasks(saved_env())
     else:
         die("usage: stack.py perf-watch start|stop")
 
 
-def bench_queue(env: dict[str, str], purge: bool) -> str:
-    """The queue of the perf-profile functions (`make bench`); emptied at the end."""
+def sqs_client(env: dict[str, str]):
     import boto3
 
-    kw = dict(region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
-    sqs = boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL_SQS"], **kw)
-    url = sqs.create_queue(QueueName=BENCH_QUEUE)["QueueUrl"]
-    if purge:
-        sqs.purge_queue(QueueUrl=url)
-    return url
+    return boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL_SQS"], region_name=REGION,
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def bench_queue(env: dict[str, str]) -> str:
+    """The queue of the perf-profile functions (`make bench`)."""
+    return sqs_client(env).create_queue(QueueName=BENCH_QUEUE)["QueueUrl"]
+
+
+def hand_over_bench_tasks(env: dict[str, str]) -> None:
+    """Moves the benchmark's messages to the stack's queue, so that its worker
+    completes the tasks they stand for: every accepted task ends completed or
+    failed, in the local stack too."""
+    sqs = sqs_client(env)
+    url, moved = bench_queue(env), 0
+    while True:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                    WaitTimeSeconds=0).get("Messages", [])
+        if not batch:
+            break
+        entries = [{"Id": str(i), "MessageBody": m["Body"]} for i, m in enumerate(batch)]
+        sent = sqs.send_message_batch(QueueUrl=env["QUEUE_URL"], Entries=entries)
+        if sent.get("Failed"):
+            die(f"could not hand over the benchmark's tasks: {sent['Failed']}")
+        sqs.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
+        moved += len(batch)
+    if moved:
+        log(f"{moved} benchmark tasks handed to the stack's worker")
 
 
 def saved_env() -> dict[str, str]:
