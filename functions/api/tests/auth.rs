@@ -35,6 +35,8 @@ fn ec_key() -> EncodingKey {
 }
 
 fn jwk(public: DecodingKey, alg: Algorithm, kid: &str) -> Jwk {
+    // jsonwebtoken's crypto is the one the functions install (ring).
+    shared::jwt_crypto::install();
     let mut jwk = Jwk::from_decoding_key(&public, Some(alg)).expect("jwk");
     jwk.common.key_id = Some(kid.to_owned());
     jwk
@@ -62,6 +64,7 @@ fn claims(edit: impl FnOnce(&mut Value)) -> Value {
 }
 
 fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) -> String {
+    shared::jwt_crypto::install();
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
     encode(&header, claims, key).expect("sign")
