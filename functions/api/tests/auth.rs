@@ -43,8 +43,12 @@ fn jwk(public: DecodingKey, alg: Algorithm, kid: &str) -> Jwk {
 }
 
 fn rsa_jwk() -> Jwk {
-    let public = DecodingKey::from_rsa_pem(&fixture("rsa_test_pub.pem")).expect("rsa pub");
-    jwk(public, Algorithm::RS256, "rsa-1")
+    // From the private key: the ring provider (shared::jwt_crypto) does not
+    // take DER RSA public keys apart.
+    shared::jwt_crypto::install();
+    let mut jwk = Jwk::from_encoding_key(&rsa_key(), Algorithm::RS256).expect("jwk");
+    jwk.common.key_id = Some("rsa-1".to_owned());
+    jwk
 }
 
 fn ec_jwk() -> Jwk {
