@@ -38,6 +38,8 @@ fn unique(prefix: &str) -> String {
 
 impl Api {
     fn sign(&self, claims: &Value) -> String {
+        // jsonwebtoken's crypto is the one the functions install (ring).
+        shared::jwt_crypto::install();
         encode(
             &Header::new(Algorithm::HS256),
             claims,

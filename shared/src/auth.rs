@@ -204,6 +204,7 @@ impl Verifier {
 
     /// Verifies a token and returns the caller.
     pub async fn caller(&self, token: &str) -> Result<Caller, Error> {
+        crate::jwt_crypto::install();
         let header = read_header(token)?;
         let alg = SUPPORTED
             .into_iter()
@@ -454,6 +455,7 @@ pub fn mint_hs256(
     subject: &str,
     ttl_secs: i64,
 ) -> Result<String, jsonwebtoken::errors::Error> {
+    crate::jwt_crypto::install();
     let claims = Claims {
         sub: Some(serde_json::Value::String(subject.to_owned())),
         id: None,
@@ -474,6 +476,7 @@ mod tests {
     const SECRET: &[u8] = b"test-secret";
 
     fn token(claims: serde_json::Value, secret: &[u8]) -> String {
+        crate::jwt_crypto::install();
         encode(
             &Header::new(Algorithm::HS256),
             &claims,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod idempotency;
+pub mod jwt_crypto;
 pub mod ports;
 pub mod ranking;
 pub mod request;

@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
         .lambda_cold_start_metric("ColdStart")
         .with_lambda_request_id("RequestId")
         .init()?;
-    let aws = shared::aws::load().await;
+    let aws = shared::aws::load_for_function().await?;
     let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
     let db = Db::connect(
         config.database_url.expose(),

@@ -35,14 +35,20 @@ fn ec_key() -> EncodingKey {
 }
 
 fn jwk(public: DecodingKey, alg: Algorithm, kid: &str) -> Jwk {
+    // jsonwebtoken's crypto is the one the functions install (ring).
+    shared::jwt_crypto::install();
     let mut jwk = Jwk::from_decoding_key(&public, Some(alg)).expect("jwk");
     jwk.common.key_id = Some(kid.to_owned());
     jwk
 }
 
 fn rsa_jwk() -> Jwk {
-    let public = DecodingKey::from_rsa_pem(&fixture("rsa_test_pub.pem")).expect("rsa pub");
-    jwk(public, Algorithm::RS256, "rsa-1")
+    // From the private key: the ring provider (shared::jwt_crypto) does not
+    // take DER RSA public keys apart.
+    shared::jwt_crypto::install();
+    let mut jwk = Jwk::from_encoding_key(&rsa_key(), Algorithm::RS256).expect("jwk");
+    jwk.common.key_id = Some("rsa-1".to_owned());
+    jwk
 }
 
 fn ec_jwk() -> Jwk {
@@ -62,6 +68,7 @@ fn claims(edit: impl FnOnce(&mut Value)) -> Value {
 }
 
 fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) -> String {
+    shared::jwt_crypto::install();
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
     encode(&header, claims, key).expect("sign")

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init_json_logs();
     let config: MigrateConfig = from_env()?;
     let db_auth: DbAuthConfig = from_env()?;
-    let aws = shared::aws::load().await;
+    let aws = shared::aws::load_for_function().await?;
     let migrator = PgMigrator {
         db: Db::connect(config.database_url.expose(), 1, db_auth.db_auth, &aws).await?,
     };

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init_json_logs();
     let config: StatusConfig = from_env()?;
     let auth: AuthConfig = from_env()?;
-    let aws = shared::aws::load().await;
+    let aws = shared::aws::load_for_function().await?;
     let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),

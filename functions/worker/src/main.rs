@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
         .lambda_cold_start_metric("ColdStart")
         .with_lambda_request_id("RequestId")
         .init()?;
-    let aws = shared::aws::load().await;
+    let aws = shared::aws::load_for_function().await?;
     let db = Db::connect_with(
         config.database_url.expose(),
         config.db_max_connections,
