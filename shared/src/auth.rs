@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AuthConfig, ConfigError, Secret};
 use crate::error::{AuthError, Error};
+use crate::http_client::HttpClient;
 
 /// The algorithms jobmatch can verify; anything else is refused by name.
 pub const SUPPORTED: [Algorithm; 3] = [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256];
@@ -328,7 +329,7 @@ struct KeyCache {
 /// `min_refresh`, so that a flood of made-up key ids cannot hammer the IdP.
 pub struct Jwks {
     url: String,
-    http: reqwest::Client,
+    http: HttpClient,
     cache: tokio::sync::RwLock<KeyCache>,
     /// One fetch at a time; callers that wait for it reuse its outcome.
     refreshing: tokio::sync::Mutex<()>,
@@ -343,14 +344,9 @@ impl Jwks {
         min_refresh: Duration,
         max_age: Duration,
     ) -> Result<Jwks, ConfigError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| ConfigError::new(format!("JWKS client: {e}")))?;
         Ok(Jwks {
             url: url.to_owned(),
-            http,
+            http: HttpClient::new(timeout),
             cache: tokio::sync::RwLock::new(KeyCache::default()),
             refreshing: tokio::sync::Mutex::new(()),
             min_refresh,
@@ -414,13 +410,12 @@ impl Jwks {
         let resp = self
             .http
             .get(&self.url)
-            .send()
             .await
             .map_err(|e| unavailable(&e))?;
-        if !resp.status().is_success() {
-            return Err(unavailable(&format!("HTTP {}", resp.status())));
+        if !resp.status.is_success() {
+            return Err(unavailable(&format!("HTTP {}", resp.status)));
         }
-        let set: JwkSet = resp.json().await.map_err(|e| unavailable(&e))?;
+        let set: JwkSet = serde_json::from_slice(&resp.body).map_err(|e| unavailable(&e))?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             let Some(kid) = jwk.common.key_id.clone() else {

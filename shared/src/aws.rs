@@ -17,8 +17,9 @@ use aws_types::os_shim_internal::Env;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 /// An HTTPS client whose rustls uses ring rather than the SDK's default
-/// aws-lc-rs: sqlx and reqwest already bring ring, and aws-lc is a large C
-/// library that added 2.4 MB to every bootstrap. Unlike the SDK's default
+/// aws-lc-rs: sqlx already brings ring, and aws-lc is a large C library that
+/// added 2.4 MB to every bootstrap (`shared::http_client` builds the same
+/// connector for the functions' other requests). Unlike the SDK's default
 /// client this one ignores `HTTPS_PROXY`: the functions reach AWS without a
 /// proxy, and the local stack's moto server is on the loopback.
 fn https_client() -> SharedHttpClient {

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shared::adapters::db_connect::Db;
 use shared::adapters::postgres::MIGRATOR;
+use shared::http_client::HttpClient;
 
 /// Time kept back from the function's deadline to deliver the answer.
 pub const ANSWER_MARGIN: Duration = Duration::from_secs(20);
@@ -53,7 +54,7 @@ impl handler::Migrate for PgMigrator {
 
 /// PUTs the answer with no Content-Type: the URL's signature covers none.
 pub struct HttpResponder {
-    pub client: reqwest::Client,
+    pub client: HttpClient,
 }
 
 impl handler::Respond for HttpResponder {
@@ -63,9 +64,9 @@ impl handler::Respond for HttpResponder {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
             }
-            match self.client.put(url).body(body.clone()).send().await {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) => last = format!("ResponseURL answered {}", r.status()),
+            match self.client.put(url, body.clone()).await {
+                Ok(r) if r.status.is_success() => return Ok(()),
+                Ok(r) => last = format!("ResponseURL answered {}", r.status),
                 Err(e) => last = format!("ResponseURL: {e}"),
             }
         }
@@ -123,7 +124,7 @@ mod tests {
             String::from_utf8(raw).unwrap()
         });
         let responder = HttpResponder {
-            client: reqwest::Client::new(),
+            client: HttpClient::new(Duration::from_secs(15)),
         };
         let body = br#"{"Status":"SUCCESS"}"#.to_vec();
         responder
@@ -162,7 +163,7 @@ mod tests {
             }
         });
         let responder = HttpResponder {
-            client: reqwest::Client::new(),
+            client: HttpClient::new(Duration::from_secs(15)),
         };
         let err = responder
             .put(&format!("http://{addr}/k"), b"{}".to_vec())

@@ -11,6 +11,7 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use migrate_fn::{handler, time_left, HttpResponder, PgMigrator, ANSWER_MARGIN};
 use shared::adapters::db_connect::Db;
 use shared::config::{from_env, DbAuthConfig, MigrateConfig};
+use shared::http_client::HttpClient;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -22,9 +23,7 @@ async fn main() -> Result<(), Error> {
         db: Db::connect(config.database_url.expose(), 1, db_auth.db_auth, &aws).await?,
     };
     let responder = HttpResponder {
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .build()?,
+        client: HttpClient::new(Duration::from_secs(15)),
     };
     let (migrator, responder) = (&migrator, &responder);
     run(service_fn(

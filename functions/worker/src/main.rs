@@ -4,10 +4,12 @@
 
 mod handler;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
+use metrics::Unit;
 use shared::adapters::{db_connect::Db, dynamo::DynamoTaskStore, postgres};
 use shared::config::{from_env, DbAuthConfig, WorkerConfig};
 
@@ -19,8 +21,6 @@ async fn main() -> Result<(), Error> {
     let metrics = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace("jobmatch")
         .with_dimension("function", "worker")
-        .lambda_cold_start_metric("ColdStart")
-        .with_lambda_request_id("RequestId")
         .init()?;
     let aws = shared::aws::load_for_function().await?;
     let db = Db::connect_with(
@@ -41,16 +41,32 @@ async fn main() -> Result<(), Error> {
     };
     let (app, db) = (&app, &db);
     let fallback_timeout = Duration::from_millis(config.fallback_timeout_ms);
-    metrics_cloudwatch_embedded::lambda::handler::run(
-        metrics,
+    // What metrics_cloudwatch_embedded's `run` did, without its `lambda`
+    // feature (which pulls all of lambda_http's event types): the RequestId
+    // property, ColdStart once, a flush after each invocation.
+    let cold = AtomicBool::new(true);
+    let cold = &cold;
+    lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<SqsEvent>| async move {
+            metrics.set_property("RequestId", event.context.request_id.clone());
+            if cold.swap(false, Ordering::Relaxed) {
+                let written =
+                    metrics.write_single("ColdStart", Some(Unit::Count), 1, std::io::stdout());
+                if let Err(e) = written {
+                    tracing::warn!(error = %e, "cannot write the ColdStart metric");
+                }
+            }
             // A fresh RDS IAM token for connections opened in this invocation.
             if let Err(e) = db.refresh().await {
                 tracing::warn!(error = %e, "cannot refresh the database token");
             }
             let deadline_ms = handler::deadline_or(event.context.deadline, fallback_timeout);
-            Ok::<SqsBatchResponse, Error>(app.handle(event.payload, deadline_ms).await)
+            let response = app.handle(event.payload, deadline_ms).await;
+            if let Err(e) = metrics.flush(std::io::stdout()) {
+                tracing::warn!(error = %e, "cannot flush the metrics");
+            }
+            Ok::<SqsBatchResponse, Error>(response)
         },
-    )
+    ))
     .await
 }
