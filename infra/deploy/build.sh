@@ -2,8 +2,8 @@
 # `sam build` for arm64 the way an operator runs it (cargo-lambda + zig from
 # .venv-deploy), offline once `cargo fetch` has filled the cargo cache; then
 # prints each function's bootstrap size against the 5 MB target. Over the
-# target is reported, not fatal (api 5.67, status 4.60, worker 4.51, migrate
-# 3.69 MB today: api is still over, see README "Deploy"); a missing or
+# target is reported, not fatal (api 5.21, status 4.14, worker 4.39, migrate
+# 3.31 MB today: api is still over, see README "Deploy"); a missing or
 # non-arm64 binary, or one over Lambda's 50 MB deployment package limit, fails.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
