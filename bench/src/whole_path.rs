@@ -136,14 +136,19 @@ fn request() -> MatchRequest {
     }
 }
 
-async fn pending(store: &DynamoTaskStore, owner: &str) -> Result<String> {
-    let task = Task::pending(
+/// A fresh pending task of `owner`, as the api would write it.
+fn new_task(owner: &str) -> Task {
+    Task::pending(
         service::new_task_id(),
         owner.to_owned(),
         request(),
         Utc::now(),
         3600,
-    );
+    )
+}
+
+async fn pending(store: &DynamoTaskStore, owner: &str) -> Result<String> {
+    let task = new_task(owner);
     store.create(&task).await?;
     Ok(task.task_id)
 }
@@ -272,13 +277,7 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
         noops.push(t);
         // The api's own two writes, one after the other: the pending task
         // (conditional PutItem) and its message.
-        let task = Task::pending(
-            service::new_task_id(),
-            owner.to_owned(),
-            request(),
-            Utc::now(),
-            3600,
-        );
+        let task = new_task(owner);
         let t = Instant::now();
         store.create(&task).await?;
         puts.push(ms(t));
@@ -290,13 +289,7 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
             })
             .await?;
         sends.push(ms(t));
-        let task = Task::pending(
-            service::new_task_id(),
-            owner.to_owned(),
-            request(),
-            Utc::now(),
-            3600,
-        );
+        let task = new_task(owner);
         let message = TaskMessage {
             task_id: format!("bench-probe-both-{i}"),
         };

@@ -1,6 +1,7 @@
 //! Structured JSON logs for the functions. Each line carries its spans, so the
 //! Lambda request id (the runtime's invoke span) and the task id (the worker's
-//! per-message span) appear on every line written while they are open.
+//! per-message span) appear on every line written while they are open. Also
+//! the functions' per-invocation CloudWatch EMF metrics.
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
@@ -28,6 +29,46 @@ fn log_filter(rust_log: Option<&str>) -> Targets {
     rust_log
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
+/// Per-invocation EMF metrics: what metrics_cloudwatch_embedded's `lambda`
+/// layer does, without that feature (it pulls all of lambda_http's event
+/// types into the bootstraps): the RequestId property, ColdStart once, and a
+/// flush after each invocation.
+pub struct InvocationMetrics {
+    collector: &'static metrics_cloudwatch_embedded::Collector,
+    cold: std::sync::atomic::AtomicBool,
+}
+
+impl InvocationMetrics {
+    pub fn new(collector: &'static metrics_cloudwatch_embedded::Collector) -> InvocationMetrics {
+        InvocationMetrics {
+            collector,
+            cold: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// At the start of an invocation.
+    pub fn start(&self, request_id: &str) {
+        self.collector
+            .set_property("RequestId", request_id.to_owned());
+        if self.cold.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            let unit = Some(metrics::Unit::Count);
+            if let Err(e) = self
+                .collector
+                .write_single("ColdStart", unit, 1, std::io::stdout())
+            {
+                tracing::warn!(error = %e, "cannot write the ColdStart metric");
+            }
+        }
+    }
+
+    /// At the end of an invocation: the metrics it recorded, to stdout.
+    pub fn finish(&self) {
+        if let Err(e) = self.collector.flush(std::io::stdout()) {
+            tracing::warn!(error = %e, "cannot flush the metrics");
+        }
+    }
 }
 
 #[cfg(test)]

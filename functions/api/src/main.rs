@@ -3,12 +3,10 @@
 //! Manager), the pool and the metrics collector once per container, then
 //! serves requests with `handler::App`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use api::handler;
 use lambda_http::{Error, Request, RequestExt};
-use metrics::Unit;
 use shared::adapters::{
     db_connect::Db, dynamo::DynamoTaskStore, postgres, secrets, sqs::SqsTaskQueue,
 };
@@ -42,30 +40,17 @@ async fn main() -> Result<(), Error> {
         task_ttl_secs: config.task_ttl_secs,
     };
     let (app, db) = (&app, &db);
-    // What metrics_cloudwatch_embedded's `run_http` did, without its
-    // `lambda` feature (which pulls lambda_http's REST, WebSocket and ALB
-    // event types): the RequestId property, ColdStart once, a flush after
-    // each invocation.
-    let cold = AtomicBool::new(true);
-    let cold = &cold;
+    let metrics = shared::telemetry::InvocationMetrics::new(metrics);
+    let metrics = &metrics;
     lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
         let request_id = req.lambda_context_ref().map(|c| c.request_id.clone());
-        metrics.set_property("RequestId", request_id.unwrap_or_default());
-        if cold.swap(false, Ordering::Relaxed) {
-            let written =
-                metrics.write_single("ColdStart", Some(Unit::Count), 1, std::io::stdout());
-            if let Err(e) = written {
-                tracing::warn!(error = %e, "cannot write the ColdStart metric");
-            }
-        }
+        metrics.start(&request_id.unwrap_or_default());
         // A fresh RDS IAM token for connections opened in this invocation.
         if let Err(e) = db.refresh().await {
             tracing::warn!(error = %e, "cannot refresh the database token");
         }
         let response = app.handle(req).await;
-        if let Err(e) = metrics.flush(std::io::stdout()) {
-            tracing::warn!(error = %e, "cannot flush the metrics");
-        }
+        metrics.finish();
         Ok::<_, Error>(response)
     }))
     .await

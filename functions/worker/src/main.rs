@@ -4,12 +4,10 @@
 
 mod handler;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
-use metrics::Unit;
 use shared::adapters::{db_connect::Db, dynamo::DynamoTaskStore, postgres};
 use shared::config::{from_env, DbAuthConfig, WorkerConfig};
 
@@ -41,30 +39,18 @@ async fn main() -> Result<(), Error> {
     };
     let (app, db) = (&app, &db);
     let fallback_timeout = Duration::from_millis(config.fallback_timeout_ms);
-    // What metrics_cloudwatch_embedded's `run` did, without its `lambda`
-    // feature (which pulls all of lambda_http's event types): the RequestId
-    // property, ColdStart once, a flush after each invocation.
-    let cold = AtomicBool::new(true);
-    let cold = &cold;
+    let metrics = shared::telemetry::InvocationMetrics::new(metrics);
+    let metrics = &metrics;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<SqsEvent>| async move {
-            metrics.set_property("RequestId", event.context.request_id.clone());
-            if cold.swap(false, Ordering::Relaxed) {
-                let written =
-                    metrics.write_single("ColdStart", Some(Unit::Count), 1, std::io::stdout());
-                if let Err(e) = written {
-                    tracing::warn!(error = %e, "cannot write the ColdStart metric");
-                }
-            }
+            metrics.start(&event.context.request_id);
             // A fresh RDS IAM token for connections opened in this invocation.
             if let Err(e) = db.refresh().await {
                 tracing::warn!(error = %e, "cannot refresh the database token");
             }
             let deadline_ms = handler::deadline_or(event.context.deadline, fallback_timeout);
             let response = app.handle(event.payload, deadline_ms).await;
-            if let Err(e) = metrics.flush(std::io::stdout()) {
-                tracing::warn!(error = %e, "cannot flush the metrics");
-            }
+            metrics.finish();
             Ok::<SqsBatchResponse, Error>(response)
         },
     ))
