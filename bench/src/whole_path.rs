@@ -177,7 +177,7 @@ fn worker_peak_rss_mb(profile: &str) -> Option<f64> {
 }
 
 pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
-    let aws = shared::aws::load().await;
+    let aws = shared::aws::load().await?;
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     if !endpoint.starts_with("http://127.0.0.1") && !endpoint.starts_with("http://localhost") {
         bail!("AWS_ENDPOINT_URL must point at the local moto server; got {endpoint:?}");

@@ -142,7 +142,7 @@ async fn connect(db: &Db) -> Result<PgConnection> {
         DbAuthArg::Password => PgConnectOptions::from_str(&db.database_url)
             .context("DATABASE_URL is not a valid PostgreSQL URL")?,
         DbAuthArg::Iam => {
-            let aws = shared::aws::load().await;
+            let aws = shared::aws::load().await?;
             db_connect::options_now(&db.database_url, DbAuth::Iam, &aws).await?
         }
     }

@@ -67,7 +67,7 @@ impl Stack {
             endpoint.starts_with("http://127.0.0.1"),
             "fault tests run only against the local stack, not {endpoint}"
         );
-        let aws = shared::aws::load().await;
+        let aws = shared::aws::load().await.expect("an HTTPS client");
         Stack {
             http: Client::builder()
                 .timeout(Duration::from_secs(60))

@@ -341,7 +341,7 @@ async fn health_reports_every_component() {
 #[tokio::test]
 async fn post_latency_tracks_the_slower_write() {
     let s = stack().await;
-    let aws = shared::aws::load().await;
+    let aws = shared::aws::load().await.expect("an HTTPS client");
     let dynamo = aws_sdk_dynamodb::Client::new(&aws);
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let table = env("TASKS_TABLE");

@@ -346,7 +346,8 @@ impl Jwks {
     ) -> Result<Jwks, ConfigError> {
         Ok(Jwks {
             url: url.to_owned(),
-            http: HttpClient::new(timeout),
+            http: HttpClient::new(timeout)
+                .map_err(|e| ConfigError::new(format!("JWT_JWKS_URL: {e}")))?,
             cache: tokio::sync::RwLock::new(KeyCache::default()),
             refreshing: tokio::sync::Mutex::new(()),
             min_refresh,

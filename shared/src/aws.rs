@@ -11,31 +11,20 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::{error::CredentialsError, ProvideCredentials};
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_types::os_shim_internal::Env;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
-/// An HTTPS client whose rustls uses ring rather than the SDK's default
-/// aws-lc-rs: sqlx already brings ring, and aws-lc is a large C library that
-/// added 2.4 MB to every bootstrap (`shared::http_client` builds the same
-/// connector for the functions' other requests). Unlike the SDK's default
-/// client this one ignores `HTTPS_PROXY`: the functions reach AWS without a
-/// proxy, and the local stack's moto server is on the loopback.
-fn https_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
-}
+use crate::http_client::{sdk_http_client, TlsError};
 
-/// `aws_config::load_from_env()` with the ring HTTPS client: the default
-/// credential chain (environment, profile, web identity, ECS, instance
-/// metadata) for the CLI, the tests and the benchmark.
-pub async fn load() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client())
+/// `aws_config::load_from_env()` with jobmatch's HTTP client
+/// ([`crate::http_client`]): the default credential chain (environment,
+/// profile, web identity, ECS, instance metadata) for the CLI, the tests and
+/// the benchmark.
+pub async fn load() -> Result<SdkConfig, TlsError> {
+    Ok(aws_config::defaults(BehaviorVersion::latest())
+        .http_client(sdk_http_client()?)
         .load()
-        .await
+        .await)
 }
 
 /// Why [`load_for_function`] cannot build the SDK config.
@@ -47,6 +36,8 @@ pub enum LoadError {
         "no AWS credentials in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): {0}"
     )]
     Credentials(#[source] CredentialsError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The SDK config of a Lambda function, from environment variables alone:
@@ -69,7 +60,7 @@ pub async fn load_for_function() -> Result<SdkConfig, LoadError> {
     let mut builder = SdkConfig::builder()
         .region(region)
         .credentials_provider(SharedCredentialsProvider::new(credentials))
-        .http_client(https_client())
+        .http_client(sdk_http_client()?)
         .behavior_version(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard())
         // aws-config's default connect timeout.

@@ -1,18 +1,242 @@
-//! A small HTTP(S) client for the functions' few requests outside the AWS
-//! SDK (the JWKS, CloudFormation's ResponseURL). It is the SDK's own
-//! connector (hyper, rustls on ring, the OS roots; see [`crate::aws`]), so
-//! the bootstraps link one HTTP stack instead of also carrying reqwest's.
+//! The one HTTP(S) stack of jobmatch's processes: hyper's HTTP/1.1 client
+//! (hyper-util's pool) with rustls on ring and the OS CA bundle.
+//! - [`sdk_http_client`] is the AWS SDK's HTTP client (installed by
+//!   [`crate::aws`]).
+//! - [`HttpClient`] makes the functions' few requests outside the SDK (the
+//!   JWKS, CloudFormation's ResponseURL).
+//!
+//! Why not the SDK's own client (`aws-smithy-http-client`): it always links
+//! HTTP/2 (the h2 crate and its own HTTP/2 pool), 0.4 MB of each bootstrap,
+//! and DynamoDB, SQS and Secrets Manager answer in HTTP/1.1 anyway. The
+//! lambda runtime already links hyper's HTTP/1.1 client and hyper-util's
+//! pool, so this adds only the glue below. Like the SDK's client it retries
+//! nothing itself: it classifies errors so that the SDK's retry strategy
+//! treats connection failures and timeouts as transient. Unlike it, it
+//! ignores `HTTPS_PROXY`: the functions reach AWS through VPC endpoints, and
+//! the local stack's moto servers are on the loopback.
 //! Plain `http://` URLs work too: the local stack and the tests serve them.
 
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-use aws_smithy_http_client::Connector;
-use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorSettings};
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient as SdkHttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings,
+    SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::retry::ErrorKind;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::{ClientConfig, RootCertStore};
+
+/// Why no HTTPS client can be built.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TlsError {
+    #[error(
+        "no CA certificates found in the OS bundle (install ca-certificates, or set \
+         SSL_CERT_FILE){0}"
+    )]
+    NoRoots(String),
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// The TLS settings of every connection: rustls's safe defaults on ring,
+/// trusting the OS bundle, which is read once per process.
+fn tls_config() -> Result<Arc<ClientConfig>, TlsError> {
+    static CONFIG: OnceLock<Result<Arc<ClientConfig>, TlsError>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                let errors = found.errors.iter().map(|e| format!("; {e}")).collect();
+                return Err(TlsError::NoRoots(errors));
+            }
+            client_config(roots).map(Arc::new)
+        })
+        .clone()
+}
+
+fn client_config(roots: RootCertStore) -> Result<ClientConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+type Pool = Client<HttpsConnector<TcpConnector>, SdkBody>;
+
+/// A connection pool whose TCP connects give up after `connect_timeout`.
+fn pool(tls: &ClientConfig, connect_timeout: Option<Duration>) -> Pool {
+    let mut tcp = TcpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(connect_timeout);
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    // The timer lets the pool drop connections idle for longer than its
+    // default 90 s.
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .build(https)
+}
+
+/// The AWS SDK's HTTP client (see the module doc). The TLS settings are
+/// checked here, so that a function without a CA bundle stops at init.
+pub fn sdk_http_client() -> Result<SharedHttpClient, TlsError> {
+    Ok(SharedHttpClient::new(SdkClient {
+        tls: tls_config()?,
+        connectors: RwLock::default(),
+    }))
+}
+
+/// The SDK asks for a connector per operation with that operation's
+/// timeouts: one pool per distinct pair, as the SDK's own client keeps.
+#[derive(Debug)]
+struct SdkClient {
+    tls: Arc<ClientConfig>,
+    connectors: RwLock<HashMap<Timeouts, SharedHttpConnector>>,
+}
+
+/// Connect and read timeouts.
+type Timeouts = (Option<Duration>, Option<Duration>);
+
+impl SdkHttpClient for SdkClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        let key = (settings.connect_timeout(), settings.read_timeout());
+        // A poisoned lock only means another thread panicked while it
+        // inserted; the map itself is still whole.
+        if let Some(c) = self
+            .connectors
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return c.clone();
+        }
+        self.connectors
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert_with(|| {
+                SharedHttpConnector::new(Connector {
+                    pool: pool(&self.tls, key.0),
+                    read_timeout: key.1,
+                })
+            })
+            .clone()
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        Some(ConnectorMetadata::new("hyper", Some("1.x".into())))
+    }
+}
+
+/// One pool, and how long to wait for a response's head once the request
+/// is sent (the SDK's read timeout).
+#[derive(Clone)]
+struct Connector {
+    pool: Pool,
+    read_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("read_timeout", &self.read_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpConnector for Connector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let request = match request.try_into_http1x() {
+            Ok(request) => request,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        let response = self.pool.request(request);
+        let read_timeout = self.read_timeout;
+        HttpConnectorFuture::new(async move {
+            let response = match read_timeout {
+                Some(limit) => tokio::time::timeout(limit, response)
+                    .await
+                    .map_err(|_| ConnectorError::timeout(ReadTimeout(limit).into()))?,
+                None => response.await,
+            }
+            .map_err(classify)?;
+            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                .map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no response within the read timeout ({0:?})")]
+struct ReadTimeout(Duration);
+
+/// The SDK's reading of a hyper error, as its own client classifies them:
+/// failures to connect or of the connection are I/O errors and timeouts are
+/// timeouts (both retried by the SDK), a misuse of the client is the user's,
+/// and a message cut short is transient.
+fn classify(err: hyper_util::client::legacy::Error) -> ConnectorError {
+    let connect = err.is_connect();
+    let err: BoxError = err.into();
+    if let Some(hyper_err) = find_source::<hyper::Error>(err.as_ref()) {
+        if hyper_err.is_timeout() {
+            return ConnectorError::timeout(err);
+        }
+        if hyper_err.is_user() {
+            return ConnectorError::user(err);
+        }
+        if hyper_err.is_closed()
+            || hyper_err.is_canceled()
+            || find_source::<std::io::Error>(hyper_err).is_some()
+        {
+            return ConnectorError::io(err);
+        }
+        if hyper_err.is_incomplete_message() {
+            return ConnectorError::other(err, Some(ErrorKind::TransientError));
+        }
+        return ConnectorError::other(err, None);
+    }
+    if connect || find_source::<std::io::Error>(err.as_ref()).is_some() {
+        return ConnectorError::io(err);
+    }
+    ConnectorError::other(err, None)
+}
+
+fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a E> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
+}
 
 /// Why a request got no complete response. The messages never include the
 /// URL: a pre-signed one carries its signature in the query.
@@ -21,7 +245,7 @@ pub enum HttpError {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error("request failed: {}", DisplayErrorContext(.0))]
-    Send(#[source] aws_smithy_runtime_api::client::result::ConnectorError),
+    Send(#[source] ConnectorError),
     #[error("reading the response body: {}", DisplayErrorContext(.0))]
     Body(#[source] aws_smithy_types::byte_stream::error::Error),
     #[error("no complete response within {0:?}")]
@@ -44,17 +268,17 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// Connecting, each read, and the whole exchange are each bounded by
-    /// `timeout`.
-    pub fn new(timeout: Duration) -> HttpClient {
-        let settings = HttpConnectorSettings::builder()
-            .connect_timeout(timeout)
-            .read_timeout(timeout)
-            .build();
-        let connector = Connector::builder()
-            .connector_settings(settings)
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build();
+    /// Connecting, waiting for the response's head, and the whole exchange
+    /// are each bounded by `timeout`.
+    pub fn new(timeout: Duration) -> Result<HttpClient, TlsError> {
+        Ok(HttpClient::with_tls(&*tls_config()?, timeout))
+    }
+
+    fn with_tls(tls: &ClientConfig, timeout: Duration) -> HttpClient {
+        let connector = Connector {
+            pool: pool(tls, Some(timeout)),
+            read_timeout: Some(timeout),
+        };
         HttpClient { connector, timeout }
     }
 
@@ -98,5 +322,184 @@ impl HttpClient {
         tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| HttpError::TimedOut(self.timeout))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A server that answers each connection's first request with `reply`,
+    /// after `delay`.
+    async fn serve(reply: &'static [u8], delay: Duration) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    tokio::time::sleep(delay).await;
+                    let _ = socket.write_all(reply).await;
+                });
+            }
+        });
+        addr
+    }
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+
+    fn sdk_connector(settings: HttpConnectorSettings) -> SharedHttpConnector {
+        let client = sdk_http_client().expect("this machine has a CA bundle");
+        let components = RuntimeComponentsBuilder::for_tests()
+            .build()
+            .expect("test components");
+        client.http_connector(&settings, &components)
+    }
+
+    fn get(url: &str) -> HttpRequest {
+        HttpRequest::get(url).expect("valid url")
+    }
+
+    #[tokio::test]
+    async fn the_sdk_connector_returns_the_response() {
+        let addr = serve(OK, Duration::ZERO).await;
+        let connector = sdk_connector(HttpConnectorSettings::builder().build());
+        let response = connector
+            .call(get(&format!("http://{addr}/x")))
+            .await
+            .expect("a response");
+        assert_eq!(response.status().as_u16(), 200);
+        let body = ByteStream::new(response.into_body()).collect().await;
+        assert_eq!(body.expect("body").to_vec(), b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_an_io_error() {
+        // Bind then drop, so that nothing listens on the port.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let connector = sdk_connector(HttpConnectorSettings::builder().build());
+        let err = connector
+            .call(get(&format!("http://{addr}/")))
+            .await
+            .expect_err("nothing listens");
+        assert!(err.is_io(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_response_is_a_timeout() {
+        let addr = serve(OK, Duration::from_secs(5)).await;
+        let settings = HttpConnectorSettings::builder()
+            .read_timeout(Duration::from_millis(100))
+            .build();
+        let err = sdk_connector(settings)
+            .call(get(&format!("http://{addr}/")))
+            .await
+            .expect_err("the server waits longer than the read timeout");
+        assert!(err.is_timeout(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_head_cut_short_is_transient() {
+        let addr = serve(b"HTTP/1.1 200 OK\r\ncontent-le", Duration::ZERO).await;
+        let connector = sdk_connector(HttpConnectorSettings::builder().build());
+        let err = connector
+            .call(get(&format!("http://{addr}/")))
+            .await
+            .expect_err("the connection closes mid-head");
+        assert_eq!(err.as_other(), Some(ErrorKind::TransientError), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_an_error() {
+        let addr = serve(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\nhel",
+            Duration::ZERO,
+        )
+        .await;
+        let client = HttpClient::new(Duration::from_secs(5)).expect("CA bundle");
+        let err = client
+            .get(&format!("http://{addr}/"))
+            .await
+            .expect_err("the body is cut short");
+        assert!(matches!(err, HttpError::Body(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn the_settings_pick_one_pool_each() {
+        let client = SdkClient {
+            tls: tls_config().expect("CA bundle"),
+            connectors: RwLock::default(),
+        };
+        let components = RuntimeComponentsBuilder::for_tests()
+            .build()
+            .expect("test components");
+        let a = HttpConnectorSettings::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .build();
+        let b = HttpConnectorSettings::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build();
+        client.http_connector(&a, &components);
+        client.http_connector(&a, &components);
+        client.http_connector(&b, &components);
+        assert_eq!(client.connectors.read().expect("lock").len(), 2);
+    }
+
+    /// HTTPS end to end: a TLS server with a certificate for `localhost`,
+    /// trusted by one client and unknown to another.
+    #[tokio::test]
+    async fn https_verifies_the_server_certificate() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("a certificate");
+        let der = cert.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls.write_all(OK).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        let url = format!("https://localhost:{port}/");
+
+        let mut roots = RootCertStore::empty();
+        roots.add(der).expect("the test root");
+        let trusting = HttpClient::with_tls(
+            &client_config(roots).expect("config"),
+            Duration::from_secs(5),
+        );
+        let response = trusting.get(&url).await.expect("a verified response");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, b"hello");
+
+        let os_roots = HttpClient::new(Duration::from_secs(5)).expect("CA bundle");
+        let err = os_roots.get(&url).await.expect_err("an unknown issuer");
+        let text = err.to_string();
+        assert!(text.contains("UnknownIssuer"), "{text}");
     }
 }

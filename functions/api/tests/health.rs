@@ -53,7 +53,7 @@ where
 
 #[tokio::test]
 async fn all_up_is_200_with_each_component() {
-    let aws = shared::aws::load().await;
+    let aws = shared::aws::load().await.expect("an HTTPS client");
     let app = App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), env("TASKS_TABLE")),
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), env("QUEUE_URL")),
@@ -75,7 +75,7 @@ async fn all_up_is_200_with_each_component() {
 
 #[tokio::test]
 async fn missing_and_hung_dependencies_are_503_and_named() {
-    let aws = shared::aws::load().await;
+    let aws = shared::aws::load().await.expect("an HTTPS client");
     let hole = black_hole().await;
     // SQS through an endpoint that never answers.
     let hung_sqs = aws_sdk_sqs::config::Builder::from(&aws)

@@ -124,7 +124,7 @@ mod tests {
             String::from_utf8(raw).unwrap()
         });
         let responder = HttpResponder {
-            client: HttpClient::new(Duration::from_secs(15)),
+            client: HttpClient::new(Duration::from_secs(15)).expect("CA bundle"),
         };
         let body = br#"{"Status":"SUCCESS"}"#.to_vec();
         responder
@@ -163,7 +163,7 @@ mod tests {
             }
         });
         let responder = HttpResponder {
-            client: HttpClient::new(Duration::from_secs(15)),
+            client: HttpClient::new(Duration::from_secs(15)).expect("CA bundle"),
         };
         let err = responder
             .put(&format!("http://{addr}/k"), b"{}".to_vec())

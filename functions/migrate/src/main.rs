@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
         db: Db::connect(config.database_url.expose(), 1, db_auth.db_auth, &aws).await?,
     };
     let responder = HttpResponder {
-        client: HttpClient::new(Duration::from_secs(15)),
+        client: HttpClient::new(Duration::from_secs(15))?,
     };
     let (migrator, responder) = (&migrator, &responder);
     run(service_fn(

@@ -13,7 +13,9 @@ pub async fn local_aws() -> aws_config::SdkConfig {
         endpoint.starts_with("http://127.0.0.1") || endpoint.starts_with("http://localhost"),
         "AWS_ENDPOINT_URL must point at the local moto server (run `make up` and export .local/env); got {endpoint:?}"
     );
-    shared::aws::load().await
+    shared::aws::load()
+        .await
+        .expect("an HTTPS client (this machine needs a CA bundle)")
 }
 
 /// A name unique to this test run.
