@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # `sam build` for arm64 the way an operator runs it (cargo-lambda + zig from
 # .venv-deploy), offline once `cargo fetch` has filled the cargo cache; then
-# prints each function's bootstrap size against the 5 MB target. Over the
-# target is reported, not fatal (api 5.21, status 4.14, worker 4.39, migrate
-# 3.31 MB today: api is still over, see README "Deploy"); a missing or
-# non-arm64 binary, or one over Lambda's 50 MB deployment package limit, fails.
+# prints each function's bootstrap size against the 5 MB (5,000,000 bytes)
+# target. A missing or non-arm64 binary, or one over the target, fails (see
+# README "Deploy", Build, for the sizes and what keeps them down).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -15,7 +14,6 @@ export SAM_CLI_TELEMETRY=0
 # rust-cargolambda is a SAM beta build method: opt in without a prompt (CI has no tty).
 export SAM_CLI_BETA_RUST_CARGO_LAMBDA=1
 target=$((5 * 1000 * 1000))
-ceiling=$((50 * 1000 * 1000))
 
 start=$(date +%s)
 cargo fetch --locked --quiet
@@ -45,8 +43,7 @@ print(os.path.getsize(path), machine)
 PY
 )
   verdict="arm64, within the 5 MB target"
-  if (( size > target )); then verdict="arm64, over the 5 MB target"; fi
-  if (( size > ceiling )); then verdict="OVER Lambda's 50 MB limit"; fail=1; fi
+  if (( size > target )); then verdict="OVER the 5 MB target"; fail=1; fi
   if (( machine != 183 )); then verdict="NOT arm64 (ELF machine $machine)"; fail=1; fi
   printf '%-16s bootstrap %s bytes (%s MB): %s\n' "$fn" "$size" \
     "$(python3 -c "print(f'{$size / 1e6:.2f}')")" "$verdict"

@@ -6,7 +6,7 @@
 //!   JWKS, CloudFormation's ResponseURL).
 //!
 //! Why not the SDK's own client (`aws-smithy-http-client`): it always links
-//! HTTP/2 (the h2 crate and its own HTTP/2 pool), 0.4 MB of each bootstrap,
+//! HTTP/2 (the h2 crate and its own HTTP/2 pool), 0.6 MB of each bootstrap,
 //! and DynamoDB, SQS and Secrets Manager answer in HTTP/1.1 anyway. The
 //! lambda runtime already links hyper's HTTP/1.1 client and hyper-util's
 //! pool, so this adds only the glue below. Like the SDK's client it retries
