@@ -285,11 +285,16 @@ class Checker:
         customs = {k: v for k, v in self.res.items() if v.get("Type", "").startswith("Custom::")}
         self.check(len(customs) == 1, "one custom resource (Migrations)")
         for cname, custom in customs.items():
-            target = functions.get(ref_name(custom["Properties"].get("ServiceToken")))
+            tname = ref_name(custom["Properties"].get("ServiceToken"))
+            target = functions.get(tname)
             self.check(target is not None and target["Metadata"]["BuildProperties"]["Binary"] == "migrate",
                        f"{cname}: served by the migrate function")
             if target is not None:
                 tp = target["Properties"]
+                # The migrate handler tells a rollback (an older version) by this property.
+                self.check(ref_name(custom["Properties"].get("FunctionVersion")) == f"{tname}.Version"
+                           and "AutoPublishAlias" in tp,
+                           f"{cname}: FunctionVersion is the migrate function's published version")
                 self.check(tp.get("ReservedConcurrentExecutions") == 1, f"{cname}: one migration at a time (reserved concurrency 1)")
                 timeout = self.number(self.prop(target, "Timeout"))
                 self.check(timeout is not None and 60 <= timeout <= 900, f"{cname}: migrate Timeout in 60..900 s")
@@ -336,6 +341,7 @@ def self_test(doc: dict) -> int:
         "wildcard resource": lambda d: d["Resources"]["WorkerFunction"]["Properties"]["Policies"][0]["Statement"][0].update(Resource="*"),
         "password in DATABASE_URL": lambda d: d["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"].update(DATABASE_URL="postgres://u:pw@h/db?sslmode=verify-full"),
         "database without snapshot policy": lambda d: d["Resources"]["Database"].pop("DeletionPolicy"),
+        "migrations without the function version": lambda d: d["Resources"]["Migrations"]["Properties"].pop("FunctionVersion"),
     }
     # A base template that already fails would make every break look caught.
     base = check(doc)

@@ -40,14 +40,47 @@ pub enum Action {
     /// Delete: answer success and leave the data alone; the database's own
     /// deletion policy (snapshot) decides what happens to it.
     Nothing,
+    /// An Update that goes back to an older build of the function: a
+    /// rollback. Answer success and leave the schema as it is. Migrations
+    /// only add, so the older code works with the newer schema; a failed
+    /// migration's transaction left nothing behind. Running them again would
+    /// fail the rollback too (UPDATE_ROLLBACK_FAILED) when a migration was
+    /// what failed, and the older build cannot run the newer ones.
+    KeepSchema,
 }
 
 pub fn action(request: &Request) -> Action {
     match request {
-        Request::Create(_) | Request::Update(_) => Action::Migrate,
+        Request::Create(_) => Action::Migrate,
+        Request::Update(r) if is_rollback(&r.resource_properties, &r.old_resource_properties) => {
+            Action::KeepSchema
+        }
+        Request::Update(_) => Action::Migrate,
         Request::Delete(_) => Action::Nothing,
         // The enum is non-exhaustive: an unknown request type is not ours to act on.
         _ => Action::Nothing,
+    }
+}
+
+/// The property holding the ARN of the function version that embeds the
+/// migrations (template.yaml: `FunctionVersion: !Ref MigrateFunction.Version`).
+const VERSION_PROPERTY: &str = "FunctionVersion";
+
+/// The function and its version number, from a version ARN
+/// (`arn:aws:lambda:<region>:<account>:function:<name>:<version>`).
+fn function_version(properties: &serde_json::Value) -> Option<(&str, u64)> {
+    let arn = properties.get(VERSION_PROPERTY)?.as_str()?;
+    let (function, version) = arn.rsplit_once(':')?;
+    Some((function, version.parse().ok()?))
+}
+
+/// True when the update asks for an older version of the same function than
+/// the one it replaces; version numbers only grow. Anything else (another
+/// function, a missing or unreadable property) migrates.
+fn is_rollback(new: &serde_json::Value, old: &serde_json::Value) -> bool {
+    match (function_version(new), function_version(old)) {
+        (Some((new_fn, new_v)), Some((old_fn, old_v))) => new_fn == old_fn && new_v < old_v,
+        _ => false,
     }
 }
 
@@ -143,6 +176,9 @@ pub async fn handle<M: Migrate, R: Respond>(
             )),
         },
         Action::Nothing => Ok("delete: schema and data left in place".to_owned()),
+        Action::KeepSchema => {
+            Ok("rollback: migrations not run; the schema keeps those already applied".to_owned())
+        }
     };
     if let Err(e) = &outcome {
         tracing::error!(error = %e, "migration failed");
@@ -169,15 +205,27 @@ mod tests {
             "RequestId": "req-1",
             "ResourceType": "Custom::Migrations",
             "LogicalResourceId": "Migrations",
-            "ResourceProperties": {"ServiceToken": "arn", "Version": "3"}
+            "ResourceProperties": {"ServiceToken": "arn", "FunctionVersion": version_arn(3)}
         });
         if kind != "Create" {
             json["PhysicalResourceId"] = "jobmatch-schema-old".into();
         }
         if kind == "Update" {
             json["OldResourceProperties"] =
-                serde_json::json!({"ServiceToken": "arn", "Version": "2"});
+                serde_json::json!({"ServiceToken": "arn", "FunctionVersion": version_arn(2)});
         }
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn version_arn(version: u32) -> String {
+        format!("arn:aws:lambda:eu-west-1:123456789012:function:jobmatch-migrate:{version}")
+    }
+
+    /// An Update from the `old` properties to the `new` ones.
+    fn update(new: serde_json::Value, old: serde_json::Value) -> Request {
+        let mut json = serde_json::to_value(request("Update")).unwrap();
+        json["ResourceProperties"] = new;
+        json["OldResourceProperties"] = old;
         serde_json::from_value(json).unwrap()
     }
 
@@ -303,6 +351,50 @@ mod tests {
         assert_eq!(migrator.calls.load(Ordering::SeqCst), 0);
         assert_eq!(body["Status"], "SUCCESS");
         assert_eq!(body["PhysicalResourceId"], "jobmatch-schema-old");
+    }
+
+    #[tokio::test]
+    async fn a_rollback_answers_success_without_migrating() {
+        let migrator = FakeMigrator::new(Err("must not run"));
+        let recorder = Recorder::default();
+        // CloudFormation rolls back from version 3 to version 2.
+        let rollback = update(
+            serde_json::json!({"FunctionVersion": version_arn(2)}),
+            serde_json::json!({"FunctionVersion": version_arn(3)}),
+        );
+        let status = handle(&rollback, &migrator, &recorder, Duration::from_secs(1), "").await;
+        assert_eq!(status, Ok(Status::Success));
+        assert_eq!(migrator.calls.load(Ordering::SeqCst), 0);
+        let sent = recorder.sent.lock().unwrap();
+        assert_eq!(sent[0].1["Status"], "SUCCESS");
+        assert_eq!(sent[0].1["PhysicalResourceId"], "jobmatch-schema-old");
+        assert!(sent[0].1["Data"]["SchemaVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("rollback"));
+    }
+
+    #[test]
+    fn only_an_older_version_of_the_same_function_is_a_rollback() {
+        let v = |n| serde_json::json!({"FunctionVersion": version_arn(n)});
+        assert_eq!(action(&update(v(2), v(3))), Action::KeepSchema);
+        assert_eq!(action(&update(v(4), v(3))), Action::Migrate);
+        assert_eq!(action(&update(v(3), v(3))), Action::Migrate);
+        // Version 10 after 9: numbers, not text.
+        assert_eq!(action(&update(v(10), v(9))), Action::Migrate);
+        // A replaced function starts again at 1: not a rollback.
+        let other = serde_json::json!({
+            "FunctionVersion": "arn:aws:lambda:eu-west-1:123456789012:function:other:1"
+        });
+        assert_eq!(action(&update(other, v(3))), Action::Migrate);
+        // Without a readable version, migrate (sqlx skips what is applied).
+        let none = serde_json::json!({});
+        assert_eq!(action(&update(none.clone(), v(3))), Action::Migrate);
+        let latest =
+            serde_json::json!({"FunctionVersion": "arn:aws:lambda:x:1:function:f:$LATEST"});
+        assert_eq!(action(&update(latest, v(3))), Action::Migrate);
+        assert_eq!(action(&request("Create")), Action::Migrate);
+        assert_eq!(action(&request("Delete")), Action::Nothing);
     }
 
     #[tokio::test]
