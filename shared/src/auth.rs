@@ -1,6 +1,7 @@
 //! Bearer-token authentication: JWT verification with the algorithms the
 //! configuration pins (HS256 with a shared secret; RS256/ES256 against a JWKS
-//! URL with a key cache), and HS256 minting for local use and tests.
+//! URL with a key cache, or a JWKS given whole), and HS256 minting for local
+//! use and tests.
 //!
 //! The caller is `sub`, or `id` when `sub` is absent; `exp` is required, `nbf`
 //! honoured, `iss`/`aud` checked when configured. Tokens and keys are never
@@ -65,7 +66,7 @@ impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
             .field("algorithms", &self.algorithms)
-            .field("jwks", &self.jwks.as_ref().map(|j| &j.url))
+            .field("jwks", &self.jwks.as_ref().map(|j| j.describe()))
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +105,13 @@ impl Verifier {
         hs256_secret: Option<&Secret>,
     ) -> Result<Verifier, ConfigError> {
         let jwks_url = config.jwt_jwks_url.as_deref().filter(|u| !u.is_empty());
+        let jwks_document = config.jwt_jwks.as_deref().filter(|d| !d.trim().is_empty());
+        if jwks_url.is_some() && jwks_document.is_some() {
+            return Err(ConfigError::new(
+                "set JWT_JWKS_URL or JWT_JWKS (the key set itself), not both",
+            ));
+        }
+        let has_jwks = jwks_url.is_some() || jwks_document.is_some();
         let algorithms = match config.jwt_algorithms.as_deref().filter(|a| !a.is_empty()) {
             Some(list) => parse_algorithms(list)?,
             None => {
@@ -111,7 +119,7 @@ impl Verifier {
                 if hs256_secret.is_some() {
                     algs.push(Algorithm::HS256);
                 }
-                if jwks_url.is_some() {
+                if has_jwks {
                     algs.extend([Algorithm::RS256, Algorithm::ES256]);
                 }
                 algs
@@ -119,7 +127,7 @@ impl Verifier {
         };
         if algorithms.is_empty() {
             return Err(ConfigError::new(
-                "no token algorithm: set JWT_SECRET or JWT_SECRET_ARN (HS256) and/or JWT_JWKS_URL (RS256, ES256)",
+                "no token algorithm: set JWT_SECRET or JWT_SECRET_ARN (HS256) and/or JWT_JWKS_URL or JWT_JWKS (RS256, ES256)",
             ));
         }
         let wants_hs = algorithms.contains(&Algorithm::HS256);
@@ -140,19 +148,18 @@ impl Verifier {
             }
             (false, _) => None,
         };
-        let jwks = match (wants_jwks, jwks_url) {
-            (true, Some(url)) => Some(Arc::new(Jwks::new(
+        let jwks = match (wants_jwks, jwks_url, jwks_document) {
+            (true, Some(url), _) => Some(Arc::new(Jwks::new(
                 url,
                 Duration::from_millis(config.jwks_timeout_ms),
                 Duration::from_secs(config.jwks_min_refresh_secs),
                 Duration::from_secs(config.jwks_max_age_secs),
             )?)),
-            (true, None) => {
-                return Err(ConfigError::new(
-                    "JWT_ALGORITHMS has RS256 or ES256 but JWT_JWKS_URL is not set",
-                ))
-            }
-            (false, _) => None,
+            (true, None, Some(document)) => Some(Arc::new(Jwks::fixed(document)?)),
+            (true, None, None) => return Err(ConfigError::new(
+                "JWT_ALGORITHMS has RS256 or ES256 but neither JWT_JWKS_URL nor JWT_JWKS is set",
+            )),
+            (false, _, _) => None,
         };
         if config.jwt_leeway_secs > 30 {
             return Err(ConfigError::new("JWT_LEEWAY_SECS must be between 0 and 30"));
@@ -324,17 +331,27 @@ struct KeyCache {
     last_failed: bool,
 }
 
-/// The signing keys of an identity provider (Cognito, Auth0), fetched from a
-/// JWKS URL and cached. An unknown `kid` refreshes the set, at most once per
-/// `min_refresh`, so that a flood of made-up key ids cannot hammer the IdP.
+/// The signing keys of an identity provider (Cognito, Auth0): fetched from a
+/// JWKS URL and cached, or given whole in the configuration. A fetched set is
+/// refreshed by an unknown `kid`, at most once per `min_refresh`, so that a
+/// flood of made-up key ids cannot hammer the IdP.
 pub struct Jwks {
-    url: String,
-    http: HttpClient,
+    source: KeySource,
     cache: tokio::sync::RwLock<KeyCache>,
     /// One fetch at a time; callers that wait for it reuse its outcome.
     refreshing: tokio::sync::Mutex<()>,
     min_refresh: Duration,
     max_age: Duration,
+}
+
+enum KeySource {
+    Url {
+        url: String,
+        // Boxed: a pool is large beside the fixed set's nothing.
+        http: Box<HttpClient>,
+    },
+    /// `JWT_JWKS`: the set itself, for a network without a route to the IdP.
+    Fixed,
 }
 
 impl Jwks {
@@ -344,10 +361,13 @@ impl Jwks {
         min_refresh: Duration,
         max_age: Duration,
     ) -> Result<Jwks, ConfigError> {
+        let http =
+            HttpClient::new(timeout).map_err(|e| ConfigError::new(format!("JWT_JWKS_URL: {e}")))?;
         Ok(Jwks {
-            url: url.to_owned(),
-            http: HttpClient::new(timeout)
-                .map_err(|e| ConfigError::new(format!("JWT_JWKS_URL: {e}")))?,
+            source: KeySource::Url {
+                url: url.to_owned(),
+                http: Box::new(http),
+            },
             cache: tokio::sync::RwLock::new(KeyCache::default()),
             refreshing: tokio::sync::Mutex::new(()),
             min_refresh,
@@ -355,8 +375,44 @@ impl Jwks {
         })
     }
 
+    /// A key set given as a JWKS document; it is never fetched or refreshed.
+    pub fn fixed(document: &str) -> Result<Jwks, ConfigError> {
+        let keys = parse_key_set(document.as_bytes())
+            .map_err(|e| ConfigError::new(format!("JWT_JWKS is not a JWKS document: {e}")))?;
+        if keys.is_empty() {
+            return Err(ConfigError::new(
+                "JWT_JWKS has no signing key with a `kid` that jobmatch can use",
+            ));
+        }
+        let cache = KeyCache {
+            keys,
+            ..KeyCache::default()
+        };
+        Ok(Jwks {
+            source: KeySource::Fixed,
+            cache: tokio::sync::RwLock::new(cache),
+            refreshing: tokio::sync::Mutex::new(()),
+            min_refresh: Duration::MAX,
+            max_age: Duration::MAX,
+        })
+    }
+
+    /// Where the keys come from, for logs and `Debug` (no key material).
+    fn describe(&self) -> &str {
+        match &self.source {
+            KeySource::Url { url, .. } => url,
+            KeySource::Fixed => "JWT_JWKS",
+        }
+    }
+
     /// The key for `kid`, usable with `alg`.
     async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, Error> {
+        if let KeySource::Fixed = self.source {
+            return match self.cache.read().await.keys.get(kid) {
+                Some(k) => check_alg(k, alg),
+                None => Err(AuthError::UnknownKey.into()),
+            };
+        }
         {
             let cache = self.cache.read().await;
             let fresh = cache.fetched_at.is_some_and(|t| t.elapsed() < self.max_age);
@@ -408,33 +464,38 @@ impl Jwks {
 
     async fn fetch(&self) -> Result<HashMap<String, CachedKey>, Error> {
         let unavailable = |e: &dyn std::fmt::Display| Error::unavailable("jwks", e);
-        let resp = self
-            .http
-            .get(&self.url)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let KeySource::Url { url, http } = &self.source else {
+            return Err(unavailable(&"a fixed key set is not fetched"));
+        };
+        let resp = http.get(url).await.map_err(|e| unavailable(&e))?;
         if !resp.status.is_success() {
             return Err(unavailable(&format!("HTTP {}", resp.status)));
         }
-        let set: JwkSet = serde_json::from_slice(&resp.body).map_err(|e| unavailable(&e))?;
-        let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let Some(kid) = jwk.common.key_id.clone() else {
-                continue;
-            };
-            // Keys of kinds jobmatch cannot use (e.g. encryption keys) are skipped.
-            let Ok(key) = DecodingKey::from_jwk(jwk) else {
-                continue;
-            };
-            let alg = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
-            keys.insert(kid, CachedKey { key, alg });
-        }
+        let keys = parse_key_set(&resp.body).map_err(|e| unavailable(&e))?;
         tracing::info!(keys = keys.len(), "JWKS fetched");
         Ok(keys)
     }
+}
+
+/// The usable keys of a JWKS document, by `kid`. Keys without a `kid`, and
+/// keys of kinds jobmatch cannot use (e.g. encryption keys), are skipped.
+fn parse_key_set(document: &[u8]) -> Result<HashMap<String, CachedKey>, serde_json::Error> {
+    let set: JwkSet = serde_json::from_slice(document)?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let Some(kid) = jwk.common.key_id.clone() else {
+            continue;
+        };
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        let alg = jwk
+            .common
+            .key_algorithm
+            .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+        keys.insert(kid, CachedKey { key, alg });
+    }
+    Ok(keys)
 }
 
 /// A key that declares its algorithm is only good for that algorithm.

@@ -138,7 +138,7 @@ pub struct StatusConfig {
 
 /// Token verification, for `api` and `status`. HS256 needs `JWT_SECRET`, or
 /// `JWT_SECRET_ARN` (a Secrets Manager secret, fetched once at init); RS256 and
-/// ES256 need `JWT_JWKS_URL`. `JWT_ALGORITHMS` pins the accepted algorithms
+/// ES256 need `JWT_JWKS_URL` or `JWT_JWKS`. `JWT_ALGORITHMS` pins the accepted algorithms
 /// (default: those that have a key source). Lists are comma-separated.
 #[derive(Debug, Deserialize)]
 pub struct AuthConfig {
@@ -148,6 +148,10 @@ pub struct AuthConfig {
     pub jwt_secret_arn: Option<String>,
     #[serde(default)]
     pub jwt_jwks_url: Option<String>,
+    /// The JWKS document itself, instead of `JWT_JWKS_URL`: for functions
+    /// with no route to the IdP (private subnets without NAT).
+    #[serde(default)]
+    pub jwt_jwks: Option<String>,
     #[serde(default)]
     pub jwt_algorithms: Option<String>,
     #[serde(default)]

@@ -490,3 +490,61 @@ async fn an_unreachable_or_failing_jwks_is_503_not_401() {
     // HS256 and bad tokens do not depend on the JWKS.
     assert_401(&app_500, "garbage", "malformed token", "garbage").await;
 }
+
+fn fixed_config(vars: &[(&str, String)]) -> shared::config::AuthConfig {
+    envy::from_iter(vars.iter().map(|(k, v)| (k.to_string(), v.clone()))).expect("config")
+}
+
+fn key_set(keys: Vec<Jwk>) -> String {
+    serde_json::to_string(&JwkSet { keys }).expect("jwks json")
+}
+
+/// `JWT_JWKS`: the key set given whole (Cognito's, for functions without a
+/// route to it) verifies RS256 and ES256 tokens with no fetch at all.
+#[tokio::test]
+async fn a_key_set_given_whole_verifies_without_a_fetch() {
+    let cfg = fixed_config(&[
+        ("JWT_JWKS", key_set(vec![rsa_jwk(), ec_jwk()])),
+        ("JWT_ISSUER", ISSUER.to_owned()),
+        ("JWT_AUDIENCE", AUDIENCE.to_owned()),
+        ("JWT_LEEWAY_SECS", "0".to_owned()),
+    ]);
+    let app = app(Verifier::from_config(&cfg, None).expect("verifier"));
+    assert_accepted(&app, &rs(&claims(|_| {})), "alice", "RS256").await;
+    assert_accepted(&app, &es(&claims(|_| {})), "alice", "ES256").await;
+    let unknown = sign(
+        Algorithm::RS256,
+        Some("rotated-away"),
+        &claims(|_| {}),
+        &rsa_key(),
+    );
+    assert_401(&app, &unknown, "unknown signing key", "kid not in the set").await;
+    // HS256 was not configured: no secret, so not accepted.
+    assert_401(
+        &app,
+        &hs(&claims(|_| {})),
+        "unsupported algorithm",
+        "HS256 without a secret",
+    )
+    .await;
+}
+
+#[test]
+fn a_key_set_given_whole_is_checked_at_init() {
+    let err = |vars: &[(&str, String)]| {
+        Verifier::from_config(&fixed_config(vars), None)
+            .expect_err("a bad configuration")
+            .to_string()
+    };
+    let both = err(&[
+        ("JWT_JWKS", key_set(vec![rsa_jwk()])),
+        ("JWT_JWKS_URL", "https://idp.test/jwks.json".to_owned()),
+    ]);
+    assert!(both.contains("not both"), "{both}");
+    let not_json = err(&[("JWT_JWKS", "https://idp.test/jwks.json".to_owned())]);
+    assert!(not_json.contains("not a JWKS document"), "{not_json}");
+    let mut no_kid = rsa_jwk();
+    no_kid.common.key_id = None;
+    let unusable = err(&[("JWT_JWKS", key_set(vec![no_kid]))]);
+    assert!(unusable.contains("no signing key"), "{unusable}");
+}
