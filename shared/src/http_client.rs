@@ -18,10 +18,14 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connection::{CaptureSmithyConnection, ConnectionMetadata};
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
     HttpClient as SdkHttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings,
@@ -34,8 +38,11 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::ErrorKind;
+use http::Uri;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::client::legacy::connect::{
+    capture_connection, CaptureConnection, HttpConnector as TcpConnector,
+};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::{ClientConfig, RootCertStore};
@@ -79,14 +86,13 @@ fn client_config(roots: RootCertStore) -> Result<ClientConfig, TlsError> {
         .with_no_client_auth())
 }
 
-type Pool = Client<HttpsConnector<TcpConnector>, SdkBody>;
+type Pool = Client<ConnectTimeout<HttpsConnector<TcpConnector>>, SdkBody>;
 
-/// A connection pool whose TCP connects give up after `connect_timeout`.
+/// A connection pool whose new connections give up after `connect_timeout`.
 fn pool(tls: &ClientConfig, connect_timeout: Option<Duration>) -> Pool {
     let mut tcp = TcpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
-    tcp.set_connect_timeout(connect_timeout);
     let https = HttpsConnectorBuilder::new()
         .with_tls_config(tls.clone())
         .https_or_http()
@@ -96,7 +102,51 @@ fn pool(tls: &ClientConfig, connect_timeout: Option<Duration>) -> Pool {
     // default 90 s.
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
-        .build(https)
+        .build(ConnectTimeout {
+            inner: https,
+            limit: connect_timeout,
+        })
+}
+
+/// Bounds a new connection as a whole (DNS, TCP and the TLS handshake), as
+/// the SDK's connect timeout means: hyper's own bounds the TCP connect only.
+#[derive(Clone)]
+struct ConnectTimeout<S> {
+    inner: S,
+    limit: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no connection within the connect timeout ({0:?})")]
+struct ConnectTimedOut(Duration);
+
+impl<S> tower_service::Service<Uri> for ConnectTimeout<S>
+where
+    S: tower_service::Service<Uri>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let limit = self.limit;
+        Box::pin(async move {
+            match limit {
+                Some(limit) => tokio::time::timeout(limit, connecting)
+                    .await
+                    .map_err(|_| BoxError::from(ConnectTimedOut(limit)))?
+                    .map_err(Into::into),
+                None => connecting.await.map_err(Into::into),
+            }
+        })
+    }
 }
 
 /// The AWS SDK's HTTP client (see the module doc). The TLS settings are
@@ -172,10 +222,14 @@ impl std::fmt::Debug for Connector {
 
 impl HttpConnector for Connector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let request = match request.try_into_http1x() {
+        let mut request = match request.try_into_http1x() {
             Ok(request) => request,
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
         };
+        let captured = capture_connection(&mut request);
+        if let Some(smithy) = request.extensions().get::<CaptureSmithyConnection>() {
+            smithy.set_connection_retriever(move || connection_metadata(&captured));
+        }
         let response = self.pool.request(request);
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
@@ -196,13 +250,34 @@ impl HttpConnector for Connector {
 #[error("no response within the read timeout ({0:?})")]
 struct ReadTimeout(Duration);
 
+/// What the SDK's retry needs of the connection a request used: a way to
+/// close it after a transient error (a 5xx, a timeout), so that the retry
+/// opens a new one instead of reusing it.
+fn connection_metadata(captured: &CaptureConnection) -> Option<ConnectionMetadata> {
+    let proxied = captured.connection_metadata().as_ref()?.is_proxied();
+    let captured = captured.clone();
+    Some(
+        ConnectionMetadata::builder()
+            .proxied(proxied)
+            .poison_fn(move || {
+                if let Some(connection) = captured.connection_metadata().as_ref() {
+                    connection.poison();
+                }
+            })
+            .build(),
+    )
+}
+
 /// The SDK's reading of a hyper error, as its own client classifies them:
-/// failures to connect or of the connection are I/O errors and timeouts are
-/// timeouts (both retried by the SDK), a misuse of the client is the user's,
+/// failures to connect or of the connection are I/O errors and timeouts
+/// (connect, read) are timeouts (both retried by the SDK), a misuse of the client is the user's,
 /// and a message cut short is transient.
 fn classify(err: hyper_util::client::legacy::Error) -> ConnectorError {
     let connect = err.is_connect();
     let err: BoxError = err.into();
+    if find_source::<ConnectTimedOut>(err.as_ref()).is_some() {
+        return ConnectorError::timeout(err);
+    }
     if let Some(hyper_err) = find_source::<hyper::Error>(err.as_ref()) {
         if hyper_err.is_timeout() {
             return ConnectorError::timeout(err);
@@ -329,6 +404,7 @@ impl HttpClient {
 mod tests {
     use super::*;
     use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -403,6 +479,85 @@ mod tests {
             .await
             .expect_err("the server waits longer than the read timeout");
         assert!(err.is_timeout(), "{err:?}");
+    }
+
+    /// The connect timeout covers the TLS handshake: a server that accepts
+    /// the TCP connection and then says nothing.
+    #[tokio::test]
+    async fn a_stalled_handshake_is_a_connect_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let settings = HttpConnectorSettings::builder()
+            .connect_timeout(Duration::from_millis(200))
+            .build();
+        let call = sdk_connector(settings).call(get(&format!("https://{addr}/")));
+        let err = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("the connect timeout ends the call")
+            .expect_err("no handshake");
+        assert!(err.is_timeout(), "{err:?}");
+    }
+
+    /// A server that answers every request on a connection and keeps it
+    /// open; counts the connections it accepted.
+    async fn serve_keep_alive() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 || socket.write_all(OK).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    /// After a transient error the SDK poisons the connection it used, so
+    /// that its retry opens a new one: the connector must hand it over.
+    #[tokio::test]
+    async fn a_poisoned_connection_is_not_reused() {
+        let (addr, accepted) = serve_keep_alive().await;
+        let connector = sdk_connector(HttpConnectorSettings::builder().build());
+        let url = format!("http://{addr}/");
+        let send = |capture: Option<CaptureSmithyConnection>| {
+            let mut request = get(&url);
+            if let Some(c) = capture {
+                request.add_extension(c);
+            }
+            let call = connector.call(request);
+            async move {
+                let response = call.await.expect("a response");
+                ByteStream::new(response.into_body())
+                    .collect()
+                    .await
+                    .expect("body");
+            }
+        };
+        let capture = CaptureSmithyConnection::new();
+        send(Some(capture.clone())).await;
+        send(None).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "kept alive and reused");
+        capture
+            .get()
+            .expect("the connector reports its connection")
+            .poison();
+        send(None).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "poisoned, so a new one");
     }
 
     #[tokio::test]
