@@ -41,11 +41,13 @@ pub enum Action {
     /// deletion policy (snapshot) decides what happens to it.
     Nothing,
     /// An Update that goes back to an older build of the function: a
-    /// rollback. Answer success and leave the schema as it is. Migrations
+    /// rollback. CloudFormation restores the function's code first, so it
+    /// is the older build that answers. Answer success and leave the schema
+    /// as it is: the older build's migrator refuses a schema with migrations
+    /// it does not have (applied by the deploy being rolled back), and that
+    /// failure would stop the rollback in UPDATE_ROLLBACK_FAILED. Migrations
     /// only add, so the older code works with the newer schema; a failed
-    /// migration's transaction left nothing behind. Running them again would
-    /// fail the rollback too (UPDATE_ROLLBACK_FAILED) when a migration was
-    /// what failed, and the older build cannot run the newer ones.
+    /// migration's transaction left nothing behind.
     KeepSchema,
 }
 
