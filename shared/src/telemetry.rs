@@ -41,31 +41,44 @@ pub struct InvocationMetrics {
 }
 
 impl InvocationMetrics {
-    pub fn new(collector: &'static metrics_cloudwatch_embedded::Collector) -> InvocationMetrics {
-        InvocationMetrics {
+    /// Installs the process's metrics recorder: namespace `jobmatch`,
+    /// dimension `function`.
+    pub fn init(
+        function: &'static str,
+    ) -> Result<InvocationMetrics, metrics_cloudwatch_embedded::Error> {
+        let collector = metrics_cloudwatch_embedded::Builder::new()
+            .cloudwatch_namespace("jobmatch")
+            .with_dimension("function", function)
+            .init()?;
+        Ok(InvocationMetrics {
             collector,
             cold: std::sync::atomic::AtomicBool::new(true),
-        }
+        })
     }
 
     /// At the start of an invocation.
     pub fn start(&self, request_id: &str) {
+        self.start_to(request_id, std::io::stdout());
+    }
+
+    /// At the end of an invocation: the metrics it recorded, to stdout.
+    pub fn finish(&self) {
+        self.finish_to(std::io::stdout());
+    }
+
+    fn start_to(&self, request_id: &str, out: impl std::io::Write) {
         self.collector
             .set_property("RequestId", request_id.to_owned());
         if self.cold.swap(false, std::sync::atomic::Ordering::Relaxed) {
             let unit = Some(metrics::Unit::Count);
-            if let Err(e) = self
-                .collector
-                .write_single("ColdStart", unit, 1, std::io::stdout())
-            {
+            if let Err(e) = self.collector.write_single("ColdStart", unit, 1, out) {
                 tracing::warn!(error = %e, "cannot write the ColdStart metric");
             }
         }
     }
 
-    /// At the end of an invocation: the metrics it recorded, to stdout.
-    pub fn finish(&self) {
-        if let Err(e) = self.collector.flush(std::io::stdout()) {
+    fn finish_to(&self, out: impl std::io::Write) {
+        if let Err(e) = self.collector.flush(out) {
             tracing::warn!(error = %e, "cannot flush the metrics");
         }
     }
@@ -91,5 +104,30 @@ mod tests {
         let bad = log_filter(Some("sqlx=loud"));
         assert!(bad.would_enable("api", &Level::INFO));
         assert!(!bad.would_enable("api", &Level::DEBUG));
+    }
+
+    /// The only test that installs the process's metrics recorder.
+    #[test]
+    fn cold_start_once_and_each_invocation_flushed_with_its_request_id() {
+        let metrics = InvocationMetrics::init("test").expect("the first recorder");
+        let text = |buf: Vec<u8>| String::from_utf8(buf).expect("utf8");
+
+        let mut first = Vec::new();
+        metrics.start_to("req-1", &mut first);
+        let first = text(first);
+        assert!(first.contains(r#""ColdStart":1"#), "{first}");
+        assert!(first.contains(r#""RequestId":"req-1""#), "{first}");
+        assert!(first.contains(r#""function":"test""#), "{first}");
+
+        let mut second = Vec::new();
+        metrics.start_to("req-2", &mut second);
+        assert!(second.is_empty(), "{}", text(second));
+        metrics::counter!("Probe").increment(2);
+        let mut flushed = Vec::new();
+        metrics.finish_to(&mut flushed);
+        let flushed = text(flushed);
+        assert!(flushed.contains(r#""Probe":2"#), "{flushed}");
+        assert!(flushed.contains(r#""RequestId":"req-2""#), "{flushed}");
+        assert!(!flushed.contains("ColdStart"), "{flushed}");
     }
 }

@@ -18,10 +18,7 @@ async fn main() -> Result<(), Error> {
     let config: ApiConfig = from_env()?;
     let auth: AuthConfig = from_env()?;
     let db_auth: DbAuthConfig = from_env()?;
-    let metrics = metrics_cloudwatch_embedded::Builder::new()
-        .cloudwatch_namespace("jobmatch")
-        .with_dimension("function", "api")
-        .init()?;
+    let metrics = shared::telemetry::InvocationMetrics::init("api")?;
     let aws = shared::aws::load_for_function().await?;
     let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
     let db = Db::connect(
@@ -40,7 +37,6 @@ async fn main() -> Result<(), Error> {
         task_ttl_secs: config.task_ttl_secs,
     };
     let (app, db) = (&app, &db);
-    let metrics = shared::telemetry::InvocationMetrics::new(metrics);
     let metrics = &metrics;
     lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
         let request_id = req.lambda_context_ref().map(|c| c.request_id.clone());

@@ -16,10 +16,7 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init_json_logs();
     let config: WorkerConfig = from_env()?;
     let db_auth: DbAuthConfig = from_env()?;
-    let metrics = metrics_cloudwatch_embedded::Builder::new()
-        .cloudwatch_namespace("jobmatch")
-        .with_dimension("function", "worker")
-        .init()?;
+    let metrics = shared::telemetry::InvocationMetrics::init("worker")?;
     let aws = shared::aws::load_for_function().await?;
     let db = Db::connect_with(
         config.database_url.expose(),
@@ -39,7 +36,6 @@ async fn main() -> Result<(), Error> {
     };
     let (app, db) = (&app, &db);
     let fallback_timeout = Duration::from_millis(config.fallback_timeout_ms);
-    let metrics = shared::telemetry::InvocationMetrics::new(metrics);
     let metrics = &metrics;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<SqsEvent>| async move {
