@@ -50,7 +50,8 @@ struct RawHeader {
     kid: Option<String>,
 }
 
-/// Verifies bearer tokens; built once per container.
+/// Verifies bearer tokens; built once per container. Building one installs
+/// jsonwebtoken's crypto provider (`jwt_crypto`).
 #[derive(Clone)]
 pub struct Verifier {
     algorithms: Vec<Algorithm>,
@@ -74,6 +75,7 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// HS256 only, with one shared secret.
     pub fn hs256(secret: &[u8], leeway_secs: u64) -> Verifier {
+        crate::jwt_crypto::install();
         Verifier {
             algorithms: vec![Algorithm::HS256],
             hs256: Some(DecodingKey::from_secret(secret)),
@@ -86,6 +88,7 @@ impl Verifier {
 
     /// RS256 and/or ES256 against a JWKS URL (no shared secret).
     pub fn jwks(jwks: Jwks, algorithms: &[Algorithm], leeway_secs: u64) -> Verifier {
+        crate::jwt_crypto::install();
         Verifier {
             algorithms: algorithms.to_vec(),
             hs256: None,
@@ -104,6 +107,7 @@ impl Verifier {
         config: &AuthConfig,
         hs256_secret: Option<&Secret>,
     ) -> Result<Verifier, ConfigError> {
+        crate::jwt_crypto::install();
         let jwks_url = config.jwt_jwks_url.as_deref().filter(|u| !u.is_empty());
         let jwks_document = config.jwt_jwks.as_deref().filter(|d| !d.trim().is_empty());
         if jwks_url.is_some() && jwks_document.is_some() {
@@ -212,7 +216,6 @@ impl Verifier {
 
     /// Verifies a token and returns the caller.
     pub async fn caller(&self, token: &str) -> Result<Caller, Error> {
-        crate::jwt_crypto::install();
         let header = read_header(token)?;
         let alg = SUPPORTED
             .into_iter()
@@ -332,26 +335,15 @@ struct KeyCache {
 }
 
 /// The signing keys of an identity provider (Cognito, Auth0): fetched from a
-/// JWKS URL and cached, or given whole in the configuration. A fetched set is
-/// refreshed by an unknown `kid`, at most once per `min_refresh`, so that a
-/// flood of made-up key ids cannot hammer the IdP.
-pub struct Jwks {
-    source: KeySource,
-    cache: tokio::sync::RwLock<KeyCache>,
-    /// One fetch at a time; callers that wait for it reuse its outcome.
-    refreshing: tokio::sync::Mutex<()>,
-    min_refresh: Duration,
-    max_age: Duration,
-}
+/// JWKS URL and cached, or given whole in the configuration.
+pub struct Jwks(KeySet);
 
-enum KeySource {
-    Url {
-        url: String,
-        // Boxed: a pool is large beside the fixed set's nothing.
-        http: Box<HttpClient>,
-    },
-    /// `JWT_JWKS`: the set itself, for a network without a route to the IdP.
-    Fixed,
+enum KeySet {
+    // Boxed: a pool and its cache are large beside a map.
+    Fetched(Box<FetchedKeys>),
+    /// `JWT_JWKS`: the set itself, for a network without a route to the IdP;
+    /// never fetched, so a `kid` not in it is unknown.
+    Fixed(HashMap<String, CachedKey>),
 }
 
 impl Jwks {
@@ -363,19 +355,17 @@ impl Jwks {
     ) -> Result<Jwks, ConfigError> {
         let http =
             HttpClient::new(timeout).map_err(|e| ConfigError::new(format!("JWT_JWKS_URL: {e}")))?;
-        Ok(Jwks {
-            source: KeySource::Url {
-                url: url.to_owned(),
-                http: Box::new(http),
-            },
+        Ok(Jwks(KeySet::Fetched(Box::new(FetchedKeys {
+            url: url.to_owned(),
+            http,
             cache: tokio::sync::RwLock::new(KeyCache::default()),
             refreshing: tokio::sync::Mutex::new(()),
             min_refresh,
             max_age,
-        })
+        }))))
     }
 
-    /// A key set given as a JWKS document; it is never fetched or refreshed.
+    /// A key set given as a JWKS document.
     pub fn fixed(document: &str) -> Result<Jwks, ConfigError> {
         let keys = parse_key_set(document.as_bytes())
             .map_err(|e| ConfigError::new(format!("JWT_JWKS is not a JWKS document: {e}")))?;
@@ -384,35 +374,45 @@ impl Jwks {
                 "JWT_JWKS has no signing key with a `kid` that jobmatch can use",
             ));
         }
-        let cache = KeyCache {
-            keys,
-            ..KeyCache::default()
-        };
-        Ok(Jwks {
-            source: KeySource::Fixed,
-            cache: tokio::sync::RwLock::new(cache),
-            refreshing: tokio::sync::Mutex::new(()),
-            min_refresh: Duration::MAX,
-            max_age: Duration::MAX,
-        })
+        Ok(Jwks(KeySet::Fixed(keys)))
     }
 
-    /// Where the keys come from, for logs and `Debug` (no key material).
+    /// Where the keys come from, for `Debug` (no key material).
     fn describe(&self) -> &str {
-        match &self.source {
-            KeySource::Url { url, .. } => url,
-            KeySource::Fixed => "JWT_JWKS",
+        match &self.0 {
+            KeySet::Fetched(f) => &f.url,
+            KeySet::Fixed(_) => "JWT_JWKS",
         }
     }
 
     /// The key for `kid`, usable with `alg`.
     async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, Error> {
-        if let KeySource::Fixed = self.source {
-            return match self.cache.read().await.keys.get(kid) {
+        match &self.0 {
+            KeySet::Fetched(f) => f.key(kid, alg).await,
+            KeySet::Fixed(keys) => match keys.get(kid) {
                 Some(k) => check_alg(k, alg),
                 None => Err(AuthError::UnknownKey.into()),
-            };
+            },
         }
+    }
+}
+
+/// Keys fetched from a JWKS URL and cached. An unknown `kid` refreshes the
+/// set, at most once per `min_refresh`, so that a flood of made-up key ids
+/// cannot hammer the IdP.
+struct FetchedKeys {
+    url: String,
+    http: HttpClient,
+    cache: tokio::sync::RwLock<KeyCache>,
+    /// One fetch at a time; callers that wait for it reuse its outcome.
+    refreshing: tokio::sync::Mutex<()>,
+    min_refresh: Duration,
+    max_age: Duration,
+}
+
+impl FetchedKeys {
+    /// The key for `kid`, usable with `alg`.
+    async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, Error> {
         {
             let cache = self.cache.read().await;
             let fresh = cache.fetched_at.is_some_and(|t| t.elapsed() < self.max_age);
@@ -464,10 +464,11 @@ impl Jwks {
 
     async fn fetch(&self) -> Result<HashMap<String, CachedKey>, Error> {
         let unavailable = |e: &dyn std::fmt::Display| Error::unavailable("jwks", e);
-        let KeySource::Url { url, http } = &self.source else {
-            return Err(unavailable(&"a fixed key set is not fetched"));
-        };
-        let resp = http.get(url).await.map_err(|e| unavailable(&e))?;
+        let resp = self
+            .http
+            .get(&self.url)
+            .await
+            .map_err(|e| unavailable(&e))?;
         if !resp.status.is_success() {
             return Err(unavailable(&format!("HTTP {}", resp.status)));
         }

@@ -34,8 +34,8 @@ pub static PROVIDER: CryptoProvider = CryptoProvider {
 };
 
 /// Makes [`PROVIDER`] jsonwebtoken's provider for this process. Called by
-/// every `auth` entry point that signs or verifies; a no-op once a provider
-/// is set.
+/// the `auth::Verifier` constructors and `auth::mint_hs256`; a no-op once a
+/// provider is set.
 pub fn install() {
     // Err only means that a provider is already installed (this one, unless
     // a test installed another on purpose).
@@ -143,10 +143,7 @@ fn new_signer(alg: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> 
     let signer = if let Some(h) = hmac_alg(alg) {
         RingSigner::Hmac(hmac::Key::new(h, der))
     } else if let Some(padding) = rsa_signing(alg) {
-        let pair = sig::RsaKeyPair::from_der(der)
-            .or_else(|_| sig::RsaKeyPair::from_pkcs8(der))
-            .map_err(|e| ErrorKind::InvalidRsaKey(e.to_string()))?;
-        RingSigner::Rsa(pair, padding)
+        RingSigner::Rsa(rsa_key_pair(der)?, padding)
     } else if let Some(ec) = ecdsa_signing(alg) {
         let pair = sig::EcdsaKeyPair::from_pkcs8(ec, der, &SystemRandom::new())
             .map_err(|_| ErrorKind::InvalidEcdsaKey)?;
@@ -206,10 +203,15 @@ fn new_verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifie
     Ok(Box::new(Verification(key.clone(), *alg)))
 }
 
-fn rsa_pub_components_from_private_key(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    let pair = sig::RsaKeyPair::from_der(der)
+/// An RSA private key, PKCS#1 or PKCS#8 DER.
+fn rsa_key_pair(der: &[u8]) -> Result<sig::RsaKeyPair> {
+    sig::RsaKeyPair::from_der(der)
         .or_else(|_| sig::RsaKeyPair::from_pkcs8(der))
-        .map_err(|e| ErrorKind::InvalidRsaKey(e.to_string()))?;
+        .map_err(|e| ErrorKind::InvalidRsaKey(e.to_string()).into())
+}
+
+fn rsa_pub_components_from_private_key(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let pair = rsa_key_pair(der)?;
     let public = sig::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
     Ok((public.n, public.e))
 }
