@@ -8,8 +8,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: up down logs status test bootstrap lint unit template integration bench deploy-bootstrap deploy-check
 
-bootstrap: ## install the local tools into .venv (once)
+bootstrap: ## install the local tools into .venv and the model into .model (once)
 	infra/local/bootstrap.sh
+	infra/model/fetch.sh >/dev/null
 
 up: bootstrap ## start (or reuse) the whole local stack
 	$(STACK) up

@@ -2,8 +2,8 @@
 //! and per class a filter for each query, aimed at a share of the table
 //! (the share each query really passes is counted and reported).
 
-use jobmatch_cli::catalog::CITIES;
-use jobmatch_cli::generate::World;
+use jobmatch_cli::catalog::catalog;
+use jobmatch_cli::generate::{self, World};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,31 +22,34 @@ pub fn query_vectors(seed: u64, n: usize) -> Vec<Vec<f32>> {
     // Its own stream: the data set's jobs and these queries are independent.
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xbe9c_4a11);
     (0..n)
-        .map(|i| world.profile(&mut rng, &format!("q{i}"), None).0.embedding)
+        // `World::profile` always draws the synthetic vector.
+        .filter_map(|i| world.profile(&mut rng, &format!("q{i}"), None).0.embedding)
         .collect()
 }
 
 /// Cities whose share of postings lies in `range` (the generator's weights).
 fn cities_with_share(range: std::ops::Range<f64>) -> Vec<&'static str> {
-    let total: f64 = CITIES.iter().map(|c| f64::from(c.1)).sum();
-    CITIES
+    let cities = &catalog().cities;
+    let total: f64 = cities.iter().map(|c| f64::from(c.weight)).sum();
+    cities
         .iter()
-        .filter(|c| range.contains(&(f64::from(c.1) / total)))
-        .map(|c| c.0)
+        .filter(|c| range.contains(&(f64::from(c.weight) / total)))
+        .map(|c| c.name.as_str())
         .collect()
 }
 
 /// The smallest set of the most common cities reaching `share` of postings.
 fn top_cities(share: f64) -> Vec<String> {
-    let total: f64 = CITIES.iter().map(|c| f64::from(c.1)).sum();
+    let cities = &catalog().cities;
+    let total: f64 = cities.iter().map(|c| f64::from(c.weight)).sum();
     let mut acc = 0.0;
     let mut out = Vec::new();
-    for c in CITIES {
+    for c in cities {
         if acc >= share {
             break;
         }
-        acc += f64::from(c.1) / total;
-        out.push(c.0.to_owned());
+        acc += f64::from(c.weight) / total;
+        out.push(c.name.clone());
     }
     out
 }
@@ -73,6 +76,8 @@ pub fn classes(seed: u64, n: usize) -> Vec<Class> {
     let rare = cities_with_share(0.0..0.0045);
     let big = cities_with_share(0.04..1.0);
     let broad_cities = top_cities(0.3);
+    // Two ids of the data set (ids carry the family, so they depend on the seed).
+    let excluded = generate::first_job_ids(seed, 2);
     let mut make = |name, target, f: &mut dyn FnMut(&mut ChaCha8Rng, usize) -> Filters| Class {
         name,
         target,
@@ -107,7 +112,7 @@ pub fn classes(seed: u64, n: usize) -> Vec<Class> {
             _ => Filters {
                 locations: Some(vec![pick(rng, &big, "London")]),
                 remote: Some(true),
-                exclude_job_ids: Some(vec!["job-000001".into(), "job-000002".into()]),
+                exclude_job_ids: Some(excluded.clone()),
                 ..Default::default()
             },
         }),

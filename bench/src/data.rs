@@ -114,6 +114,8 @@ pub async fn prepare(
         profiles: 0,
         seed,
         as_of: generate::today(),
+        // 100k-1M jobs: the model cannot embed them all; the vectors are synthetic.
+        embeddings: generate::Embeddings::Synthetic,
     };
     {
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
@@ -125,7 +127,13 @@ pub async fn prepare(
         "bench: loading {} (COPY, then the HNSW build)",
         path.display()
     );
-    let stats = jobmatch_cli::load::load_jobs(&mut conn, &path, &ProgressBar::hidden()).await;
+    let stats = jobmatch_cli::load::load_jobs(
+        &mut conn,
+        &path,
+        &ProgressBar::hidden(),
+        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
+    )
+    .await;
     // The file is only a means: do not leave hundreds of MB behind.
     let _ = std::fs::remove_file(&path);
     let stats = stats?;

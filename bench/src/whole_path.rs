@@ -127,6 +127,7 @@ fn http_event(method: &str, path: &str, route_key: &str, token: Option<&str>, bo
 fn request() -> MatchRequest {
     MatchRequest {
         embedding: None,
+        text: None,
         skills: None,
         filters: Filters {
             remote: Some(true),
@@ -228,7 +229,8 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
             bail!("could not claim {id}: {claimed:?}");
         };
         let t = Instant::now();
-        let result = service::run_match(&stack.index, owner, &task.request).await?;
+        let result =
+            service::run_match(&stack.index, &shared::ports::NoModel, owner, &task.request).await?;
         query.push(ms(t));
         let t = Instant::now();
         store

@@ -1,1076 +1,525 @@
-//! The static vocabulary of the synthetic data set: role families with their
-//! titles, skills, pay and seniority ladders, the cities, and company name parts.
+//! The vocabulary of the synthetic data set, read from `cli/data/catalog.json`
+//! (embedded at build time, parsed and checked once): categories with their
+//! company names, intros and benefits; seniority ladders; role families with
+//! their titles, skills, pay and the phrases a posting or a resume is composed
+//! of; the sentence templates; cities and company name parts.
+//!
+//! Templates hold `{name}` placeholders; `check` refuses a template that uses
+//! a placeholder its slot does not fill, so a data edit cannot leave braces in
+//! the output.
 
-/// Sector of a family: decides company names, remote share and contract mix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Category {
-    Tech,
-    Data,
-    Design,
-    Sales,
-    Healthcare,
-    Finance,
-    Ops,
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use serde::Deserialize;
+
+const CATALOG_JSON: &str = include_str!("../data/catalog.json");
+
+static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
+    // The file is part of the binary and checked by the unit tests.
+    Catalog::parse(CATALOG_JSON).unwrap_or_else(|e| panic!("cli/data/catalog.json: {e}"))
+});
+
+/// The catalogue compiled into this binary.
+pub fn catalog() -> &'static Catalog {
+    &CATALOG
 }
 
-impl Category {
-    pub const ALL: [Category; 7] = [
-        Category::Tech,
-        Category::Data,
-        Category::Design,
-        Category::Sales,
-        Category::Healthcare,
-        Category::Finance,
-        Category::Ops,
-    ];
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    pub categories: Vec<Category>,
+    /// Seniority ladders by name (`Family::ladder`).
+    pub ladders: BTreeMap<String, Vec<Level>>,
+    pub posting: PostingTemplates,
+    pub resume: ResumeTemplates,
+    pub families: Vec<Family>,
+    pub cities: Vec<City>,
+    /// First words of company names; the second comes from the category.
+    pub company_prefixes: Vec<String>,
+}
 
-    pub fn index(self) -> usize {
-        Category::ALL
-            .iter()
-            .position(|c| *c == self)
-            .unwrap_or_default()
-    }
-
+/// Sector of a family: decides company names, remote share, contract mix,
+/// and the company intros and benefits of its postings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Category {
+    pub name: String,
     /// Share of postings that are remote.
-    pub fn remote_share(self) -> f64 {
-        match self {
-            Category::Tech | Category::Data => 0.42,
-            Category::Design => 0.38,
-            Category::Sales => 0.25,
-            Category::Finance => 0.18,
-            Category::Ops => 0.08,
-            Category::Healthcare => 0.03,
-        }
-    }
-
-    /// Weights of full_time, part_time, contract, temporary (internships come
-    /// from the seniority ladder).
-    pub fn employment_weights(self) -> [u32; 4] {
-        match self {
-            Category::Tech | Category::Data => [82, 3, 13, 2],
-            Category::Design => [75, 6, 16, 3],
-            Category::Sales => [80, 12, 4, 4],
-            Category::Healthcare => [70, 22, 3, 5],
-            Category::Finance => [85, 4, 8, 3],
-            Category::Ops => [75, 12, 4, 9],
-        }
-    }
-
-    pub fn company_suffixes(self) -> &'static [&'static str] {
-        match self {
-            Category::Tech => &["Labs", "Systems", "Technologies", "Software", "Cloud", "AI"],
-            Category::Data => &["Analytics", "Data", "Insights", "AI", "Labs"],
-            Category::Design => &["Studio", "Design", "Creative", "Media", "Agency"],
-            Category::Sales => &["Group", "Solutions", "Commerce", "Retail", "Marketing"],
-            Category::Healthcare => &["Health", "Medical Center", "Clinic", "Hospital", "Care"],
-            Category::Finance => &["Capital", "Bank", "Partners", "Financial", "Insurance"],
-            Category::Ops => &[
-                "Logistics",
-                "Industries",
-                "Manufacturing",
-                "Supply",
-                "Services",
-            ],
-        }
-    }
+    pub remote_share: f64,
+    /// Weights of full_time, part_time, contract, temporary (internships
+    /// come from the seniority ladder).
+    pub employment_weights: [u32; 4],
+    pub company_suffixes: Vec<String>,
+    /// Sentences with `{company}`.
+    pub intros: Vec<String>,
+    /// Noun phrases: "a yearly learning budget".
+    pub benefits: Vec<String>,
 }
 
-/// One seniority step: title prefix, how common it is, and its pay factor.
-#[derive(Debug, Clone, Copy)]
+/// One seniority step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Level {
-    pub prefix: &'static str,
+    /// Title prefix ("Senior"), empty for the plain title.
+    pub prefix: String,
+    /// How common the step is within its ladder.
     pub weight: u32,
+    /// Pay factor on the family's base salary.
     pub pay: f64,
+    /// Years of experience a resume at this step states (inclusive range).
+    pub years: [u32; 2],
     /// Intern titles take a suffix and the `internship` employment type.
+    #[serde(default)]
     pub intern: bool,
 }
 
-const fn lvl(prefix: &'static str, weight: u32, pay: f64) -> Level {
-    Level {
-        prefix,
-        weight,
-        pay,
-        intern: false,
-    }
-}
-
-const INTERN: Level = Level {
-    prefix: "",
-    weight: 3,
-    pay: 0.4,
-    intern: true,
-};
-
-/// Seniority ladder of engineering-style careers.
-pub const ENG: &[Level] = &[
-    INTERN,
-    lvl("Junior ", 12, 0.72),
-    lvl("", 35, 1.0),
-    lvl("Senior ", 30, 1.3),
-    lvl("Lead ", 8, 1.45),
-    lvl("Staff ", 6, 1.6),
-    lvl("Principal ", 3, 1.85),
-];
-/// Office professions.
-pub const PROF: &[Level] = &[
-    Level {
-        weight: 2,
-        pay: 0.45,
-        ..INTERN
-    },
-    lvl("Junior ", 15, 0.75),
-    lvl("", 45, 1.0),
-    lvl("Senior ", 28, 1.3),
-    lvl("Lead ", 10, 1.5),
-];
-/// Clinical professions.
-pub const CLINICAL: &[Level] = &[
-    lvl("", 70, 1.0),
-    lvl("Senior ", 22, 1.25),
-    lvl("Lead ", 8, 1.45),
-];
-/// Hourly and front-line work.
-pub const FRONTLINE: &[Level] = &[
-    lvl("Trainee ", 12, 0.85),
-    lvl("", 70, 1.0),
-    lvl("Senior ", 18, 1.15),
-];
-/// Titles that already say their rank.
-pub const FLAT: &[Level] = &[lvl("", 80, 1.0), lvl("Senior ", 20, 1.2)];
-
-/// A role family: one embedding cluster. Its roles are the sub-clusters.
-#[derive(Debug)]
+/// A role family: one cluster of postings. Its roles are the sub-clusters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Family {
-    pub name: &'static str,
-    pub category: Category,
+    /// Stable: job ids carry it and benchmark queries are labelled with it.
+    pub name: String,
+    /// Name of its category.
+    pub category: String,
     /// Relative number of postings.
     pub weight: u32,
     /// Mid-level yearly salary (USD) in a city of pay factor 1.0.
     pub base_salary: f64,
-    pub ladder: &'static [Level],
-    /// "... to {duty}." in the description.
-    pub duty: &'static str,
-    /// Title and signature skills of each specialisation.
-    pub roles: &'static [(&'static str, &'static [&'static str])],
+    /// Name of its seniority ladder.
+    pub ladder: String,
+    /// What a resume says its owner works in: "backend development".
+    pub field: String,
+    /// "... to {duty}." in a posting's opening.
+    pub duty: String,
+    pub roles: Vec<Role>,
     /// Skills any posting of the family may ask for.
-    pub skills: &'static [&'static str],
+    pub skills: Vec<String>,
+    /// Verb phrases: "you will {responsibility}".
+    pub responsibilities: Vec<String>,
+    /// Noun phrases: "we are looking for {requirement}".
+    pub requirements: Vec<String>,
+    /// Tools and settings of the work: "you will work with {tool}".
+    pub tools: Vec<String>,
+    /// About the team: "you will join {team}".
+    pub team: Vec<String>,
+    /// Past-tense verb phrases for resumes: "most recently I {achievement}".
+    pub achievements: Vec<String>,
+    /// What a candidate wants next: "I am looking for {goal}".
+    pub goals: Vec<String>,
+    /// Index of `category` in `Catalog::categories`, set by `check`.
+    #[serde(skip)]
+    pub category_index: usize,
 }
 
-use Category::*;
+/// A specialisation: its title and the skills every posting of it asks for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    pub title: String,
+    pub skills: Vec<String>,
+}
 
-// A data table: one family per block is easier to read than rustfmt's layout.
-#[rustfmt::skip]
-pub const FAMILIES: &[Family] = &[
-    Family {
-        name: "backend",
-        category: Tech,
-        weight: 6,
-        base_salary: 115_000.0,
-        ladder: ENG,
-        duty: "design, build and operate the services behind our product",
-        roles: &[
-            ("Backend Engineer (Rust)", &["rust", "tokio"]),
-            ("Backend Engineer (Go)", &["go", "grpc"]),
-            ("Backend Engineer (Java)", &["java", "spring boot"]),
-            ("Backend Engineer (Python)", &["python", "django"]),
-            ("Software Engineer, Payments", &["payments", "postgresql"]),
-        ],
-        skills: &[
-            "sql", "postgresql", "docker", "kubernetes", "aws", "rest apis", "grpc", "redis",
-            "kafka", "git", "microservices", "linux", "terraform", "observability",
-        ],
-    },
-    Family {
-        name: "frontend",
-        category: Tech,
-        weight: 4,
-        base_salary: 105_000.0,
-        ladder: ENG,
-        duty: "build fast, accessible web interfaces",
-        roles: &[
-            ("Frontend Engineer (React)", &["react", "typescript"]),
-            ("Frontend Engineer (Vue)", &["vue", "typescript"]),
-            ("Frontend Engineer (Angular)", &["angular", "rxjs"]),
-            ("Web Developer", &["javascript", "html"]),
-        ],
-        skills: &[
-            "javascript", "typescript", "html", "css", "accessibility", "webpack", "vite",
-            "jest", "graphql", "figma", "next.js", "tailwind css", "web performance",
-        ],
-    },
-    Family {
-        name: "fullstack",
-        category: Tech,
-        weight: 4,
-        base_salary: 108_000.0,
-        ladder: ENG,
-        duty: "ship features end to end, from the database to the browser",
-        roles: &[
-            ("Full Stack Engineer", &["typescript", "node.js"]),
-            ("Full Stack Developer (Ruby on Rails)", &["ruby", "rails"]),
-            ("Full Stack Engineer (Python/React)", &["python", "react"]),
-            ("Software Engineer", &["java", "javascript"]),
-        ],
-        skills: &[
-            "sql", "postgresql", "react", "node.js", "docker", "aws", "rest apis", "git",
-            "graphql", "redis", "ci/cd", "testing",
-        ],
-    },
-    Family {
-        name: "mobile",
-        category: Tech,
-        weight: 3,
-        base_salary: 110_000.0,
-        ladder: ENG,
-        duty: "build and release our mobile apps",
-        roles: &[
-            ("iOS Engineer", &["swift", "swiftui"]),
-            ("Android Engineer", &["kotlin", "jetpack compose"]),
-            ("Mobile Engineer (React Native)", &["react native", "typescript"]),
-            ("Mobile Developer (Flutter)", &["flutter", "dart"]),
-        ],
-        skills: &[
-            "git", "rest apis", "ci/cd", "app store", "firebase", "graphql", "unit testing",
-            "accessibility", "ux", "performance profiling",
-        ],
-    },
-    Family {
-        name: "platform",
-        category: Tech,
-        weight: 4,
-        base_salary: 118_000.0,
-        ladder: ENG,
-        duty: "keep our infrastructure reliable, secure and cheap to run",
-        roles: &[
-            ("Site Reliability Engineer", &["sre", "prometheus"]),
-            ("DevOps Engineer", &["ci/cd", "jenkins"]),
-            ("Platform Engineer", &["kubernetes", "go"]),
-            ("Cloud Engineer (AWS)", &["aws", "cloudformation"]),
-            ("Cloud Engineer (Azure)", &["azure", "bicep"]),
-        ],
-        skills: &[
-            "linux", "terraform", "kubernetes", "docker", "aws", "python", "bash", "ansible",
-            "grafana", "incident response", "networking", "helm", "observability",
-        ],
-    },
-    Family {
-        name: "security",
-        category: Tech,
-        weight: 2,
-        base_salary: 125_000.0,
-        ladder: ENG,
-        duty: "find and fix weaknesses before attackers do",
-        roles: &[
-            ("Security Engineer", &["appsec", "threat modeling"]),
-            ("Cloud Security Engineer", &["aws", "iam"]),
-            ("Penetration Tester", &["penetration testing", "burp suite"]),
-            ("SOC Analyst", &["siem", "incident response"]),
-        ],
-        skills: &[
-            "owasp", "linux", "python", "networking", "vulnerability management", "iso 27001",
-            "soc 2", "cryptography", "splunk", "zero trust",
-        ],
-    },
-    Family {
-        name: "qa",
-        category: Tech,
-        weight: 2,
-        base_salary: 85_000.0,
-        ladder: ENG,
-        duty: "make sure every release works as promised",
-        roles: &[
-            ("QA Engineer", &["manual testing", "test plans"]),
-            ("Test Automation Engineer", &["selenium", "java"]),
-            ("SDET", &["playwright", "typescript"]),
-            ("Performance Test Engineer", &["jmeter", "k6"]),
-        ],
-        skills: &[
-            "jira", "ci/cd", "api testing", "postman", "cypress", "sql", "regression testing",
-            "bdd", "git",
-        ],
-    },
-    Family {
-        name: "embedded",
-        category: Tech,
-        weight: 2,
-        base_salary: 105_000.0,
-        ladder: ENG,
-        duty: "write the firmware that runs our devices",
-        roles: &[
-            ("Embedded Software Engineer", &["c", "rtos"]),
-            ("Firmware Engineer", &["c", "arm cortex-m"]),
-            ("Embedded Linux Engineer", &["embedded linux", "yocto"]),
-            ("Embedded Engineer (Rust)", &["rust", "embedded"]),
-        ],
-        skills: &[
-            "c++", "i2c", "spi", "can bus", "oscilloscope", "python", "git", "debugging",
-            "low-power design", "bluetooth le",
-        ],
-    },
-    Family {
-        name: "it-support",
-        category: Tech,
-        weight: 3,
-        base_salary: 55_000.0,
-        ladder: PROF,
-        duty: "keep our people and their devices productive",
-        roles: &[
-            ("IT Support Specialist", &["help desk", "windows"]),
-            ("Systems Administrator", &["active directory", "windows server"]),
-            ("Network Engineer", &["cisco", "routing"]),
-            ("IT Support Technician", &["hardware", "macos"]),
-        ],
-        skills: &[
-            "microsoft 365", "itil", "troubleshooting", "networking", "vpn", "powershell",
-            "linux", "ticketing", "intune", "customer service",
-        ],
-    },
-    Family {
-        name: "engineering-management",
-        category: Tech,
-        weight: 2,
-        base_salary: 160_000.0,
-        ladder: FLAT,
-        duty: "lead and grow engineering teams that deliver",
-        roles: &[
-            ("Engineering Manager", &["people management", "agile"]),
-            ("Engineering Manager, Platform", &["kubernetes", "sre"]),
-            ("Engineering Manager, Mobile", &["ios", "android"]),
-            ("Director of Engineering", &["org design", "budgeting"]),
-        ],
-        skills: &[
-            "mentoring", "roadmapping", "stakeholder management", "system design", "scrum",
-            "okrs", "communication", "recruiting",
-        ],
-    },
-    Family {
-        name: "games",
-        category: Tech,
-        weight: 1,
-        base_salary: 90_000.0,
-        ladder: ENG,
-        duty: "make games that players remember",
-        roles: &[
-            ("Gameplay Programmer", &["c++", "unreal engine"]),
-            ("Unity Developer", &["unity", "c#"]),
-            ("Graphics Programmer", &["vulkan", "hlsl"]),
-            ("Game Designer", &["level design", "prototyping"]),
-        ],
-        skills: &[
-            "c++", "c#", "3d math", "physics", "multiplayer", "optimization", "git",
-            "perforce", "shaders", "game ai",
-        ],
-    },
-    Family {
-        name: "product-management",
-        category: Tech,
-        weight: 3,
-        base_salary: 130_000.0,
-        ladder: PROF,
-        duty: "decide what we build next and why",
-        roles: &[
-            ("Product Manager", &["roadmapping", "discovery"]),
-            ("Technical Product Manager", &["apis", "system design"]),
-            ("Product Owner", &["scrum", "backlog management"]),
-            ("Growth Product Manager", &["experimentation", "a/b testing"]),
-        ],
-        skills: &[
-            "stakeholder management", "user research", "analytics", "sql", "jira", "okrs",
-            "prioritization", "go-to-market", "communication",
-        ],
-    },
-    Family {
-        name: "solutions-architecture",
-        category: Tech,
-        weight: 2,
-        base_salary: 140_000.0,
-        ladder: PROF,
-        duty: "design the systems our customers run on",
-        roles: &[
-            ("Solutions Architect", &["aws", "pre-sales"]),
-            ("Enterprise Architect", &["togaf", "integration"]),
-            ("Cloud Architect", &["azure", "gcp"]),
-            ("Sales Engineer", &["demos", "apis"]),
-        ],
-        skills: &[
-            "system design", "cloud migration", "security", "networking", "kubernetes",
-            "communication", "documentation", "customer workshops",
-        ],
-    },
-    Family {
-        name: "data-analysis",
-        category: Data,
-        weight: 4,
-        base_salary: 75_000.0,
-        ladder: PROF,
-        duty: "turn our data into decisions",
-        roles: &[
-            ("Data Analyst", &["sql", "excel"]),
-            ("Business Analyst", &["requirements", "process mapping"]),
-            ("Marketing Analyst", &["google analytics", "attribution"]),
-            ("Product Analyst", &["amplitude", "experimentation"]),
-        ],
-        skills: &[
-            "tableau", "power bi", "python", "statistics", "dashboards", "looker",
-            "data visualization", "stakeholder management", "bigquery",
-        ],
-    },
-    Family {
-        name: "data-engineering",
-        category: Data,
-        weight: 3,
-        base_salary: 120_000.0,
-        ladder: ENG,
-        duty: "build the pipelines and warehouse everyone relies on",
-        roles: &[
-            ("Data Engineer", &["spark", "airflow"]),
-            ("Analytics Engineer", &["dbt", "snowflake"]),
-            ("Big Data Engineer", &["hadoop", "scala"]),
-            ("Data Platform Engineer", &["kafka", "kubernetes"]),
-        ],
-        skills: &[
-            "sql", "python", "etl", "data modeling", "aws", "bigquery", "databricks",
-            "delta lake", "terraform", "data quality",
-        ],
-    },
-    Family {
-        name: "data-science",
-        category: Data,
-        weight: 3,
-        base_salary: 125_000.0,
-        ladder: ENG,
-        duty: "model, measure and predict what matters to the business",
-        roles: &[
-            ("Data Scientist", &["python", "statistics"]),
-            ("Data Scientist, Experimentation", &["a/b testing", "causal inference"]),
-            ("Decision Scientist", &["forecasting", "r"]),
-            ("Research Scientist", &["pytorch", "deep learning"]),
-        ],
-        skills: &[
-            "sql", "pandas", "scikit-learn", "machine learning", "jupyter",
-            "data visualization", "bayesian statistics", "time series", "feature engineering",
-        ],
-    },
-    Family {
-        name: "ml-engineering",
-        category: Data,
-        weight: 3,
-        base_salary: 140_000.0,
-        ladder: ENG,
-        duty: "put machine learning models into production",
-        roles: &[
-            ("Machine Learning Engineer", &["pytorch", "mlops"]),
-            ("MLOps Engineer", &["kubeflow", "mlflow"]),
-            ("NLP Engineer", &["transformers", "llms"]),
-            ("Computer Vision Engineer", &["opencv", "cnn"]),
-        ],
-        skills: &[
-            "python", "docker", "kubernetes", "aws sagemaker", "feature stores",
-            "model serving", "vector databases", "onnx", "cuda", "rag",
-        ],
-    },
-    Family {
-        name: "business-intelligence",
-        category: Data,
-        weight: 2,
-        base_salary: 85_000.0,
-        ladder: PROF,
-        duty: "give every team trustworthy dashboards and reports",
-        roles: &[
-            ("BI Developer", &["power bi", "dax"]),
-            ("BI Analyst", &["tableau", "sql"]),
-            ("Reporting Analyst", &["excel", "ssrs"]),
-            ("Data Warehouse Developer", &["ssis", "t-sql"]),
-        ],
-        skills: &[
-            "sql", "data modeling", "etl", "dashboards", "kpis", "azure synapse",
-            "stakeholder management", "data governance",
-        ],
-    },
-    Family {
-        name: "product-design",
-        category: Design,
-        weight: 3,
-        base_salary: 105_000.0,
-        ladder: PROF,
-        duty: "design products that are simple to use",
-        roles: &[
-            ("Product Designer", &["figma", "interaction design"]),
-            ("UX Designer", &["wireframing", "usability testing"]),
-            ("UI Designer", &["visual design", "design systems"]),
-            ("Interaction Designer", &["prototyping", "motion design"]),
-        ],
-        skills: &[
-            "figma", "user research", "design systems", "accessibility", "prototyping",
-            "sketch", "information architecture", "user flows", "html", "css",
-        ],
-    },
-    Family {
-        name: "graphic-design",
-        category: Design,
-        weight: 2,
-        base_salary: 65_000.0,
-        ladder: PROF,
-        duty: "shape how our brand looks everywhere",
-        roles: &[
-            ("Graphic Designer", &["adobe illustrator", "typography"]),
-            ("Brand Designer", &["branding", "adobe indesign"]),
-            ("Motion Designer", &["after effects", "animation"]),
-            ("Visual Designer", &["photoshop", "layout"]),
-        ],
-        skills: &[
-            "adobe creative suite", "illustration", "print design", "social media",
-            "video editing", "figma", "art direction", "colour theory",
-        ],
-    },
-    Family {
-        name: "ux-research",
-        category: Design,
-        weight: 1,
-        base_salary: 100_000.0,
-        ladder: PROF,
-        duty: "find out what our users really need",
-        roles: &[
-            ("UX Researcher", &["usability testing", "interviews"]),
-            ("Design Researcher", &["ethnography", "synthesis"]),
-            ("Quantitative UX Researcher", &["surveys", "statistics"]),
-        ],
-        skills: &[
-            "user research", "personas", "journey mapping", "dovetail", "research ops",
-            "workshops", "accessibility", "a/b testing",
-        ],
-    },
-    Family {
-        name: "content",
-        category: Design,
-        weight: 2,
-        base_salary: 62_000.0,
-        ladder: PROF,
-        duty: "write words that help people get things done",
-        roles: &[
-            ("Content Designer", &["ux writing", "content strategy"]),
-            ("Copywriter", &["copywriting", "brand voice"]),
-            ("Technical Writer", &["documentation", "markdown"]),
-            ("Content Editor", &["editing", "cms"]),
-        ],
-        skills: &[
-            "seo", "storytelling", "style guides", "wordpress", "research", "proofreading",
-            "social media", "figma",
-        ],
-    },
-    Family {
-        name: "account-executive",
-        category: Sales,
-        weight: 4,
-        base_salary: 90_000.0,
-        ladder: PROF,
-        duty: "win and grow customer accounts",
-        roles: &[
-            ("Account Executive", &["b2b sales", "negotiation"]),
-            ("Enterprise Account Executive", &["enterprise sales", "meddic"]),
-            ("Account Manager", &["account management", "upselling"]),
-            ("Key Account Manager", &["key accounts", "forecasting"]),
-        ],
-        skills: &[
-            "salesforce", "crm", "prospecting", "pipeline management", "closing", "saas",
-            "cold calling", "presentation skills", "hubspot",
-        ],
-    },
-    Family {
-        name: "sales-development",
-        category: Sales,
-        weight: 3,
-        base_salary: 55_000.0,
-        ladder: FRONTLINE,
-        duty: "open conversations with new customers",
-        roles: &[
-            ("Sales Development Representative", &["cold calling", "prospecting"]),
-            ("Business Development Representative", &["outbound", "linkedin sales navigator"]),
-            ("Inside Sales Representative", &["inside sales", "crm"]),
-        ],
-        skills: &[
-            "salesforce", "hubspot", "email outreach", "lead qualification", "communication",
-            "objection handling", "outreach.io",
-        ],
-    },
-    Family {
-        name: "customer-success",
-        category: Sales,
-        weight: 3,
-        base_salary: 70_000.0,
-        ladder: PROF,
-        duty: "make our customers successful and keep them with us",
-        roles: &[
-            ("Customer Success Manager", &["onboarding", "retention"]),
-            ("Implementation Manager", &["implementation", "project management"]),
-            ("Technical Account Manager", &["technical support", "apis"]),
-            ("Customer Success Specialist", &["customer support", "renewals"]),
-        ],
-        skills: &[
-            "crm", "gainsight", "churn analysis", "communication", "upselling", "zendesk",
-            "saas", "stakeholder management",
-        ],
-    },
-    Family {
-        name: "retail",
-        category: Sales,
-        weight: 4,
-        base_salary: 32_000.0,
-        ladder: FRONTLINE,
-        duty: "give every shopper a great experience in store",
-        roles: &[
-            ("Retail Sales Associate", &["customer service", "pos"]),
-            ("Store Manager", &["team leadership", "merchandising"]),
-            ("Visual Merchandiser", &["visual merchandising", "display design"]),
-            ("Cashier", &["cash handling", "pos"]),
-        ],
-        skills: &[
-            "inventory management", "upselling", "customer service", "stock replenishment",
-            "loss prevention", "scheduling", "communication",
-        ],
-    },
-    Family {
-        name: "digital-marketing",
-        category: Sales,
-        weight: 3,
-        base_salary: 72_000.0,
-        ladder: PROF,
-        duty: "grow our audience and bring in qualified leads",
-        roles: &[
-            ("Digital Marketing Manager", &["google ads", "ppc"]),
-            ("SEO Specialist", &["seo", "google search console"]),
-            ("Performance Marketing Manager", &["meta ads", "attribution"]),
-            ("Marketing Automation Specialist", &["marketo", "email marketing"]),
-            ("Social Media Manager", &["social media", "content creation"]),
-        ],
-        skills: &[
-            "google analytics", "hubspot", "a/b testing", "copywriting", "crm",
-            "budget management", "campaign management", "marketing analytics",
-        ],
-    },
-    Family {
-        name: "nursing",
-        category: Healthcare,
-        weight: 5,
-        base_salary: 75_000.0,
-        ladder: CLINICAL,
-        duty: "deliver safe, compassionate care to our patients",
-        roles: &[
-            ("Registered Nurse", &["patient care", "medication administration"]),
-            ("ICU Nurse", &["critical care", "ventilator management"]),
-            ("Pediatric Nurse", &["pediatrics", "family education"]),
-            ("Charge Nurse", &["staff coordination", "triage"]),
-            ("Nurse Practitioner", &["diagnosis", "prescribing"]),
-        ],
-        skills: &[
-            "bls", "acls", "electronic health records", "wound care", "iv therapy",
-            "infection control", "care planning", "patient education", "vital signs",
-        ],
-    },
-    Family {
-        name: "physicians",
-        category: Healthcare,
-        weight: 2,
-        base_salary: 220_000.0,
-        ladder: FLAT,
-        duty: "diagnose and treat patients as part of a multidisciplinary team",
-        roles: &[
-            ("General Practitioner", &["primary care", "diagnosis"]),
-            ("Consultant Cardiologist", &["cardiology", "echocardiography"]),
-            ("Emergency Medicine Physician", &["emergency medicine", "trauma care"]),
-            ("Psychiatrist", &["psychiatry", "psychopharmacology"]),
-            ("Anaesthetist", &["anaesthesia", "airway management"]),
-        ],
-        skills: &[
-            "patient care", "clinical governance", "electronic health records",
-            "medical ethics", "teaching", "acls", "evidence-based medicine",
-            "multidisciplinary teamwork",
-        ],
-    },
-    Family {
-        name: "pharmacy",
-        category: Healthcare,
-        weight: 2,
-        base_salary: 110_000.0,
-        ladder: CLINICAL,
-        duty: "make sure every patient gets the right medicine",
-        roles: &[
-            ("Pharmacist", &["dispensing", "medication review"]),
-            ("Clinical Pharmacist", &["clinical pharmacy", "antimicrobial stewardship"]),
-            ("Pharmacy Technician", &["dispensing", "stock control"]),
-        ],
-        skills: &[
-            "pharmacology", "patient counselling", "prescription verification", "compounding",
-            "regulatory compliance", "electronic health records", "inventory management",
-        ],
-    },
-    Family {
-        name: "allied-health",
-        category: Healthcare,
-        weight: 2,
-        base_salary: 70_000.0,
-        ladder: CLINICAL,
-        duty: "help patients recover function and independence",
-        roles: &[
-            ("Physiotherapist", &["physiotherapy", "rehabilitation"]),
-            ("Occupational Therapist", &["occupational therapy", "adaptive equipment"]),
-            ("Speech and Language Therapist", &["speech therapy", "dysphagia"]),
-            ("Dietitian", &["nutrition", "meal planning"]),
-        ],
-        skills: &[
-            "patient assessment", "treatment planning", "patient education",
-            "clinical documentation", "exercise prescription", "multidisciplinary teamwork",
-            "telehealth",
-        ],
-    },
-    Family {
-        name: "diagnostics",
-        category: Healthcare,
-        weight: 2,
-        base_salary: 68_000.0,
-        ladder: CLINICAL,
-        duty: "produce the images and results clinicians rely on",
-        roles: &[
-            ("Radiographer", &["x-ray", "ct"]),
-            ("MRI Technologist", &["mri", "patient positioning"]),
-            ("Medical Laboratory Scientist", &["hematology", "microbiology"]),
-            ("Sonographer", &["ultrasound", "obstetrics"]),
-        ],
-        skills: &[
-            "radiation safety", "quality control", "pacs", "lims", "infection control",
-            "patient care", "specimen processing",
-        ],
-    },
-    Family {
-        name: "care",
-        category: Healthcare,
-        weight: 3,
-        base_salary: 30_000.0,
-        ladder: FRONTLINE,
-        duty: "support people to live safely and with dignity",
-        roles: &[
-            ("Care Assistant", &["personal care", "dementia care"]),
-            ("Home Health Aide", &["home care", "mobility assistance"]),
-            ("Healthcare Assistant", &["vital signs", "patient care"]),
-            ("Support Worker", &["mental health support", "safeguarding"]),
-        ],
-        skills: &[
-            "first aid", "manual handling", "medication support", "compassion",
-            "record keeping", "communication", "infection control",
-        ],
-    },
-    Family {
-        name: "dental",
-        category: Healthcare,
-        weight: 1,
-        base_salary: 80_000.0,
-        ladder: CLINICAL,
-        duty: "keep our patients' teeth healthy",
-        roles: &[
-            ("Dentist", &["restorative dentistry", "oral surgery"]),
-            ("Dental Hygienist", &["scaling", "periodontal care"]),
-            ("Dental Nurse", &["chairside assistance", "sterilisation"]),
-        ],
-        skills: &[
-            "patient care", "radiography", "infection control", "dental software",
-            "oral health education", "x-ray",
-        ],
-    },
-    Family {
-        name: "accounting",
-        category: Finance,
-        weight: 4,
-        base_salary: 72_000.0,
-        ladder: PROF,
-        duty: "keep our books accurate and our close on time",
-        roles: &[
-            ("Accountant", &["general ledger", "month-end close"]),
-            ("Staff Accountant", &["reconciliations", "journal entries"]),
-            ("Tax Accountant", &["tax", "vat"]),
-            ("Accounts Payable Specialist", &["accounts payable", "invoicing"]),
-            ("Financial Controller", &["consolidation", "ifrs"]),
-        ],
-        skills: &[
-            "excel", "sap", "quickbooks", "xero", "gaap", "audit support", "budgeting",
-            "netsuite", "payroll",
-        ],
-    },
-    Family {
-        name: "fpa",
-        category: Finance,
-        weight: 3,
-        base_salary: 95_000.0,
-        ladder: PROF,
-        duty: "plan, forecast and explain our numbers",
-        roles: &[
-            ("Financial Analyst", &["financial modeling", "excel"]),
-            ("FP&A Analyst", &["forecasting", "budgeting"]),
-            ("Finance Business Partner", &["business partnering", "variance analysis"]),
-            ("Corporate Finance Analyst", &["valuation", "m&a"]),
-        ],
-        skills: &[
-            "excel", "power bi", "sql", "anaplan", "sap", "kpis", "presentation skills",
-            "accounting", "scenario planning",
-        ],
-    },
-    Family {
-        name: "risk-compliance",
-        category: Finance,
-        weight: 2,
-        base_salary: 90_000.0,
-        ladder: PROF,
-        duty: "keep us compliant and our risks understood",
-        roles: &[
-            ("Internal Auditor", &["internal audit", "sox"]),
-            ("Compliance Analyst", &["aml", "kyc"]),
-            ("Risk Analyst", &["risk management", "basel iii"]),
-            ("External Auditor", &["external audit", "ifrs"]),
-        ],
-        skills: &[
-            "excel", "regulatory reporting", "data analysis", "controls testing",
-            "report writing", "gdpr", "fraud detection", "policy writing",
-        ],
-    },
-    Family {
-        name: "investment",
-        category: Finance,
-        weight: 2,
-        base_salary: 140_000.0,
-        ladder: PROF,
-        duty: "analyse markets and put capital to work",
-        roles: &[
-            ("Investment Banking Analyst", &["m&a", "pitch books"]),
-            ("Portfolio Manager", &["portfolio management", "asset allocation"]),
-            ("Quantitative Analyst", &["python", "derivatives pricing"]),
-            ("Equity Research Analyst", &["equity research", "valuation"]),
-            ("Credit Analyst", &["credit analysis", "financial statements"]),
-        ],
-        skills: &[
-            "financial modeling", "excel", "bloomberg", "dcf", "capital markets",
-            "due diligence", "vba", "risk management",
-        ],
-    },
-    Family {
-        name: "insurance",
-        category: Finance,
-        weight: 2,
-        base_salary: 78_000.0,
-        ladder: PROF,
-        duty: "price and settle risk fairly",
-        roles: &[
-            ("Underwriter", &["underwriting", "risk assessment"]),
-            ("Claims Adjuster", &["claims handling", "investigation"]),
-            ("Actuary", &["actuarial modeling", "r"]),
-            ("Insurance Broker", &["brokerage", "client relationships"]),
-        ],
-        skills: &[
-            "excel", "negotiation", "regulatory compliance", "data analysis",
-            "customer service", "policy administration", "sql",
-        ],
-    },
-    Family {
-        name: "supply-chain",
-        category: Ops,
-        weight: 3,
-        base_salary: 70_000.0,
-        ladder: PROF,
-        duty: "get the right goods to the right place on time",
-        roles: &[
-            ("Supply Chain Analyst", &["demand planning", "sap"]),
-            ("Logistics Coordinator", &["shipping", "freight"]),
-            ("Procurement Specialist", &["procurement", "supplier management"]),
-            ("Operations Manager", &["operations management", "lean"]),
-        ],
-        skills: &[
-            "excel", "erp", "inventory management", "forecasting", "negotiation", "kpis",
-            "customs", "transport management",
-        ],
-    },
-    Family {
-        name: "warehouse",
-        category: Ops,
-        weight: 4,
-        base_salary: 36_000.0,
-        ladder: FRONTLINE,
-        duty: "keep orders moving safely through our sites",
-        roles: &[
-            ("Warehouse Associate", &["picking", "packing"]),
-            ("Forklift Operator", &["forklift", "loading"]),
-            ("Warehouse Supervisor", &["team leadership", "shift planning"]),
-            ("Delivery Driver", &["driving licence", "route planning"]),
-        ],
-        skills: &[
-            "health and safety", "inventory management", "rf scanners", "wms",
-            "manual handling", "time management", "teamwork",
-        ],
-    },
-    Family {
-        name: "project-management",
-        category: Ops,
-        weight: 3,
-        base_salary: 95_000.0,
-        ladder: PROF,
-        duty: "deliver projects on time and on budget",
-        roles: &[
-            ("Project Manager", &["project planning", "risk management"]),
-            ("Program Manager", &["program management", "stakeholder management"]),
-            ("Scrum Master", &["scrum", "agile coaching"]),
-            ("PMO Analyst", &["pmo", "reporting"]),
-        ],
-        skills: &[
-            "jira", "ms project", "budgeting", "prince2", "pmp", "communication",
-            "confluence", "resource planning",
-        ],
-    },
-    Family {
-        name: "people",
-        category: Ops,
-        weight: 3,
-        base_salary: 68_000.0,
-        ladder: PROF,
-        duty: "hire great people and help them thrive",
-        roles: &[
-            ("Recruiter", &["recruiting", "sourcing"]),
-            ("Technical Recruiter", &["technical recruiting", "boolean search"]),
-            ("HR Business Partner", &["employee relations", "performance management"]),
-            ("People Operations Specialist", &["hris", "onboarding"]),
-            ("Talent Acquisition Partner", &["talent acquisition", "employer branding"]),
-        ],
-        skills: &[
-            "workday", "greenhouse", "interviewing", "employment law", "compensation",
-            "communication", "linkedin recruiter", "payroll",
-        ],
-    },
-    Family {
-        name: "customer-support",
-        category: Ops,
-        weight: 4,
-        base_salary: 42_000.0,
-        ladder: FRONTLINE,
-        duty: "solve our customers' problems quickly and kindly",
-        roles: &[
-            ("Customer Support Representative", &["customer service", "ticketing"]),
-            ("Technical Support Engineer", &["troubleshooting", "apis"]),
-            ("Call Centre Agent", &["phone support", "crm"]),
-            ("Support Team Lead", &["team leadership", "escalations"]),
-        ],
-        skills: &[
-            "zendesk", "communication", "empathy", "problem solving", "live chat",
-            "knowledge base", "salesforce service cloud", "multitasking",
-        ],
-    },
-    Family {
-        name: "office",
-        category: Ops,
-        weight: 3,
-        base_salary: 40_000.0,
-        ladder: FRONTLINE,
-        duty: "keep the office and the people in it running smoothly",
-        roles: &[
-            ("Office Manager", &["office management", "vendor management"]),
-            ("Executive Assistant", &["calendar management", "travel booking"]),
-            ("Administrative Assistant", &["data entry", "scheduling"]),
-            ("Receptionist", &["front desk", "phone handling"]),
-        ],
-        skills: &[
-            "microsoft office", "google workspace", "organisation", "communication",
-            "bookkeeping", "event planning", "minute taking",
-        ],
-    },
-    Family {
-        name: "manufacturing",
-        category: Ops,
-        weight: 3,
-        base_salary: 52_000.0,
-        ladder: FRONTLINE,
-        duty: "keep our production lines safe, efficient and up to spec",
-        roles: &[
-            ("Maintenance Technician", &["preventive maintenance", "plc"]),
-            ("Production Supervisor", &["production planning", "lean manufacturing"]),
-            ("Quality Engineer", &["iso 9001", "root cause analysis"]),
-            ("CNC Machinist", &["cnc", "g-code"]),
-            ("Electrician", &["electrical installation", "wiring"]),
-        ],
-        skills: &[
-            "health and safety", "six sigma", "troubleshooting", "technical drawings",
-            "autocad", "5s", "hydraulics", "welding",
-        ],
-    },
-];
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct City {
+    pub name: String,
+    /// How common it is as a job location.
+    pub weight: u32,
+    /// Pay factor.
+    pub pay: f64,
+}
 
-/// City name, how common it is as a job location, and its pay factor.
-pub const CITIES: &[(&str, u32, f64)] = &[
-    ("London", 100, 1.0),
-    ("New York", 100, 1.25),
-    ("San Francisco", 70, 1.35),
-    ("Berlin", 70, 0.85),
-    ("Bangalore", 60, 0.35),
-    ("Paris", 55, 0.9),
-    ("Toronto", 45, 0.9),
-    ("Singapore", 45, 1.0),
-    ("Amsterdam", 40, 0.95),
-    ("Sydney", 40, 1.0),
-    ("Seattle", 35, 1.25),
-    ("Austin", 30, 1.1),
-    ("Boston", 30, 1.2),
-    ("Chicago", 30, 1.05),
-    ("Los Angeles", 30, 1.15),
-    ("Dublin", 30, 0.95),
-    ("Tokyo", 30, 0.8),
-    ("Munich", 20, 0.95),
-    ("Stockholm", 20, 0.85),
-    ("Zurich", 18, 1.45),
-    ("Madrid", 20, 0.7),
-    ("Barcelona", 18, 0.7),
-    ("Lisbon", 18, 0.6),
-    ("Warsaw", 18, 0.55),
-    ("Manchester", 18, 0.8),
-    ("Vancouver", 18, 0.85),
-    ("São Paulo", 18, 0.35),
-    ("Mexico City", 15, 0.35),
-    ("Hyderabad", 18, 0.33),
-    ("Mumbai", 15, 0.35),
-    ("Dubai", 15, 1.0),
-    ("Tel Aviv", 15, 1.0),
-    ("Seoul", 15, 0.75),
-    ("Shanghai", 15, 0.6),
-    ("Hong Kong", 15, 0.95),
-    ("Melbourne", 15, 0.95),
-    ("Prague", 10, 0.55),
-    ("Vienna", 10, 0.8),
-    ("Copenhagen", 10, 0.95),
-    ("Oslo", 8, 0.95),
-    ("Helsinki", 8, 0.8),
-    ("Brussels", 8, 0.85),
-    ("Milan", 10, 0.7),
-    ("Edinburgh", 8, 0.8),
-    ("Hamburg", 10, 0.85),
-    ("Montreal", 10, 0.8),
-    ("Denver", 10, 1.1),
-    ("Atlanta", 10, 1.0),
-    ("Miami", 8, 1.0),
-    ("Washington, D.C.", 10, 1.15),
-    ("Buenos Aires", 8, 0.3),
-    ("Bogotá", 8, 0.3),
-    ("Santiago", 6, 0.4),
-    ("Pune", 8, 0.3),
-    ("Cape Town", 6, 0.4),
-    ("Lagos", 6, 0.25),
-    ("Nairobi", 6, 0.25),
-    ("Kraków", 6, 0.5),
-    ("Auckland", 6, 0.8),
-    ("Kuala Lumpur", 6, 0.4),
-    ("Manila", 6, 0.25),
-    ("Istanbul", 6, 0.35),
-];
+/// Sentence templates of a posting's description, one list per slot.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostingTemplates {
+    pub openings: Vec<String>,
+    /// What `{remote}` becomes in an opening of a remote posting.
+    pub remote: Vec<String>,
+    pub team: Vec<String>,
+    pub responsibilities: Vec<String>,
+    pub tools: Vec<String>,
+    pub requirements: Vec<String>,
+    pub benefits: Vec<String>,
+    /// By employment type (`part_time`, ...); full-time postings say nothing.
+    pub employment: BTreeMap<String, Vec<String>>,
+}
 
-/// First words of company names; the second word comes from the category.
-#[rustfmt::skip]
-pub const COMPANY_PREFIXES: &[&str] = &[
-    "Northwind", "Bluefin", "Cedar", "Quantum", "Helix", "Aurora", "Summit", "Meridian",
-    "Harbor", "Atlas", "Pioneer", "Lumen", "Vertex", "Evergreen", "Silverline", "Redwood",
-    "Ironbridge", "Brightwater", "Cobalt", "Orchid", "Granite", "Polar", "Nimbus", "Zephyr",
-    "Falcon", "Juniper", "Keystone", "Lighthouse", "Maple", "Oakridge", "Pinecrest",
-    "Riverbend", "Sapphire", "Tidewater", "Westbrook", "Willow", "Crescent", "Beacon",
-    "Horizon", "Kestrel",
-];
+/// Sentence templates of a profile's resume text, one list per slot.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeTemplates {
+    pub headlines: Vec<String>,
+    pub achievements: Vec<String>,
+    pub more_achievements: Vec<String>,
+    pub skills: Vec<String>,
+    pub goals: Vec<String>,
+    pub places: Vec<String>,
+}
+
+/// The placeholders each template slot fills (`generate` fills exactly these).
+pub mod slots {
+    pub const OPENING: &[&str] = &["company", "a_title", "city", "remote", "duty"];
+    pub const INTRO: &[&str] = &["company"];
+    pub const TEAM: &[&str] = &["team"];
+    pub const RESPONSIBILITIES: &[&str] = &["r1", "r2", "r3"];
+    pub const TOOLS: &[&str] = &["t1", "t2", "t3"];
+    pub const REQUIREMENTS: &[&str] = &["q1", "q2", "s1", "s2"];
+    pub const BENEFITS: &[&str] = &["b1", "b2", "b3"];
+    pub const HEADLINE: &[&str] = &["title", "a_title", "years", "field"];
+    pub const ACHIEVEMENT: &[&str] = &["d1"];
+    pub const MORE_ACHIEVEMENTS: &[&str] = &["d2"];
+    pub const SKILLS: &[&str] = &["skills", "s1", "s2", "s3", "t1", "t2"];
+    pub const GOAL: &[&str] = &["g"];
+    pub const PLACE: &[&str] = &["city"];
+}
+
+/// Employment types that have a sentence (`EmploymentType::as_str`).
+pub const EMPLOYMENT_SENTENCES: &[&str] = &["part_time", "contract", "temporary", "internship"];
+
+impl Catalog {
+    /// Parses and checks a catalogue, resolving family categories.
+    pub fn parse(json: &str) -> Result<Catalog, String> {
+        let mut catalog: Catalog = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        catalog.check()?;
+        Ok(catalog)
+    }
+
+    pub fn family(&self, name: &str) -> Option<&Family> {
+        self.families.iter().find(|f| f.name == name)
+    }
+
+    pub fn category(&self, family: &Family) -> &Category {
+        &self.categories[family.category_index]
+    }
+
+    pub fn ladder(&self, family: &Family) -> &[Level] {
+        // `check` made sure every family's ladder exists.
+        self.ladders.get(&family.ladder).map_or(&[], Vec::as_slice)
+    }
+
+    /// Everything the generator relies on: positive weights and pay, enough
+    /// phrases for distinct picks, known names and placeholders.
+    fn check(&mut self) -> Result<(), String> {
+        nonempty("categories", self.categories.len(), 1)?;
+        for c in &self.categories {
+            let at = format!("category {}", c.name);
+            if !(0.0..=1.0).contains(&c.remote_share) {
+                return Err(format!("{at}: remote_share out of 0..=1"));
+            }
+            if c.employment_weights.iter().sum::<u32>() == 0 {
+                return Err(format!("{at}: employment_weights are all zero"));
+            }
+            nonempty(
+                &format!("{at}: company_suffixes"),
+                c.company_suffixes.len(),
+                1,
+            )?;
+            templates(&format!("{at}: intros"), &c.intros, slots::INTRO, 1)?;
+            nonempty(&format!("{at}: benefits"), c.benefits.len(), 3)?;
+        }
+        unique("category", self.categories.iter().map(|c| c.name.as_str()))?;
+        for (name, ladder) in &self.ladders {
+            nonempty(&format!("ladder {name}"), ladder.len(), 1)?;
+            if ladder.iter().all(|l| l.intern) {
+                return Err(format!("ladder {name}: only intern steps"));
+            }
+            for l in ladder {
+                if l.weight == 0 || l.pay <= 0.0 || l.years[0] > l.years[1] {
+                    return Err(format!("ladder {name}: bad step {l:?}"));
+                }
+            }
+        }
+        let p = &self.posting;
+        templates("posting.openings", &p.openings, slots::OPENING, 1)?;
+        nonempty("posting.remote", p.remote.len(), 1)?;
+        templates("posting.team", &p.team, slots::TEAM, 1)?;
+        templates(
+            "posting.responsibilities",
+            &p.responsibilities,
+            slots::RESPONSIBILITIES,
+            1,
+        )?;
+        templates("posting.tools", &p.tools, slots::TOOLS, 1)?;
+        templates(
+            "posting.requirements",
+            &p.requirements,
+            slots::REQUIREMENTS,
+            1,
+        )?;
+        templates("posting.benefits", &p.benefits, slots::BENEFITS, 1)?;
+        for kind in EMPLOYMENT_SENTENCES {
+            let list = p.employment.get(*kind).map_or(&[][..], Vec::as_slice);
+            templates(&format!("posting.employment.{kind}"), list, &[], 1)?;
+        }
+        let r = &self.resume;
+        templates("resume.headlines", &r.headlines, slots::HEADLINE, 1)?;
+        templates(
+            "resume.achievements",
+            &r.achievements,
+            slots::ACHIEVEMENT,
+            1,
+        )?;
+        templates(
+            "resume.more_achievements",
+            &r.more_achievements,
+            slots::MORE_ACHIEVEMENTS,
+            1,
+        )?;
+        templates("resume.skills", &r.skills, slots::SKILLS, 1)?;
+        templates("resume.goals", &r.goals, slots::GOAL, 1)?;
+        templates("resume.places", &r.places, slots::PLACE, 1)?;
+
+        nonempty("families", self.families.len(), 2)?;
+        unique("family", self.families.iter().map(|f| f.name.as_str()))?;
+        for f in &mut self.families {
+            let at = format!("family {}", f.name);
+            let valid_name = !f.name.is_empty()
+                && f.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid_name {
+                return Err(format!(
+                    "{at}: name must be lower-case letters, digits and -"
+                ));
+            }
+            f.category_index = self
+                .categories
+                .iter()
+                .position(|c| c.name == f.category)
+                .ok_or_else(|| format!("{at}: unknown category {}", f.category))?;
+            if !self.ladders.contains_key(&f.ladder) {
+                return Err(format!("{at}: unknown ladder {}", f.ladder));
+            }
+            if f.weight == 0 || f.base_salary <= 0.0 {
+                return Err(format!("{at}: weight and base_salary must be positive"));
+            }
+            nonempty(&format!("{at}: roles"), f.roles.len(), 1)?;
+            for role in &f.roles {
+                // Postings ask for 3..=8 skills, the signature ones first.
+                if !(1..=3).contains(&role.skills.len()) || role.title.trim().is_empty() {
+                    return Err(format!(
+                        "{at}: role {:?} needs a title and 1-3 skills",
+                        role.title
+                    ));
+                }
+            }
+            // Enough skills that any posting can ask for 8 distinct ones.
+            nonempty(&format!("{at}: skills"), f.skills.len(), 6)?;
+            nonempty(
+                &format!("{at}: responsibilities"),
+                f.responsibilities.len(),
+                3,
+            )?;
+            nonempty(&format!("{at}: requirements"), f.requirements.len(), 2)?;
+            nonempty(&format!("{at}: tools"), f.tools.len(), 3)?;
+            nonempty(&format!("{at}: team"), f.team.len(), 1)?;
+            nonempty(&format!("{at}: achievements"), f.achievements.len(), 2)?;
+            nonempty(&format!("{at}: goals"), f.goals.len(), 1)?;
+            let phrases = [&f.responsibilities, &f.requirements, &f.tools, &f.team];
+            let resume = [&f.achievements, &f.goals];
+            let all = phrases.iter().chain(&resume).flat_map(|l| l.iter());
+            for phrase in all.chain([&f.field, &f.duty]) {
+                if phrase.trim().is_empty() || phrase.contains(['{', '}']) || phrase.ends_with('.')
+                {
+                    return Err(format!("{at}: bad phrase {phrase:?}"));
+                }
+            }
+        }
+        nonempty("cities", self.cities.len(), 1)?;
+        for c in &self.cities {
+            if c.weight == 0 || c.pay <= 0.0 {
+                return Err(format!("city {}: weight and pay must be positive", c.name));
+            }
+        }
+        nonempty("company_prefixes", self.company_prefixes.len(), 1)?;
+        Ok(())
+    }
+}
+
+fn nonempty(what: &str, len: usize, min: usize) -> Result<(), String> {
+    if len < min {
+        return Err(format!("{what}: needs at least {min}, has {len}"));
+    }
+    Ok(())
+}
+
+fn unique<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(format!("{what} {name} appears twice"));
+        }
+    }
+    Ok(())
+}
+
+/// At least `min` templates, each using only `allowed` placeholders.
+fn templates(what: &str, list: &[String], allowed: &[&str], min: usize) -> Result<(), String> {
+    nonempty(what, list.len(), min)?;
+    for t in list {
+        for name in placeholders(t)? {
+            if !allowed.contains(&name) {
+                return Err(format!("{what}: {{{name}}} is not filled in {t:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `{name}`s of a template.
+fn placeholders(template: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed {{ in {template:?}"))?;
+        out.push(&rest[open + 1..open + close]);
+        rest = &rest[open + close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("stray }} in {template:?}"));
+    }
+    Ok(out)
+}
+
+/// Fills `{name}` placeholders from `values`; unknown ones stay as they are
+/// (`check` rules them out for the catalogue's templates).
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                let name = &after[..close];
+                match values.iter().find(|(k, _)| *k == name) {
+                    Some((_, v)) => out.push_str(v),
+                    None => out.push_str(&rest[open..open + close + 2]),
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The family names the relevance benchmark's queries are labelled with.
+    const FAMILY_NAMES: &[&str] = &[
+        "backend",
+        "frontend",
+        "fullstack",
+        "mobile",
+        "platform",
+        "security",
+        "qa",
+        "embedded",
+        "it-support",
+        "engineering-management",
+        "games",
+        "product-management",
+        "solutions-architecture",
+        "data-analysis",
+        "data-engineering",
+        "data-science",
+        "ml-engineering",
+        "business-intelligence",
+        "product-design",
+        "graphic-design",
+        "ux-research",
+        "content",
+        "account-executive",
+        "sales-development",
+        "customer-success",
+        "retail",
+        "digital-marketing",
+        "nursing",
+        "physicians",
+        "pharmacy",
+        "allied-health",
+        "diagnostics",
+        "care",
+        "dental",
+        "accounting",
+        "fpa",
+        "risk-compliance",
+        "investment",
+        "insurance",
+        "supply-chain",
+        "warehouse",
+        "project-management",
+        "people",
+        "customer-support",
+        "office",
+        "manufacturing",
+    ];
+
+    #[test]
+    fn the_data_file_parses_and_holds_its_invariants() {
+        let c = Catalog::parse(CATALOG_JSON).expect("catalog.json");
+        let names: Vec<&str> = c.families.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, FAMILY_NAMES);
+        for f in &c.families {
+            assert!(f.weight > 0 && f.base_salary > 0.0, "{}", f.name);
+            assert!(!f.roles.is_empty() && !f.skills.is_empty(), "{}", f.name);
+            assert!(!c.ladder(f).is_empty(), "{}", f.name);
+            assert_eq!(c.category(f).name, f.category);
+            // Skills are stored normalised (lower case, trimmed).
+            for s in f
+                .skills
+                .iter()
+                .chain(f.roles.iter().flat_map(|r| &r.skills))
+            {
+                assert_eq!(s, &s.trim().to_lowercase(), "{}", f.name);
+            }
+        }
+        assert!(c.cities.iter().all(|x| x.weight > 0 && x.pay > 0.0));
+        assert_eq!(c.cities[0].name, "London");
+        assert_eq!(c.family("backend").map(|f| f.roles.len()), Some(5));
+        assert_eq!(catalog().families.len(), c.families.len());
+    }
+
+    #[test]
+    fn check_refuses_what_the_generator_cannot_use() {
+        let good: serde_json::Value = serde_json::from_str(CATALOG_JSON).expect("json");
+        let broken = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = good.clone();
+            edit(&mut v);
+            Catalog::parse(&v.to_string()).expect_err("must be refused")
+        };
+        let e = broken(&|v| v["families"][0]["weight"] = 0.into());
+        assert!(e.contains("family backend"), "{e}");
+        let e = broken(&|v| v["families"][1]["tools"] = serde_json::json!([]));
+        assert!(e.contains("family frontend: tools"), "{e}");
+        let e = broken(&|v| v["families"][2]["ladder"] = "nope".into());
+        assert!(e.contains("unknown ladder"), "{e}");
+        let e = broken(&|v| v["posting"]["team"][0] = "You join {squad}.".into());
+        assert!(e.contains("{squad}"), "{e}");
+        let e = broken(&|v| v["cities"][0]["pay"] = 0.0.into());
+        assert!(e.contains("London"), "{e}");
+        let e = broken(&|v| v["families"][3]["name"] = "backend".into());
+        assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn fill_replaces_known_placeholders_only() {
+        let v = [("a", "x"), ("bb", "y")];
+        assert_eq!(fill("{a}-{bb}-{c}", &v), "x-y-{c}");
+        assert_eq!(fill("no braces", &v), "no braces");
+        assert_eq!(fill("open {a", &v), "open {a");
+        assert_eq!(placeholders("{a} and {b}"), Ok(vec!["a", "b"]));
+        assert!(placeholders("{a").is_err());
+    }
+}

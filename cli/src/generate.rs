@@ -1,9 +1,13 @@
-//! Seedable synthetic jobs and profiles as JSON Lines: clustered 384-d
-//! embeddings, plausible titles, companies, cities, pay and posting dates.
+//! Seedable synthetic jobs and profiles as JSON Lines: postings that read like
+//! real ones (composed from `cli/data/catalog.json`), resume-like profiles,
+//! plausible companies, cities, pay and posting dates, and either no
+//! embeddings (the loader embeds the text with the model) or clustered
+//! synthetic 384-d ones (for loads too big to run the model on).
 //!
-//! The same seed and `as_of` date give byte-identical files. `as_of` defaults to
-//! today (UTC midnight), so that `posted_within_days` filters work on fresh
-//! data; pass it explicitly to reproduce a file on another day.
+//! The same seed and `as_of` date give byte-identical files; the texts do not
+//! depend on the embedding mode. `as_of` defaults to today (UTC midnight), so
+//! that `posted_within_days` filters work on fresh data; pass it explicitly to
+//! reproduce a file on another day.
 
 use std::io::{self, Write};
 
@@ -16,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use shared::domain::{normalise_skills, EmploymentType, JobRecord, ProfileRecord, EMBEDDING_DIM};
 
-use crate::catalog::{Category, Family, CITIES, COMPANY_PREFIXES, FAMILIES};
+use crate::catalog::{catalog, fill, Catalog, Category, Family, Level};
 
 /// A family centre mixes a direction shared by all postings (real embedding
 /// spaces are anisotropic), one per category and its own.
@@ -33,6 +37,11 @@ const COMPANIES_PER_CATEGORY: usize = 24;
 /// Share of postings without salary, and with only a minimum.
 const NO_SALARY: f64 = 0.15;
 const MIN_SALARY_ONLY: f64 = 0.08;
+/// Description length in words: long enough to say what the job is, short
+/// enough that title + skills + description stay well inside the model's
+/// 256-word-piece window (and cheap to embed 10,000 of on 2 cores).
+const MIN_WORDS: usize = 50;
+const MAX_WORDS: usize = 90;
 /// The family of `demo-user`.
 pub const DEMO_FAMILY: &str = "backend";
 
@@ -48,6 +57,16 @@ fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
     rng
 }
 
+/// Whether the written lines carry an `embedding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Embeddings {
+    /// No `embedding`: the loader embeds the text with the real model (the demo).
+    #[default]
+    None,
+    /// Clustered synthetic vectors: 100k-1M jobs load without running the model.
+    Synthetic,
+}
+
 /// What a data set is generated from.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -56,6 +75,7 @@ pub struct Options {
     pub seed: u64,
     /// Postings are dated within the year before this day's midnight (UTC).
     pub as_of: NaiveDate,
+    pub embeddings: Embeddings,
 }
 
 /// Today in UTC, the default `as_of`.
@@ -63,8 +83,32 @@ pub fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
+/// `job-{family}-{n:06}`: tests and the relevance benchmark read the family back.
+pub fn job_id(family: &str, n: usize) -> String {
+    format!("job-{family}-{n:06}")
+}
+
+/// The family of a generated job id (`job-data-engineering-000012` ->
+/// `data-engineering`); `None` for other ids and unknown families.
+pub fn family_of_job_id(id: &str) -> Option<&str> {
+    let (family, number) = id.strip_prefix("job-")?.rsplit_once('-')?;
+    let numbered = number.len() >= 6 && number.bytes().all(|b| b.is_ascii_digit());
+    (numbered && catalog().family(family).is_some()).then_some(family)
+}
+
+/// The ids of the first `count` jobs of `seed`'s data set.
+pub fn first_job_ids(seed: u64, count: usize) -> Vec<String> {
+    let world = World::new(seed);
+    let mut rng = rng(seed, JOB_STREAM);
+    let as_of = as_of_instant(today());
+    (1..=count)
+        .map(|n| world.job(&mut rng, n, as_of).0.id)
+        .collect()
+}
+
 /// The seeded parts every record draws from: cluster centres and company rosters.
 pub struct World {
+    catalog: &'static Catalog,
     centres: Vec<Vec<f32>>,
     /// Per family, one direction per role (the sub-clusters).
     roles: Vec<Vec<Vec<f32>>>,
@@ -76,20 +120,22 @@ pub struct World {
 
 impl World {
     pub fn new(seed: u64) -> World {
+        let catalog = catalog();
         let mut rng = rng(seed, WORLD_STREAM);
         let global = random_unit(&mut rng);
-        let categories: Vec<Vec<f32>> = Category::ALL
+        let categories: Vec<Vec<f32>> = catalog
+            .categories
             .iter()
             .map(|_| random_unit(&mut rng))
             .collect();
-        let mut centres = Vec::with_capacity(FAMILIES.len());
-        let mut roles = Vec::with_capacity(FAMILIES.len());
-        for family in FAMILIES {
+        let mut centres = Vec::with_capacity(catalog.families.len());
+        let mut roles = Vec::with_capacity(catalog.families.len());
+        for family in &catalog.families {
             let mut centre = vec![0.0; EMBEDDING_DIM];
             add_scaled(&mut centre, &global, GLOBAL_WEIGHT);
             add_scaled(
                 &mut centre,
-                &categories[family.category.index()],
+                &categories[family.category_index],
                 CATEGORY_WEIGHT,
             );
             add_scaled(&mut centre, &random_unit(&mut rng), FAMILY_WEIGHT);
@@ -97,14 +143,16 @@ impl World {
             centres.push(centre);
             roles.push(family.roles.iter().map(|_| random_unit(&mut rng)).collect());
         }
-        let companies = Category::ALL
+        let companies = catalog
+            .categories
             .iter()
             .map(|category| {
-                let mut names: Vec<String> = COMPANY_PREFIXES
+                let mut names: Vec<String> = catalog
+                    .company_prefixes
                     .iter()
                     .flat_map(|p| {
                         category
-                            .company_suffixes()
+                            .company_suffixes
                             .iter()
                             .map(move |s| format!("{p} {s}"))
                     })
@@ -114,14 +162,16 @@ impl World {
                 names
             })
             .collect();
-        // The catalog's weights are constant and positive.
+        // The catalogue's check guarantees positive weights.
         let families =
-            WeightedIndex::new(FAMILIES.iter().map(|f| f.weight)).expect("family weights");
-        let cities = WeightedIndex::new(CITIES.iter().map(|c| c.1)).expect("city weights");
+            WeightedIndex::new(catalog.families.iter().map(|f| f.weight)).expect("family weights");
+        let cities =
+            WeightedIndex::new(catalog.cities.iter().map(|c| c.weight)).expect("city weights");
         let company_rank =
             WeightedIndex::new((0..COMPANIES_PER_CATEGORY).map(|i| 1.0 / (i as f64 + 4.0)))
                 .expect("company weights");
         World {
+            catalog,
             centres,
             roles,
             companies,
@@ -153,25 +203,23 @@ impl World {
         v
     }
 
-    /// Generates job number `n` (1-based); also returns its family index.
+    /// Generates job number `n` (1-based) with a synthetic embedding (the
+    /// writer drops it in `Embeddings::None`); also returns its family index.
     pub fn job(&self, rng: &mut impl Rng, n: usize, as_of: DateTime<Utc>) -> (JobRecord, usize) {
         let f = self.families.sample(rng);
-        let family = &FAMILIES[f];
+        let family = &self.catalog.families[f];
+        let category = self.catalog.category(family);
         let role = rng.random_range(0..family.roles.len());
-        let (role_title, signature) = family.roles[role];
-        let level = family
-            .ladder
-            .choose_weighted(rng, |l| l.weight)
-            .copied()
-            .unwrap_or(family.ladder[0]);
+        let role_spec = &family.roles[role];
+        let level = pick_level(rng, self.catalog.ladder(family), true);
         let title = if level.intern {
-            intern_title(role_title)
+            intern_title(&role_spec.title)
         } else {
-            format!("{}{role_title}", level.prefix)
+            with_prefix(&level.prefix, &role_spec.title)
         };
-        let (city, _, city_pay) = CITIES[self.cities.sample(rng)];
-        let company = &self.companies[family.category.index()][self.company_rank.sample(rng)];
-        let remote = rng.random_bool(family.category.remote_share());
+        let city = &self.catalog.cities[self.cities.sample(rng)];
+        let company = &self.companies[family.category_index][self.company_rank.sample(rng)];
+        let remote = rng.random_bool(category.remote_share);
         let employment_type = if level.intern {
             EmploymentType::Internship
         } else {
@@ -181,14 +229,13 @@ impl World {
                 EmploymentType::Contract,
                 EmploymentType::Temporary,
             ];
-            let weights = family.category.employment_weights();
-            let kind = WeightedIndex::new(weights).map_or(0, |w| w.sample(rng));
+            let kind = WeightedIndex::new(category.employment_weights).map_or(0, |w| w.sample(rng));
             KINDS[kind]
         };
         let count = rng.random_range(3..=8);
-        let picked = pick_skills(rng, family, signature, count);
+        let picked = pick_skills(rng, family, &role_spec.skills, count);
 
-        let mid = family.base_salary * level.pay * city_pay * rng.random_range(0.88..1.12);
+        let mid = family.base_salary * level.pay * city.pay * rng.random_range(0.88..1.12);
         let low = round_pay(mid * 0.9);
         let high = round_pay(mid * rng.random_range(1.1..1.3));
         let (salary_min, salary_max) = match rng.random::<f64>() {
@@ -203,21 +250,25 @@ impl World {
         let secs = rng.random_range(1..86_400);
         let posted_at = as_of - Duration::days(days) - Duration::seconds(secs);
 
-        let description = describe(
-            company,
-            &title,
-            city,
-            remote,
-            employment_type,
-            family.duty,
-            &picked,
+        let description = self.describe(
+            rng,
+            &Posting {
+                company,
+                title: &title,
+                city: &city.name,
+                remote,
+                employment_type,
+                family,
+                category,
+                skills: &picked,
+            },
         );
         let embedding = self.embedding(rng, f, role, JOB_NOISE);
         let record = JobRecord {
-            id: format!("job-{n:06}"),
+            id: job_id(&family.name, n),
             title,
             company: company.clone(),
-            location: city.to_owned(),
+            location: city.name.clone(),
             remote,
             employment_type,
             salary_min,
@@ -225,12 +276,13 @@ impl World {
             skills: normalise_skills(&picked),
             description,
             posted_at,
-            embedding,
+            embedding: Some(embedding),
         };
         (record, f)
     }
 
-    /// A profile of `user_id` in `family` (or a random one); returns its family.
+    /// A profile of `user_id` in `family` (or a random one), with its resume
+    /// text and a synthetic embedding; returns its family.
     pub fn profile(
         &self,
         rng: &mut impl Rng,
@@ -238,7 +290,7 @@ impl World {
         family: Option<usize>,
     ) -> (ProfileRecord, usize) {
         let f = family.unwrap_or_else(|| self.families.sample(rng));
-        let fam = &FAMILIES[f];
+        let fam = &self.catalog.families[f];
         let role = if family.is_some() {
             0
         } else {
@@ -250,15 +302,193 @@ impl World {
         } else {
             rng.random_range(4..=8)
         };
-        let skills = pick_skills(rng, fam, fam.roles[role].1, count);
+        let skills = pick_skills(rng, fam, &fam.roles[role].skills, count);
+        let level = pick_level(rng, self.catalog.ladder(fam), false);
+        let city = &self.catalog.cities[self.cities.sample(rng)].name;
+        let text = self.resume(rng, fam, &fam.roles[role].title, level, &skills, city);
         let record = ProfileRecord {
             user_id: user_id.to_owned(),
             skills: normalise_skills(&skills),
-            embedding: self.embedding(rng, f, role, PROFILE_NOISE),
+            text: Some(text),
+            embedding: Some(self.embedding(rng, f, role, PROFILE_NOISE)),
             updated_at: None,
         };
         (record, f)
     }
+
+    /// 3-5 sentences, 50-90 words: the opening (title, company, city, duty)
+    /// and responsibilities always, so that every posting says its family;
+    /// then some of team, tools, requirements, benefits and company intro.
+    fn describe(&self, rng: &mut impl Rng, p: &Posting) -> String {
+        let t = &self.catalog.posting;
+        let f = p.family;
+        let remote = if p.remote { pick(rng, &t.remote) } else { "" };
+        let a_title = format!("{} {}", article(p.title), p.title);
+        let opening = fill(
+            pick(rng, &t.openings),
+            &[
+                ("company", p.company),
+                ("a_title", &a_title),
+                ("city", p.city),
+                ("remote", remote),
+                ("duty", &f.duty),
+            ],
+        );
+        let r = distinct(rng, &f.responsibilities, 3);
+        let responsibilities = fill(
+            pick(rng, &t.responsibilities),
+            &[("r1", r[0]), ("r2", r[1]), ("r3", r[2])],
+        );
+        let team = fill(pick(rng, &t.team), &[("team", pick(rng, &f.team))]);
+        let tl = distinct(rng, &f.tools, 3);
+        let tools = fill(
+            pick(rng, &t.tools),
+            &[("t1", tl[0]), ("t2", tl[1]), ("t3", tl[2])],
+        );
+        let q = distinct(rng, &f.requirements, 2);
+        let requirements = fill(
+            pick(rng, &t.requirements),
+            &[
+                ("q1", q[0]),
+                ("q2", q[1]),
+                ("s1", &p.skills[0]),
+                ("s2", &p.skills[1]),
+            ],
+        );
+        let b = distinct(rng, &p.category.benefits, 3);
+        let benefits = fill(
+            pick(rng, &t.benefits),
+            &[("b1", b[0]), ("b2", b[1]), ("b3", b[2])],
+        );
+        let intro = fill(pick(rng, &p.category.intros), &[("company", p.company)]);
+        let employment = t
+            .employment
+            .get(p.employment_type.as_str())
+            .map(|list| pick(rng, list).to_owned());
+
+        // In reading order; `None` until chosen.
+        let mut sentences: [Option<String>; 8] = Default::default();
+        sentences[1] = Some(opening);
+        sentences[3] = Some(responsibilities);
+        sentences[7] = employment;
+        // The family's own sentences are likelier than the category's.
+        let optional = weighted_order(
+            rng,
+            vec![
+                (2, team, 3),
+                (4, tools, 3),
+                (5, requirements, 3),
+                (6, benefits, 2),
+                (0, intro, 2),
+            ],
+        );
+        let target = rng.random_range(3..=5);
+        let mut added = Vec::new();
+        let mut left = optional.into_iter();
+        let count = |s: &[Option<String>]| s.iter().flatten().count();
+        while count(&sentences) < target {
+            let Some((slot, text)) = left.next() else {
+                break;
+            };
+            sentences[slot] = Some(text);
+            added.push(slot);
+        }
+        while words(&sentences) > MAX_WORDS && count(&sentences) > 3 {
+            let Some(slot) = added.pop() else {
+                break;
+            };
+            sentences[slot] = None;
+        }
+        while words(&sentences) < MIN_WORDS && count(&sentences) < 5 {
+            let Some((slot, text)) = left.next() else {
+                break;
+            };
+            sentences[slot] = Some(text);
+        }
+        join(&sentences)
+    }
+
+    /// 4-6 sentences in the first person or resume style: headline with years
+    /// and field, achievements, skills and tools, what they want next.
+    fn resume(
+        &self,
+        rng: &mut impl Rng,
+        f: &Family,
+        role_title: &str,
+        level: &Level,
+        skills: &[String],
+        city: &str,
+    ) -> String {
+        let t = &self.catalog.resume;
+        let title = with_prefix(&level.prefix, role_title);
+        let a_title = format!("{} {}", article(&title), title);
+        let years = years_phrase(rng.random_range(level.years[0]..=level.years[1]));
+        let headline = fill(
+            pick(rng, &t.headlines),
+            &[
+                ("title", &title),
+                ("a_title", &a_title),
+                ("years", &years),
+                ("field", &f.field),
+            ],
+        );
+        let d = distinct(rng, &f.achievements, 2);
+        let first = fill(pick(rng, &t.achievements), &[("d1", d[0])]);
+        let more = fill(pick(rng, &t.more_achievements), &[("d2", d[1])]);
+        // Tools the skills do not already name ("figma" and "Figma").
+        let mut tools: Vec<&String> = f
+            .tools
+            .iter()
+            .filter(|t| !skills.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .collect();
+        if tools.len() < 2 {
+            tools = f.tools.iter().collect();
+        }
+        let tl = distinct(rng, &tools, 2);
+        let listed = and_list(skills);
+        let skill_line = fill(
+            pick(rng, &t.skills),
+            &[
+                ("skills", &listed),
+                ("s1", &skills[0]),
+                ("s2", &skills[1]),
+                ("s3", &skills[2]),
+                ("t1", tl[0]),
+                ("t2", tl[1]),
+            ],
+        );
+        let goal = fill(pick(rng, &t.goals), &[("g", pick(rng, &f.goals))]);
+        let place = fill(pick(rng, &t.places), &[("city", city)]);
+        // 4, 5 or 6 sentences: the optional ones are the second achievement and the place.
+        let (with_more, with_place) = match rng.random_range(0..4) {
+            0 => (false, false),
+            1 => (true, false),
+            2 => (false, true),
+            _ => (true, true),
+        };
+        let sentences = [
+            Some(headline),
+            Some(first),
+            with_more.then_some(more),
+            Some(skill_line),
+            Some(goal),
+            with_place.then_some(place),
+        ];
+        join(&sentences)
+    }
+}
+
+/// What a posting's description is composed from.
+struct Posting<'a> {
+    company: &'a str,
+    title: &'a str,
+    city: &'a str,
+    remote: bool,
+    employment_type: EmploymentType,
+    family: &'a Family,
+    category: &'a Category,
+    /// Signature skills first; at least 3.
+    skills: &'a [String],
 }
 
 /// Counts of what was written.
@@ -273,22 +503,33 @@ pub fn write_jobs(world: &World, opts: &Options, out: &mut impl Write) -> io::Re
     let mut rng = rng(opts.seed, JOB_STREAM);
     let as_of = as_of_instant(opts.as_of);
     for n in 1..=opts.jobs {
-        let (job, _) = world.job(&mut rng, n, as_of);
-        serde_json::to_writer(&mut *out, &job)?;
-        out.write_all(b"\n")?;
+        let (mut job, _) = world.job(&mut rng, n, as_of);
+        if opts.embeddings == Embeddings::None {
+            job.embedding = None;
+        }
+        write_line(out, &job)?;
     }
     out.flush()?;
     Ok(opts.jobs)
 }
 
-/// Writes `demo-user` and `opts.profiles` more (`user-001`, ...).
+/// Writes `demo-user` and `opts.profiles` more (`user-001`, ...), each with
+/// its resume `text`.
 pub fn write_profiles(world: &World, opts: &Options, out: &mut impl Write) -> io::Result<usize> {
     let mut rng = rng(opts.seed, PROFILE_STREAM);
-    let demo = FAMILIES.iter().position(|f| f.name == DEMO_FAMILY);
-    let (demo, _) = world.profile(&mut rng, "demo-user", demo);
-    write_line(out, &demo)?;
-    for n in 1..=opts.profiles {
-        let (profile, _) = world.profile(&mut rng, &format!("user-{n:03}"), None);
+    let demo = world
+        .catalog
+        .families
+        .iter()
+        .position(|f| f.name == DEMO_FAMILY);
+    let ids = std::iter::once("demo-user".to_owned())
+        .chain((1..=opts.profiles).map(|n| format!("user-{n:03}")));
+    for (i, id) in ids.enumerate() {
+        let family = if i == 0 { demo } else { None };
+        let (mut profile, _) = world.profile(&mut rng, &id, family);
+        if opts.embeddings == Embeddings::None {
+            profile.embedding = None;
+        }
         write_line(out, &profile)?;
     }
     out.flush()?;
@@ -305,26 +546,105 @@ pub fn as_of_instant(day: NaiveDate) -> DateTime<Utc> {
     day.and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
+/// A seniority step by weight; profiles are never interns.
+fn pick_level<'a>(rng: &mut impl Rng, ladder: &'a [Level], interns: bool) -> &'a Level {
+    let steps: Vec<&Level> = ladder.iter().filter(|l| interns || !l.intern).collect();
+    steps
+        .choose_weighted(rng, |l| l.weight)
+        .copied()
+        .unwrap_or(&ladder[0])
+}
+
 /// The role's signature skills plus distinct ones from the family pool.
 fn pick_skills(
     rng: &mut impl Rng,
     family: &Family,
-    signature: &[&str],
+    signature: &[String],
     count: usize,
 ) -> Vec<String> {
-    let pool: Vec<&str> = family
+    let pool: Vec<&String> = family
         .skills
         .iter()
-        .copied()
         .filter(|s| !signature.contains(s))
         .collect();
     let extra = count.saturating_sub(signature.len());
     signature
         .iter()
-        .copied()
         .chain(pool.choose_multiple(rng, extra).copied())
-        .map(str::to_owned)
+        .cloned()
         .collect()
+}
+
+/// One element; the catalogue's check guarantees non-empty lists.
+fn pick<'a>(rng: &mut impl Rng, list: &'a [String]) -> &'a str {
+    &list[rng.random_range(0..list.len())]
+}
+
+/// `k` distinct phrases in random order (repeating only if the list is shorter).
+fn distinct<'a, T: AsRef<str>>(rng: &mut impl Rng, list: &'a [T], k: usize) -> Vec<&'a str> {
+    let mut picked: Vec<&str> = list.choose_multiple(rng, k).map(AsRef::as_ref).collect();
+    while picked.len() < k {
+        picked.push(picked[picked.len() % list.len().max(1)]);
+    }
+    picked
+}
+
+/// Items in a random order where heavier ones tend to come first.
+fn weighted_order<T>(rng: &mut impl Rng, mut items: Vec<(usize, T, u32)>) -> Vec<(usize, T)> {
+    let mut out = Vec::with_capacity(items.len());
+    while !items.is_empty() {
+        let total: u32 = items.iter().map(|i| i.2).sum();
+        let mut u = rng.random_range(0..total.max(1));
+        let at = items
+            .iter()
+            .position(|i| {
+                let hit = u < i.2;
+                u = u.saturating_sub(i.2);
+                hit
+            })
+            .unwrap_or(0);
+        let (slot, item, _) = items.remove(at);
+        out.push((slot, item));
+    }
+    out
+}
+
+fn words(sentences: &[Option<String>]) -> usize {
+    sentences
+        .iter()
+        .flatten()
+        .map(|s| s.split_whitespace().count())
+        .sum()
+}
+
+fn join(sentences: &[Option<String>]) -> String {
+    let parts: Vec<&str> = sentences.iter().flatten().map(String::as_str).collect();
+    parts.join(" ")
+}
+
+/// "a, b and c".
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+fn years_phrase(years: u32) -> String {
+    match years {
+        0 | 1 => "one year".to_owned(),
+        n => format!("{n} years"),
+    }
+}
+
+/// "Senior" + "Backend Engineer (Rust)" -> "Senior Backend Engineer (Rust)".
+fn with_prefix(prefix: &str, title: &str) -> String {
+    if prefix.is_empty() {
+        title.to_owned()
+    } else {
+        format!("{prefix} {title}")
+    }
 }
 
 /// "Backend Engineer (Rust)" -> "Backend Engineer Intern (Rust)".
@@ -362,36 +682,6 @@ fn article(title: &str) -> &'static str {
     }
 }
 
-fn describe(
-    company: &str,
-    title: &str,
-    city: &str,
-    remote: bool,
-    employment_type: EmploymentType,
-    duty: &str,
-    skills: &[String],
-) -> String {
-    let remote = if remote { " (remote-friendly)" } else { "" };
-    let mut text = format!(
-        "{company} is hiring {} {title} in {city}{remote} to {duty}.",
-        article(title)
-    );
-    if let [a, b, c, ..] = skills {
-        text.push_str(&format!(" You will work with {a}, {b} and {c}."));
-    }
-    let kind = match employment_type {
-        EmploymentType::FullTime => None,
-        EmploymentType::PartTime => Some("a part-time"),
-        EmploymentType::Contract => Some("a contract"),
-        EmploymentType::Temporary => Some("a temporary"),
-        EmploymentType::Internship => Some("an internship"),
-    };
-    if let Some(kind) = kind {
-        text.push_str(&format!(" This is {kind} position."));
-    }
-    text
-}
-
 fn random_unit(rng: &mut impl Rng) -> Vec<f32> {
     let mut v: Vec<f32> = (0..EMBEDDING_DIM)
         .map(|_| rng.sample(StandardNormal))
@@ -415,12 +705,13 @@ fn normalise(v: &mut [f32]) {
 mod tests {
     use super::*;
 
-    fn opts(jobs: usize) -> Options {
+    fn opts(jobs: usize, embeddings: Embeddings) -> Options {
         Options {
             jobs,
             profiles: 5,
             seed: 7,
             as_of: NaiveDate::from_ymd_opt(2025, 6, 1).expect("date"),
+            embeddings,
         }
     }
 
@@ -432,12 +723,24 @@ mod tests {
         (jobs, profiles)
     }
 
+    fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Vec<T> {
+        std::str::from_utf8(bytes)
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("line"))
+            .collect()
+    }
+
     fn cosine(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
     }
 
+    fn vector(v: &Option<Vec<f32>>) -> &[f32] {
+        v.as_deref().expect("a synthetic embedding")
+    }
+
     fn sample(n: usize) -> Vec<(JobRecord, usize)> {
-        let o = opts(n);
+        let o = opts(n, Embeddings::Synthetic);
         let world = World::new(o.seed);
         let mut rng = rng(o.seed, JOB_STREAM);
         (1..=n)
@@ -447,56 +750,193 @@ mod tests {
 
     #[test]
     fn same_seed_gives_identical_files_and_another_seed_does_not() {
-        let o = opts(200);
-        assert_eq!(files(&o), files(&o));
-        let other = Options { seed: 8, ..o };
-        assert_ne!(files(&o).0, files(&other).0);
-        // The profile count does not change the jobs.
-        let more = Options { profiles: 50, ..o };
-        assert_eq!(files(&o).0, files(&more).0);
+        for mode in [Embeddings::None, Embeddings::Synthetic] {
+            let o = opts(200, mode);
+            assert_eq!(files(&o), files(&o));
+            let other = Options { seed: 8, ..o };
+            assert_ne!(files(&o).0, files(&other).0);
+            // The profile count does not change the jobs.
+            let more = Options { profiles: 50, ..o };
+            assert_eq!(files(&o).0, files(&more).0);
+        }
+    }
+
+    #[test]
+    fn the_texts_do_not_depend_on_the_embedding_mode() {
+        let (jobs, profiles) = files(&opts(100, Embeddings::None));
+        let (synthetic_jobs, synthetic_profiles) = files(&opts(100, Embeddings::Synthetic));
+        let strip_jobs = |b: &[u8]| -> Vec<JobRecord> {
+            parse::<JobRecord>(b)
+                .into_iter()
+                .map(|j| JobRecord {
+                    embedding: None,
+                    ..j
+                })
+                .collect()
+        };
+        assert_eq!(strip_jobs(&jobs), strip_jobs(&synthetic_jobs));
+        let texts = |b: &[u8]| -> Vec<Option<String>> {
+            parse::<ProfileRecord>(b)
+                .into_iter()
+                .map(|p| p.text)
+                .collect()
+        };
+        assert_eq!(texts(&profiles), texts(&synthetic_profiles));
     }
 
     #[test]
     fn lines_are_valid_records() {
-        let (jobs, profiles) = files(&opts(300));
-        let text = String::from_utf8(jobs).expect("utf-8");
-        for (i, line) in text.lines().enumerate() {
-            let job: JobRecord = serde_json::from_str(line).expect("job line");
-            assert_eq!(job.id, format!("job-{:06}", i + 1));
-            assert!((3..=8).contains(&job.skills.len()), "{:?}", job.skills);
-            assert_eq!(job.skills, normalise_skills(&job.skills));
-            assert!(shared::domain::check_embedding(&job.embedding).is_ok());
-            if let (Some(lo), Some(hi)) = (job.salary_min, job.salary_max) {
-                assert!(0 < lo && lo <= hi, "{lo} {hi}");
+        for mode in [Embeddings::None, Embeddings::Synthetic] {
+            let (jobs, profiles) = files(&opts(300, mode));
+            let text = String::from_utf8(jobs.clone()).expect("utf-8");
+            assert_eq!(
+                text.contains("\"embedding\""),
+                mode == Embeddings::Synthetic
+            );
+            for (i, job) in parse::<JobRecord>(&jobs).iter().enumerate() {
+                let family = family_of_job_id(&job.id).expect("a family in the id");
+                assert_eq!(job.id, job_id(family, i + 1));
+                assert!((3..=8).contains(&job.skills.len()), "{:?}", job.skills);
+                assert_eq!(job.skills, normalise_skills(&job.skills));
+                match (&job.embedding, mode) {
+                    (None, Embeddings::None) => {}
+                    (Some(v), Embeddings::Synthetic) => {
+                        assert!(shared::domain::check_embedding(v).is_ok())
+                    }
+                    (e, _) => panic!("{mode:?} with {:?}", e.as_ref().map(Vec::len)),
+                }
+                if let (Some(lo), Some(hi)) = (job.salary_min, job.salary_max) {
+                    assert!(0 < lo && lo <= hi, "{lo} {hi}");
+                }
+                assert!(job.salary_max.is_none() || job.salary_min.is_some());
             }
-            assert!(job.salary_max.is_none() || job.salary_min.is_some());
+            let profiles: Vec<ProfileRecord> = parse(&profiles);
+            assert_eq!(profiles.len(), 6);
+            assert_eq!(profiles[0].user_id, "demo-user");
+            assert_eq!(profiles[1].user_id, "user-001");
+            for p in &profiles {
+                assert!(p.text.as_deref().is_some_and(|t| !t.is_empty()));
+                assert_eq!(p.embedding.is_some(), mode == Embeddings::Synthetic);
+            }
         }
-        let profiles: Vec<ProfileRecord> = String::from_utf8(profiles)
-            .expect("utf-8")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("profile line"))
+    }
+
+    #[test]
+    fn job_ids_carry_the_family() {
+        assert_eq!(family_of_job_id("job-backend-000001"), Some("backend"));
+        assert_eq!(
+            family_of_job_id("job-data-engineering-123456"),
+            Some("data-engineering")
+        );
+        assert_eq!(
+            family_of_job_id(&job_id("it-support", 1_234_567)),
+            Some("it-support")
+        );
+        for bad in [
+            "job-000001",
+            "job-new",
+            "job-backend-12",
+            "job-backend-00000x",
+            "job-unknown-000001",
+            "backend-000001",
+            "",
+        ] {
+            assert_eq!(family_of_job_id(bad), None, "{bad}");
+        }
+        let ids = first_job_ids(7, 3);
+        let (jobs, _) = files(&opts(3, Embeddings::None));
+        let written: Vec<String> = parse::<JobRecord>(&jobs)
+            .into_iter()
+            .map(|j| j.id)
             .collect();
-        assert_eq!(profiles.len(), 6);
-        assert_eq!(profiles[0].user_id, "demo-user");
-        assert_eq!(profiles[1].user_id, "user-001");
+        assert_eq!(ids, written);
+    }
+
+    #[test]
+    fn descriptions_read_like_postings_of_their_family() {
+        let jobs = sample(2000);
+        let catalog = catalog();
+        let mut lengths = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (job, f) in &jobs {
+            let family = &catalog.families[*f];
+            let d = &job.description;
+            assert!(!d.contains(['{', '}']), "{d}");
+            assert!(d.contains(&job.company) && d.contains(&job.location), "{d}");
+            // The responsibilities are always there: the text says its family.
+            assert!(
+                family
+                    .responsibilities
+                    .iter()
+                    .any(|r| d.contains(r.as_str())),
+                "{d}"
+            );
+            let sentences = d.replace("D.C.", "DC").matches(". ").count() + 1;
+            assert!((3..=5).contains(&sentences), "{sentences}: {d}");
+            let words = d.split_whitespace().count();
+            assert!((40..=100).contains(&words), "{words}: {d}");
+            lengths.push(words);
+            // The model's window is 256 word pieces; stay well under 200.
+            let embedded = job.embedding_text().split_whitespace().count();
+            assert!(embedded < 130, "{embedded}: {}", job.embedding_text());
+            assert!(seen.insert(d.clone()), "repeated: {d}");
+        }
+        let mean = lengths.iter().sum::<usize>() as f64 / lengths.len() as f64;
+        assert!((55.0..=80.0).contains(&mean), "mean {mean} words");
+        let in_range = lengths
+            .iter()
+            .filter(|w| (MIN_WORDS..=MAX_WORDS).contains(w))
+            .count();
+        assert!(in_range * 100 >= lengths.len() * 95, "{in_range} of 2000");
+    }
+
+    #[test]
+    fn profiles_read_like_resumes() {
+        let o = Options {
+            profiles: 300,
+            ..opts(0, Embeddings::None)
+        };
+        let (_, profiles) = files(&o);
+        let profiles: Vec<ProfileRecord> = parse(&profiles);
+        let postings: Vec<String> = catalog()
+            .posting
+            .openings
+            .iter()
+            .map(|t| t[..t.find('{').unwrap_or(t.len())].to_owned())
+            .collect();
+        for p in &profiles {
+            let text = p.text.as_deref().expect("text");
+            assert!(!text.contains(['{', '}']), "{text}");
+            let sentences = text.replace("D.C.", "DC").matches(". ").count() + 1;
+            assert!((4..=6).contains(&sentences), "{sentences}: {text}");
+            let words = text.split_whitespace().count();
+            assert!((30..=110).contains(&words), "{words}: {text}");
+            assert!(!postings
+                .iter()
+                .any(|o| !o.is_empty() && text.contains(o.as_str())));
+        }
+        let demo = profiles[0].text.as_deref().expect("demo text");
+        assert!(demo.contains("backend development"), "{demo}");
+        assert!(demo.contains("Backend Engineer (Rust)"), "{demo}");
     }
 
     #[test]
     fn embeddings_are_unit_length_and_384_wide() {
         for (job, _) in sample(200) {
-            assert_eq!(job.embedding.len(), EMBEDDING_DIM);
-            let norm = cosine(&job.embedding, &job.embedding).sqrt();
+            let v = vector(&job.embedding);
+            assert_eq!(v.len(), EMBEDDING_DIM);
+            let norm = cosine(v, v).sqrt();
             assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
         }
     }
 
     #[test]
-    fn same_family_pairs_are_clearly_closer_than_cross_family() {
+    fn synthetic_same_family_pairs_are_clearly_closer_than_cross_family() {
         let jobs = sample(600);
         let (mut same, mut cross) = (Vec::new(), Vec::new());
         for (i, (a, fa)) in jobs.iter().enumerate() {
             for (b, fb) in &jobs[i + 1..] {
-                let c = cosine(&a.embedding, &b.embedding);
+                let c = cosine(vector(&a.embedding), vector(&b.embedding));
                 if fa == fb {
                     same.push(c);
                 } else {
@@ -513,18 +953,18 @@ mod tests {
 
     #[test]
     fn demo_user_is_close_to_its_family() {
-        let o = opts(0);
+        let o = opts(0, Embeddings::Synthetic);
         let world = World::new(o.seed);
         let mut out = Vec::new();
         write_profiles(&world, &o, &mut out).expect("profiles");
-        let first = out.split(|b| *b == b'\n').next().expect("line");
-        let demo: ProfileRecord = serde_json::from_slice(first).expect("demo");
-        let backend = FAMILIES
+        let demo: ProfileRecord = parse(&out).remove(0);
+        let backend = catalog()
+            .families
             .iter()
             .position(|f| f.name == DEMO_FAMILY)
             .expect("family");
         for (i, centre) in world.centres.iter().enumerate() {
-            let c = cosine(&demo.embedding, centre);
+            let c = cosine(vector(&demo.embedding), centre);
             if i == backend {
                 assert!(c > 0.7, "own centre {c}");
             } else {
@@ -547,7 +987,7 @@ mod tests {
         assert!((0.11..0.19).contains(&no_salary), "no salary {no_salary}");
         let full_time = share(&|j| j.employment_type == EmploymentType::FullTime);
         assert!(full_time > 0.6, "full time {full_time}");
-        let as_of = as_of_instant(opts(0).as_of);
+        let as_of = as_of_instant(opts(0, Embeddings::None).as_of);
         assert!(jobs
             .iter()
             .all(|(j, _)| j.posted_at < as_of && j.posted_at > as_of - Duration::days(367)));
@@ -555,7 +995,7 @@ mod tests {
         let lagos = share(&|j| j.location == "Lagos");
         assert!(london > 3.0 * lagos, "london {london}, lagos {lagos}");
         let families: std::collections::HashSet<_> = jobs.iter().map(|(_, f)| f).collect();
-        assert_eq!(families.len(), FAMILIES.len());
+        assert_eq!(families.len(), catalog().families.len());
     }
 
     #[test]
@@ -565,6 +1005,8 @@ mod tests {
             "Backend Engineer Intern (Rust)"
         );
         assert_eq!(intern_title("Data Analyst"), "Data Analyst Intern");
+        assert_eq!(with_prefix("Senior", "Data Analyst"), "Senior Data Analyst");
+        assert_eq!(with_prefix("", "Data Analyst"), "Data Analyst");
         assert_eq!(article("Senior Backend Engineer"), "a");
         assert_eq!(article("ICU Nurse"), "an");
         assert_eq!(article("MRI Technologist"), "an");
@@ -574,5 +1016,11 @@ mod tests {
         assert_eq!(article("iOS Engineer"), "an");
         assert_eq!(round_pay(123_456.0), 123_000);
         assert_eq!(round_pay(12_260.0), 12_500);
+        assert_eq!(
+            and_list(&["a".into(), "b".into(), "c".into()]),
+            "a, b and c"
+        );
+        assert_eq!(years_phrase(1), "one year");
+        assert_eq!(years_phrase(7), "7 years");
     }
 }

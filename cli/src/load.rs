@@ -1,4 +1,5 @@
-//! The JSON Lines loader: validates each line, streams rows with `COPY` into a
+//! The JSON Lines loader: validates each line, embeds the lines that carry no
+//! embedding (in batches, with the model), streams rows with `COPY` into a
 //! temporary table and upserts them into `jobs` or `profiles`, all in one
 //! transaction, so that a bad line commits nothing of its file.
 
@@ -71,8 +72,22 @@ pub trait Record: DeserializeOwned {
     fn key(&self) -> &str;
     /// Validates and normalises; the error is `"<field>: <reason>"`.
     fn check(&mut self) -> Result<(), String>;
+    /// What the model embeds when the line has no embedding; `None` when it has one.
+    fn text_to_embed(&self) -> Option<String>;
+    fn set_embedding(&mut self, embedding: Vec<f32>);
     fn write_row(&self, row: Row<'_>);
 }
+
+/// Computes the embeddings a load lacks: the model (`crate::model`), or a
+/// stand-in in unit tests.
+pub trait Embed {
+    /// One vector per text, in order; the error says why.
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String>;
+}
+
+/// Lines without an embedding are embedded this many at a time: enough
+/// texts for the model's batches to keep every core busy.
+pub const EMBED_BATCH: usize = 256;
 
 fn check_key(field: &str, key: &str) -> Result<(), String> {
     if key.trim().is_empty() {
@@ -153,7 +168,15 @@ impl Record for JobRecord {
                 ));
             }
         }
-        check_vector(&self.embedding)
+        self.embedding.as_deref().map_or(Ok(()), check_vector)
+    }
+
+    fn text_to_embed(&self) -> Option<String> {
+        self.embedding.is_none().then(|| self.embedding_text())
+    }
+
+    fn set_embedding(&mut self, embedding: Vec<f32>) {
+        self.embedding = Some(embedding);
     }
 
     fn write_row(&self, mut row: Row<'_>) {
@@ -168,7 +191,9 @@ impl Record for JobRecord {
             .text(&array_literal(&self.skills))
             .text(&self.description)
             .plain(self.posted_at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-            .text(&vector_literal(&self.embedding))
+            .text(&vector_literal(
+                self.embedding.as_deref().unwrap_or_default(),
+            ))
             .end();
     }
 }
@@ -190,13 +215,33 @@ impl Record for ProfileRecord {
         check_key("user_id", &self.user_id)?;
         check_text("user_id", &self.user_id)?;
         check_skills(&mut self.skills)?;
-        check_vector(&self.embedding)
+        match (&self.embedding, &self.text) {
+            (Some(embedding), _) => check_vector(embedding),
+            (None, Some(text)) if !text.trim().is_empty() => check_text("text", text),
+            (None, _) => Err(invalid(
+                "embedding",
+                "missing, and no `text` (the resume) to compute it from",
+            )),
+        }
+    }
+
+    fn text_to_embed(&self) -> Option<String> {
+        match (&self.embedding, &self.text) {
+            (None, Some(text)) => Some(text.clone()),
+            _ => None,
+        }
+    }
+
+    fn set_embedding(&mut self, embedding: Vec<f32>) {
+        self.embedding = Some(embedding);
     }
 
     fn write_row(&self, mut row: Row<'_>) {
         row.text(&self.user_id)
             .text(&array_literal(&self.skills))
-            .text(&vector_literal(&self.embedding))
+            .text(&vector_literal(
+                self.embedding.as_deref().unwrap_or_default(),
+            ))
             .opt(
                 self.updated_at
                     .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
@@ -213,8 +258,12 @@ pub struct Encoder<T> {
     seen: HashMap<String, usize>,
     /// File line of each COPY row, to map a COPY error back to its line.
     row_lines: Vec<usize>,
+    /// Records waiting for their embedding, with their lines.
+    pending: Vec<(usize, T)>,
+    /// Lines embedded so far, and distinct texts the model ran on.
+    pub embedded: usize,
+    pub model_runs: usize,
     pub buf: Vec<u8>,
-    _record: std::marker::PhantomData<T>,
 }
 
 impl<T: Record> Encoder<T> {
@@ -224,14 +273,52 @@ impl<T: Record> Encoder<T> {
             line: 0,
             seen: HashMap::new(),
             row_lines: Vec::new(),
+            pending: Vec::new(),
+            embedded: 0,
+            model_runs: 0,
             buf: Vec::with_capacity(CHUNK_BYTES + (64 << 10)),
-            _record: std::marker::PhantomData,
         }
     }
 
-    /// Rows encoded so far.
+    /// Whether a batch of records waits for the model.
+    pub fn batch_ready(&self) -> bool {
+        self.pending.len() >= EMBED_BATCH
+    }
+
+    /// Embeds the waiting records (each distinct text once) and encodes them.
+    pub fn embed_pending(&mut self, model: &mut dyn Embed) -> Result<(), LoadError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<String> = self
+            .pending
+            .iter()
+            .map(|(_, r)| r.text_to_embed().unwrap_or_default())
+            .collect();
+        let mut distinct: Vec<&str> = texts.iter().map(String::as_str).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let first_line = self.pending[0].0;
+        let vectors = model
+            .embed(&distinct)
+            .map_err(|reason| self.line_error(first_line, invalid("embedding", reason)))?;
+        self.model_runs += distinct.len();
+        let by_text: HashMap<&str, &Vec<f32>> = distinct.iter().copied().zip(&vectors).collect();
+        for ((line, mut record), text) in std::mem::take(&mut self.pending).into_iter().zip(&texts)
+        {
+            let vector = by_text[text.as_str()].clone();
+            check_vector(&vector).map_err(|reason| self.line_error(line, reason))?;
+            record.set_embedding(vector);
+            record.write_row(Row::new(&mut self.buf));
+            self.row_lines.push(line);
+            self.embedded += 1;
+        }
+        Ok(())
+    }
+
+    /// Rows encoded so far (waiting ones included).
     pub fn rows(&self) -> usize {
-        self.row_lines.len()
+        self.row_lines.len() + self.pending.len()
     }
 
     fn line_error(&self, line: usize, reason: impl Into<String>) -> LoadError {
@@ -272,6 +359,10 @@ impl<T: Record> Encoder<T> {
             );
         }
         self.seen.insert(record.key().to_owned(), line);
+        if record.text_to_embed().is_some() {
+            self.pending.push((line, record));
+            return Ok(());
+        }
         record.write_row(Row::new(&mut self.buf));
         self.row_lines.push(line);
         Ok(())
@@ -325,6 +416,10 @@ pub struct LoadStats {
     pub rows: u64,
     /// Rows inserted or changed; identical rows are left alone.
     pub written: u64,
+    /// Rows embedded by the model, and the distinct texts it ran on (the
+    /// rest came from the embedding cache or repeated a text of the file).
+    pub embedded: u64,
+    pub model_runs: u64,
     /// From the first line to the commit.
     pub elapsed: Duration,
     /// Rebuilding the vector indexes (part of `elapsed`; zero when they were
@@ -344,8 +439,9 @@ pub async fn load_jobs(
     conn: &mut PgConnection,
     path: &Path,
     progress: &ProgressBar,
+    model: &mut dyn Embed,
 ) -> Result<LoadStats, LoadError> {
-    load::<JobRecord>(conn, path, progress).await
+    load::<JobRecord>(conn, path, progress, model).await
 }
 
 /// Loads a profiles file; a missing `updated_at` becomes now().
@@ -353,8 +449,9 @@ pub async fn load_profiles(
     conn: &mut PgConnection,
     path: &Path,
     progress: &ProgressBar,
+    model: &mut dyn Embed,
 ) -> Result<LoadStats, LoadError> {
-    load::<ProfileRecord>(conn, path, progress).await
+    load::<ProfileRecord>(conn, path, progress, model).await
 }
 
 fn upsert_sql<T: Record>() -> String {
@@ -445,6 +542,7 @@ pub async fn load<T: Record>(
     conn: &mut PgConnection,
     path: &Path,
     progress: &ProgressBar,
+    model: &mut dyn Embed,
 ) -> Result<LoadStats, LoadError> {
     let file_name = path.display().to_string();
     let io_err = |error| LoadError::Io {
@@ -491,11 +589,18 @@ pub async fn load<T: Record>(
             Err(e) => break Err(io_err(e)),
         };
         if n == 0 {
-            break Ok(());
+            break encoder.embed_pending(model);
         }
         progress.inc(n as u64);
         if let Err(e) = encoder.push(&line) {
             break Err(e);
+        }
+        // The model's CPU time stalls the COPY stream for a moment; the
+        // transaction stays open either way until the last line.
+        if encoder.batch_ready() {
+            if let Err(e) = encoder.embed_pending(model) {
+                break Err(e);
+            }
         }
         if encoder.buf.len() >= CHUNK_BYTES {
             if let Err(e) = copy.send(encoder.buf.as_slice()).await {
@@ -567,6 +672,8 @@ pub async fn load<T: Record>(
         .map_err(db_err)?;
     Ok(LoadStats {
         rows: encoder.rows() as u64,
+        embedded: encoder.embedded as u64,
+        model_runs: encoder.model_runs as u64,
         written,
         elapsed,
         index_build,
@@ -684,6 +791,75 @@ mod tests {
         let text = String::from_utf8(enc.buf).expect("utf-8");
         assert!(text.starts_with(r#""u1","{""rust""}","[0.5,"#), "{text}");
         assert!(text.ends_with("0.5]\",\n"), "{text}");
+    }
+
+    /// Records the texts it is asked for; the vector's first component is
+    /// the text's length.
+    #[derive(Default)]
+    struct FakeModel {
+        asked: Vec<String>,
+    }
+
+    impl Embed for FakeModel {
+        fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+            self.asked.extend(texts.iter().map(|t| t.to_string()));
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0.0; 384];
+                    v[0] = t.len() as f32;
+                    v
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn lines_without_embedding_are_embedded_once_per_text_and_others_kept() {
+        let without = |id: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(&job_line(id)).expect("json");
+            v.as_object_mut().expect("object").remove("embedding");
+            v.to_string()
+        };
+        let mut enc = Encoder::<JobRecord>::new("jobs.jsonl");
+        for line in [without("a"), job_line("b"), without("c")] {
+            enc.push(line.as_bytes()).expect("push");
+        }
+        assert_eq!(enc.rows(), 3);
+        let mut model = FakeModel::default();
+        enc.embed_pending(&mut model).expect("embed");
+        // "a" and "c" have the same posting text: embedded once.
+        let text = "Data Analyst\nSkills: excel, sql\nd";
+        assert_eq!(model.asked, [text]);
+        assert_eq!((enc.embedded, enc.model_runs), (2, 1));
+        let csv = String::from_utf8(enc.buf).expect("utf-8");
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(rows.len(), 3);
+        // The line with an embedding keeps it; the others get the model's.
+        assert!(
+            rows[0].starts_with("\"b\"") && rows[0].contains("[0.05,"),
+            "{}",
+            rows[0]
+        );
+        let embedded = format!("[{}", text.len());
+        assert!(
+            rows[1].starts_with("\"a\"") && rows[1].contains(&embedded),
+            "{}",
+            rows[1]
+        );
+    }
+
+    #[test]
+    fn a_profile_needs_an_embedding_or_a_text() {
+        let mut enc = Encoder::<ProfileRecord>::new("profiles.jsonl");
+        let line = serde_json::json!({"user_id": "u1", "skills": ["Rust"]});
+        let err = enc.push(line.to_string().as_bytes()).expect_err("neither");
+        assert!(err.to_string().contains("no `text`"), "{err}");
+        let line = serde_json::json!({"user_id": "u2", "skills": [], "text": "I fix pumps."});
+        enc.push(line.to_string().as_bytes()).expect("text");
+        let mut model = FakeModel::default();
+        enc.embed_pending(&mut model).expect("embed");
+        assert_eq!(model.asked, ["I fix pumps."]);
     }
 
     #[test]

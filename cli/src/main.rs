@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jobmatch_cli::generate::{self, World};
 use jobmatch_cli::load;
+use jobmatch_cli::model::LazyModel;
 use shared::adapters::db_connect;
 use shared::config::DbAuth;
 use sqlx::postgres::PgConnectOptions;
@@ -75,6 +76,17 @@ struct GenerateArgs {
     /// Postings are dated in the year before this day (YYYY-MM-DD, UTC); default today.
     #[arg(long)]
     as_of: Option<NaiveDate>,
+    /// `none`: lines without `embedding`, the loader embeds their text with the
+    /// model (the demo); `synthetic`: clustered synthetic vectors, for data sets
+    /// too big to embed (benchmarks).
+    #[arg(long, value_enum, default_value_t = EmbeddingsArg::None)]
+    embeddings: EmbeddingsArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EmbeddingsArg {
+    None,
+    Synthetic,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,6 +101,13 @@ struct LoadArgs {
     kind: Kind,
     /// JSON Lines file.
     path: PathBuf,
+    /// The embedding model's folder, for lines without an embedding.
+    #[arg(long, env = "MODEL_DIR", default_value_os_t = embed::default_dir())]
+    model_dir: PathBuf,
+    /// A JSON Lines file of vectors already computed (read, then appended
+    /// to), so that a text is not embedded again by a later load.
+    #[arg(long)]
+    embedding_cache: Option<PathBuf>,
     #[command(flatten)]
     db: Db,
 }
@@ -179,6 +198,10 @@ fn generate(args: &GenerateArgs) -> Result<()> {
         profiles: args.profiles,
         seed: args.seed,
         as_of: args.as_of.unwrap_or_else(generate::today),
+        embeddings: match args.embeddings {
+            EmbeddingsArg::None => generate::Embeddings::None,
+            EmbeddingsArg::Synthetic => generate::Embeddings::Synthetic,
+        },
     };
     let world = World::new(opts.seed);
     let jobs = generate::write_jobs(&world, &opts, &mut create(&args.out)?)
@@ -189,8 +212,12 @@ fn generate(args: &GenerateArgs) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         summary.push_str(&format!(" and {profiles} profiles in {}", path.display()));
     }
+    let embeddings = match opts.embeddings {
+        generate::Embeddings::None => "no embeddings",
+        generate::Embeddings::Synthetic => "synthetic embeddings",
+    };
     eprintln!(
-        "{summary} (seed {}, posted in the 365 days before {})",
+        "{summary} (seed {}, posted in the 365 days before {}, {embeddings})",
         opts.seed, opts.as_of
     );
     Ok(())
@@ -206,18 +233,28 @@ async fn load(args: &LoadArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let mut model = LazyModel::new(args.model_dir.clone(), args.embedding_cache.clone());
     let (what, result) = match args.kind {
         Kind::Jobs => (
             "jobs",
-            load::load_jobs(&mut conn, &args.path, &progress).await,
+            load::load_jobs(&mut conn, &args.path, &progress, &mut model).await,
         ),
         Kind::Profiles => (
             "profiles",
-            load::load_profiles(&mut conn, &args.path, &progress).await,
+            load::load_profiles(&mut conn, &args.path, &progress, &mut model).await,
         ),
     };
     progress.finish_and_clear();
     let stats = result?;
+    if stats.embedded > 0 {
+        eprintln!(
+            "embedded {} {what} from their text: {} by the model (loaded in {:.0} ms), {} from the cache",
+            stats.embedded,
+            stats.model_runs - model.cache_hits as u64,
+            model.load_ms,
+            model.cache_hits,
+        );
+    }
     eprintln!(
         "loaded {} {what} from {} in {:.2} s ({:.0} rows/s; {} inserted or changed; analyze {} ms)",
         stats.rows,

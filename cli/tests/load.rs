@@ -19,6 +19,8 @@ fn options() -> generate::Options {
         profiles: 4,
         seed: 11,
         as_of: NaiveDate::from_ymd_opt(2025, 3, 1).expect("date"),
+        // These tests are about the COPY path, not the model: synthetic vectors.
+        embeddings: generate::Embeddings::Synthetic,
     }
 }
 
@@ -80,9 +82,14 @@ async fn loads_a_generated_file_with_its_values(pool: PgPool) {
     let bytes = generated_jobs();
     let file = TempFile::new("jobs-values.jsonl", &bytes);
     let mut conn = pool.acquire().await.expect("conn");
-    let stats = load_jobs(&mut conn, &file.0, &ProgressBar::hidden())
-        .await
-        .expect("load");
+    let stats = load_jobs(
+        &mut conn,
+        &file.0,
+        &ProgressBar::hidden(),
+        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
+    )
+    .await
+    .expect("load");
     assert_eq!(stats.rows, JOBS as u64);
     assert_eq!(stats.written, JOBS as u64);
     assert_eq!(count(&pool, "jobs").await, JOBS as i64);
@@ -114,7 +121,10 @@ async fn loads_a_generated_file_with_its_values(pool: PgPool) {
             row.get::<chrono::DateTime<Utc>, _>("posted_at"),
             job.posted_at
         );
-        assert_eq!(row.get::<Vector, _>("embedding").to_vec(), job.embedding);
+        assert_eq!(
+            Some(row.get::<Vector, _>("embedding").to_vec()),
+            job.embedding
+        );
     }
     // The generator's mix survives: some jobs without salary, some with only a minimum.
     let no_salary: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE salary_min IS NULL")
@@ -129,9 +139,14 @@ async fn loads_a_generated_file_with_its_values(pool: PgPool) {
         .expect("profiles");
     let file = TempFile::new("profiles-values.jsonl", &profiles);
     let before = Utc::now();
-    let stats = load_profiles(&mut conn, &file.0, &ProgressBar::hidden())
-        .await
-        .expect("load profiles");
+    let stats = load_profiles(
+        &mut conn,
+        &file.0,
+        &ProgressBar::hidden(),
+        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
+    )
+    .await
+    .expect("load profiles");
     assert_eq!(stats.rows, 5);
     assert_eq!(count(&pool, "profiles").await, 5);
     let first: ProfileRecord =
@@ -145,7 +160,7 @@ async fn loads_a_generated_file_with_its_values(pool: PgPool) {
         .await
         .expect("demo-user");
     assert_eq!(skills, first.skills);
-    assert_eq!(embedding.to_vec(), first.embedding);
+    assert_eq!(Some(embedding.to_vec()), first.embedding);
     assert!(updated_at >= before - chrono::Duration::seconds(5));
 }
 
@@ -154,17 +169,27 @@ async fn reloading_upserts_and_the_changed_title_wins(pool: PgPool) {
     let bytes = generated_jobs();
     let file = TempFile::new("jobs-reload-1.jsonl", &bytes);
     let mut conn = pool.acquire().await.expect("conn");
-    load_jobs(&mut conn, &file.0, &ProgressBar::hidden())
-        .await
-        .expect("first load");
+    load_jobs(
+        &mut conn,
+        &file.0,
+        &ProgressBar::hidden(),
+        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
+    )
+    .await
+    .expect("first load");
 
     let mut jobs = parse_jobs(&bytes);
     jobs[1].title = "Changed \"Title\", with, commas".into();
     jobs[1].skills = vec!["Rust".into(), "quote\"s".into(), r"back\slash".into()];
     let changed = TempFile::new("jobs-reload-2.jsonl", &to_lines(&jobs));
-    let stats = load_jobs(&mut conn, &changed.0, &ProgressBar::hidden())
-        .await
-        .expect("second load");
+    let stats = load_jobs(
+        &mut conn,
+        &changed.0,
+        &ProgressBar::hidden(),
+        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
+    )
+    .await
+    .expect("second load");
     assert_eq!(stats.rows, JOBS as u64);
     assert_eq!(stats.written, 1, "only the changed row is rewritten");
     assert_eq!(count(&pool, "jobs").await, JOBS as i64);
@@ -185,20 +210,30 @@ async fn a_bad_line_fails_naming_it_and_commits_nothing(pool: PgPool) {
     let bytes = generated_jobs();
     let good = TempFile::new("jobs-bad-1.jsonl", &bytes);
     let mut conn = pool.acquire().await.expect("conn");
-    load_jobs(&mut conn, &good.0, &ProgressBar::hidden())
-        .await
-        .expect("load");
+    load_jobs(
+        &mut conn,
+        &good.0,
+        &ProgressBar::hidden(),
+        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
+    )
+    .await
+    .expect("load");
 
     // Lines 1-2 would change a title and add a job; line 3 is bad.
     let mut jobs = parse_jobs(&bytes);
     let original = jobs[0].title.clone();
     jobs[0].title = "Should not be committed".into();
     jobs[1].id = "job-new".into();
-    jobs[2].embedding = vec![0.5, 0.5, 0.5];
+    jobs[2].embedding = Some(vec![0.5, 0.5, 0.5]);
     let bad = TempFile::new("jobs-bad-2.jsonl", &to_lines(&jobs));
-    let err = load_jobs(&mut conn, &bad.0, &ProgressBar::hidden())
-        .await
-        .expect_err("bad line");
+    let err = load_jobs(
+        &mut conn,
+        &bad.0,
+        &ProgressBar::hidden(),
+        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
+    )
+    .await
+    .expect_err("bad line");
     assert!(matches!(err, LoadError::Line { line: 3, .. }), "{err}");
     assert_eq!(
         err.to_string(),
@@ -211,9 +246,14 @@ async fn a_bad_line_fails_naming_it_and_commits_nothing(pool: PgPool) {
     assert_eq!(title_of(&pool, &jobs[0].id).await, original);
 
     // The connection is still usable after the aborted COPY.
-    let stats = load_jobs(&mut conn, &good.0, &ProgressBar::hidden())
-        .await
-        .expect("load again");
+    let stats = load_jobs(
+        &mut conn,
+        &good.0,
+        &ProgressBar::hidden(),
+        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
+    )
+    .await
+    .expect("load again");
     assert_eq!(stats.written, 0);
 }
 
@@ -242,9 +282,14 @@ async fn a_big_batch_rebuilds_the_vector_index_as_it_was(pool: PgPool) {
     generate::write_jobs(&World::new(opts.seed), &opts, &mut bytes).expect("generate");
     let file = TempFile::new("jobs-big.jsonl", &bytes);
     let mut conn = pool.acquire().await.expect("conn");
-    let stats = load_jobs(&mut conn, &file.0, &ProgressBar::hidden())
-        .await
-        .expect("load");
+    let stats = load_jobs(
+        &mut conn,
+        &file.0,
+        &ProgressBar::hidden(),
+        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
+    )
+    .await
+    .expect("load");
     assert_eq!(stats.written, 1_500);
     assert_eq!(index_definitions(&pool).await, before);
 
@@ -256,13 +301,13 @@ async fn a_big_batch_rebuilds_the_vector_index_as_it_was(pool: PgPool) {
         .expect("set");
     let query = "SELECT id FROM jobs ORDER BY embedding <=> $1 LIMIT 5";
     let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {query}")))
-        .bind(Vector::from(first.embedding.clone()))
+        .bind(first.embedding.clone().map(Vector::from))
         .fetch_all(&mut *conn)
         .await
         .expect("explain");
     assert!(plan.join("\n").contains("jobs_embedding_hnsw"), "{plan:?}");
     let nearest: Vec<String> = sqlx::query_scalar(query)
-        .bind(Vector::from(first.embedding.clone()))
+        .bind(first.embedding.clone().map(Vector::from))
         .fetch_all(&mut *conn)
         .await
         .expect("nearest");

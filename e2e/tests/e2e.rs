@@ -406,3 +406,125 @@ async fn post_latency_tracks_the_slower_write() {
         p50_post / p50_put.max(p50_send)
     );
 }
+
+/// The family of a demo posting, from its id (`job-<family>-<n>`).
+fn family(job_id: &str) -> &str {
+    job_id
+        .strip_prefix("job-")
+        .and_then(|rest| rest.rsplit_once('-'))
+        .map_or("", |(family, _)| family)
+}
+
+#[tokio::test]
+async fn text_matches_find_their_family_first_and_legacy_agrees() {
+    let s = stack().await;
+    let cases = [
+        (
+            "Registered nurse with six years on a busy cardiology ward. I run medication \
+             rounds, look after post-operative patients and mentor student nurses on night shifts.",
+            "nursing",
+        ),
+        (
+            "I build batch and streaming data pipelines: Airflow schedules, Spark jobs, \
+             dbt models and a Snowflake warehouse that analysts query every morning.",
+            "data-engineering",
+        ),
+        (
+            "backend engineer: Go and Rust services, PostgreSQL, REST and gRPC APIs",
+            "backend",
+        ),
+        (
+            "Brand and packaging designer. Typography, print production, Illustrator and \
+             InDesign; I have designed logos and visual identities for small companies.",
+            "graphic-design",
+        ),
+    ];
+    for (text, want) in cases {
+        let body = json!({"text": text, "limit": 10});
+        let (status, took) = s.run_async("text-e2e", &body).await;
+        assert_eq!(status["status"], "completed", "{status}");
+        let matches = status["result"]["matches"].as_array().expect("matches");
+        assert_eq!(matches.len(), 10);
+        let families: Vec<&str> = matches
+            .iter()
+            .map(|m| family(m["job_id"].as_str().expect("id")))
+            .collect();
+        assert_eq!(families[0], want, "{text:.40}: {families:?}");
+        let hits = families.iter().filter(|f| **f == want).count();
+        assert!(
+            hits >= 7,
+            "{text:.40}: only {hits} of 10 in {want}: {families:?}"
+        );
+        // Without skills in the request, nothing is matched on skills.
+        assert!(matches
+            .iter()
+            .all(|m| m["matched_skills"].as_array().is_some_and(Vec::is_empty)));
+
+        let resp = s
+            .post("/jobs/match/legacy", Some("text-e2e"), &body.to_string())
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let legacy: Value = resp.json().await.expect("json");
+        assert_eq!(
+            legacy["result"]["matches"], status["result"]["matches"],
+            "legacy differs for {text:.40}"
+        );
+        println!(
+            "e2e: text ({want}) completed in {:.0} ms (POST to completed, polling every 100 ms)",
+            took.as_secs_f64() * 1000.0
+        );
+    }
+    // Skills beside the text explain the matches.
+    let body = json!({"text": cases[2].0, "skills": ["PostgreSQL", "Go"], "limit": 5});
+    let (status, _) = s.run_async("text-e2e", &body).await;
+    assert!(status["result"]["matches"]
+        .as_array()
+        .expect("matches")
+        .iter()
+        .any(|m| !m["matched_skills"].as_array().expect("skills").is_empty()));
+}
+
+#[tokio::test]
+async fn bad_text_is_a_422_naming_the_field_and_stores_nothing() {
+    let s = stack().await;
+    let sub = format!("bad-text-{}", uuid::Uuid::new_v4().simple());
+    let embedding: Vec<f32> = vec![0.05; 384];
+    let bodies = [
+        json!({"text": ""}),
+        json!({"text": "  \n\t "}),
+        json!({"text": "x".repeat(20_001)}),
+        json!({"text": 42}),
+        json!({"text": ["nurse"]}),
+        json!({"text": "nurse", "embedding": embedding}),
+    ];
+    for path in ["/jobs/match", "/jobs/match/legacy"] {
+        for body in &bodies {
+            let resp = s.post(path, Some(&sub), &body.to_string()).await;
+            assert_eq!(
+                resp.status(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{path} {body:.60}"
+            );
+            assert_eq!(resp.headers()["content-type"], "application/problem+json");
+            let problem: Value = resp.json().await.expect("json");
+            let fields: Vec<&str> = problem["errors"]
+                .as_array()
+                .expect("errors")
+                .iter()
+                .filter_map(|e| e["field"].as_str())
+                .collect();
+            assert_eq!(fields, ["text"], "{path} {body:.60}: {problem}");
+        }
+    }
+    let listed: Value = s
+        .get("/jobs/match/tasks", &sub)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        listed["tasks"],
+        json!([]),
+        "a rejected request stored a task"
+    );
+}

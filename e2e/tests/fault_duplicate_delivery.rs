@@ -15,6 +15,7 @@ async fn duplicates_give_one_result_and_never_overwrite() {
     let owner = format!("fault-dup-{}", uuid::Uuid::new_v4().simple());
     let request = MatchRequest {
         embedding: Some(embedding(7)),
+        text: None,
         skills: Some(vec!["rust".into()]),
         filters: Default::default(),
         limit: 5,

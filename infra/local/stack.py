@@ -74,7 +74,12 @@ TABLE = "jobmatch-tasks"
 MAX_RECEIVE_COUNT = 3
 # Short locally so that redelivery after a failure takes seconds, not minutes.
 VISIBILITY_TIMEOUT = 10
-DEMO_JOBS = 10_000
+# Real postings embedded by the model at the first `make up` (about 2 minutes
+# on 2 cores); enough that the HNSW path still matters.
+DEMO_JOBS = 6_000
+MODEL_DIR = ROOT / ".model" / "all-minilm-l6-v2"
+# Vectors computed by the loader, so that no `make up` embeds a text twice.
+EMBEDDING_CACHE = STATE / "data" / "embeddings.jsonl"
 DEMO_EXACT_SCAN_MAX_ROWS = 20_000
 DEMO_SEED = 42
 
@@ -315,7 +320,9 @@ def base_env() -> dict[str, str]:
         # cargo lambda watch sends no deadline: the worker's leases end after
         # this, before the message becomes visible again.
         "FALLBACK_TIMEOUT_MS": str((VISIBILITY_TIMEOUT - 2) * 1000),
-        # The 10,000 demo jobs are searched exactly (the default, 6,500, is the
+        # The worker's model (infra/model/fetch.sh, run by `make bootstrap`).
+        "MODEL_DIR": str(MODEL_DIR),
+        # The 6,000 demo jobs are searched exactly (the default, 6,500, is the
         # crossover `make bench` measured at 100k), so that the end-to-end tests
         # can compare every answer with the exact SQL ranking of DESIGN.md.
         "EXACT_SCAN_MAX_ROWS": str(DEMO_EXACT_SCAN_MAX_ROWS),
@@ -345,11 +352,13 @@ def demo_data(env: dict[str, str]) -> None:
     data = STATE / "data"
     data.mkdir(parents=True, exist_ok=True)
     jobs, profiles = data / "jobs.jsonl", data / "profiles.jsonl"
-    log(f"generating {DEMO_JOBS} demo jobs (seed {DEMO_SEED}) and profiles")
+    log(f"generating {DEMO_JOBS} demo postings (seed {DEMO_SEED}) and resumes; "
+        f"the loader embeds them with the model (cached in {EMBEDDING_CACHE.relative_to(ROOT)})")
     cli(env, "generate", "--jobs", str(DEMO_JOBS), "--seed", str(DEMO_SEED),
         "--out", str(jobs), "--profiles-out", str(profiles))
-    cli(env, "load", "jobs", str(jobs))
-    cli(env, "load", "profiles", str(profiles))
+    cache = ["--embedding-cache", str(EMBEDDING_CACHE)]
+    cli(env, "load", "jobs", str(jobs), *cache)
+    cli(env, "load", "profiles", str(profiles), *cache)
 
 
 # ---------------------------------------------------------------- commands

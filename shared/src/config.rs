@@ -81,6 +81,9 @@ fn default_deadline_margin_ms() -> u64 {
 fn default_acquire_timeout_ms() -> u64 {
     5_000
 }
+fn default_legacy_text_wait_ms() -> u64 {
+    20_000
+}
 fn default_statement_timeout_ms() -> u64 {
     10_000
 }
@@ -101,6 +104,10 @@ pub struct ApiConfig {
     /// one answers 503 problem+json before the gateway's own timeout.
     #[serde(default = "default_statement_timeout_ms")]
     pub db_statement_timeout_ms: u64,
+    /// How long a legacy call with `text` waits for the worker's result
+    /// before answering 503 with the task's id; below the function timeout.
+    #[serde(default = "default_legacy_text_wait_ms")]
+    pub legacy_text_wait_ms: u64,
 }
 
 /// `worker`: runs queued matches.
@@ -128,6 +135,9 @@ pub struct WorkerConfig {
     /// `statement_timeout` of each match (SET LOCAL).
     #[serde(default = "default_statement_timeout_ms")]
     pub db_statement_timeout_ms: u64,
+    /// The embedding model's folder (config.json, tokenizer.json,
+    /// model.safetensors): the layer in AWS, `.model/` locally.
+    pub model_dir: std::path::PathBuf,
 }
 
 /// `status`: reads tasks.

@@ -68,15 +68,38 @@ impl Filters {
 /// A validated, normalised match request, as stored with its task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatchRequest {
-    /// Inline query embedding; `None` means the caller's stored profile.
+    /// Inline query embedding; with neither it nor `text`, the caller's
+    /// stored profile is the query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<Vec<f32>>,
+    /// A resume or search phrase, embedded by the worker (never with `embedding`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// Skills for the overlap score; `None` means the profile's skills.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skills: Option<Vec<String>>,
     #[serde(default)]
     pub filters: Filters,
     pub limit: u32,
+}
+
+/// Where the query vector of a request comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QuerySource<'a> {
+    Embedding(&'a [f32]),
+    Text(&'a str),
+    /// The caller's stored profile.
+    Profile,
+}
+
+impl MatchRequest {
+    pub fn source(&self) -> QuerySource<'_> {
+        match (&self.embedding, &self.text) {
+            (Some(e), _) => QuerySource::Embedding(e),
+            (None, Some(t)) => QuerySource::Text(t),
+            (None, None) => QuerySource::Profile,
+        }
+    }
 }
 
 /// Number of nearest candidates scored for a given limit (DESIGN.md).
@@ -271,7 +294,22 @@ pub struct JobRecord {
     pub skills: Vec<String>,
     pub description: String,
     pub posted_at: DateTime<Utc>,
-    pub embedding: Vec<f32>,
+    /// Absent: the loader embeds `JobRecord::embedding_text` with the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+}
+
+impl JobRecord {
+    /// What the model embeds for a posting without an embedding: the title,
+    /// the skills and the description, one line each (README "Text matching").
+    pub fn embedding_text(&self) -> String {
+        format!(
+            "{}\nSkills: {}\n{}",
+            self.title.trim(),
+            self.skills.join(", "),
+            self.description.trim()
+        )
+    }
 }
 
 /// A profile line of the loader's JSON Lines input.
@@ -280,7 +318,11 @@ pub struct JobRecord {
 pub struct ProfileRecord {
     pub user_id: String,
     pub skills: Vec<String>,
-    pub embedding: Vec<f32>,
+    /// The resume; embedded by the loader when `embedding` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
 }

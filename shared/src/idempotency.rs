@@ -124,6 +124,7 @@ mod tests {
     fn request(limit: u32) -> MatchRequest {
         MatchRequest {
             embedding: None,
+            text: None,
             skills: None,
             filters: Default::default(),
             limit,

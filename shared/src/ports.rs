@@ -110,6 +110,32 @@ pub trait JobIndex: Send + Sync {
     fn pgvector_version(&self) -> impl Future<Output = Result<String>> + Send;
 }
 
+/// The embedding model: text in, the contract's vectors out. The model sits
+/// behind an adapter (the `embed` crate) so that handlers are tested without it.
+pub trait Embedder: Send + Sync {
+    /// The model's identity; vectors of different identities never mix.
+    fn model_id(&self) -> &str;
+    /// One unit-length `EMBEDDING_DIM` vector per text, in order.
+    fn embed(&self, texts: Vec<String>) -> impl Future<Output = Result<Vec<Vec<f32>>>> + Send;
+}
+
+/// For functions that load no model (the api): a text never reaches it, as
+/// requests with `text` go to the worker; if one did, it fails loudly.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoModel;
+
+impl Embedder for NoModel {
+    fn model_id(&self) -> &str {
+        "none"
+    }
+
+    async fn embed(&self, _texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        Err(crate::error::Error::Internal(
+            "this function has no embedding model".into(),
+        ))
+    }
+}
+
 /// Idempotent creation: the task id of an idempotent request is derived from
 /// its caller and key, so that one conditional write decides which request
 /// creates the task, with no read-then-write race.

@@ -26,7 +26,10 @@ pub const MAX_POSTED_WITHIN_DAYS: i64 = 3650;
 /// Salaries are `int` columns.
 pub const MAX_SALARY: i64 = i32::MAX as i64;
 
-const TOP_FIELDS: [&str; 4] = ["embedding", "skills", "filters", "limit"];
+/// `text`: characters, not bytes (DESIGN.md "Text and embeddings").
+pub const MAX_TEXT_CHARS: usize = 20_000;
+
+const TOP_FIELDS: [&str; 5] = ["embedding", "text", "skills", "filters", "limit"];
 const FILTER_FIELDS: [&str; 6] = [
     "locations",
     "remote",
@@ -246,6 +249,29 @@ impl Checker {
         Some(out)
     }
 
+    /// A resume or search phrase: 1..=MAX_TEXT_CHARS characters, not only
+    /// whitespace. Kept as sent: the model's tokenizer normalises it.
+    fn text(&mut self, v: &Value) -> Option<String> {
+        let field = "text";
+        let Some(text) = v.as_str() else {
+            self.fail(field, format!("must be a string, got {}", kind(v)));
+            return None;
+        };
+        let chars = text.chars().count();
+        if text.trim().is_empty() {
+            self.fail(field, "must not be empty or only whitespace");
+            None
+        } else if chars > MAX_TEXT_CHARS {
+            self.fail(
+                field,
+                format!("must be at most {MAX_TEXT_CHARS} characters, got {chars}"),
+            );
+            None
+        } else {
+            Some(text.to_owned())
+        }
+    }
+
     fn filters(&mut self, v: &Value) -> Filters {
         let mut filters = Filters::default();
         let Some(map) = v.as_object() else {
@@ -309,6 +335,13 @@ fn validate(map: &Map<String, Value>) -> Result<MatchRequest, Error> {
     let mut c = Checker::default();
     c.unknown_fields(map, "", &TOP_FIELDS);
     let embedding = map.get("embedding").and_then(|v| c.embedding(v));
+    let text = map.get("text").and_then(|v| c.text(v));
+    if map.contains_key("embedding") && map.contains_key("text") {
+        c.fail(
+            "text",
+            "give either `text` or `embedding`, not both (neither: your stored profile)",
+        );
+    }
     let skills = map
         .get("skills")
         .and_then(|v| c.strings("skills", v, MAX_SKILLS, MAX_SKILL_CHARS));
@@ -339,6 +372,7 @@ fn validate(map: &Map<String, Value>) -> Result<MatchRequest, Error> {
     }
     Ok(MatchRequest {
         embedding,
+        text,
         skills: skills.as_deref().map(normalise_skills),
         filters,
         limit: limit
@@ -408,6 +442,43 @@ mod tests {
                 "limit"
             ]
         );
+    }
+
+    #[test]
+    fn text_is_a_non_blank_string_within_the_limit_and_never_with_an_embedding() {
+        let r = parse_match_request(br#"{"text":"  Registered nurse  ","skills":["ICU"]}"#)
+            .expect("valid");
+        assert_eq!(r.text.as_deref(), Some("  Registered nurse  "));
+        assert_eq!(r.skills, Some(vec!["icu".to_string()]));
+        assert_eq!(
+            r.source(),
+            crate::domain::QuerySource::Text("  Registered nurse  ")
+        );
+        let at_limit = format!(r#"{{"text":"{}"}}"#, "é".repeat(MAX_TEXT_CHARS));
+        assert!(parse_match_request(at_limit.as_bytes()).is_ok());
+        let over = format!(r#"{{"text":"{}"}}"#, "a".repeat(MAX_TEXT_CHARS + 1));
+        let both = format!(
+            r#"{{"text":"nurse","embedding":[{}]}}"#,
+            vec!["0.1"; 384].join(",")
+        );
+        for (body, why) in [
+            (r#"{"text":""}"#.to_string(), "empty"),
+            (r#"{"text":" \n\t "}"#.to_string(), "whitespace"),
+            (r#"{"text":42}"#.to_string(), "got a number"),
+            (r#"{"text":["a"]}"#.to_string(), "got an array"),
+            (r#"{"text":null}"#.to_string(), "got null"),
+            (over, "at most 20000 characters"),
+            (both, "not both"),
+        ] {
+            match parse_match_request(body.as_bytes()) {
+                Err(Error::Validation(errors)) => {
+                    assert_eq!(errors.len(), 1, "{errors:?}");
+                    assert_eq!(errors[0].field, "text");
+                    assert!(errors[0].message.contains(why), "{why}: {errors:?}");
+                }
+                other => panic!("{why}: expected 422, got {other:?}"),
+            }
+        }
     }
 
     #[test]

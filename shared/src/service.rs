@@ -5,9 +5,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{candidate_count, MatchRequest, MatchResult, Task, TaskError, TaskMessage};
+use crate::domain::{
+    candidate_count, MatchRequest, MatchResult, QuerySource, Task, TaskError, TaskMessage,
+};
 use crate::error::{Error, Result};
-use crate::ports::{Claim, Fence, JobIndex, Query, TaskQueue, TaskStore};
+use crate::ports::{Claim, Embedder, Fence, JobIndex, Query, TaskQueue, TaskStore};
+
+/// Milliseconds the model took for a request's text (EMF histogram).
+pub const EMBED_MS: &str = "EmbedMs";
 use crate::ranking::rank;
 
 /// Creates a pending task and enqueues it; the two writes run concurrently.
@@ -47,18 +52,32 @@ pub fn new_task_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Runs a match for `owner`: the query from the request or the stored profile,
-/// the nearest candidates, then the ranking.
-pub async fn run_match<J: JobIndex>(
+/// Runs a match for `owner`: the query from the request (its embedding, or
+/// its text through the model) or the stored profile, the nearest
+/// candidates, then the ranking. `query_ms` counts the search and the
+/// ranking, not the embedding.
+pub async fn run_match<J: JobIndex, E: Embedder>(
     index: &J,
+    embedder: &E,
     owner: &str,
     request: &MatchRequest,
 ) -> Result<MatchResult> {
-    let started = Instant::now();
-    let query = match &request.embedding {
-        Some(embedding) => Query::Embedding(embedding),
-        None => Query::Profile(owner),
+    let embedded;
+    let query = match request.source() {
+        QuerySource::Embedding(embedding) => Query::Embedding(embedding),
+        QuerySource::Text(text) => {
+            let started = Instant::now();
+            embedded = embedder
+                .embed(vec![text.to_owned()])
+                .await?
+                .pop()
+                .ok_or_else(|| Error::Internal("the model returned no vector".into()))?;
+            metrics::histogram!(EMBED_MS).record(started.elapsed().as_secs_f64() * 1000.0);
+            Query::Embedding(&embedded)
+        }
+        QuerySource::Profile => Query::Profile(owner),
     };
+    let started = Instant::now();
     let neighbours = index
         .nearest(query, &request.filters, candidate_count(request.limit))
         .await?;
@@ -130,9 +149,10 @@ impl Delivery {
 /// Out of time before the match can start, a delivery is left for the next
 /// one, except the last: that one claims the task and closes it as `failed`,
 /// so that no task is stranded when its message moves to the DLQ.
-pub async fn process<S: TaskStore, J: JobIndex>(
+pub async fn process<S: TaskStore, J: JobIndex, E: Embedder>(
     store: &S,
     index: &J,
+    embedder: &E,
     task_id: &str,
     delivery: Delivery,
 ) -> Result<Outcome> {
@@ -165,9 +185,11 @@ pub async fn process<S: TaskStore, J: JobIndex>(
         )
     };
     let matched = match delivery.time_left() {
-        Some(left) => tokio::time::timeout(left, run_match(index, &task.owner, &task.request))
-            .await
-            .unwrap_or_else(|_| Err(out_of_time())),
+        Some(left) => {
+            tokio::time::timeout(left, run_match(index, embedder, &task.owner, &task.request))
+                .await
+                .unwrap_or_else(|_| Err(out_of_time()))
+        }
         None => Err(out_of_time()),
     };
     match matched {

@@ -56,7 +56,7 @@ async fn seed(pool: &PgPool, jobs: &[JobRecord]) {
         .bind(&j.skills)
         .bind(&j.description)
         .bind(j.posted_at)
-        .bind(Vector::from(j.embedding.clone()))
+        .bind(j.embedding.clone().map(Vector::from))
         .execute(pool)
         .await
         .expect("insert job");

@@ -1,7 +1,7 @@
 //! The api function's routes: `POST /jobs/match` (accept a task, optionally
-//! idempotent with `Idempotency-Key`), `POST /jobs/match/legacy` (match inline)
-//! and `GET /health` (no token). Generic over the ports so that unit tests run
-//! without AWS.
+//! idempotent with `Idempotency-Key`), `POST /jobs/match/legacy` (match inline;
+//! with `text`, through the worker) and `GET /health` (no token). Generic over
+//! the ports so that unit tests run without AWS.
 
 use std::time::{Duration, Instant};
 
@@ -11,10 +11,10 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
 use shared::auth::{Caller, Verifier};
-use shared::domain::MatchRequest;
+use shared::domain::{MatchRequest, MatchResult, QuerySource, Task, TaskStatus};
 use shared::error::{Error, FieldError, Result};
 use shared::idempotency;
-use shared::ports::{IdempotentTaskStore, JobIndex, TaskQueue, TaskStore};
+use shared::ports::{IdempotentTaskStore, JobIndex, NoModel, TaskQueue, TaskStore};
 use shared::request::{check_content_type, parse_match_request};
 use shared::service;
 
@@ -25,6 +25,8 @@ pub struct App<S, Q, J> {
     pub index: J,
     pub verifier: Verifier,
     pub task_ttl_secs: i64,
+    /// How long a legacy call with `text` waits for the worker.
+    pub legacy_text_wait: Duration,
 }
 
 /// Each health probe gets this long; the checks run concurrently, so
@@ -139,11 +141,67 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex> App<S, Q, J>
 
     async fn legacy(&self, req: &Request) -> Result<Response<Body>> {
         let (caller, request) = self.caller_and_request(req).await?;
-        let result = service::run_match(&self.index, &caller.0, &request).await?;
+        let result = match request.source() {
+            // This function loads no model: the worker embeds the text, as
+            // for the async path, so both rank alike.
+            QuerySource::Text(_) => self.legacy_through_worker(&caller, request).await?,
+            QuerySource::Embedding(_) | QuerySource::Profile => {
+                service::run_match(&self.index, &NoModel, &caller.0, &request).await?
+            }
+        };
         Ok(json_response(
             StatusCode::OK,
             &json!({"status": "completed", "result": result}),
         ))
+    }
+
+    /// Submits the request as a task and waits for the worker to finish it.
+    async fn legacy_through_worker(
+        &self,
+        caller: &Caller,
+        request: MatchRequest,
+    ) -> Result<MatchResult> {
+        let task = service::submit(
+            &self.store,
+            &self.queue,
+            &caller.0,
+            request,
+            Utc::now(),
+            self.task_ttl_secs,
+        )
+        .await?;
+        let until = Instant::now() + self.legacy_text_wait;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            tokio::time::sleep(pause).await;
+            let found = self.store.get(&task.task_id, Utc::now()).await?;
+            match found {
+                Some(Task {
+                    status: TaskStatus::Completed,
+                    result: Some(result),
+                    ..
+                }) => return Ok(result),
+                Some(Task {
+                    status: TaskStatus::Failed,
+                    error,
+                    ..
+                }) => {
+                    let message = error.map_or_else(|| "the match failed".into(), |e| e.message);
+                    return Err(Error::Internal(message));
+                }
+                _ if Instant::now() >= until => {
+                    return Err(Error::unavailable(
+                        "worker",
+                        format!(
+                            "the match did not finish within {} ms; it goes on as task {}",
+                            self.legacy_text_wait.as_millis(),
+                            task.task_id
+                        ),
+                    ))
+                }
+                _ => pause = (pause * 2).min(Duration::from_millis(200)),
+            }
+        }
     }
 
     /// Checks each dependency concurrently, each within its own timeout.
@@ -273,6 +331,7 @@ mod tests {
             index: MemoryJobIndex::default(),
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
+            legacy_text_wait: Duration::from_millis(300),
         }
     }
 
@@ -586,6 +645,7 @@ mod tests {
             index: MemoryJobIndex::default(),
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
+            legacy_text_wait: Duration::from_millis(300),
         };
         let started = tokio::time::Instant::now();
         let resp = app.handle(request_with("GET", "/health", b"", &[])).await;
@@ -625,6 +685,7 @@ mod tests {
             index: MemoryJobIndex::default(),
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
+            legacy_text_wait: Duration::from_millis(300),
         };
         let resp = app.handle(request_with("GET", "/health", b"", &[])).await;
         assert_eq!(resp.status(), 503);

@@ -35,6 +35,7 @@ async fn main() -> Result<(), Error> {
             .with_statement_timeout(Duration::from_millis(config.db_statement_timeout_ms)),
         verifier,
         task_ttl_secs: config.task_ttl_secs,
+        legacy_text_wait: Duration::from_millis(config.legacy_text_wait_ms),
     };
     let (app, db) = (&app, &db);
     let metrics = &metrics;

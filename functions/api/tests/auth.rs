@@ -167,6 +167,7 @@ fn app(verifier: Verifier) -> TestApp {
         index: MemoryJobIndex::default(),
         verifier,
         task_ttl_secs: 3600,
+        legacy_text_wait: Duration::from_millis(300),
     }
 }
 

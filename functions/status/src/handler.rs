@@ -250,6 +250,7 @@ mod tests {
     fn task(id: &str, owner: &str, ttl: i64) -> Task {
         let request = MatchRequest {
             embedding: None,
+            text: None,
             skills: None,
             filters: Default::default(),
             limit: 20,

@@ -11,7 +11,7 @@ use futures::stream::{self, StreamExt};
 use tracing::Instrument;
 
 use shared::domain::TaskMessage;
-use shared::ports::{JobIndex, TaskStore};
+use shared::ports::{Embedder, JobIndex, TaskStore};
 use shared::service::{self, Delivery, Outcome};
 
 /// Metric names; the README's "Metrics" section explains each.
@@ -37,9 +37,11 @@ pub fn deadline_or(context_deadline_ms: u64, fallback: Duration) -> i64 {
     }
 }
 
-pub struct App<S, J> {
+pub struct App<S, J, E> {
     pub store: S,
     pub index: J,
+    /// The model, for requests that carry `text`.
+    pub embedder: E,
     pub max_receive_count: u32,
     /// How many messages run at once: the pool's size.
     pub concurrency: usize,
@@ -48,7 +50,7 @@ pub struct App<S, J> {
     pub deadline_margin: Duration,
 }
 
-impl<S: TaskStore, J: JobIndex> App<S, J> {
+impl<S: TaskStore, J: JobIndex, E: Embedder> App<S, J, E> {
     pub async fn handle(&self, event: SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
         tracing::info!(
             messages = event.records.len(),
@@ -116,7 +118,13 @@ impl<S: TaskStore, J: JobIndex> App<S, J> {
         let hard_stop = Duration::from_millis(
             u64::try_from(deadline_ms - Utc::now().timestamp_millis()).unwrap_or(0),
         );
-        let run = service::process(&self.store, &self.index, &message.task_id, delivery);
+        let run = service::process(
+            &self.store,
+            &self.index,
+            &self.embedder,
+            &message.task_id,
+            delivery,
+        );
         let outcome = match tokio::time::timeout(hard_stop, run).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(err)) => Outcome::Retry(err.to_string()),
@@ -155,7 +163,7 @@ impl<S: TaskStore, J: JobIndex> App<S, J> {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use shared::adapters::memory::{MemoryJobIndex, MemoryTaskStore};
+    use shared::adapters::memory::{MemoryEmbedder, MemoryJobIndex, MemoryTaskStore};
     use shared::domain::{
         EmploymentType, JobRecord, MatchRequest, ProfileRecord, Task, TaskStatus, EMBEDDING_DIM,
     };
@@ -180,11 +188,11 @@ mod tests {
             skills: skills.iter().map(|s| s.to_string()).collect(),
             description: String::new(),
             posted_at: Utc::now(),
-            embedding: unit(axis),
+            embedding: Some(unit(axis)),
         }
     }
 
-    fn app(down: bool) -> App<MemoryTaskStore, MemoryJobIndex> {
+    fn app(down: bool) -> App<MemoryTaskStore, MemoryJobIndex, MemoryEmbedder> {
         App {
             store: MemoryTaskStore::default(),
             index: MemoryJobIndex {
@@ -192,20 +200,23 @@ mod tests {
                 profiles: vec![ProfileRecord {
                     user_id: "alice".into(),
                     skills: vec!["rust".into()],
-                    embedding: unit(0),
+                    text: None,
+                    embedding: Some(unit(0)),
                     updated_at: None,
                 }],
                 down,
             },
+            embedder: MemoryEmbedder::default(),
             max_receive_count: 3,
             concurrency: 4,
             deadline_margin: Duration::from_millis(500),
         }
     }
 
-    fn add_task(app: &App<MemoryTaskStore, MemoryJobIndex>, id: &str, owner: &str) {
+    fn add_task(app: &App<MemoryTaskStore, MemoryJobIndex, MemoryEmbedder>, id: &str, owner: &str) {
         let request = MatchRequest {
             embedding: None,
+            text: None,
             skills: None,
             filters: Default::default(),
             limit: 2,

@@ -1,6 +1,6 @@
-//! Entry point of the worker function: config, the DynamoDB client, the
-//! PostgreSQL pool and the metrics collector once per container, then
-//! `handler::App` for each SQS batch.
+//! Entry point of the worker function: config, the embedding model, the
+//! DynamoDB client, the PostgreSQL pool and the metrics collector once per
+//! container, then `handler::App` for each SQS batch.
 
 mod handler;
 
@@ -17,6 +17,16 @@ async fn main() -> Result<(), Error> {
     let config: WorkerConfig = from_env()?;
     let db_auth: DbAuthConfig = from_env()?;
     let metrics = shared::telemetry::InvocationMetrics::init("worker")?;
+    // A missing or corrupt model stops the function here, naming its path.
+    let loading = std::time::Instant::now();
+    let model = embed::MiniLm::load(&config.model_dir)?;
+    tracing::info!(
+        model = model.id(),
+        ms = loading.elapsed().as_secs_f64() * 1000.0,
+        "embedding model loaded"
+    );
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let embedder = embed::ModelEmbedder::new(model, cores);
     let aws = shared::aws::load_for_function().await?;
     let db = Db::connect_with(
         config.database_url.expose(),
@@ -30,6 +40,7 @@ async fn main() -> Result<(), Error> {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
         index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows)
             .with_statement_timeout(Duration::from_millis(config.db_statement_timeout_ms)),
+        embedder,
         max_receive_count: config.max_receive_count,
         concurrency: config.db_max_connections as usize,
         deadline_margin: Duration::from_millis(config.deadline_margin_ms),

@@ -12,8 +12,8 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::ports::{
-    Claim, Fence, IdempotentTaskStore, JobIndex, Neighbours, PageCursor, Query, TaskLister,
-    TaskPage, TaskQueue, TaskStore,
+    Claim, Embedder, Fence, IdempotentTaskStore, JobIndex, Neighbours, PageCursor, Query,
+    TaskLister, TaskPage, TaskQueue, TaskStore,
 };
 
 fn poisoned() -> Error {
@@ -249,7 +249,8 @@ impl JobIndex for MemoryJobIndex {
                     .iter()
                     .find(|p| p.user_id == user)
                     .ok_or(Error::ProfileNotFound)?;
-                (p.embedding.clone(), Some(p.skills.clone()))
+                let e = p.embedding.clone().ok_or(Error::ProfileNotFound)?;
+                (e, Some(p.skills.clone()))
             }
         };
         let now = Utc::now();
@@ -257,7 +258,8 @@ impl JobIndex for MemoryJobIndex {
             .jobs
             .iter()
             .filter(|j| passes(j, filters, now))
-            .map(|j| Candidate {
+            .filter_map(|j| Some((j, j.embedding.as_deref()?)))
+            .map(|(j, e)| Candidate {
                 job_id: j.id.clone(),
                 title: j.title.clone(),
                 company: j.company.clone(),
@@ -268,7 +270,7 @@ impl JobIndex for MemoryJobIndex {
                 salary_max: j.salary_max,
                 posted_at: j.posted_at,
                 skills: j.skills.clone(),
-                similarity: cosine_similarity(&embedding, &j.embedding),
+                similarity: cosine_similarity(&embedding, e),
             })
             .collect();
         candidates.sort_by(|a, b| {
@@ -285,5 +287,48 @@ impl JobIndex for MemoryJobIndex {
 
     async fn pgvector_version(&self) -> Result<String> {
         Ok("memory".into())
+    }
+}
+
+/// A stand-in for the model in unit tests: each lower-cased word adds one to
+/// a hashed component, so texts sharing words get close vectors. Counts its
+/// calls; `down` makes every call fail.
+#[derive(Default, Debug)]
+pub struct MemoryEmbedder {
+    pub calls: std::sync::atomic::AtomicUsize,
+    pub down: bool,
+}
+
+impl MemoryEmbedder {
+    pub fn vector(text: &str) -> Vec<f32> {
+        use std::hash::{Hash, Hasher};
+        let mut v = vec![0f32; crate::domain::EMBEDDING_DIM];
+        for word in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            word.to_lowercase().hash(&mut h);
+            let i = (h.finish() % crate::domain::EMBEDDING_DIM as u64) as usize;
+            v[i] += 1.0;
+        }
+        v[0] += 1e-3; // never the zero vector
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / norm).collect()
+    }
+}
+
+impl Embedder for MemoryEmbedder {
+    fn model_id(&self) -> &str {
+        "memory-bag-of-words"
+    }
+
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.down {
+            return Err(Error::Internal("the model is down".into()));
+        }
+        Ok(texts.iter().map(|t| MemoryEmbedder::vector(t)).collect())
     }
 }

@@ -44,13 +44,14 @@ pub fn job(id: &str, embedding: Vec<f32>) -> JobRecord {
         skills: vec!["rust".into()],
         description: String::new(),
         posted_at: Utc::now(),
-        embedding,
+        embedding: Some(embedding),
     }
 }
 
 pub fn request(limit: u32) -> MatchRequest {
     MatchRequest {
         embedding: None,
+        text: None,
         skills: None,
         filters: Default::default(),
         limit,
