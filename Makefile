@@ -59,8 +59,10 @@ test: bootstrap lint unit template deploy-check integration ## every check, from
 # BENCH_ARGS="--million" loads 1,000,000 jobs; --reuse keeps a loaded database.
 # The whole-path figures use the functions built with the perf profile, served
 # by a second `cargo lambda watch` that the bench starts and stops.
+# Relevance (demo database) and the model's one-thread speed run too; each
+# section alone: --relevance-only, --embed-speed-only, --whole-path-only.
 BENCH_ARGS ?=
-bench: ## exact scan vs naive HNSW vs the matcher, and whole-path figures
+bench: ## exact scan vs naive HNSW vs the matcher, whole path, relevance, embedding speed
 	@if ! $(STACK) status >/dev/null 2>&1; then echo "make bench needs the local stack: run make up first" >&2; exit 1; fi
 	url=$$($(STACK) perf-watch start | tail -1); \
 	trap '$(STACK) perf-watch stop' EXIT; \

@@ -313,3 +313,99 @@ async fn a_big_batch_rebuilds_the_vector_index_as_it_was(pool: PgPool) {
         .expect("nearest");
     assert_eq!(nearest[0], first.id);
 }
+
+/// A file with no embeddings at all: the loader embeds each posting's text and
+/// each resume with the real model, and keeps a vector that a line carries.
+#[sqlx::test(migrations = "../migrations")]
+async fn embeds_the_lines_that_have_no_embedding(pool: PgPool) {
+    let opts = generate::Options {
+        jobs: 12,
+        profiles: 2,
+        embeddings: generate::Embeddings::None,
+        ..options()
+    };
+    let world = World::new(opts.seed);
+    let mut jobs_bytes = Vec::new();
+    generate::write_jobs(&world, &opts, &mut jobs_bytes).expect("generate");
+    let mut jobs = parse_jobs(&jobs_bytes);
+    assert!(jobs.iter().all(|j| j.embedding.is_none()));
+    // One line brings its own vector; a second repeats the first one's text.
+    let own = {
+        let mut v = vec![0.0_f32; 384];
+        v[3] = 1.0;
+        v
+    };
+    jobs[0].embedding = Some(own.clone());
+    jobs[2].description = jobs[1].description.clone();
+    jobs[2].title = jobs[1].title.clone();
+    jobs[2].skills = jobs[1].skills.clone();
+    let file = TempFile::new("text-jobs.jsonl", &to_lines(&jobs));
+    let cache = TempFile::new("text-cache.jsonl", b"");
+    let mut model =
+        jobmatch_cli::model::LazyModel::new(embed::default_dir(), Some(cache.0.clone()));
+    let mut conn = pool.acquire().await.expect("conn");
+    let stats = load_jobs(&mut conn, &file.0, &ProgressBar::hidden(), &mut model)
+        .await
+        .expect("load");
+    assert_eq!((stats.rows, stats.embedded), (12, 11));
+    // Eleven lines, ten distinct texts: the model ran ten times.
+    assert_eq!(stats.model_runs, 10);
+
+    let reference = embed::MiniLm::load(&embed::default_dir()).expect("model");
+    for job in &jobs {
+        let stored: Vector = sqlx::query_scalar("SELECT embedding FROM jobs WHERE id = $1")
+            .bind(&job.id)
+            .fetch_one(&pool)
+            .await
+            .expect("row");
+        let want = match &job.embedding {
+            Some(v) => v.clone(),
+            None => reference
+                .embed(&[&job.embedding_text()])
+                .expect("embed")
+                .remove(0),
+        };
+        let off = stored
+            .as_slice()
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(off < 1e-5, "{}: off by {off}", job.id);
+    }
+
+    // A second load of the same file finds every text in the cache.
+    let mut again =
+        jobmatch_cli::model::LazyModel::new(embed::default_dir(), Some(cache.0.clone()));
+    let stats = load_jobs(&mut conn, &file.0, &ProgressBar::hidden(), &mut again)
+        .await
+        .expect("reload");
+    assert_eq!(stats.embedded, 11);
+    assert_eq!(again.cache_hits as u64, stats.model_runs);
+
+    // Profiles: the resume is embedded.
+    let mut profiles_bytes = Vec::new();
+    generate::write_profiles(&world, &opts, &mut profiles_bytes).expect("profiles");
+    let profiles: Vec<ProfileRecord> = std::str::from_utf8(&profiles_bytes)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("profile"))
+        .collect();
+    assert!(profiles
+        .iter()
+        .all(|p| p.embedding.is_none() && p.text.is_some()));
+    let file = TempFile::new("text-profiles.jsonl", &profiles_bytes);
+    let stats = load_profiles(&mut conn, &file.0, &ProgressBar::hidden(), &mut model)
+        .await
+        .expect("load profiles");
+    assert_eq!(stats.embedded, profiles.len() as u64);
+    let demo: Vector =
+        sqlx::query_scalar("SELECT embedding FROM profiles WHERE user_id = 'demo-user'")
+            .fetch_one(&pool)
+            .await
+            .expect("demo");
+    let resume = profiles[0].text.as_deref().expect("resume");
+    let want = reference.embed(&[resume]).expect("embed").remove(0);
+    let cosine: f32 = demo.as_slice().iter().zip(&want).map(|(a, b)| a * b).sum();
+    assert!(cosine > 0.99999, "{cosine}");
+}

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `sam build` for arm64 the way an operator runs it (cargo-lambda + zig from
-# .venv-deploy), offline once `cargo fetch` has filled the cargo cache; then
-# prints each function's bootstrap size against the 5 MB (5,000,000 bytes)
-# target. A missing or non-arm64 binary, or one over the target, fails (see
-# README "Deploy", Build, for the sizes and what keeps them down).
+# .venv-deploy), offline once `cargo fetch` has filled the cargo cache and
+# infra/model/fetch.sh the model folder; then prints each function's bootstrap
+# size against its budget, and the model layer's size. Fails on a missing or
+# non-arm64 binary, one over its budget, a layer without the model files where
+# the worker's MODEL_DIR expects them, or a worker over Lambda's 250 MB
+# (function + layers, unzipped). See README "Deploy", Build.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -13,11 +15,31 @@ export PATH="$venv/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
 # rust-cargolambda is a SAM beta build method: opt in without a prompt (CI has no tty).
 export SAM_CLI_BETA_RUST_CARGO_LAMBDA=1
+
+# Bootstrap budgets, in bytes. api, status and migrate: the 5 MB target.
 target=$((5 * 1000 * 1000))
+# The worker links candle and tokenizers for the embedding model (the model
+# itself is in the layer): its own budget, the size this script measured
+# (6,850,304 bytes, arm64, Nov 2026) plus ~15 %, rounded.
+worker_budget=$((7900 * 1000))
+# Lambda's deployment limit: function and all its layers, unzipped.
+unzipped_limit=262144000
+# What the worker reads from MODEL_DIR (embed::FILES and the model's identity).
+model_files=(config.json tokenizer.json model.safetensors .wheel.sha256)
+
+mb() { python3 -c "print(f'{$1 / 1e6:.2f}')"; }
+tree_size() { # bytes of the regular files under a folder
+  python3 - "$1" <<'PY'
+import os, sys
+print(sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(sys.argv[1]) for f in fs))
+PY
+}
 
 start=$(date +%s)
+# The online part: the model (a no-op once .model/ holds it) and the crates.
+infra/model/fetch.sh >/dev/null
 cargo fetch --locked --quiet
-# Offline from here: the build must need nothing `cargo fetch` did not bring.
+# Offline from here: the build must need nothing fetched above did not bring.
 CARGO_NET_OFFLINE=true sam build --region us-east-1 >"$root/.aws-sam-build.log" 2>&1 || {
   tail -40 "$root/.aws-sam-build.log" >&2
   echo "deploy-check: sam build failed (full log: .aws-sam-build.log)" >&2
@@ -27,6 +49,8 @@ echo "sam build: $(( $(date +%s) - start )) s"
 
 fail=0
 for fn in ApiFunction StatusFunction WorkerFunction MigrateFunction; do
+  budget=$target
+  [[ $fn == WorkerFunction ]] && budget=$worker_budget
   bin=".aws-sam/build/$fn/bootstrap"
   if [[ ! -f "$bin" ]]; then
     echo "deploy-check: $bin is missing" >&2
@@ -43,10 +67,31 @@ machine = struct.unpack("<H", head[18:20])[0] if head[:4] == b"\x7fELF" else 0
 print(os.path.getsize(path), machine)
 PY
 )
-  verdict="arm64, within the 5 MB target"
-  if (( size > target )); then verdict="OVER the 5 MB target"; fail=1; fi
+  verdict="arm64, within its $(mb "$budget") MB budget"
+  if (( size > budget )); then verdict="OVER its $(mb "$budget") MB budget"; fail=1; fi
   if (( machine != 183 )); then verdict="NOT arm64 (ELF machine $machine)"; fail=1; fi
-  printf '%-16s bootstrap %s bytes (%s MB): %s\n' "$fn" "$size" \
-    "$(python3 -c "print(f'{$size / 1e6:.2f}')")" "$verdict"
+  printf '%-16s bootstrap %s bytes (%s MB): %s\n' "$fn" "$size" "$(mb "$size")" "$verdict"
 done
+
+# The model layer: its files where the worker's MODEL_DIR points (/opt/X is
+# the layer's X), and the worker's unzipped total.
+layer=".aws-sam/build/ModelLayer"
+model_dir="$(python3 infra/deploy/rules.py --model-dir template.yaml)"
+sub="${model_dir#/opt/}"
+if [[ "$sub" == "$model_dir" || -z "$sub" ]]; then
+  echo "deploy-check: the worker's MODEL_DIR ($model_dir) is not under /opt, where layers unpack" >&2
+  exit 1
+fi
+for f in "${model_files[@]}"; do
+  if [[ ! -s "$layer/$sub/$f" ]]; then
+    echo "deploy-check: $layer/$sub/$f is missing or empty (MODEL_DIR=$model_dir)" >&2
+    fail=1
+  fi
+done
+layer_size=$(tree_size "$layer")
+printf '%-16s %s bytes (%s MB) unzipped, in %s\n' ModelLayer "$layer_size" "$(mb "$layer_size")" "$model_dir"
+total=$(( $(tree_size .aws-sam/build/WorkerFunction) + layer_size ))
+verdict="within"
+if (( total > unzipped_limit )); then verdict="OVER"; fail=1; fi
+printf 'worker + layer    %s bytes (%s MB) unzipped: %s Lambda'"'"'s limit of %s bytes (250 MiB)\n' "$total" "$(mb "$total")" "$verdict" "$unzipped_limit"
 exit $fail

@@ -2,12 +2,14 @@
 """Rules for template.yaml that cfn-lint and checkov do not check: the SAM
 event properties (their spelling and values), the queue/DLQ/timeout
 relations, the routes of DESIGN.md, what the local gateway reads, the state
-and security settings this project promises, and the connection arithmetic
-of the template's header.
+and security settings this project promises, the connection arithmetic
+of the template's header, and the embedding model's layer, memory and time.
 
     rules.py [template.yaml]     check; exit 1 on any failed rule
     rules.py --self-test         break the template in known ways and check
                                  that each break is caught (the rules can fail)
+    rules.py --model-dir [template.yaml]
+                                 print the worker's MODEL_DIR (for build.sh)
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ ROUTES = {
     ("GET", "/jobs/match/status/{task_id}"),
     ("GET", "/jobs/match/tasks"),
 }
+
+# The embedding model (DESIGN.md "Text and embeddings"): only the worker loads
+# it, from the model layer, which Lambda unpacks under /opt and
+# infra/deploy/model-layer/Makefile fills with this folder.
+MODEL_DIR = "/opt/all-minilm-l6-v2"
+# Lambda gives one full vCPU at 1,769 MB, and the worker's embedding is
+# CPU-bound; below it inference slows in proportion (template.yaml, worker).
+ONE_VCPU_MB = 1769
+# A maximal text (20,000 characters) is ~20 windows of 256 word pieces, each
+# ~0.13 s at one vCPU (measured, release build, one thread).
+MAX_TEXT_WINDOWS = 20
+WINDOW_SECONDS = 0.13
 
 # Memory (GiB) of the instance classes the template allows. PostgreSQL on RDS
 # sets max_connections = LEAST(DBInstanceClassMemory / 9531392, 5000), and
@@ -168,6 +182,42 @@ class Checker:
                 text = url.value[0] if isinstance(url, Tagged) and isinstance(url.value, list) else url
                 self.check(isinstance(text, str) and "sslmode=verify-full" in text and ":" not in text.split("@")[0].removeprefix("postgres://"),
                            f"{name}: DATABASE_URL has no password and verifies TLS")
+
+        # The embedding model: a layer for the worker alone.
+        layers = self.of_type("AWS::Serverless::LayerVersion")
+        self.check(len(layers) == 1, f"one layer (the model): {sorted(layers)}")
+        for lname, layer in layers.items():
+            lp, meta = layer.get("Properties", {}), layer.get("Metadata", {})
+            self.check(lp.get("CompatibleArchitectures") == ["arm64"], f"{lname}: CompatibleArchitectures [arm64]")
+            self.check(lp.get("CompatibleRuntimes") == ["provided.al2023"], f"{lname}: CompatibleRuntimes [provided.al2023]")
+            # Without a BuildMethod `sam build` copies nothing: the built
+            # template would point into the checkout, whatever it holds then.
+            content = lp.get("ContentUri")
+            self.check(meta.get("BuildMethod") == "makefile" and isinstance(content, str)
+                       and (ROOT / content / "Makefile").is_file(),
+                       f"{lname}: built by `sam build` (BuildMethod makefile, a Makefile in ContentUri {content})")
+            self.check(meta.get("BuildArchitecture") == "arm64", f"{lname}: Metadata.BuildArchitecture arm64")
+        for name, fn in functions.items():
+            fn_layers = [ref_name(x) for x in fn.get("Properties", {}).get("Layers", []) or []]
+            model_dir = self.env(fn).get("MODEL_DIR")
+            if name == "WorkerFunction":
+                self.check(bool(layers) and fn_layers == sorted(layers), f"{name}: has the model layer {sorted(layers)}: {fn_layers}")
+                self.check(model_dir == MODEL_DIR, f"{name}: MODEL_DIR is {MODEL_DIR}, where the layer puts the model: {model_dir!r}")
+                memory = self.number(self.prop(fn, "MemorySize"))
+                self.check(memory is not None and memory >= ONE_VCPU_MB,
+                           f"{name}: MemorySize >= {ONE_VCPU_MB} (one vCPU for the embedding): {memory}")
+                # The worst batch embeds within half the timeout: the other
+                # half is for a slower arm64 core and the matches.
+                timeout = self.number(self.prop(fn, "Timeout"))
+                queue_events = [e for e in (fn.get("Properties", {}).get("Events") or {}).values() if e.get("Type") == "SQS"]
+                batch = max((self.number(e.get("Properties", {}).get("BatchSize", 10)) or 10 for e in queue_events), default=1)
+                worst = batch * MAX_TEXT_WINDOWS * WINDOW_SECONDS * max(1.0, ONE_VCPU_MB / (memory or 1))
+                self.check(timeout is not None and worst <= timeout / 2,
+                           f"{name}: a batch of {batch:g} maximal texts (~{worst:.0f} s of embedding at {memory} MB) "
+                           f"within half its Timeout ({timeout})")
+            else:
+                self.check(not fn_layers, f"{name}: no layers (it loads no model): {fn_layers}")
+                self.check(model_dir is None, f"{name}: no MODEL_DIR (it loads no model)")
 
         # HttpApi events: what the local gateway reads, and DESIGN.md's routes.
         routes = set()
@@ -326,6 +376,9 @@ def self_test(doc: dict) -> int:
     def worker_event(d):
         return d["Resources"]["WorkerFunction"]["Properties"]["Events"]["Queue"]["Properties"]
 
+    def worker(d):
+        return d["Resources"]["WorkerFunction"]["Properties"]
+
     breaks = {
         "FunctionResponseTypes misspelt": lambda d: worker_event(d).update(FunctionResponseTypes=["ReportBatchItemFailure"]),
         "FunctionResponseType key misspelt": lambda d: worker_event(d).update(FunctionResponseType=worker_event(d).pop("FunctionResponseTypes")),
@@ -342,6 +395,17 @@ def self_test(doc: dict) -> int:
         "password in DATABASE_URL": lambda d: d["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"].update(DATABASE_URL="postgres://u:pw@h/db?sslmode=verify-full"),
         "database without snapshot policy": lambda d: d["Resources"]["Database"].pop("DeletionPolicy"),
         "migrations without the function version": lambda d: d["Resources"]["Migrations"]["Properties"].pop("FunctionVersion"),
+        "worker without the model layer": lambda d: worker(d).pop("Layers"),
+        "MODEL_DIR not where the layer puts the model": lambda d: worker(d)["Environment"]["Variables"].update(MODEL_DIR="/opt/model"),
+        "worker without MODEL_DIR": lambda d: worker(d)["Environment"]["Variables"].pop("MODEL_DIR"),
+        "model layer on the api": lambda d: d["Resources"]["ApiFunction"]["Properties"].update(Layers=[Tagged("!Ref", "ModelLayer")]),
+        "MODEL_DIR on status": lambda d: d["Resources"]["StatusFunction"]["Properties"]["Environment"]["Variables"].update(MODEL_DIR=MODEL_DIR),
+        "worker under one vCPU": lambda d: worker(d).update(MemorySize=512),
+        "worker timeout too short for a batch of texts": lambda d: worker(d).update(Timeout=30),
+        "model layer for x86_64": lambda d: d["Resources"]["ModelLayer"]["Properties"].update(CompatibleArchitectures=["x86_64"]),
+        "model layer for another runtime": lambda d: d["Resources"]["ModelLayer"]["Properties"].update(CompatibleRuntimes=["provided.al2"]),
+        "model layer not built (no BuildMethod)": lambda d: d["Resources"]["ModelLayer"].pop("Metadata"),
+        "model layer from a folder without its Makefile": lambda d: d["Resources"]["ModelLayer"]["Properties"].update(ContentUri=".model"),
     }
     # A base template that already fails would make every break look caught.
     base = check(doc)
@@ -368,6 +432,11 @@ def main(argv: list[str]) -> int:
     doc = load(path)
     if "--self-test" in argv:
         return self_test(doc)
+    if "--model-dir" in argv:
+        # For build.sh: where the worker looks for the model.
+        fn = doc.get("Resources", {}).get("WorkerFunction", {})
+        print(fn.get("Properties", {}).get("Environment", {}).get("Variables", {}).get("MODEL_DIR", ""))
+        return 0
     result = check(doc)
     for failure in result.failures:
         print(f"FAIL {failure}")

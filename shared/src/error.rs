@@ -80,6 +80,10 @@ pub enum Error {
         component: &'static str,
         message: String,
     },
+    /// A legacy call's task did not finish while the call waited; it goes
+    /// on, and its status can be polled.
+    #[error("the match did not finish within {waited_ms} ms; it goes on as task {task_id}, at /jobs/match/status/{task_id}")]
+    StillRunning { task_id: String, waited_ms: u64 },
     /// A bug or a broken invariant; details go to the log, not the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -110,6 +114,7 @@ impl Error {
             Error::IdempotencyConflict => "idempotency_key_reused",
             Error::ProfileNotFound => "profile_not_found",
             Error::Unavailable { .. } => "dependency_unavailable",
+            Error::StillRunning { .. } => "still_running",
             Error::Internal(_) => "internal",
         }
     }
@@ -123,7 +128,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => 415,
             Error::Validation(_) | Error::ProfileNotFound | Error::IdempotencyConflict => 422,
             Error::Internal(_) => 500,
-            Error::Unavailable { .. } => 503,
+            Error::Unavailable { .. } | Error::StillRunning { .. } => 503,
         }
     }
 
@@ -138,6 +143,7 @@ impl Error {
             Error::IdempotencyConflict => "Idempotency key reused",
             Error::ProfileNotFound => "No profile",
             Error::Unavailable { .. } => "Service unavailable",
+            Error::StillRunning { .. } => "Still running",
             Error::Internal(_) => "Internal error",
         }
     }
@@ -172,7 +178,7 @@ impl Error {
         if let Error::Unauthorized(reason) = self {
             builder = builder.header(http::header::WWW_AUTHENTICATE, www_authenticate(reason));
         }
-        if let Error::Unavailable { .. } = self {
+        if let Error::Unavailable { .. } | Error::StillRunning { .. } = self {
             builder = builder.header(http::header::RETRY_AFTER, "1");
         }
         let body = serde_json::to_string(&problem).unwrap_or_default();

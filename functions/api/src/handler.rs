@@ -186,18 +186,19 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex> App<S, Q, J>
                     error,
                     ..
                 }) => {
-                    let message = error.map_or_else(|| "the match failed".into(), |e| e.message);
-                    return Err(Error::Internal(message));
+                    let why =
+                        error.map_or_else(String::new, |e| format!("{}: {}", e.code, e.message));
+                    return Err(Error::Internal(format!(
+                        "task {} failed: {why}",
+                        task.task_id
+                    )));
                 }
                 _ if Instant::now() >= until => {
-                    return Err(Error::unavailable(
-                        "worker",
-                        format!(
-                            "the match did not finish within {} ms; it goes on as task {}",
-                            self.legacy_text_wait.as_millis(),
-                            task.task_id
-                        ),
-                    ))
+                    return Err(Error::StillRunning {
+                        task_id: task.task_id,
+                        waited_ms: u64::try_from(self.legacy_text_wait.as_millis())
+                            .unwrap_or(u64::MAX),
+                    })
                 }
                 _ => pause = (pause * 2).min(Duration::from_millis(200)),
             }
@@ -444,6 +445,78 @@ mod tests {
             .await;
         assert_eq!(resp.status(), 401);
         assert_eq!(json_body(&resp)["detail"], "malformed token");
+    }
+
+    /// Plays the worker: completes the first pending task it finds.
+    async fn complete_when_queued(app: &App<MemoryTaskStore, MemoryQueue, MemoryJobIndex>) {
+        use shared::ports::Fence;
+        for _ in 0..100 {
+            let queued = app.queue.sent.lock().expect("lock").first().cloned();
+            if let Some(message) = queued {
+                let claimed = app
+                    .store
+                    .claim(&message.task_id, Utc::now(), i64::MAX)
+                    .await
+                    .expect("claim");
+                assert!(matches!(claimed, shared::ports::Claim::Claimed(_)));
+                let result = shared::domain::MatchResult {
+                    matches: vec![],
+                    count: 0,
+                    query_ms: 1.5,
+                };
+                app.store
+                    .complete(&message.task_id, Fence::Attempt(1), &result, Utc::now())
+                    .await
+                    .expect("complete");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("nothing was queued");
+    }
+
+    #[tokio::test]
+    async fn legacy_text_is_answered_by_the_worker_and_gives_up_with_the_task_id() {
+        let app = app(false);
+        let body = r#"{"text":"ward nurse","limit":3}"#;
+        let call = app.handle(request(
+            "POST",
+            "/jobs/match/legacy",
+            body,
+            Some(&token("alice")),
+        ));
+        let (resp, ()) = tokio::join!(call, complete_when_queued(&app));
+        assert_eq!(resp.status(), 200, "{:?}", resp.body());
+        let answer = json_body(&resp);
+        assert_eq!(answer["status"], "completed");
+        assert_eq!(answer["result"]["query_ms"], 1.5);
+        // The task carries the text for the worker; the api embedded nothing.
+        let tasks = app.store.tasks.lock().expect("lock").clone();
+        let task = tasks.values().next().expect("task");
+        assert_eq!(task.request.text.as_deref(), Some("ward nurse"));
+
+        // Nobody runs the next one: 503 naming the task, which goes on.
+        let resp = app
+            .handle(request(
+                "POST",
+                "/jobs/match/legacy",
+                body,
+                Some(&token("alice")),
+            ))
+            .await;
+        let problem = assert_problem(&resp, 503, "/problems/still-running");
+        let detail = problem["detail"].as_str().expect("detail");
+        let pending: Vec<String> = app
+            .store
+            .tasks
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|t| t.status == TaskStatus::Pending)
+            .map(|t| t.task_id.clone())
+            .collect();
+        assert_eq!(pending.len(), 1);
+        assert!(detail.contains(&pending[0]), "{detail}");
     }
 
     #[tokio::test]
