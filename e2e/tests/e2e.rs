@@ -420,8 +420,8 @@ async fn text_matches_find_their_family_first_and_legacy_agrees() {
     let s = stack().await;
     let cases = [
         (
-            "Registered nurse with six years on a busy cardiology ward. I run medication \
-             rounds, look after post-operative patients and mentor student nurses on night shifts.",
+            "Registered nurse with six years of experience in intensive care and on a \
+             surgical ward: medication, IV lines, patient assessment and shift handovers.",
             "nursing",
         ),
         (
