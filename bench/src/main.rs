@@ -1,12 +1,15 @@
 //! `jobmatch-bench` (`make bench`): loads N synthetic jobs into a database of
 //! its own, runs the query mix against the exact scan, the plain pgvector
 //! query and jobmatch's matcher, sweeps filter selectivity to locate the plan
-//! threshold, measures the whole path on the local stack, then prints a table
-//! and writes the figures as JSON.
+//! threshold, measures the whole path on the local stack, the ranking's
+//! relevance on the demo database and the embedding model's speed on one
+//! thread, then prints a table and writes the figures as JSON.
 
 mod classes;
 mod data;
+mod embed_speed;
 mod measure;
+mod relevance;
 mod whole_path;
 
 use std::path::PathBuf;
@@ -50,17 +53,43 @@ struct Args {
     #[arg(long)]
     skip_whole_path: bool,
     /// Only the whole-path figures (for work on the functions' own path).
-    #[arg(long, conflicts_with = "skip_whole_path")]
+    #[arg(long, conflicts_with_all = ["skip_whole_path", "relevance_only", "embed_speed_only"])]
     whole_path_only: bool,
     /// Invocations per whole-path figure.
     #[arg(long, default_value_t = 100)]
     whole_path_runs: usize,
+    /// Text requests (POST to completed) in the whole path; 0 skips them.
+    #[arg(long, default_value_t = 20)]
+    text_runs: usize,
+    /// Skip the relevance figures (demo database, embedding model).
+    #[arg(long)]
+    skip_relevance: bool,
+    /// Only the relevance figures.
+    #[arg(long, conflicts_with_all = ["skip_relevance", "embed_speed_only"])]
+    relevance_only: bool,
+    /// The labelled queries of the relevance figures (and the whole path's texts).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/relevance_queries.json"))]
+    relevance_queries: PathBuf,
+    /// The threshold of the matcher in the relevance figures: the stack's
+    /// functions' EXACT_SCAN_MAX_ROWS, so that (c) is what they return.
+    #[arg(long, env = "EXACT_SCAN_MAX_ROWS", default_value_t = DEFAULT_EXACT_SCAN_MAX_ROWS)]
+    relevance_exact_scan_max_rows: i64,
+    /// Skip the embedding-speed figures.
+    #[arg(long)]
+    skip_embed_speed: bool,
+    /// Only the embedding-speed figures (they need the model, not the stack).
+    #[arg(long, conflicts_with = "skip_embed_speed")]
+    embed_speed_only: bool,
+    /// Timed embeddings per text length (after 5 unmeasured ones).
+    #[arg(long, default_value_t = 30)]
+    embed_runs: usize,
     /// Where the JSON goes.
     #[arg(long, default_value = ".local/bench/results.json")]
     out: PathBuf,
-    /// The stack's database URL (the server; the demo database for the whole path).
+    /// The stack's database URL (the server; the demo database for the whole
+    /// path and the relevance figures). Not needed by --embed-speed-only.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    database_url: Option<String>,
     /// The runtime serving the functions (make bench: its perf-profile watch).
     #[arg(long, env = "LAMBDA_URL")]
     lambda_url: Option<String>,
@@ -77,16 +106,43 @@ struct Args {
 #[derive(Serialize)]
 struct Report {
     when: String,
-    pgvector: String,
+    pgvector: Option<String>,
     exact_scan_max_rows: i64,
-    data: data::DataFigures,
+    data: Option<data::DataFigures>,
     classes: Vec<measure::ClassFigures>,
     sweep: Vec<measure::SweepPoint>,
     measured_crossover_rows: Option<f64>,
     whole_path: Option<whole_path::WholePath>,
+    relevance: Option<relevance::Relevance>,
+    embed_speed: Option<embed_speed::EmbedSpeed>,
+}
+
+/// The embedding-speed children (embed_speed.rs): this binary again, with a
+/// hidden first argument, started with one thread before anything else runs.
+fn child(argv: &[String]) -> Option<ExitCode> {
+    let done = |r: Result<()>| match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jobmatch-bench (embedding child): {e:#}");
+            ExitCode::FAILURE
+        }
+    };
+    let dir = embed::default_dir();
+    match argv.get(1).map(String::as_str) {
+        Some(embed_speed::SPEED_CHILD) => {
+            let runs = argv.get(2).and_then(|v| v.parse().ok()).unwrap_or(30);
+            Some(done(embed_speed::speed_child(&dir, runs)))
+        }
+        Some(embed_speed::RSS_CHILD) => Some(done(embed_speed::rss_child(&dir))),
+        _ => None,
+    }
 }
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(code) = child(&argv) {
+        return code;
+    }
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -109,19 +165,120 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let jobs = if args.million { 1_000_000 } else { args.jobs };
+    let only = args.whole_path_only || args.relevance_only || args.embed_speed_only;
+    let run_classes = !only;
+    let run_whole_path = !args.skip_whole_path && (!only || args.whole_path_only);
+    let run_relevance = !args.skip_relevance && (!only || args.relevance_only);
+    let run_embed_speed = !args.skip_embed_speed && (!only || args.embed_speed_only);
     let work_dir = args
         .out
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
+
+    // First, while nothing else runs: the model's speed on one thread.
+    let embed_speed = if run_embed_speed {
+        eprintln!(
+            "bench: embedding speed (one thread, {} runs per text)",
+            args.embed_runs
+        );
+        let runs = args.embed_runs;
+        Some(tokio::task::spawn_blocking(move || embed_speed::measure(runs)).await??)
+    } else {
+        None
+    };
+    let queries = if run_relevance || (run_whole_path && args.text_runs > 0) {
+        relevance::load_queries(&args.relevance_queries)?
+    } else {
+        Vec::new()
+    };
+    let database_url = || {
+        args.database_url
+            .as_deref()
+            .context("DATABASE_URL is not set: run `make up` and source .local/env")
+    };
+
+    let (pgvector, data, class_figures, sweep) = if run_classes {
+        let (pgvector, data, classes, sweep) =
+            bench_database(&args, database_url()?, &work_dir).await?;
+        (Some(pgvector), Some(data), classes, sweep)
+    } else {
+        (None, None, Vec::new(), Vec::new())
+    };
+    let crossover = measure::crossover(&sweep);
+
+    let whole_path = if run_whole_path {
+        let stack = whole_path::Stack {
+            lambda_url: args
+                .lambda_url
+                .clone()
+                .context("LAMBDA_URL is not set: run `make up` (or pass --skip-whole-path)")?,
+            tasks_table: args.tasks_table.clone().context("TASKS_TABLE is not set")?,
+            jwt_secret: args.jwt_secret.clone().context("JWT_SECRET is not set")?,
+            functions_profile: args.functions_profile.clone(),
+            index: PgJobIndex::new(
+                postgres::lazy_pool(database_url()?, 4)?,
+                DEFAULT_EXACT_SCAN_MAX_ROWS,
+            ),
+            texts: queries
+                .iter()
+                .map(|q| (q.text.clone(), q.skills.clone()))
+                .collect(),
+            text_runs: args.text_runs,
+        };
+        eprintln!("bench: whole path ({} runs)", args.whole_path_runs);
+        Some(whole_path::measure(&stack, args.whole_path_runs).await?)
+    } else {
+        None
+    };
+
+    let relevance = if run_relevance {
+        let pool = postgres::lazy_pool(database_url()?, 2)?;
+        Some(relevance::measure(&pool, args.relevance_exact_scan_max_rows, &queries).await?)
+    } else {
+        None
+    };
+
+    let report = Report {
+        when: chrono::Utc::now().to_rfc3339(),
+        pgvector,
+        exact_scan_max_rows: args.exact_scan_max_rows,
+        data,
+        classes: class_figures,
+        sweep,
+        measured_crossover_rows: crossover,
+        whole_path,
+        relevance,
+        embed_speed,
+    };
+    print_report(&report);
+    std::fs::create_dir_all(&work_dir)?;
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("\nJSON: {}", args.out.display());
+    Ok(())
+}
+
+/// The benchmark's own database: load (or reuse) it, then the query classes
+/// and the threshold sweep.
+async fn bench_database(
+    args: &Args,
+    database_url: &str,
+    work_dir: &std::path::Path,
+) -> Result<(
+    String,
+    data::DataFigures,
+    Vec<measure::ClassFigures>,
+    Vec<measure::SweepPoint>,
+)> {
+    let jobs = if args.million { 1_000_000 } else { args.jobs };
     let (pool, mut data) = data::prepare(
-        &args.database_url,
+        database_url,
         &args.database,
         jobs,
         args.seed,
         args.reuse,
-        &work_dir,
+        work_dir,
     )
     .await?;
     if let Some((m, ef_construction)) = args.hnsw {
@@ -158,12 +315,7 @@ async fn run(args: Args) -> Result<()> {
         }
     }
     let mut class_figures = Vec::new();
-    let class_list = if args.whole_path_only {
-        Vec::new()
-    } else {
-        classes::classes(args.seed, args.queries)
-    };
-    for class in class_list {
+    for class in classes::classes(args.seed, args.queries) {
         eprintln!(
             "bench: class {} ({} queries)",
             class.name,
@@ -176,49 +328,8 @@ async fn run(args: Args) -> Result<()> {
     // Days whose share of postings spans 0.3% .. 40% of the table.
     let days = [1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90];
     let sweep_vectors = &vectors[..args.sweep_queries.min(vectors.len())];
-    let sweep = if args.whole_path_only {
-        Vec::new()
-    } else {
-        measure::sweep(&pool, &index, sweep_vectors, &days).await?
-    };
-    let crossover = measure::crossover(&sweep);
-
-    let whole_path = if args.skip_whole_path {
-        None
-    } else {
-        let stack = whole_path::Stack {
-            lambda_url: args
-                .lambda_url
-                .clone()
-                .context("LAMBDA_URL is not set: run `make up` (or pass --skip-whole-path)")?,
-            tasks_table: args.tasks_table.clone().context("TASKS_TABLE is not set")?,
-            jwt_secret: args.jwt_secret.clone().context("JWT_SECRET is not set")?,
-            functions_profile: args.functions_profile.clone(),
-            index: PgJobIndex::new(
-                postgres::lazy_pool(&args.database_url, 4)?,
-                DEFAULT_EXACT_SCAN_MAX_ROWS,
-            ),
-        };
-        eprintln!("bench: whole path ({} runs)", args.whole_path_runs);
-        Some(whole_path::measure(&stack, args.whole_path_runs).await?)
-    };
-
-    let report = Report {
-        when: chrono::Utc::now().to_rfc3339(),
-        pgvector,
-        exact_scan_max_rows: args.exact_scan_max_rows,
-        data,
-        classes: class_figures,
-        sweep,
-        measured_crossover_rows: crossover,
-        whole_path,
-    };
-    print_report(&report);
-    std::fs::create_dir_all(&work_dir)?;
-    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    println!("\nJSON: {}", args.out.display());
-    Ok(())
+    let sweep = measure::sweep(&pool, &index, sweep_vectors, &days).await?;
+    Ok((pgvector, data, class_figures, sweep))
 }
 
 fn parse_hnsw(s: &str) -> Result<(u32, u32), String> {
@@ -232,10 +343,31 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 fn print_report(r: &Report) {
-    let d = &r.data;
+    if let Some(d) = &r.data {
+        print_data(r, d);
+    }
+    if !r.classes.is_empty() {
+        print_classes(r);
+    }
+    if let Some(w) = &r.whole_path {
+        print_whole_path(w);
+    }
+    if let Some(rel) = &r.relevance {
+        relevance::print(rel);
+    }
+    if let Some(e) = &r.embed_speed {
+        embed_speed::print(e);
+    }
+}
+
+fn print_data(r: &Report, d: &data::DataFigures) {
     println!(
         "\njobmatch bench: {} jobs x 384 in {} (pgvector {}, HNSW {}), EXACT_SCAN_MAX_ROWS {}",
-        d.jobs, d.database, r.pgvector, d.hnsw_options, r.exact_scan_max_rows
+        d.jobs,
+        d.database,
+        r.pgvector.as_deref().unwrap_or("?"),
+        d.hnsw_options,
+        r.exact_scan_max_rows
     );
     if d.loaded_now {
         println!(
@@ -258,10 +390,10 @@ fn print_report(r: &Report) {
             d.remote_hnsw_index_mb
         );
     }
-    if !r.classes.is_empty() {
-        print_classes(r);
-    }
-    if let Some(w) = &r.whole_path {
+}
+
+fn print_whole_path(w: &whole_path::WholePath) {
+    {
         println!(
             "\nwhole path ({} runs, demo db {} jobs; {})",
             w.runs, w.demo_jobs, w.note
@@ -290,6 +422,18 @@ fn print_report(r: &Report) {
             w.both_writes_at_once_p50_ms
         );
         println!("worker peak RSS: {} MB", opt(w.worker_peak_rss_mb, 1));
+        if let Some(t) = &w.text {
+            println!(
+                "text requests ({} distinct, {:.0} word pieces on average): POST to completed p50 {:.1} ms, p90 {:.1} ms \
+                 (POST invoke p50 {:.1} ms + worker invoke p50 {:.1} ms; no queue delay)",
+                t.runs,
+                t.mean_word_pieces,
+                t.post_to_completed_p50_ms,
+                t.post_to_completed_p90_ms,
+                t.post_invoke_p50_ms,
+                t.worker_invoke_p50_ms
+            );
+        }
     }
 }
 

@@ -15,6 +15,13 @@
 //! next figures are measured.
 //!
 //! The worker's peak RSS is its process's VmHWM.
+//!
+//! Text tasks: `POST /jobs/match` with a `text` through the api, then the
+//! worker invoked with that task's message (the perf api's queue has no
+//! poller), timed from before the POST to the worker's return with the task
+//! completed: the service's own time for a text request, without the queue's
+//! delivery delay. Each text is a distinct query of the relevance file with a
+//! run tag in front, so that no cache of texts or embeddings can answer it.
 
 use std::time::Instant;
 
@@ -40,6 +47,9 @@ pub struct Stack {
     pub functions_profile: String,
     /// The demo database the functions query.
     pub index: PgJobIndex,
+    /// Texts (and skills) for the text-task figure; the first few warm up.
+    pub texts: Vec<(String, Vec<String>)>,
+    pub text_runs: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,7 +75,19 @@ pub struct WholePath {
     /// them): what the api's POST costs at best on this machine.
     pub both_writes_at_once_p50_ms: f64,
     pub worker_peak_rss_mb: Option<f64>,
+    pub text: Option<TextTasks>,
     pub note: String,
+}
+
+/// Text requests from POST to completed (see the module's documentation).
+#[derive(Debug, Clone, Serialize)]
+pub struct TextTasks {
+    pub runs: usize,
+    pub mean_word_pieces: f64,
+    pub post_to_completed_p50_ms: f64,
+    pub post_to_completed_p90_ms: f64,
+    pub post_invoke_p50_ms: f64,
+    pub worker_invoke_p50_ms: f64,
 }
 
 fn ms(t: Instant) -> f64 {
@@ -313,6 +335,12 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
             .await?;
     }
 
+    let text = if stack.texts.is_empty() || stack.text_runs == 0 {
+        None
+    } else {
+        Some(text_tasks(&http, &api_url, &worker_url, &store, &token, stack).await?)
+    };
+
     let p = |v: &Vec<f64>| percentile(v, 0.5);
     let worker_cost = p(&worker) - p(&empty);
     let direct = p(&query) + p(&claim) + p(&complete);
@@ -336,10 +364,81 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
         post_ratio: post_cost / writes,
         both_writes_at_once_p50_ms: p(&both),
         worker_peak_rss_mb,
+        text,
         note: format!(
             "functions built with the {} profile under cargo lambda watch; costs are \
              invocation p50 minus the p50 of a no-I/O invocation on the same path",
             stack.functions_profile
         ),
+    })
+}
+
+/// Text tasks: POST through the api, then the worker on the task's message.
+async fn text_tasks(
+    http: &reqwest::Client,
+    api_url: &str,
+    worker_url: &str,
+    store: &DynamoTaskStore,
+    token: &str,
+    stack: &Stack,
+) -> Result<TextTasks> {
+    const WARM_UP: usize = 2;
+    if stack.texts.len() < WARM_UP + stack.text_runs {
+        bail!(
+            "{} texts for {} text tasks and {WARM_UP} warm-up ones",
+            stack.texts.len(),
+            stack.text_runs
+        );
+    }
+    // The model's word pieces of the measured texts (as the worker counts them).
+    let model =
+        tokio::task::spawn_blocking(|| embed::MiniLm::load(&embed::default_dir())).await??;
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let tag = &tag[tag.len() - 8..];
+    let (mut total, mut posts, mut workers, mut pieces) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let texts = stack.texts.iter().take(WARM_UP + stack.text_runs);
+    for (i, (text, skills)) in texts.enumerate() {
+        let text = format!("Ref {tag}-{i}. {text}");
+        let body = json!({"text": text, "skills": skills, "limit": 10}).to_string();
+        let post = http_event(
+            "POST",
+            "/jobs/match",
+            "POST /jobs/match",
+            Some(token),
+            &body,
+        );
+        let t = Instant::now();
+        let (post_ms, resp) = invoke(http, api_url, &post).await?;
+        if resp["statusCode"] != 202 {
+            bail!("POST /jobs/match with a text answered {resp}");
+        }
+        let accepted: Value = serde_json::from_str(resp["body"].as_str().unwrap_or_default())
+            .context("the 202's body")?;
+        let id = accepted["task_id"]
+            .as_str()
+            .context("task_id in the 202's body")?
+            .to_owned();
+        let (worker_ms, body) = invoke(http, worker_url, &sqs_event(&id)).await?;
+        let elapsed = ms(t);
+        let failures = body["batchItemFailures"].as_array().map_or(0, Vec::len);
+        let done = store.get(&id, Utc::now()).await?;
+        if failures > 0 || done.as_ref().map(|t| t.status) != Some(TaskStatus::Completed) {
+            bail!("the worker did not complete text task {id}: {body}");
+        }
+        if i >= WARM_UP {
+            total.push(elapsed);
+            posts.push(post_ms);
+            workers.push(worker_ms);
+            pieces.push(model.word_pieces(&text)? as f64);
+        }
+    }
+    Ok(TextTasks {
+        runs: total.len(),
+        mean_word_pieces: pieces.iter().sum::<f64>() / pieces.len().max(1) as f64,
+        post_to_completed_p50_ms: percentile(&total, 0.5),
+        post_to_completed_p90_ms: percentile(&total, 0.9),
+        post_invoke_p50_ms: percentile(&posts, 0.5),
+        worker_invoke_p50_ms: percentile(&workers, 0.5),
     })
 }
