@@ -496,7 +496,9 @@ jobmatch is up.
 A dev token for the demo profile (demo-user, valid 24 h):
   export TOKEN={token}
 
-Try it:
+Try it (a search phrase or a resume as text; without it, demo-user's profile):
+  curl -s -X POST {api}/jobs/match/legacy -H "Authorization: Bearer $TOKEN" \\
+       -H 'content-type: application/json' -d '{{"text": "ICU nurse looking for a hospital job", "limit": 5}}'
   curl -s -X POST {api}/jobs/match -H "Authorization: Bearer $TOKEN" \\
        -H 'content-type: application/json' -d '{{"limit": 5, "filters": {{"remote": true}}}}'
   curl -s {api}/jobs/match/status/<task_id> -H "Authorization: Bearer $TOKEN"
