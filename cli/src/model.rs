@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -67,7 +67,7 @@ fn key(model_id: &str, text: &str) -> String {
 }
 
 /// The cache's vectors; a line of another model simply never matches.
-fn read_cache(path: &PathBuf) -> Result<HashMap<String, Vec<f32>>, String> {
+fn read_cache(path: &Path) -> Result<HashMap<String, Vec<f32>>, String> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
@@ -90,41 +90,40 @@ impl Embed for LazyModel {
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
         let id = self.model()?.id().to_owned();
         let keys: Vec<String> = texts.iter().map(|t| key(&id, t)).collect();
-        let missing: Vec<&str> = texts
+        let (missing, missing_keys): (Vec<&str>, Vec<&String>) = texts
             .iter()
             .zip(&keys)
             .filter(|(_, k)| !self.cache.contains_key(*k))
-            .map(|(t, _)| *t)
-            .collect();
+            .unzip();
         self.cache_hits += texts.len() - missing.len();
         if !missing.is_empty() {
             let vectors = self.model()?.embed(&missing).map_err(|e| e.to_string())?;
-            let mut out = match &self.cache_path {
-                Some(path) => Some(BufWriter::new(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .map_err(|e| format!("{}: {e}", path.display()))?,
-                )),
-                None => None,
-            };
-            for (text, vector) in missing.iter().zip(vectors) {
-                let k = key(&id, text);
-                if let Some(out) = &mut out {
-                    let line = CacheLine {
-                        key: k.clone(),
-                        embedding: vector.clone(),
-                    };
-                    serde_json::to_writer(&mut *out, &line).map_err(|e| e.to_string())?;
-                    out.write_all(b"\n").map_err(|e| e.to_string())?;
-                }
-                self.cache.insert(k, vector);
+            if let Some(path) = &self.cache_path {
+                append_cache(path, &missing_keys, &vectors)?;
             }
-            if let Some(mut out) = out {
-                out.flush().map_err(|e| e.to_string())?;
+            for (k, vector) in missing_keys.into_iter().zip(vectors) {
+                self.cache.insert(k.clone(), vector);
             }
         }
         Ok(keys.iter().map(|k| self.cache[k].clone()).collect())
     }
+}
+
+fn append_cache(path: &Path, keys: &[&String], vectors: &[Vec<f32>]) -> Result<(), String> {
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| fail(&e))?;
+    let mut out = BufWriter::new(file);
+    for (key, embedding) in keys.iter().zip(vectors) {
+        let line = CacheLine {
+            key: (*key).clone(),
+            embedding: embedding.clone(),
+        };
+        serde_json::to_writer(&mut out, &line).map_err(|e| fail(&e))?;
+        out.write_all(b"\n").map_err(|e| fail(&e))?;
+    }
+    out.flush().map_err(|e| fail(&e))
 }

@@ -7,6 +7,7 @@ use chrono::{NaiveDate, Utc};
 use indicatif::ProgressBar;
 use jobmatch_cli::generate::{self, World};
 use jobmatch_cli::load::{load_jobs, load_profiles, LoadError};
+use jobmatch_cli::model::LazyModel;
 use pgvector::Vector;
 use shared::domain::{JobRecord, ProfileRecord};
 use sqlx::{PgPool, Row};
@@ -39,6 +40,11 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// The model, loaded only if a line lacks an embedding (not in synthetic files).
+fn model() -> LazyModel {
+    LazyModel::new(embed::default_dir(), None)
 }
 
 fn generated_jobs() -> Vec<u8> {
@@ -82,14 +88,9 @@ async fn loads_a_generated_file_with_its_values(pool: PgPool) {
     let bytes = generated_jobs();
     let file = TempFile::new("jobs-values.jsonl", &bytes);
     let mut conn = pool.acquire().await.expect("conn");
-    let stats = load_jobs(
-        &mut conn,
-        &file.0,
-        &ProgressBar::hidden(),
-        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
-    )
-    .await
-    .expect("load");
+    let stats = load_jobs(&mut conn, &file.0, &ProgressBar::hidden(), &mut model())
+        .await
+        .expect("load");
     assert_eq!(stats.rows, JOBS as u64);
     assert_eq!(stats.written, JOBS as u64);
     assert_eq!(count(&pool, "jobs").await, JOBS as i64);
@@ -139,14 +140,9 @@ async fn loads_a_generated_file_with_its_values(pool: PgPool) {
         .expect("profiles");
     let file = TempFile::new("profiles-values.jsonl", &profiles);
     let before = Utc::now();
-    let stats = load_profiles(
-        &mut conn,
-        &file.0,
-        &ProgressBar::hidden(),
-        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
-    )
-    .await
-    .expect("load profiles");
+    let stats = load_profiles(&mut conn, &file.0, &ProgressBar::hidden(), &mut model())
+        .await
+        .expect("load profiles");
     assert_eq!(stats.rows, 5);
     assert_eq!(count(&pool, "profiles").await, 5);
     let first: ProfileRecord =
@@ -169,27 +165,17 @@ async fn reloading_upserts_and_the_changed_title_wins(pool: PgPool) {
     let bytes = generated_jobs();
     let file = TempFile::new("jobs-reload-1.jsonl", &bytes);
     let mut conn = pool.acquire().await.expect("conn");
-    load_jobs(
-        &mut conn,
-        &file.0,
-        &ProgressBar::hidden(),
-        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
-    )
-    .await
-    .expect("first load");
+    load_jobs(&mut conn, &file.0, &ProgressBar::hidden(), &mut model())
+        .await
+        .expect("first load");
 
     let mut jobs = parse_jobs(&bytes);
     jobs[1].title = "Changed \"Title\", with, commas".into();
     jobs[1].skills = vec!["Rust".into(), "quote\"s".into(), r"back\slash".into()];
     let changed = TempFile::new("jobs-reload-2.jsonl", &to_lines(&jobs));
-    let stats = load_jobs(
-        &mut conn,
-        &changed.0,
-        &ProgressBar::hidden(),
-        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
-    )
-    .await
-    .expect("second load");
+    let stats = load_jobs(&mut conn, &changed.0, &ProgressBar::hidden(), &mut model())
+        .await
+        .expect("second load");
     assert_eq!(stats.rows, JOBS as u64);
     assert_eq!(stats.written, 1, "only the changed row is rewritten");
     assert_eq!(count(&pool, "jobs").await, JOBS as i64);
@@ -210,14 +196,9 @@ async fn a_bad_line_fails_naming_it_and_commits_nothing(pool: PgPool) {
     let bytes = generated_jobs();
     let good = TempFile::new("jobs-bad-1.jsonl", &bytes);
     let mut conn = pool.acquire().await.expect("conn");
-    load_jobs(
-        &mut conn,
-        &good.0,
-        &ProgressBar::hidden(),
-        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
-    )
-    .await
-    .expect("load");
+    load_jobs(&mut conn, &good.0, &ProgressBar::hidden(), &mut model())
+        .await
+        .expect("load");
 
     // Lines 1-2 would change a title and add a job; line 3 is bad.
     let mut jobs = parse_jobs(&bytes);
@@ -226,14 +207,9 @@ async fn a_bad_line_fails_naming_it_and_commits_nothing(pool: PgPool) {
     jobs[1].id = "job-new".into();
     jobs[2].embedding = Some(vec![0.5, 0.5, 0.5]);
     let bad = TempFile::new("jobs-bad-2.jsonl", &to_lines(&jobs));
-    let err = load_jobs(
-        &mut conn,
-        &bad.0,
-        &ProgressBar::hidden(),
-        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
-    )
-    .await
-    .expect_err("bad line");
+    let err = load_jobs(&mut conn, &bad.0, &ProgressBar::hidden(), &mut model())
+        .await
+        .expect_err("bad line");
     assert!(matches!(err, LoadError::Line { line: 3, .. }), "{err}");
     assert_eq!(
         err.to_string(),
@@ -246,14 +222,9 @@ async fn a_bad_line_fails_naming_it_and_commits_nothing(pool: PgPool) {
     assert_eq!(title_of(&pool, &jobs[0].id).await, original);
 
     // The connection is still usable after the aborted COPY.
-    let stats = load_jobs(
-        &mut conn,
-        &good.0,
-        &ProgressBar::hidden(),
-        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
-    )
-    .await
-    .expect("load again");
+    let stats = load_jobs(&mut conn, &good.0, &ProgressBar::hidden(), &mut model())
+        .await
+        .expect("load again");
     assert_eq!(stats.written, 0);
 }
 
@@ -282,14 +253,9 @@ async fn a_big_batch_rebuilds_the_vector_index_as_it_was(pool: PgPool) {
     generate::write_jobs(&World::new(opts.seed), &opts, &mut bytes).expect("generate");
     let file = TempFile::new("jobs-big.jsonl", &bytes);
     let mut conn = pool.acquire().await.expect("conn");
-    let stats = load_jobs(
-        &mut conn,
-        &file.0,
-        &ProgressBar::hidden(),
-        &mut jobmatch_cli::model::LazyModel::new(embed::default_dir(), None),
-    )
-    .await
-    .expect("load");
+    let stats = load_jobs(&mut conn, &file.0, &ProgressBar::hidden(), &mut model())
+        .await
+        .expect("load");
     assert_eq!(stats.written, 1_500);
     assert_eq!(index_definitions(&pool).await, before);
 
@@ -341,8 +307,7 @@ async fn embeds_the_lines_that_have_no_embedding(pool: PgPool) {
     jobs[2].skills = jobs[1].skills.clone();
     let file = TempFile::new("text-jobs.jsonl", &to_lines(&jobs));
     let cache = TempFile::new("text-cache.jsonl", b"");
-    let mut model =
-        jobmatch_cli::model::LazyModel::new(embed::default_dir(), Some(cache.0.clone()));
+    let mut model = LazyModel::new(embed::default_dir(), Some(cache.0.clone()));
     let mut conn = pool.acquire().await.expect("conn");
     let stats = load_jobs(&mut conn, &file.0, &ProgressBar::hidden(), &mut model)
         .await
@@ -375,8 +340,7 @@ async fn embeds_the_lines_that_have_no_embedding(pool: PgPool) {
     }
 
     // A second load of the same file finds every text in the cache.
-    let mut again =
-        jobmatch_cli::model::LazyModel::new(embed::default_dir(), Some(cache.0.clone()));
+    let mut again = LazyModel::new(embed::default_dir(), Some(cache.0.clone()));
     let stats = load_jobs(&mut conn, &file.0, &ProgressBar::hidden(), &mut again)
         .await
         .expect("reload");

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use jobmatch_cli::generate::family_of_job_id;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
@@ -407,14 +408,6 @@ async fn post_latency_tracks_the_slower_write() {
     );
 }
 
-/// The family of a demo posting, from its id (`job-<family>-<n>`).
-fn family(job_id: &str) -> &str {
-    job_id
-        .strip_prefix("job-")
-        .and_then(|rest| rest.rsplit_once('-'))
-        .map_or("", |(family, _)| family)
-}
-
 #[tokio::test]
 async fn text_matches_find_their_family_first_and_legacy_agrees() {
     let s = stack().await;
@@ -447,7 +440,7 @@ async fn text_matches_find_their_family_first_and_legacy_agrees() {
         assert_eq!(matches.len(), 10);
         let families: Vec<&str> = matches
             .iter()
-            .map(|m| family(m["job_id"].as_str().expect("id")))
+            .map(|m| family_of_job_id(m["job_id"].as_str().expect("id")).unwrap_or_default())
             .collect();
         assert_eq!(families[0], want, "{text:.40}: {families:?}");
         let hits = families.iter().filter(|f| **f == want).count();

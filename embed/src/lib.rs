@@ -174,20 +174,6 @@ impl MiniLm {
         Ok(self.windows(&[text])?.iter().map(|w| w.ids.len() - 2).sum())
     }
 
-    /// The text as the model sees it: its windows' token ids. Equal texts
-    /// after the tokenizer's normalisation (case, accents of the uncased
-    /// model, spacing) have the same fingerprint.
-    pub fn fingerprint(&self, text: &str) -> Result<[u8; 32], EmbedError> {
-        let mut h = Sha256::new();
-        h.update(self.id.as_bytes());
-        for w in self.windows(&[text])? {
-            for id in &w.ids {
-                h.update(id.to_le_bytes());
-            }
-        }
-        Ok(h.finalize().into())
-    }
-
     /// One unit-length vector per text, in order. Windows of all texts are
     /// sorted by length and batched, so that padding stays small.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -298,7 +284,7 @@ fn normalise(sum: Vec<f32>, count: usize) -> Result<Vec<f32>, EmbedError> {
             "the model gave a vector of length {norm}"
         )));
     }
-    Ok(mean.into_iter().map(|v| v / norm.max(1e-12)).collect())
+    Ok(mean.into_iter().map(|v| v / norm).collect())
 }
 
 /// `all-MiniLM-L6-v2@<hash>`: the wheel's checksum when `fetch.sh` recorded
@@ -337,10 +323,6 @@ impl ModelEmbedder {
             model: Arc::new(model),
             permits: Arc::new(tokio::sync::Semaphore::new(permits.max(1))),
         }
-    }
-
-    pub fn model(&self) -> &MiniLm {
-        &self.model
     }
 }
 

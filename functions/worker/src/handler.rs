@@ -257,6 +257,51 @@ mod tests {
             .collect()
     }
 
+    /// A task whose request carries `text`: the worker embeds it (once) and
+    /// ranks by that vector; a model failure closes the task.
+    #[tokio::test]
+    async fn text_tasks_are_embedded_by_the_worker() {
+        for model_down in [false, true] {
+            let mut app = app(false);
+            app.embedder.down = model_down;
+            let mut text_job = job("text-twin", 0, &[]);
+            text_job.embedding = Some(MemoryEmbedder::vector("ward nurse"));
+            app.index.jobs.push(text_job);
+            add_task(&app, "t1", "alice");
+            app.store
+                .tasks
+                .lock()
+                .expect("lock")
+                .get_mut("t1")
+                .expect("task")
+                .request
+                .text = Some("Ward nurse".into());
+            let resp = app
+                .handle(
+                    event(vec![message("m1", r#"{"task_id":"t1"}"#, 3)]),
+                    deadline(),
+                )
+                .await;
+            assert!(failed_ids(&resp).is_empty());
+            let calls = app
+                .embedder
+                .calls
+                .load(std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(calls, 1);
+            let task = app.store.tasks.lock().expect("lock")["t1"].clone();
+            if model_down {
+                assert_eq!(task.status, TaskStatus::Failed);
+                assert_eq!(task.error.expect("error").code, "internal");
+            } else {
+                assert_eq!(task.status, TaskStatus::Completed);
+                let result = task.result.expect("result");
+                // Not alice's profile (axis 0, "near"): the text's own vector.
+                assert_eq!(result.matches[0].job_id, "text-twin");
+                assert!((result.matches[0].similarity - 1.0).abs() < 1e-6);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn completes_tasks_and_reports_only_bad_messages() {
         let app = app(false);
