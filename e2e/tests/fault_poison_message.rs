@@ -1,6 +1,8 @@
 //! Fault test: poison messages (not JSON; an unknown task id) in the same
 //! queue as real tasks. The poison reaches the dead-letter queue after the
-//! redrive count; the real tasks complete.
+//! redrive count; the real tasks complete. The DLQ's consumer is paused
+//! meanwhile, so that this test reads the DLQ itself (fault_dead_letter.rs
+//! tests the consumer).
 
 use std::time::Duration;
 
@@ -8,9 +10,26 @@ use futures::stream::{self, StreamExt};
 use jobmatch_e2e::{env, Stack};
 use shared::domain::TaskStatus;
 
+/// Stops the DLQ poller, and starts it again when dropped (also on failure).
+struct DlqConsumerPaused<'a>(&'a Stack);
+
+impl<'a> DlqConsumerPaused<'a> {
+    fn new(stack: &'a Stack) -> Self {
+        stack.stack_restart("poller-dlq-stop");
+        DlqConsumerPaused(stack)
+    }
+}
+
+impl Drop for DlqConsumerPaused<'_> {
+    fn drop(&mut self) {
+        self.0.stack_restart("poller-dlq");
+    }
+}
+
 #[tokio::test]
 async fn poison_goes_to_the_dlq_and_the_rest_complete() {
     let stack = Stack::connect().await;
+    let _paused = DlqConsumerPaused::new(&stack);
     let run = uuid::Uuid::new_v4().simple().to_string();
     let token = stack.token(&format!("fault-poison-{run}"));
     let not_json = format!("poison {run}");

@@ -6,35 +6,9 @@
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use jobmatch_e2e::{env, repo_root, Stack};
+use jobmatch_e2e::{env, kill_workers, Stack};
 use shared::domain::TaskStatus;
 use sqlx::{Connection, PgConnection};
-
-/// SIGKILLs this checkout's worker processes (those started by cargo lambda
-/// watch from the repository root); returns how many were killed.
-fn kill_workers() -> usize {
-    let root = repo_root();
-    let mut killed = 0;
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let is_worker = cmdline
-            .split(|b| *b == 0)
-            .next()
-            .is_some_and(|arg0| arg0.ends_with(b"target/debug/worker"));
-        let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
-        if is_worker && cwd.as_deref() == Some(root.as_path()) {
-            let status = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status()
-                .expect("kill");
-            killed += usize::from(status.success());
-        }
-    }
-    killed
-}
 
 #[tokio::test]
 async fn killed_worker_mid_batch_loses_nothing() {

@@ -16,7 +16,7 @@ export SAM_CLI_TELEMETRY=0
 # rust-cargolambda is a SAM beta build method: opt in without a prompt (CI has no tty).
 export SAM_CLI_BETA_RUST_CARGO_LAMBDA=1
 
-# Bootstrap budgets, in bytes. api, status and migrate: the 5 MB target.
+# Bootstrap budgets, in bytes. api, status, migrate and deadletter: the 5 MB target.
 target=$((5 * 1000 * 1000))
 # The worker links candle and tokenizers for the embedding model (the model
 # itself is in the layer): its own budget, the size this script measured
@@ -48,7 +48,7 @@ CARGO_NET_OFFLINE=true sam build --region us-east-1 >"$root/.aws-sam-build.log" 
 echo "sam build: $(( $(date +%s) - start )) s"
 
 fail=0
-for fn in ApiFunction StatusFunction WorkerFunction MigrateFunction; do
+for fn in ApiFunction StatusFunction WorkerFunction MigrateFunction DeadLetterFunction; do
   budget=$target
   [[ $fn == WorkerFunction ]] && budget=$worker_budget
   bin=".aws-sam/build/$fn/bootstrap"

@@ -110,6 +110,19 @@ def ref_name(value) -> str | None:
     return None
 
 
+def refs(value) -> set[str]:
+    """Every logical id or parameter a value !Refs, however deep (short or long form)."""
+    if isinstance(value, Tagged):
+        return {value.value} if value.tag == "!Ref" and isinstance(value.value, str) else refs(value.value)
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get("Ref"), str):
+            return {value["Ref"]}
+        return set().union(*(refs(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(refs(v) for v in value))
+    return set()
+
+
 class Checker:
     def __init__(self, doc: dict):
         self.doc = doc
@@ -233,10 +246,48 @@ class Checker:
                 self.check(ref_name(props.get("ApiId")) == "HttpApi", f"{name}.{ev_name}: on the one HttpApi")
         self.check(routes == ROUTES, f"routes are DESIGN.md's: missing {sorted(ROUTES - routes)}, extra {sorted(routes - ROUTES)}")
 
+        # Limits at the edge: the routes that can hold an api instance for
+        # seconds (the legacy match) or that anyone may call (health) get
+        # tighter throttles than the default (README "Limits at the edge").
+        for aname, api_res in self.of_type("AWS::Serverless::HttpApi").items():
+            ap = api_res.get("Properties", {})
+            default = ap.get("DefaultRouteSettings", {})
+            default_rate = self.number(default.get("ThrottlingRateLimit"))
+            default_burst = self.number(default.get("ThrottlingBurstLimit"))
+            self.check(default_rate is not None and default_burst is not None,
+                       f"{aname}: DefaultRouteSettings throttle every route (rate and burst)")
+            per_route = ap.get("RouteSettings") or {}
+            # API Gateway refuses the stage when a key names no route.
+            self.check(all(isinstance(k, str) and tuple(k.split(" ", 1)) in routes for k in per_route),
+                       f"{aname}: RouteSettings keys are routes of the API: {sorted(map(str, per_route))}")
+            for key in ("GET /health", "POST /jobs/match/legacy"):
+                rs = per_route.get(key) or {}
+                rate = self.number(rs.get("ThrottlingRateLimit"))
+                burst = self.number(rs.get("ThrottlingBurstLimit"))
+                self.check(rate is not None and burst is not None and default_rate is not None and default_burst is not None
+                           and 0 < rate < default_rate and 0 < burst < default_burst,
+                           f"{aname}: RouteSettings[{key!r}] throttles tighter than the default "
+                           f"(rate {rate} < {default_rate}, burst {burst} < {default_burst})")
+
         # SQS event sources.
         sqs_events = [(n, f, e) for n, f in functions.items()
                       for e in (f.get("Properties", {}).get("Events") or {}).values() if e.get("Type") == "SQS"]
-        self.check(len(sqs_events) == 1, "exactly one SQS event source (the worker)")
+        by_queue: dict[str | None, list[str]] = {}
+        for name, _, ev in sqs_events:
+            by_queue.setdefault(ref_name(ev.get("Properties", {}).get("Queue")), []).append(name)
+        match_dlq = ref_name(queues.get("MatchQueue", {}).get("Properties", {}).get("RedrivePolicy", {}).get("deadLetterTargetArn"))
+        self.check(by_queue.get("MatchQueue") == ["WorkerFunction"], f"MatchQueue feeds the worker alone: {by_queue.get('MatchQueue')}")
+        # Dead-lettered tasks end `failed` (DESIGN.md "Task lifecycle"): a
+        # consumer on the DLQ that is not the worker, since it must run when
+        # the worker cannot start.
+        dl_consumers = by_queue.get(match_dlq, []) if match_dlq else []
+        self.check(len(dl_consumers) == 1 and dl_consumers != ["WorkerFunction"],
+                   f"the DLQ ({match_dlq}) has one consumer of its own, not the worker: {dl_consumers}")
+        for consumer in dl_consumers:
+            self.check(any("dynamodb:UpdateItem" in (s.get("Action") if isinstance(s.get("Action"), list) else [s.get("Action")])
+                           for s in self.statements(functions[consumer])),
+                       f"{consumer}: may dynamodb:UpdateItem (it closes dead-lettered tasks)")
+        self.check(set(by_queue) <= {"MatchQueue", match_dlq}, f"SQS event sources only on MatchQueue and its DLQ: {sorted(map(str, by_queue))}")
         for name, fn, ev in sqs_events:
             props = ev.get("Properties", {})
             self.check(props.get("FunctionResponseTypes") == ["ReportBatchItemFailures"],
@@ -263,6 +314,13 @@ class Checker:
             vis = self.number(qp.get("VisibilityTimeout", 30))
             self.check(timeout is not None and vis is not None and vis >= 6 * timeout,
                        f"{qname}: VisibilityTimeout ({vis}) >= 6 x {name} Timeout ({timeout})")
+            if qname != "MatchQueue":
+                continue
+            # One wave per invocation: a message that waits for a pool slot
+            # can be returned untried at the deadline, burning a receive.
+            pool = self.number(self.env(fn).get("DB_MAX_CONNECTIONS"))
+            self.check(batch is not None and pool is not None and batch <= pool,
+                       f"{name}: BatchSize ({batch}) <= DB_MAX_CONNECTIONS ({pool}), so every message of a batch starts at once")
             redrive = qp.get("RedrivePolicy", {})
             dlq = ref_name(redrive.get("deadLetterTargetArn"))
             self.check(dlq in queues, f"{qname}: RedrivePolicy.deadLetterTargetArn is a queue of the template")
@@ -273,10 +331,15 @@ class Checker:
             if dlq in queues:
                 retention = self.number(queues[dlq].get("Properties", {}).get("MessageRetentionPeriod", 345600))
                 self.check(retention is not None and retention >= 7 * 86400, f"{dlq}: keeps messages >= 7 days")
-                alarms = [a for a in self.of_type("AWS::CloudWatch::Alarm").values()
+                all_alarms = self.of_type("AWS::CloudWatch::Alarm").values()
+                alarms = [a for a in all_alarms
                           if any(ref_name(d.get("Value")) == dlq for d in a["Properties"].get("Dimensions", []))]
-                self.check(any(a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible" for a in alarms),
-                           f"{dlq}: an alarm on its depth")
+                self.check(any(a["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage" for a in alarms),
+                           f"{dlq}: an alarm on the age of its oldest message (its consumer is failing)")
+                counted = {m.get("MetricStat", {}).get("Metric", {}).get("MetricName")
+                           for a in all_alarms for m in a["Properties"].get("Metrics", [])}
+                self.check({"TasksDeadLettered", "DeadLettersIgnored"} <= counted,
+                           f"{dlq}: an alarm on what its consumer saw (TasksDeadLettered, DeadLettersIgnored)")
         for qname, queue in queues.items():
             qp = queue.get("Properties", {})
             self.check(qp.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in qp, f"{qname}: encrypted at rest")
@@ -303,6 +366,14 @@ class Checker:
             self.check(dp.get("ManageMasterUserPassword") is True and "MasterUserPassword" not in dp,
                        f"{dname}: credentials managed in Secrets Manager")
             self.check(dp.get("PubliclyAccessible") is False, f"{dname}: not public")
+            # A full minor (17.9) stops new stacks once RDS retires it: the
+            # major alone, with minor upgrades on, stays creatable.
+            version = dp.get("EngineVersion")
+            name = ref_name(version)
+            if name in self.params:
+                version = self.params[name].get("Default")
+            self.check(isinstance(version, str) and version.isdigit() and dp.get("AutoMinorVersionUpgrade") is True,
+                       f"{dname}: EngineVersion is a major version ({version!r}) with AutoMinorVersionUpgrade")
         for pname, proxy in self.of_type("AWS::RDS::DBProxy").items():
             pp = proxy.get("Properties", {})
             self.check(pp.get("RequireTLS") is True, f"{pname}: TLS required")
@@ -348,12 +419,26 @@ class Checker:
                 self.check(tp.get("ReservedConcurrentExecutions") == 1, f"{cname}: one migration at a time (reserved concurrency 1)")
                 timeout = self.number(self.prop(target, "Timeout"))
                 self.check(timeout is not None and 60 <= timeout <= 900, f"{cname}: migrate Timeout in 60..900 s")
+                # CloudFormation waits an hour for an answer by default; bound
+                # it, leaving migrate its whole Timeout and a margin (cold
+                # start, the answer's PUT).
+                service_timeout = self.number(custom["Properties"].get("ServiceTimeout"))
+                self.check(service_timeout is not None and timeout is not None
+                           and timeout + 60 <= service_timeout <= 3600,
+                           f"{cname}: ServiceTimeout ({service_timeout}) covers migrate Timeout ({timeout}) + 60 s, at most 3600")
             deps = custom.get("DependsOn", [])
             self.check("DbProxyTargetGroup" in (deps if isinstance(deps, list) else [deps]), f"{cname}: waits for the proxy's target")
 
+        # Tokens bound to their issuer (issue 13): an IdP's keys may sign its
+        # other tenants' tokens, so a JWKS is refused at deploy without JwtIssuer.
+        jwks_rules = [r for r in (self.doc.get("Rules") or {}).values()
+                      if {"JwksUrl", "JwksJson"} <= refs(r.get("RuleCondition"))
+                      and any("JwtIssuer" in refs(a.get("Assert")) for a in r.get("Assertions", []))]
+        self.check(len(jwks_rules) == 1, "Rules: JwksUrl or JwksJson requires JwtIssuer")
+
         # Alarms and outputs the README promises.
         metrics = {a["Properties"].get("MetricName") for a in self.of_type("AWS::CloudWatch::Alarm").values()}
-        for m in ("ApproximateNumberOfMessagesVisible", "Errors", "ApproximateAgeOfOldestMessage", "5xx"):
+        for m in ("Errors", "ApproximateAgeOfOldestMessage", "5xx"):
             self.check(m in metrics, f"an alarm on {m}")
         outputs = set(self.doc.get("Outputs", {}))
         for o in ("ApiUrl", "QueueUrl", "TasksTableName", "ProxyEndpoint"):
@@ -383,6 +468,14 @@ def self_test(doc: dict) -> int:
         "FunctionResponseTypes misspelt": lambda d: worker_event(d).update(FunctionResponseTypes=["ReportBatchItemFailure"]),
         "FunctionResponseType key misspelt": lambda d: worker_event(d).update(FunctionResponseType=worker_event(d).pop("FunctionResponseTypes")),
         "no DLQ": lambda d: d["Resources"]["MatchQueue"]["Properties"].pop("RedrivePolicy"),
+        "no DLQ consumer": lambda d: d["Resources"]["DeadLetterFunction"]["Properties"].pop("Events"),
+        "the worker consumes the DLQ": lambda d: d["Resources"]["WorkerFunction"]["Properties"]["Events"].update(
+            DeadLetters=copy.deepcopy(d["Resources"]["DeadLetterFunction"]["Properties"]["Events"].pop("DeadLetters"))),
+        "DLQ consumer may not update tasks": lambda d: d["Resources"]["DeadLetterFunction"]["Properties"]["Policies"][0]["Statement"][0].update(Action="dynamodb:GetItem"),
+        "DLQ visibility shorter than its consumer's timeout x 6": lambda d: d["Resources"]["MatchDeadLetterQueue"]["Properties"].pop("VisibilityTimeout"),
+        "no alarm on dead letters": lambda d: d["Resources"].pop("DeadLetterAlarm"),
+        "no alarm on the DLQ backlog": lambda d: d["Resources"].pop("DeadLetterBacklogAlarm"),
+        "worker batch larger than its pool": lambda d: worker_event(d).update(BatchSize=10),
         "visibility timeout too short": lambda d: d["Resources"]["MatchQueue"]["Properties"].update(VisibilityTimeout=60),
         "MAX_RECEIVE_COUNT drift": lambda d: d["Resources"]["WorkerFunction"]["Properties"]["Environment"]["Variables"].update(MAX_RECEIVE_COUNT="5"),
         "no MaximumConcurrency": lambda d: worker_event(d).pop("ScalingConfig"),
@@ -395,17 +488,24 @@ def self_test(doc: dict) -> int:
         "password in DATABASE_URL": lambda d: d["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"].update(DATABASE_URL="postgres://u:pw@h/db?sslmode=verify-full"),
         "database without snapshot policy": lambda d: d["Resources"]["Database"].pop("DeletionPolicy"),
         "migrations without the function version": lambda d: d["Resources"]["Migrations"]["Properties"].pop("FunctionVersion"),
+        "migrations without ServiceTimeout": lambda d: d["Resources"]["Migrations"]["Properties"].pop("ServiceTimeout"),
+        "migrations ServiceTimeout shorter than migrate's Timeout": lambda d: d["Resources"]["Migrations"]["Properties"].update(ServiceTimeout=300),
+        "database pinned to a minor version": lambda d: d["Parameters"]["DbEngineVersion"].update(Default="17.9"),
+        "health without its own throttle": lambda d: d["Resources"]["HttpApi"]["Properties"]["RouteSettings"].pop("GET /health"),
+        "legacy throttle as loose as the default": lambda d: d["Resources"]["HttpApi"]["Properties"]["RouteSettings"]["POST /jobs/match/legacy"].update(ThrottlingRateLimit=Tagged("!Ref", "ApiThrottleRate")),
+        "throttle for a route that does not exist": lambda d: d["Resources"]["HttpApi"]["Properties"]["RouteSettings"].update({"GET /nope": {"ThrottlingRateLimit": 1, "ThrottlingBurstLimit": 1}}),
         "worker without the model layer": lambda d: worker(d).pop("Layers"),
         "MODEL_DIR not where the layer puts the model": lambda d: worker(d)["Environment"]["Variables"].update(MODEL_DIR="/opt/model"),
         "worker without MODEL_DIR": lambda d: worker(d)["Environment"]["Variables"].pop("MODEL_DIR"),
         "model layer on the api": lambda d: d["Resources"]["ApiFunction"]["Properties"].update(Layers=[Tagged("!Ref", "ModelLayer")]),
         "MODEL_DIR on status": lambda d: d["Resources"]["StatusFunction"]["Properties"]["Environment"]["Variables"].update(MODEL_DIR=MODEL_DIR),
         "worker under one vCPU": lambda d: worker(d).update(MemorySize=512),
-        "worker timeout too short for a batch of texts": lambda d: worker(d).update(Timeout=30),
+        "worker timeout too short for a batch of texts": lambda d: worker(d).update(Timeout=15),
         "model layer for x86_64": lambda d: d["Resources"]["ModelLayer"]["Properties"].update(CompatibleArchitectures=["x86_64"]),
         "model layer for another runtime": lambda d: d["Resources"]["ModelLayer"]["Properties"].update(CompatibleRuntimes=["provided.al2"]),
         "model layer not built (no BuildMethod)": lambda d: d["Resources"]["ModelLayer"].pop("Metadata"),
         "model layer from a folder without its Makefile": lambda d: d["Resources"]["ModelLayer"]["Properties"].update(ContentUri=".model"),
+        "a JWKS without JwtIssuer": lambda d: d["Rules"].pop("JwksNeedsIssuer"),
     }
     # A base template that already fails would make every break look caught.
     base = check(doc)

@@ -6,7 +6,9 @@ A function error deletes nothing. What is not deleted comes back after the
 visibility timeout, and the queue's redrive policy moves poison to the DLQ.
 
 Env (from .local/env): QUEUE_URL, AWS_ENDPOINT_URL_SQS (boto3 takes it before AWS_ENDPOINT_URL), AWS_REGION, LAMBDA_URL;
-POLLER_BATCH_SIZE (10), POLLER_CONCURRENCY (2), POLLER_WORKER (worker).
+POLLER_BATCH_SIZE (10), POLLER_CONCURRENCY (2), POLLER_WORKER (worker);
+POLLER_QUEUE_URL (default QUEUE_URL): the stack runs a second poller on the
+DLQ that invokes the dead-letter consumer, as the template's second mapping.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 
-QUEUE_URL = os.environ["QUEUE_URL"]
+QUEUE_URL = os.environ.get("POLLER_QUEUE_URL") or os.environ["QUEUE_URL"]
 REGION = os.environ.get("AWS_REGION", "us-east-1")
 LAMBDA_URL = os.environ.get("LAMBDA_URL", "http://127.0.0.1:9000").rstrip("/")
 FUNCTION = os.environ.get("POLLER_WORKER", "worker")
@@ -40,7 +42,7 @@ stopping = threading.Event()
 
 
 def log(msg: str) -> None:
-    print(f"poller: {msg}", flush=True)
+    print(f"poller ({FUNCTION}): {msg}", flush=True)
 
 
 def queue_arn(sqs) -> str:

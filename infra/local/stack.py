@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The local jobmatch stack: PostgreSQL + pgvector, moto (DynamoDB; SQS on its own server),
-`cargo lambda watch`, the HttpApi-like gateway and the SQS poller.
+`cargo lambda watch`, the HttpApi-like gateway and the SQS pollers (queue and DLQ).
 
-    stack.py up | down | status | logs | restart pg-stop|pg-start|watch|gateway|poller
+    stack.py up | down | status | logs
+           | restart pg-stop|pg-start|watch|gateway|poller|poller-dlq|<part>-stop
            | perf-watch start|stop
 
 Runs with the project venv's python (infra/local/bootstrap.sh makes it).
@@ -321,6 +322,9 @@ def base_env() -> dict[str, str]:
         "TASKS_TABLE": TABLE,
         "JWT_SECRET": jwt_secret(),
         "MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
+        # As template.yaml's BatchSize: the worker's pool (DB_MAX_CONNECTIONS,
+        # 4), so that every message of a batch starts at once.
+        "POLLER_BATCH_SIZE": "4",
         # cargo lambda watch sends no deadline: the worker's leases end after
         # this, before the message becomes visible again.
         "FALLBACK_TIMEOUT_MS": str((VISIBILITY_TIMEOUT - 2) * 1000),
@@ -441,6 +445,22 @@ def saved_env() -> dict[str, str]:
     return env
 
 
+# The Python stand-ins for what AWS provides: the HttpApi's routing, and the
+# two SQS event source mappings (the match queue to the worker, the DLQ to the
+# dead-letter consumer).
+PARTS = ("gateway", "poller", "poller-dlq")
+
+
+def start_part(part: str, env: dict[str, str]) -> None:
+    script = "poller" if part.startswith("poller") else part
+    part_env = dict(env)
+    if part == "poller-dlq":
+        part_env.update(POLLER_QUEUE_URL=env["DLQ_URL"], POLLER_WORKER="deadletter",
+                        POLLER_CONCURRENCY="1")
+    start(part, [str(VENV / "bin" / "python"), str(ROOT / "infra" / "local" / f"{script}.py")],
+          part_env)
+
+
 def restart(what: str) -> None:
     """Fault tests: `pg-stop`, `pg-start`, and `watch` (a fresh runtime after a
     crash, which Lambda does by itself)."""
@@ -451,12 +471,14 @@ def restart(what: str) -> None:
     elif what == "watch":
         stop("watch")
         start_watch(saved_env())
-    elif what in ("gateway", "poller"):
+    elif what in PARTS:
         stop(what)
-        start(what, [str(VENV / "bin" / "python"), str(ROOT / "infra" / "local" / f"{what}.py")],
-              saved_env())
+        start_part(what, saved_env())
+    elif what in (f"{p}-stop" for p in PARTS):
+        # The poison test pauses the DLQ consumer to read the DLQ itself.
+        stop(what.removesuffix("-stop"))
     else:
-        die("usage: stack.py restart pg-stop|pg-start|watch|gateway|poller")
+        die(f"usage: stack.py restart pg-stop|pg-start|watch|{'|'.join(PARTS)}|<part>-stop")
 
 
 def up() -> None:
@@ -478,9 +500,8 @@ def up() -> None:
     demo_data(env)
 
     start_watch(env)
-    for part in ("gateway", "poller"):
-        start(part, [str(VENV / "bin" / "python"), str(ROOT / "infra" / "local" / f"{part}.py")],
-              env)
+    for part in PARTS:
+        start_part(part, env)
 
     wait_http(f"{values['API_URL']}/health", 900, "the API (/health)",
               ok=lambda status: status == 200)
@@ -506,7 +527,7 @@ Try it (a search phrase or a resume as text; without it, demo-user's profile):
 
 
 def down() -> None:
-    for name in ("poller", "gateway", "watch-perf", "watch", "moto-sqs", "moto"):
+    for name in (*PARTS, "watch-perf", "watch", "moto-sqs", "moto"):
         stop(name)
     if (VENV / "lib").exists():
         pg_down()
@@ -514,7 +535,7 @@ def down() -> None:
 
 def status() -> int:
     ok = True
-    for name in ("moto", "moto-sqs", "watch", "gateway", "poller"):
+    for name in ("moto", "moto-sqs", "watch", *PARTS):
         pid = running_pid(name)
         ok &= pid is not None
         print(f"{name:8} {'running (pid %d)' % pid if pid else 'stopped'}")

@@ -4,8 +4,9 @@
 //! use and tests.
 //!
 //! The caller is `sub`, or `id` when `sub` is absent; `exp` is required, `nbf`
-//! honoured, `iss`/`aud` checked when configured. Tokens and keys are never
-//! logged or printed.
+//! honoured, `iss`/`aud` checked when configured, and so are Cognito's
+//! `token_use` and app client (`client_id`, or `aud` of ID tokens). Tokens and
+//! keys are never logged or printed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 use crate::config::{AuthConfig, ConfigError, Secret};
 use crate::error::{AuthError, Error};
@@ -26,15 +28,58 @@ pub const SUPPORTED: [Algorithm; 3] = [Algorithm::HS256, Algorithm::RS256, Algor
 
 /// Claims jobmatch reads; other claims are ignored. `exp`, `nbf`, `iss` and
 /// `aud` are checked by the validation.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Claims {
+    /// `Some(Value::Null)` for `"sub": null`: only an absent `sub` may fall
+    /// back to `id`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    sub: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    sub: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    id: Option<serde_json::Value>,
+    id: Option<Value>,
     /// Read as any value: the validation judges its presence and format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    exp: Option<serde_json::Value>,
+    exp: Option<Value>,
+    /// Read again for the app client of ID tokens (the validation checks it
+    /// against `JWT_AUDIENCE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<Value>,
+    /// The app client of Cognito access tokens, which carry no `aud`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_use: Option<Value>,
+}
+
+/// A claim that is there, even as `null` (serde reads `null` as `None`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// Cognito's kind of token (`token_use`): access tokens name their app
+/// client in `client_id`, ID tokens in `aud`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    Access,
+    Id,
+}
+
+impl TokenUse {
+    /// `access` or `id`, as in the claim and `JWT_TOKEN_USE`.
+    pub fn from_name(name: &str) -> Option<TokenUse> {
+        match name {
+            "access" => Some(TokenUse::Access),
+            "id" => Some(TokenUse::Id),
+            _ => None,
+        }
+    }
+
+    fn of_claim(claim: Option<&Value>) -> Option<TokenUse> {
+        claim.and_then(Value::as_str).and_then(TokenUse::from_name)
+    }
 }
 
 /// The authenticated caller.
@@ -59,6 +104,10 @@ pub struct Verifier {
     jwks: Option<Arc<Jwks>>,
     issuer: Vec<String>,
     audience: Vec<String>,
+    /// App clients accepted (`JWT_CLIENT_IDS`); empty: any.
+    client_ids: Vec<String>,
+    /// The `token_use` required (`JWT_TOKEN_USE`); `None`: any.
+    token_use: Option<TokenUse>,
     leeway_secs: u64,
 }
 
@@ -82,6 +131,8 @@ impl Verifier {
             jwks: None,
             issuer: Vec::new(),
             audience: Vec::new(),
+            client_ids: Vec::new(),
+            token_use: None,
             leeway_secs,
         }
     }
@@ -95,45 +146,49 @@ impl Verifier {
             jwks: Some(Arc::new(jwks)),
             issuer: Vec::new(),
             audience: Vec::new(),
+            client_ids: Vec::new(),
+            token_use: None,
             leeway_secs,
         }
     }
 
+    /// The algorithms `config` accepts, whatever secret is at hand:
+    /// `JWT_ALGORITHMS` when given; else RS256 and ES256 with a JWKS, HS256
+    /// without one. Beside a JWKS, HS256 must be named: a shared secret must
+    /// not quietly mint tokens that pass for the identity provider's. So the
+    /// HS256 secret (`JWT_SECRET_ARN`) is needed only when this has HS256.
+    pub fn accepted_algorithms(config: &AuthConfig) -> Result<Vec<Algorithm>, ConfigError> {
+        let (jwks_url, jwks_document) = jwks_source(config)?;
+        let algorithms = match config.jwt_algorithms.as_deref().filter(|a| !a.is_empty()) {
+            Some(list) => parse_algorithms(list)?,
+            None if jwks_url.is_some() || jwks_document.is_some() => {
+                vec![Algorithm::RS256, Algorithm::ES256]
+            }
+            None => vec![Algorithm::HS256],
+        };
+        if algorithms.is_empty() {
+            return Err(ConfigError::new(
+                "JWT_ALGORITHMS names no algorithm: give some of HS256, RS256, ES256",
+            ));
+        }
+        Ok(algorithms)
+    }
+
     /// Builds the verifier the configuration describes. `hs256_secret` is
     /// `JWT_SECRET`, or the Secrets Manager secret that `JWT_SECRET_ARN` names,
-    /// already fetched. Refuses a configuration that pins an algorithm it has
-    /// no key source for.
+    /// already fetched; it is ignored when HS256 is not accepted. Refuses a
+    /// configuration that pins an algorithm it has no key source for.
     pub fn from_config(
         config: &AuthConfig,
         hs256_secret: Option<&Secret>,
     ) -> Result<Verifier, ConfigError> {
         crate::jwt_crypto::install();
-        let jwks_url = config.jwt_jwks_url.as_deref().filter(|u| !u.is_empty());
-        let jwks_document = config.jwt_jwks.as_deref().filter(|d| !d.trim().is_empty());
-        if jwks_url.is_some() && jwks_document.is_some() {
-            return Err(ConfigError::new(
-                "set JWT_JWKS_URL or JWT_JWKS (the key set itself), not both",
-            ));
-        }
-        let has_jwks = jwks_url.is_some() || jwks_document.is_some();
-        let algorithms = match config.jwt_algorithms.as_deref().filter(|a| !a.is_empty()) {
-            Some(list) => parse_algorithms(list)?,
-            None => {
-                let mut algs = Vec::new();
-                if hs256_secret.is_some() {
-                    algs.push(Algorithm::HS256);
-                }
-                if has_jwks {
-                    algs.extend([Algorithm::RS256, Algorithm::ES256]);
-                }
-                algs
-            }
-        };
-        if algorithms.is_empty() {
-            return Err(ConfigError::new(
-                "no token algorithm: set JWT_SECRET or JWT_SECRET_ARN (HS256) and/or JWT_JWKS_URL or JWT_JWKS (RS256, ES256)",
-            ));
-        }
+        let (jwks_url, jwks_document) = jwks_source(config)?;
+        let algorithms = Verifier::accepted_algorithms(config)?;
+        let named = config
+            .jwt_algorithms
+            .as_deref()
+            .is_some_and(|a| !a.is_empty());
         let wants_hs = algorithms.contains(&Algorithm::HS256);
         let wants_jwks = algorithms.iter().any(|a| *a != Algorithm::HS256);
         let hs256 = match (wants_hs, hs256_secret) {
@@ -145,12 +200,20 @@ impl Verifier {
                     "the HS256 secret must be at least 32 characters",
                 ))
             }
-            (true, None) => {
+            (true, None) if named => {
                 return Err(ConfigError::new(
                     "JWT_ALGORITHMS has HS256 but neither JWT_SECRET nor JWT_SECRET_ARN is set",
                 ))
             }
-            (false, _) => None,
+            (true, None) => return Err(ConfigError::new(
+                "no token algorithm: set JWT_SECRET or JWT_SECRET_ARN (HS256) and/or JWT_JWKS_URL or JWT_JWKS (RS256, ES256)",
+            )),
+            (false, Some(_)) => {
+                // Beside a JWKS, HS256 is off unless named: say why the secret does nothing.
+                tracing::warn!("JWT_SECRET/JWT_SECRET_ARN ignored: JWT_ALGORITHMS has no HS256 (beside a JWKS it must be named)");
+                None
+            }
+            (false, None) => None,
         };
         let jwks = match (wants_jwks, jwks_url, jwks_document) {
             (true, Some(url), _) => Some(Arc::new(Jwks::new(
@@ -168,12 +231,20 @@ impl Verifier {
         if config.jwt_leeway_secs > 30 {
             return Err(ConfigError::new("JWT_LEEWAY_SECS must be between 0 and 30"));
         }
+        let token_use = match config.jwt_token_use.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(name) => Some(TokenUse::from_name(name).ok_or_else(|| {
+                ConfigError::new(format!("JWT_TOKEN_USE: `{name}` is not `access` or `id`"))
+            })?),
+        };
         Ok(Verifier {
             algorithms,
             hs256,
             jwks,
             issuer: split_list(config.jwt_issuer.as_deref()),
             audience: split_list(config.jwt_audience.as_deref()),
+            client_ids: split_list(config.jwt_client_ids.as_deref()),
+            token_use,
             leeway_secs: config.jwt_leeway_secs,
         })
     }
@@ -187,6 +258,19 @@ impl Verifier {
     /// Accept only tokens whose `aud` names one of these (and require `aud`).
     pub fn with_audience(mut self, audience: &[&str]) -> Verifier {
         self.audience = audience.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Accept only tokens of these app clients: `client_id` of access tokens,
+    /// `aud` of ID tokens (by the token's `token_use`).
+    pub fn with_client_ids(mut self, client_ids: &[&str]) -> Verifier {
+        self.client_ids = client_ids.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Accept only tokens whose `token_use` is this (and require it).
+    pub fn with_token_use(mut self, token_use: TokenUse) -> Verifier {
+        self.token_use = Some(token_use);
         self
     }
 
@@ -264,16 +348,70 @@ impl Verifier {
             ErrorKind::InvalidAudience => AuthError::WrongAudience,
             _ => AuthError::Malformed,
         })?;
-        let Claims { sub, id, .. } = data.claims;
-        let name = |v: Option<serde_json::Value>| match v {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
+        let claims = data.claims;
+        self.check_client(&claims)?;
+        let name = |v: Value| match v {
+            Value::String(s) if !s.is_empty() => Some(s),
             _ => None,
         };
-        name(sub)
-            .or_else(|| name(id))
-            .map(Caller)
-            .ok_or(AuthError::MissingSubject)
+        // A `sub` that is there but unusable is not replaced by `id`.
+        match claims.sub {
+            Some(sub) => name(sub),
+            None => claims.id.and_then(name),
+        }
+        .map(Caller)
+        .ok_or(AuthError::MissingSubject)
     }
+
+    /// `token_use` and the app client, when configured (Cognito: an access
+    /// token of one app client must not pass for another's, nor an ID token
+    /// for an access token).
+    fn check_client(&self, claims: &Claims) -> Result<(), AuthError> {
+        let token_use = TokenUse::of_claim(claims.token_use.as_ref());
+        if let Some(expected) = self.token_use {
+            if claims.token_use.is_none() {
+                return Err(AuthError::MissingClaim("token_use".into()));
+            }
+            if token_use != Some(expected) {
+                return Err(AuthError::InvalidClaim("token_use".into()));
+            }
+        }
+        if self.client_ids.is_empty() {
+            return Ok(());
+        }
+        let listed = |v: &Value| {
+            v.as_str()
+                .is_some_and(|c| self.client_ids.iter().any(|l| l == c))
+        };
+        let (claim, found) = match token_use {
+            // An ID token's `aud` may be a list (OIDC).
+            Some(TokenUse::Id) => (
+                "aud",
+                claims.aud.as_ref().map(|aud| match aud {
+                    Value::Array(items) => items.iter().any(listed),
+                    one => listed(one),
+                }),
+            ),
+            _ => ("client_id", claims.client_id.as_ref().map(listed)),
+        };
+        match found {
+            None => Err(AuthError::MissingClaim(claim.into())),
+            Some(true) => Ok(()),
+            Some(false) => Err(AuthError::InvalidClaim(claim.into())),
+        }
+    }
+}
+
+/// `JWT_JWKS_URL` or `JWT_JWKS` (empty counts as unset), refusing both.
+fn jwks_source(config: &AuthConfig) -> Result<(Option<&str>, Option<&str>), ConfigError> {
+    let url = config.jwt_jwks_url.as_deref().filter(|u| !u.is_empty());
+    let document = config.jwt_jwks.as_deref().filter(|d| !d.trim().is_empty());
+    if url.is_some() && document.is_some() {
+        return Err(ConfigError::new(
+            "set JWT_JWKS_URL or JWT_JWKS (the key set itself), not both",
+        ));
+    }
+    Ok((url, document))
 }
 
 fn read_header(token: &str) -> Result<RawHeader, AuthError> {
@@ -515,9 +653,9 @@ pub fn mint_hs256(
 ) -> Result<String, jsonwebtoken::errors::Error> {
     crate::jwt_crypto::install();
     let claims = Claims {
-        sub: Some(serde_json::Value::String(subject.to_owned())),
-        id: None,
+        sub: Some(Value::String(subject.to_owned())),
         exp: Some((chrono::Utc::now().timestamp() + ttl_secs).into()),
+        ..Claims::default()
     };
     encode(
         &Header::new(Algorithm::HS256),
@@ -646,5 +784,127 @@ mod tests {
         assert!(Verifier::from_config(&auth_config(&[]), Some(&short)).is_err());
         let cfg = auth_config(&[("JWT_LEEWAY_SECS", "31")]);
         assert!(Verifier::from_config(&cfg, Some(&secret)).is_err());
+    }
+
+    #[test]
+    fn beside_a_jwks_hs256_must_be_named() {
+        let secret = Secret::new("x".repeat(32));
+        let url = ("JWT_JWKS_URL", "https://idp.example/jwks.json");
+        let cfg = auth_config(&[url]);
+        assert_eq!(
+            Verifier::accepted_algorithms(&cfg).expect("algorithms"),
+            [Algorithm::RS256, Algorithm::ES256]
+        );
+        // The secret is at hand but HS256 is not named: ignored.
+        let v = Verifier::from_config(&cfg, Some(&secret)).expect("jwks");
+        assert_eq!(v.algorithms(), [Algorithm::RS256, Algorithm::ES256]);
+        assert!(v.hs256.is_none());
+        let cfg = auth_config(&[url, ("JWT_ALGORITHMS", "HS256,RS256")]);
+        let v = Verifier::from_config(&cfg, Some(&secret)).expect("named");
+        assert_eq!(v.algorithms(), [Algorithm::HS256, Algorithm::RS256]);
+        let err = Verifier::from_config(&cfg, None).expect_err("named, no secret");
+        assert!(
+            err.to_string().contains("JWT_ALGORITHMS has HS256"),
+            "{err}"
+        );
+        // No JWKS: HS256, with or without the list.
+        assert_eq!(
+            Verifier::accepted_algorithms(&auth_config(&[])).expect("algorithms"),
+            [Algorithm::HS256]
+        );
+    }
+
+    #[test]
+    fn token_use_is_access_or_id() {
+        let secret = Secret::new("x".repeat(32));
+        for (value, expected) in [
+            ("access", Some(TokenUse::Access)),
+            ("id", Some(TokenUse::Id)),
+            ("", None),
+        ] {
+            let cfg = auth_config(&[("JWT_TOKEN_USE", value)]);
+            let v = Verifier::from_config(&cfg, Some(&secret)).expect(value);
+            assert_eq!(v.token_use, expected, "{value}");
+        }
+        let cfg = auth_config(&[("JWT_TOKEN_USE", "refresh")]);
+        let err = Verifier::from_config(&cfg, Some(&secret)).expect_err("refresh");
+        assert!(err.to_string().contains("JWT_TOKEN_USE"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_present_sub_must_be_a_name() {
+        let v = Verifier::hs256(SECRET, 0);
+        for sub in [json!(""), json!(42), json!(null), json!(true)] {
+            let t = token(json!({"sub": sub, "id": "bob", "exp": exp_in(60)}), SECRET);
+            assert_eq!(reason(&v, &t).await, AuthError::MissingSubject, "{sub}");
+        }
+        // jsonwebtoken's own claim reading cannot skip a list or an object
+        // where it expects a string `sub`: still a 401, as malformed.
+        let t = token(
+            json!({"sub": ["a"], "id": "bob", "exp": exp_in(60)}),
+            SECRET,
+        );
+        assert_eq!(reason(&v, &t).await, AuthError::Malformed);
+        let t = token(json!({"id": "", "exp": exp_in(60)}), SECRET);
+        assert_eq!(reason(&v, &t).await, AuthError::MissingSubject);
+    }
+
+    #[tokio::test]
+    async fn client_and_token_use_when_configured() {
+        let v = Verifier::hs256(SECRET, 0)
+            .with_client_ids(&["app-1", "app-2"])
+            .with_token_use(TokenUse::Access);
+        let access = |extra: serde_json::Value| {
+            let mut c =
+                json!({"sub": "a", "exp": exp_in(60), "token_use": "access", "client_id": "app-2"});
+            c.as_object_mut()
+                .expect("object")
+                .extend(extra.as_object().expect("object").clone());
+            token(c, SECRET)
+        };
+        assert!(v.caller(&access(json!({}))).await.is_ok());
+        let cases = [
+            (
+                json!({"client_id": "app-3"}),
+                AuthError::InvalidClaim("client_id".into()),
+            ),
+            (
+                json!({"client_id": null}),
+                AuthError::MissingClaim("client_id".into()),
+            ),
+            (
+                json!({"token_use": "id"}),
+                AuthError::InvalidClaim("token_use".into()),
+            ),
+            (
+                json!({"token_use": 1}),
+                AuthError::InvalidClaim("token_use".into()),
+            ),
+            (
+                json!({"token_use": null}),
+                AuthError::MissingClaim("token_use".into()),
+            ),
+        ];
+        for (extra, expected) in cases {
+            assert_eq!(
+                reason(&v, &access(extra.clone())).await,
+                expected,
+                "{extra}"
+            );
+        }
+        // ID tokens name their client in `aud`, which may be a list.
+        let v = Verifier::hs256(SECRET, 0).with_client_ids(&["app-1"]);
+        let id = |aud: serde_json::Value| {
+            token(
+                json!({"sub": "a", "exp": exp_in(60), "token_use": "id", "aud": aud}),
+                SECRET,
+            )
+        };
+        assert!(v.caller(&id(json!("app-1"))).await.is_ok());
+        assert!(v.caller(&id(json!(["x", "app-1"]))).await.is_ok());
+        assert_eq!(
+            reason(&v, &id(json!("app-1x"))).await,
+            AuthError::InvalidClaim("aud".into())
+        );
     }
 }

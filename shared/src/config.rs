@@ -146,10 +146,17 @@ pub struct StatusConfig {
     pub tasks_table: String,
 }
 
+/// The dead-letter consumer (`functions/deadletter`).
+#[derive(Debug, Deserialize)]
+pub struct DeadLetterConfig {
+    pub tasks_table: String,
+}
+
 /// Token verification, for `api` and `status`. HS256 needs `JWT_SECRET`, or
 /// `JWT_SECRET_ARN` (a Secrets Manager secret, fetched once at init); RS256 and
-/// ES256 need `JWT_JWKS_URL` or `JWT_JWKS`. `JWT_ALGORITHMS` pins the accepted algorithms
-/// (default: those that have a key source). Lists are comma-separated.
+/// ES256 need `JWT_JWKS_URL` or `JWT_JWKS`. `JWT_ALGORITHMS` pins the accepted
+/// algorithms (default: RS256 and ES256 with a JWKS, else HS256; beside a
+/// JWKS, HS256 only when named). Lists are comma-separated.
 #[derive(Debug, Deserialize)]
 pub struct AuthConfig {
     #[serde(default)]
@@ -168,6 +175,14 @@ pub struct AuthConfig {
     pub jwt_issuer: Option<String>,
     #[serde(default)]
     pub jwt_audience: Option<String>,
+    /// Accepted app clients: `client_id` of access tokens, `aud` of ID tokens
+    /// (Cognito). Unset or empty: not checked.
+    #[serde(default)]
+    pub jwt_client_ids: Option<String>,
+    /// `access` or `id`: the `token_use` a token must have (Cognito). Unset or
+    /// empty: not checked.
+    #[serde(default)]
+    pub jwt_token_use: Option<String>,
     /// Clock leeway for `exp`/`nbf`, 0..30 s.
     #[serde(default = "default_leeway")]
     pub jwt_leeway_secs: u64,

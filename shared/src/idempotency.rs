@@ -9,9 +9,9 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{MatchRequest, Task, TaskError, TaskMessage, TaskStatus};
+use crate::domain::{MatchRequest, Task, TaskMessage, TaskStatus};
 use crate::error::{Error, FieldError, Result};
-use crate::ports::{Fence, IdempotentTaskStore, TaskQueue, TaskStore};
+use crate::ports::{IdempotentTaskStore, TaskQueue, TaskStore};
 
 /// `Idempotency-Key` length bounds, in characters.
 pub const MAX_KEY_CHARS: usize = 255;
@@ -85,16 +85,7 @@ where
         None => {
             // Written first, sent second: a duplicate that loses the write
             // must never send a message for a task that does not exist.
-            if let Err(send_err) = queue.send(&message).await {
-                let error = TaskError {
-                    code: "enqueue_failed".into(),
-                    message: "the task could not be queued".into(),
-                };
-                if let Err(e) = store.fail(&task.task_id, Fence::Pending, &error, now).await {
-                    tracing::error!(task_id = %task.task_id, error = %e, "could not close unqueued task");
-                }
-                return Err(send_err);
-            }
+            crate::service::enqueue(store, queue, &task.task_id, now).await?;
             Ok(Submitted {
                 task,
                 replayed: false,

@@ -29,6 +29,9 @@ pub enum Fence {
     Pending,
     /// `processing` under this attempt number (the worker's own claim).
     Attempt(u32),
+    /// `pending` or `processing` under any attempt: the dead-letter consumer
+    /// closes whatever the worker could not, and leaves a finished task be.
+    Unfinished,
 }
 
 /// The tasks table.

@@ -15,7 +15,8 @@ use crate::ports::{Claim, Embedder, Fence, JobIndex, Query, TaskQueue, TaskStore
 pub const EMBED_MS: &str = "EmbedMs";
 use crate::ranking::rank;
 
-/// Creates a pending task and enqueues it; the two writes run concurrently.
+/// Creates a pending task, then enqueues it: the worker never receives a
+/// message for a task that is not written yet.
 pub async fn submit<S: TaskStore, Q: TaskQueue>(
     store: &S,
     queue: &Q,
@@ -25,26 +26,57 @@ pub async fn submit<S: TaskStore, Q: TaskQueue>(
     ttl_secs: i64,
 ) -> Result<Task> {
     let task = Task::pending(new_task_id(), owner.to_owned(), request, now, ttl_secs);
+    store.create(&task).await?;
+    enqueue(store, queue, &task.task_id, now).await?;
+    Ok(task)
+}
+
+/// Sends the message of a task just written. When the send fails the task
+/// is closed as `failed` (`enqueue_failed`), so that nothing the client was
+/// refused stays pending; both submit paths end this way.
+pub async fn enqueue<S: TaskStore, Q: TaskQueue>(
+    store: &S,
+    queue: &Q,
+    task_id: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let message = TaskMessage {
-        task_id: task.task_id.clone(),
+        task_id: task_id.to_owned(),
     };
-    let (created, sent) = tokio::join!(store.create(&task), queue.send(&message));
-    match (created, sent) {
-        (Ok(()), Ok(())) => Ok(task),
-        (Ok(()), Err(send_err)) => {
-            // Not accepted: close the task so that nothing stays pending forever.
-            let error = TaskError {
-                code: "enqueue_failed".into(),
-                message: "the task could not be queued".into(),
-            };
-            if let Err(e) = store.fail(&task.task_id, Fence::Pending, &error, now).await {
-                tracing::error!(task_id = %task.task_id, error = %e, "could not close unqueued task");
-            }
-            Err(send_err)
-        }
-        // The message, if sent, finds no task and ends in the dead-letter queue.
-        (Err(e), _) => Err(e),
+    let Err(send_err) = queue.send(&message).await else {
+        return Ok(());
+    };
+    let error = TaskError {
+        code: ENQUEUE_FAILED.into(),
+        message: "the task could not be queued".into(),
+    };
+    if let Err(e) = store.fail(task_id, Fence::Pending, &error, now).await {
+        tracing::error!(task_id, error = %e, "could not close unqueued task");
     }
+    Err(send_err)
+}
+
+/// `error.code` of a task whose message could not be sent.
+pub const ENQUEUE_FAILED: &str = "enqueue_failed";
+/// `error.code` of a task whose message reached the dead-letter queue.
+pub const DEAD_LETTERED: &str = "dead_lettered";
+
+/// Closes the task of a dead-lettered message as `failed`
+/// (`dead_lettered`), whatever left it unfinished: a crash, a time-out or an
+/// init failure of the worker. A finished or unknown task is left as it is;
+/// returns whether this call closed it.
+pub async fn dead_letter<S: TaskStore>(
+    store: &S,
+    task_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let error = TaskError {
+        code: DEAD_LETTERED.into(),
+        message: "the task could not be run: every delivery of it ended without an answer \
+                  from the worker (a crash, a time-out or a failed start)"
+            .into(),
+    };
+    store.fail(task_id, Fence::Unfinished, &error, now).await
 }
 
 /// Task ids are UUIDv7: unique and ordered by creation time.
@@ -161,7 +193,10 @@ pub async fn process<S: TaskStore, J: JobIndex, E: Embedder>(
             "too close to the invocation deadline to start".into(),
         ));
     }
-    let task = match claim_with_patience(store, task_id, delivery.deadline_ms).await? {
+    let task = match store
+        .claim(task_id, Utc::now(), delivery.deadline_ms)
+        .await?
+    {
         Claim::Claimed(task) => task,
         Claim::Finished(status) => {
             tracing::info!(
@@ -220,20 +255,119 @@ pub async fn process<S: TaskStore, J: JobIndex, E: Embedder>(
     }
 }
 
-/// The api writes the task and sends the message concurrently, so a message can
-/// arrive a moment before its task: look again briefly before giving up.
-async fn claim_with_patience<S: TaskStore>(
-    store: &S,
-    task_id: &str,
-    deadline_ms: i64,
-) -> Result<Claim> {
-    let mut delay_ms = 25;
-    loop {
-        let claim = store.claim(task_id, Utc::now(), deadline_ms).await?;
-        if claim != Claim::Missing || delay_ms > 400 {
-            return Ok(claim);
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::adapters::memory::{MemoryQueue, MemoryTaskStore};
+    use crate::domain::{Filters, TaskStatus};
+
+    fn request() -> MatchRequest {
+        MatchRequest {
+            embedding: None,
+            text: None,
+            skills: None,
+            filters: Filters::default(),
+            limit: 5,
         }
-        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-        delay_ms *= 2;
+    }
+
+    /// A queue that records, at each send, whether the task was already written.
+    struct WitnessQueue<'a> {
+        store: &'a MemoryTaskStore,
+        task_existed: Mutex<Vec<bool>>,
+    }
+
+    impl TaskQueue for WitnessQueue<'_> {
+        async fn send(&self, message: &TaskMessage) -> Result<()> {
+            let exists = self
+                .store
+                .tasks
+                .lock()
+                .expect("lock")
+                .contains_key(&message.task_id);
+            self.task_existed.lock().expect("lock").push(exists);
+            Ok(())
+        }
+
+        async fn ping(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn submit_writes_the_task_before_it_sends_the_message() {
+        let store = MemoryTaskStore::default();
+        let queue = WitnessQueue {
+            store: &store,
+            task_existed: Mutex::new(Vec::new()),
+        };
+        let task = submit(&store, &queue, "alice", request(), Utc::now(), 3600)
+            .await
+            .expect("submitted");
+        assert_eq!(*queue.task_existed.lock().expect("lock"), vec![true]);
+        let stored = store.get(&task.task_id, Utc::now()).await.expect("get");
+        assert_eq!(stored.map(|t| t.status), Some(TaskStatus::Pending));
+    }
+
+    #[tokio::test]
+    async fn a_failed_send_closes_the_task_and_answers_the_error() {
+        let store = MemoryTaskStore::default();
+        let queue = MemoryQueue {
+            down: true,
+            ..Default::default()
+        };
+        let err = submit(&store, &queue, "alice", request(), Utc::now(), 3600)
+            .await
+            .expect_err("queue down");
+        assert_eq!(err.status(), 503);
+        let tasks = store.tasks.lock().expect("lock");
+        let task = tasks.values().next().expect("the task was written");
+        assert_eq!(task.status, TaskStatus::Failed);
+        assert_eq!(
+            task.error.as_ref().map(|e| e.code.as_str()),
+            Some(ENQUEUE_FAILED)
+        );
+    }
+
+    async fn task_in(store: &MemoryTaskStore, status: TaskStatus) -> String {
+        let id = new_task_id();
+        let mut task = Task::pending(id.clone(), "alice".into(), request(), Utc::now(), 3600);
+        task.status = status;
+        task.attempts = u32::from(status != TaskStatus::Pending);
+        store.create(&task).await.expect("create");
+        id
+    }
+
+    #[tokio::test]
+    async fn dead_letter_closes_pending_and_processing_tasks_only() {
+        let store = MemoryTaskStore::default();
+        for status in [TaskStatus::Pending, TaskStatus::Processing] {
+            let id = task_in(&store, status).await;
+            assert!(dead_letter(&store, &id, Utc::now()).await.expect("ok"));
+            let task = store
+                .get(&id, Utc::now())
+                .await
+                .expect("get")
+                .expect("task");
+            assert_eq!(task.status, TaskStatus::Failed, "from {status:?}");
+            let error = task.error.expect("error");
+            assert_eq!(error.code, DEAD_LETTERED);
+        }
+        for status in [TaskStatus::Completed, TaskStatus::Failed] {
+            let id = task_in(&store, status).await;
+            assert!(!dead_letter(&store, &id, Utc::now()).await.expect("ok"));
+            let task = store
+                .get(&id, Utc::now())
+                .await
+                .expect("get")
+                .expect("task");
+            assert_eq!(task.status, status, "a finished task is left as it is");
+            assert!(task.error.is_none());
+        }
+        assert!(!dead_letter(&store, "no-such-task", Utc::now())
+            .await
+            .expect("an unknown task is not an error"));
     }
 }

@@ -27,11 +27,65 @@ pub struct App<S, Q, J> {
     pub task_ttl_secs: i64,
     /// How long a legacy call with `text` waits for the worker.
     pub legacy_text_wait: Duration,
+    /// This instance's last `/health` answer (`HealthCache::default()`).
+    pub health_cache: HealthCache,
 }
 
 /// Each health probe gets this long; the checks run concurrently, so
 /// `/health` answers within about this time whatever hangs.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long an instance answers `/health` from its last deep check. The
+/// route needs no token, so without this every call (a monitor, a load
+/// balancer, anyone on the internet) would reach PostgreSQL, DynamoDB and SQS;
+/// with it an instance probes them at most once per window, whatever the
+/// request rate. A failure shows within the window (plus HEALTH_TIMEOUT).
+pub const HEALTH_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// The last deep health check of this instance (status and body), reused
+/// until `ttl` has passed. Its clock is tokio's, which tests can pause and
+/// advance.
+pub struct HealthCache {
+    ttl: Duration,
+    last: std::sync::Mutex<Option<CachedHealth>>,
+}
+
+struct CachedHealth {
+    at: tokio::time::Instant,
+    status: StatusCode,
+    body: serde_json::Value,
+}
+
+impl HealthCache {
+    /// A cache that keeps an answer for `ttl` (zero: probe on every call).
+    pub fn new(ttl: Duration) -> HealthCache {
+        HealthCache {
+            ttl,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn fresh(&self, now: tokio::time::Instant) -> Option<(StatusCode, serde_json::Value)> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref()
+            .filter(|c| now.saturating_duration_since(c.at) < self.ttl)
+            .map(|c| (c.status, c.body.clone()))
+    }
+
+    fn store(&self, at: tokio::time::Instant, status: StatusCode, body: &serde_json::Value) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(CachedHealth {
+            at,
+            status,
+            body: body.clone(),
+        });
+    }
+}
+
+impl Default for HealthCache {
+    fn default() -> HealthCache {
+        HealthCache::new(HEALTH_CACHE_TTL)
+    }
+}
 
 impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex> App<S, Q, J> {
     /// Routes a request; every error becomes a problem+json response here.
@@ -205,8 +259,22 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex> App<S, Q, J>
         }
     }
 
-    /// Checks each dependency concurrently, each within its own timeout.
+    /// The last deep check while it is younger than the cache's window, a
+    /// new one otherwise; the body is the same either way.
     async fn health(&self) -> Response<Body> {
+        if let Some((status, body)) = self.health_cache.fresh(tokio::time::Instant::now()) {
+            return json_response(status, &body);
+        }
+        // The window starts when the probes start: their answers are at most
+        // this old.
+        let started = tokio::time::Instant::now();
+        let (status, body) = self.deep_health().await;
+        self.health_cache.store(started, status, &body);
+        json_response(status, &body)
+    }
+
+    /// Checks each dependency concurrently, each within its own timeout.
+    async fn deep_health(&self) -> (StatusCode, serde_json::Value) {
         let (postgres, dynamodb, sqs) = tokio::join!(
             check(self.index.pgvector_version()),
             check(self.store.ping()),
@@ -255,7 +323,7 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex> App<S, Q, J>
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        json_response(status, &body)
+        (status, body)
     }
 }
 
@@ -333,6 +401,7 @@ mod tests {
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
+            health_cache: HealthCache::default(),
         }
     }
 
@@ -719,6 +788,7 @@ mod tests {
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
+            health_cache: HealthCache::default(),
         };
         let started = tokio::time::Instant::now();
         let resp = app.handle(request_with("GET", "/health", b"", &[])).await;
@@ -759,6 +829,7 @@ mod tests {
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
+            health_cache: HealthCache::default(),
         };
         let resp = app.handle(request_with("GET", "/health", b"", &[])).await;
         assert_eq!(resp.status(), 503);
@@ -786,6 +857,91 @@ mod tests {
             assert_eq!(body["components"][c]["timeout_ms"], 2000);
             assert!(body["components"][c]["latency_ms"].is_number());
         }
+    }
+
+    /// A queue that counts its health probes.
+    #[derive(Default)]
+    struct CountingQueue {
+        pings: std::sync::atomic::AtomicUsize,
+    }
+    impl TaskQueue for CountingQueue {
+        async fn send(&self, _: &shared::domain::TaskMessage) -> Result<()> {
+            Ok(())
+        }
+        async fn ping(&self) -> Result<()> {
+            self.pings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    // Paused virtual time: the clock moves only by `advance`.
+    #[tokio::test(start_paused = true)]
+    async fn health_probes_once_per_window_and_again_after_it() {
+        let app = App {
+            store: MemoryTaskStore::default(),
+            queue: CountingQueue::default(),
+            index: MemoryJobIndex::default(),
+            verifier: Verifier::hs256(SECRET, 0),
+            task_ttl_secs: 3600,
+            legacy_text_wait: Duration::from_millis(300),
+            health_cache: HealthCache::default(),
+        };
+        let pings = || app.queue.pings.load(std::sync::atomic::Ordering::SeqCst);
+        let health = || app.handle(request_with("GET", "/health", b"", &[]));
+
+        let first = health().await;
+        assert_eq!(pings(), 1);
+        tokio::time::advance(HEALTH_CACHE_TTL - Duration::from_millis(1)).await;
+        let second = health().await;
+        assert_eq!(pings(), 1, "a call within the window probes nothing");
+        // The same answer, byte for byte, with the same headers.
+        assert_eq!(second.status(), first.status());
+        assert_eq!(second.headers(), first.headers());
+        assert_eq!(second.body().as_ref(), first.body().as_ref());
+        assert_eq!(json_body(&second)["status"], "ok");
+
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let third = health().await;
+        assert_eq!(pings(), 2, "the window is over: probe again");
+        assert_eq!(third.status(), 200);
+        let _ = health().await;
+        assert_eq!(pings(), 2, "and the new answer starts a new window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_degraded_answer_is_kept_for_the_window_too() {
+        let app = App {
+            store: MemoryTaskStore::default(),
+            queue: Down,
+            index: MemoryJobIndex::default(),
+            verifier: Verifier::hs256(SECRET, 0),
+            task_ttl_secs: 3600,
+            legacy_text_wait: Duration::from_millis(300),
+            health_cache: HealthCache::default(),
+        };
+        let first = app.handle(request_with("GET", "/health", b"", &[])).await;
+        let second = app.handle(request_with("GET", "/health", b"", &[])).await;
+        assert_eq!(first.status(), 503);
+        assert_eq!(second.status(), 503);
+        assert_eq!(second.body().as_ref(), first.body().as_ref());
+    }
+
+    #[tokio::test]
+    async fn a_zero_window_probes_on_every_call() {
+        let app = App {
+            store: MemoryTaskStore::default(),
+            queue: CountingQueue::default(),
+            index: MemoryJobIndex::default(),
+            verifier: Verifier::hs256(SECRET, 0),
+            task_ttl_secs: 3600,
+            legacy_text_wait: Duration::from_millis(300),
+            health_cache: HealthCache::new(Duration::ZERO),
+        };
+        for _ in 0..3 {
+            let resp = app.handle(request_with("GET", "/health", b"", &[])).await;
+            assert_eq!(resp.status(), 200);
+        }
+        assert_eq!(app.queue.pings.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

@@ -36,6 +36,7 @@ async fn main() -> Result<(), Error> {
         verifier,
         task_ttl_secs: config.task_ttl_secs,
         legacy_text_wait: Duration::from_millis(config.legacy_text_wait_ms),
+        health_cache: handler::HealthCache::default(),
     };
     let (app, db) = (&app, &db);
     let metrics = &metrics;

@@ -168,6 +168,7 @@ fn app(verifier: Verifier) -> TestApp {
         verifier,
         task_ttl_secs: 3600,
         legacy_text_wait: Duration::from_millis(300),
+        health_cache: Default::default(),
     }
 }
 
@@ -548,4 +549,187 @@ fn a_key_set_given_whole_is_checked_at_init() {
     no_kid.common.key_id = None;
     let unusable = err(&[("JWT_JWKS", key_set(vec![no_kid]))]);
     assert!(unusable.contains("no signing key"), "{unusable}");
+}
+
+fn hs256_secret() -> shared::config::Secret {
+    shared::config::Secret::new(String::from_utf8(SECRET.to_vec()).expect("utf8"))
+}
+
+/// An identity provider's deployment: its JWKS URL and issuer, plus `extra`.
+fn idp_app(jwks_url: &str, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars = vec![
+        ("JWT_JWKS_URL", jwks_url.to_owned()),
+        ("JWT_ISSUER", ISSUER.to_owned()),
+        ("JWT_LEEWAY_SECS", "0".to_owned()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    // The HS256 secret is at hand, as JWT_SECRET_ARN would give it.
+    app(Verifier::from_config(&fixed_config(&vars), Some(&hs256_secret())).expect("verifier"))
+}
+
+/// A Cognito access token of app client `client` (`client_id`, no `aud`), changed by `edit`.
+fn access_token(client: &str, edit: impl FnOnce(&mut Value)) -> String {
+    rs(&claims(|c| {
+        let o = c.as_object_mut().expect("object");
+        o.remove("aud");
+        o.insert("token_use".into(), json!("access"));
+        o.insert("client_id".into(), json!(client));
+        edit(c);
+    }))
+}
+
+/// A Cognito ID token: its app client is its `aud`.
+fn id_token(aud: Value) -> String {
+    es(&claims(|c| {
+        c["aud"] = aud;
+        c["token_use"] = json!("id");
+    }))
+}
+
+fn remove(claim: &'static str) -> impl FnOnce(&mut Value) {
+    move |c| {
+        c.as_object_mut().expect("object").remove(claim);
+    }
+}
+
+#[tokio::test]
+async fn beside_a_jwks_hs256_is_accepted_only_when_named() {
+    let server = JwksServer::start(vec![rsa_jwk(), ec_jwk()]).await;
+    let unnamed = idp_app(&server.url, &[]);
+    assert_401(
+        &unnamed,
+        &hs(&claims(|_| {})),
+        "unsupported algorithm",
+        "HS256 beside a JWKS, not named",
+    )
+    .await;
+    assert_accepted(&unnamed, &rs(&claims(|_| {})), "alice", "RS256 by default").await;
+    assert_accepted(&unnamed, &es(&claims(|_| {})), "alice", "ES256 by default").await;
+
+    let named = idp_app(&server.url, &[("JWT_ALGORITHMS", "HS256,RS256")]);
+    assert_accepted(&named, &hs(&claims(|_| {})), "alice", "HS256 named").await;
+    assert_accepted(&named, &rs(&claims(|_| {})), "alice", "RS256 named").await;
+    assert_401(
+        &named,
+        &es(&claims(|_| {})),
+        "unsupported algorithm",
+        "ES256 not named",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn access_tokens_only_of_the_listed_clients() {
+    let server = JwksServer::start(vec![rsa_jwk(), ec_jwk()]).await;
+    let app = idp_app(
+        &server.url,
+        &[
+            ("JWT_CLIENT_IDS", "app-web, app-cli"),
+            ("JWT_TOKEN_USE", "access"),
+        ],
+    );
+    assert_accepted(&app, &access_token("app-cli", |_| {}), "alice", "listed").await;
+    let cases = [
+        (
+            "client not listed",
+            access_token("app-other", |_| {}),
+            "invalid claim `client_id`",
+        ),
+        (
+            "no client_id",
+            access_token("app-web", remove("client_id")),
+            "missing required claim `client_id`",
+        ),
+        (
+            "an ID token where access tokens are expected",
+            id_token(json!("app-web")),
+            "invalid claim `token_use`",
+        ),
+        (
+            "token_use of another kind",
+            access_token("app-web", |c| c["token_use"] = json!("refresh")),
+            "invalid claim `token_use`",
+        ),
+        (
+            "no token_use",
+            access_token("app-web", remove("token_use")),
+            "missing required claim `token_use`",
+        ),
+    ];
+    for (case, token, reason) in &cases {
+        assert_401(&app, token, reason, case).await;
+    }
+}
+
+#[tokio::test]
+async fn id_tokens_name_their_client_in_aud() {
+    let server = JwksServer::start(vec![rsa_jwk(), ec_jwk()]).await;
+    let app = idp_app(
+        &server.url,
+        &[("JWT_CLIENT_IDS", "app-web"), ("JWT_TOKEN_USE", "id")],
+    );
+    assert_accepted(&app, &id_token(json!("app-web")), "alice", "listed aud").await;
+    assert_accepted(
+        &app,
+        &id_token(json!(["other", "app-web"])),
+        "alice",
+        "listed aud in a list",
+    )
+    .await;
+    assert_401(
+        &app,
+        &id_token(json!("app-other")),
+        "invalid claim `aud`",
+        "aud not listed",
+    )
+    .await;
+    assert_401(
+        &app,
+        &access_token("app-web", |_| {}),
+        "invalid claim `token_use`",
+        "an access token where ID tokens are expected",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn empty_client_ids_and_token_use_are_not_checked() {
+    let server = JwksServer::start(vec![rsa_jwk(), ec_jwk()]).await;
+    let app = idp_app(
+        &server.url,
+        &[("JWT_CLIENT_IDS", ""), ("JWT_TOKEN_USE", "")],
+    );
+    assert_accepted(&app, &access_token("anyone", |_| {}), "alice", "access").await;
+    assert_accepted(&app, &id_token(json!("anyone")), "alice", "id").await;
+    assert_accepted(&app, &rs(&claims(|_| {})), "alice", "no token_use").await;
+}
+
+#[tokio::test]
+async fn the_caller_is_a_non_empty_string_sub_or_else_id() {
+    let server = JwksServer::start(vec![rsa_jwk(), ec_jwk()]).await;
+    let app = app(full_verifier(&server.url));
+    // A present `sub` is never replaced by `id`.
+    for (case, sub) in [
+        ("sub empty", json!("")),
+        ("sub a number", json!(42)),
+        ("sub null", json!(null)),
+    ] {
+        let token = rs(&claims(|c| {
+            c["sub"] = sub;
+            c["id"] = json!("bob");
+        }));
+        assert_401(&app, &token, "missing subject", case).await;
+    }
+    let id_only = claims(|c| {
+        remove("sub")(c);
+        c["id"] = json!("bob");
+    });
+    assert_accepted(&app, &hs(&id_only), "bob", "sub absent, id").await;
+    assert!(app
+        .store
+        .tasks
+        .lock()
+        .expect("lock")
+        .values()
+        .all(|t| t.owner == "bob"));
 }

@@ -61,6 +61,7 @@ async fn all_up_is_200_with_each_component() {
         verifier: Verifier::hs256(b"unused", 0),
         task_ttl_secs: 60,
         legacy_text_wait: std::time::Duration::from_millis(300),
+        health_cache: Default::default(),
     };
     let (status, body) = health(&app).await;
     assert_eq!(status, 200, "{body}");
@@ -98,6 +99,7 @@ async fn missing_and_hung_dependencies_are_503_and_named() {
         verifier: Verifier::hs256(b"unused", 0),
         task_ttl_secs: 60,
         legacy_text_wait: std::time::Duration::from_millis(300),
+        health_cache: Default::default(),
     };
     let (status, body) = health(&app).await;
     assert_eq!(status, 503, "{body}");

@@ -6,8 +6,10 @@ pub mod handler;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_config::SdkConfig;
 use shared::adapters::db_connect::Db;
 use shared::adapters::postgres::MIGRATOR;
+use shared::config::DbAuth;
 use shared::http_client::HttpClient;
 
 /// Time kept back from the function's deadline to deliver the answer.
@@ -52,6 +54,48 @@ impl handler::Migrate for PgMigrator {
     }
 }
 
+/// The migrator as the function's init left it. An init that fails
+/// (configuration, AWS setup, database URL) does not end the process: a
+/// custom resource that never answers leaves the stack waiting until its
+/// ServiceTimeout, and Lambda would only retry the same failing init. The
+/// function starts anyway and answers every Create and Update with FAILED and
+/// the init error as the reason, so the deploy rolls back at once, naming the
+/// cause. Delete and a rollback's Update touch no database and still succeed:
+/// failing them would leave the stack in DELETE_FAILED or
+/// UPDATE_ROLLBACK_FAILED.
+pub enum Migrator {
+    Ready(Box<PgMigrator>),
+    InitFailed(String),
+}
+
+impl Migrator {
+    /// The migrator for `database_url`, or the reason it cannot be built
+    /// (the pool is lazy: an unreachable database is found by `migrate`).
+    pub async fn connect(database_url: &str, auth: DbAuth, aws: &SdkConfig) -> Migrator {
+        match Db::connect(database_url, 1, auth, aws).await {
+            Ok(db) => Migrator::Ready(Box::new(PgMigrator { db })),
+            Err(e) => Migrator::init_failed(e),
+        }
+    }
+
+    /// Keeps an init error (logged here, once) for every request to report.
+    pub fn init_failed(error: impl std::fmt::Display) -> Migrator {
+        tracing::error!(error = %error, "init failed; answering FAILED to Create and Update");
+        Migrator::InitFailed(error.to_string())
+    }
+}
+
+impl handler::Migrate for Migrator {
+    async fn migrate(&self, within: Duration) -> Result<String, String> {
+        match self {
+            Migrator::Ready(m) => m.migrate(within).await,
+            Migrator::InitFailed(e) => {
+                Err(format!("the migrate function failed to initialise: {e}"))
+            }
+        }
+    }
+}
+
 /// PUTs the answer with no Content-Type: the URL's signature covers none.
 pub struct HttpResponder {
     pub client: HttpClient,
@@ -86,6 +130,10 @@ pub fn time_left(deadline_ms: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lambda_events::event::cloudformation::{
+        CloudFormationCustomResourceRequest as Request,
+        CloudFormationCustomResourceResponseStatus as Status,
+    };
     use handler::Respond;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -170,6 +218,114 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.contains("403"), "{err}");
+    }
+
+    /// Keeps the answers instead of PUTting them.
+    #[derive(Default)]
+    struct Answers(std::sync::Mutex<Vec<serde_json::Value>>);
+
+    impl Respond for Answers {
+        async fn put(&self, _url: &str, body: Vec<u8>) -> Result<(), String> {
+            let json = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            self.0.lock().unwrap().push(json);
+            Ok(())
+        }
+    }
+
+    fn request(kind: &str) -> Request {
+        let mut json = serde_json::json!({
+            "RequestType": kind,
+            "ResponseURL": "https://cloudformation-custom-resource-response-euwest1.s3.amazonaws.com/x?sig=1",
+            "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/jobmatch/abc",
+            "RequestId": format!("req-{kind}"),
+            "ResourceType": "Custom::Migrations",
+            "LogicalResourceId": "Migrations",
+            "ResourceProperties": {"ServiceToken": "arn"}
+        });
+        if kind != "Create" {
+            json["PhysicalResourceId"] = handler::PHYSICAL_ID.into();
+            json["OldResourceProperties"] = serde_json::json!({"ServiceToken": "arn"});
+        }
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// A real init failure (a DATABASE_URL that IAM auth refuses) answers
+    /// Create and Update with FAILED and the init error, instead of a
+    /// process exit that leaves CloudFormation waiting.
+    #[tokio::test]
+    async fn an_init_failure_answers_failed_with_its_reason() {
+        let aws = aws_config::SdkConfig::builder().build();
+        let url = "postgres://jobmatch_admin:pw@proxy:5432/jobmatch?sslmode=verify-full";
+        let migrator = Migrator::connect(url, DbAuth::Iam, &aws).await;
+        let Migrator::InitFailed(init_error) = &migrator else {
+            panic!("DB_AUTH=iam with a password in the URL must fail init");
+        };
+        assert!(init_error.contains("DATABASE_URL"), "{init_error}");
+        for kind in ["Create", "Update"] {
+            let answers = Answers::default();
+            let status = handler::handle(
+                &request(kind),
+                &migrator,
+                &answers,
+                Duration::from_secs(5),
+                "2026/11/30/[$LATEST]abc",
+            )
+            .await;
+            assert_eq!(status, Ok(Status::Failed), "{kind}");
+            let sent = answers.0.lock().unwrap();
+            assert_eq!(sent.len(), 1, "{kind}: exactly one answer");
+            assert_eq!(sent[0]["Status"], "FAILED");
+            assert_eq!(sent[0]["RequestId"], format!("req-{kind}"));
+            let reason = sent[0]["Reason"].as_str().unwrap();
+            assert!(
+                reason.starts_with("the migrate function failed to initialise: "),
+                "{reason}"
+            );
+            assert!(reason.contains(init_error.as_str()), "{reason}");
+            assert!(
+                reason.contains("log stream 2026/11/30/[$LATEST]abc"),
+                "{reason}"
+            );
+        }
+    }
+
+    /// An init failure of another kind (configuration) says so, too.
+    #[tokio::test]
+    async fn a_configuration_error_is_the_reason() {
+        let migrator = Migrator::init_failed("DATABASE_URL is not set");
+        let answers = Answers::default();
+        let status = handler::handle(
+            &request("Create"),
+            &migrator,
+            &answers,
+            Duration::from_secs(5),
+            "",
+        )
+        .await;
+        assert_eq!(status, Ok(Status::Failed));
+        let sent = answers.0.lock().unwrap();
+        assert_eq!(
+            sent[0]["Reason"],
+            "the migrate function failed to initialise: DATABASE_URL is not set"
+        );
+    }
+
+    /// Delete needs no database: a broken init must not block the stack's
+    /// deletion (DELETE_FAILED).
+    #[tokio::test]
+    async fn an_init_failure_still_lets_the_stack_be_deleted() {
+        let migrator = Migrator::init_failed("DATABASE_URL is not set");
+        let answers = Answers::default();
+        let status = handler::handle(
+            &request("Delete"),
+            &migrator,
+            &answers,
+            Duration::from_secs(5),
+            "",
+        )
+        .await;
+        assert_eq!(status, Ok(Status::Success));
+        assert_eq!(answers.0.lock().unwrap()[0]["Status"], "SUCCESS");
     }
 
     #[test]

@@ -2,29 +2,27 @@
 //! on Create and Update it runs the sqlx migrations (`CREATE EXTENSION vector`
 //! included) through RDS Proxy, on Delete it does nothing, and it always PUTs
 //! SUCCESS or FAILED to the pre-signed ResponseURL, so a failed migration
-//! rolls the deploy back. The parts live in the library (`migrate_fn`).
+//! rolls the deploy back. An init error does not end the process: the
+//! function starts anyway and answers FAILED with that error (`Migrator`).
+//! The parts live in the library (`migrate_fn`).
 
 use std::time::Duration;
 
 use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use migrate_fn::{handler, time_left, HttpResponder, PgMigrator, ANSWER_MARGIN};
-use shared::adapters::db_connect::Db;
+use migrate_fn::{handler, time_left, HttpResponder, Migrator, ANSWER_MARGIN};
 use shared::config::{from_env, DbAuthConfig, MigrateConfig};
 use shared::http_client::HttpClient;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init_json_logs();
-    let config: MigrateConfig = from_env()?;
-    let db_auth: DbAuthConfig = from_env()?;
-    let aws = shared::aws::load_for_function().await?;
-    let migrator = PgMigrator {
-        db: Db::connect(config.database_url.expose(), 1, db_auth.db_auth, &aws).await?,
-    };
+    // The one init step whose failure cannot be answered: without a TLS
+    // client no answer reaches the pre-signed HTTPS URL.
     let responder = HttpResponder {
         client: HttpClient::new(Duration::from_secs(15))?,
     };
+    let migrator = init().await;
     let (migrator, responder) = (&migrator, &responder);
     run(service_fn(
         move |event: LambdaEvent<CloudFormationCustomResourceRequest>| async move {
@@ -38,4 +36,21 @@ async fn main() -> Result<(), Error> {
         },
     ))
     .await
+}
+
+/// The migrator, or the init error to answer every Create and Update with.
+async fn init() -> Migrator {
+    let config: MigrateConfig = match from_env() {
+        Ok(c) => c,
+        Err(e) => return Migrator::init_failed(e),
+    };
+    let db_auth: DbAuthConfig = match from_env() {
+        Ok(c) => c,
+        Err(e) => return Migrator::init_failed(e),
+    };
+    let aws = match shared::aws::load_for_function().await {
+        Ok(aws) => aws,
+        Err(e) => return Migrator::init_failed(format!("AWS configuration: {e}")),
+    };
+    Migrator::connect(config.database_url.expose(), db_auth.db_auth, &aws).await
 }

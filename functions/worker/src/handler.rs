@@ -439,4 +439,91 @@ mod tests {
             "dependency_unavailable"
         );
     }
+
+    /// The model, slowed down: every call takes `delay`.
+    struct SlowEmbedder {
+        inner: MemoryEmbedder,
+        delay: Duration,
+    }
+
+    impl Embedder for SlowEmbedder {
+        fn model_id(&self) -> &str {
+            self.inner.model_id()
+        }
+
+        async fn embed(&self, texts: Vec<String>) -> shared::error::Result<Vec<Vec<f32>>> {
+            tokio::time::sleep(self.delay).await;
+            self.inner.embed(texts).await
+        }
+    }
+
+    /// Runs a batch of `size` one-second text tasks with 1.6 s left (margin
+    /// 0.1 s) on a pool of 4; returns the ids left for retry and the tasks
+    /// still unfinished.
+    async fn one_second_tasks(size: usize) -> (Vec<String>, usize) {
+        let base = app(false);
+        let app = App {
+            store: base.store,
+            index: base.index,
+            embedder: SlowEmbedder {
+                inner: MemoryEmbedder::default(),
+                delay: Duration::from_secs(1),
+            },
+            max_receive_count: 3,
+            concurrency: 4,
+            deadline_margin: Duration::from_millis(100),
+        };
+        let mut messages = Vec::new();
+        for i in 0..size {
+            let id = format!("t{i}");
+            let request = MatchRequest {
+                embedding: None,
+                text: Some("rust engineer".into()),
+                skills: None,
+                filters: Default::default(),
+                limit: 2,
+            };
+            let task = Task::pending(id.clone(), "alice".into(), request, Utc::now(), 3600);
+            app.store
+                .tasks
+                .lock()
+                .expect("lock")
+                .insert(id.clone(), task);
+            messages.push(message(
+                &format!("m{i}"),
+                &format!(r#"{{"task_id":"{id}"}}"#),
+                1,
+            ));
+        }
+        let deadline = Utc::now().timestamp_millis() + 1_600;
+        let resp = app.handle(event(messages), deadline).await;
+        let left = app
+            .store
+            .tasks
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|t| t.status != TaskStatus::Completed)
+            .count();
+        (
+            failed_ids(&resp).into_iter().map(str::to_owned).collect(),
+            left,
+        )
+    }
+
+    /// Why the event source's BatchSize equals the pool (template.yaml, the
+    /// local poller): then every message of a batch starts at once, and none
+    /// waits for a slot until the deadline has eaten its time. A batch twice
+    /// the pool runs in two waves, and the second cannot finish in time: those
+    /// deliveries come back as retries, a receive burnt for each.
+    #[tokio::test]
+    async fn a_batch_the_size_of_the_pool_runs_in_one_wave() {
+        let (retried, unfinished) = one_second_tasks(4).await;
+        assert!(retried.is_empty(), "retried: {retried:?}");
+        assert_eq!(unfinished, 0);
+
+        let (retried, unfinished) = one_second_tasks(8).await;
+        assert_eq!(retried.len(), 4, "the second wave: {retried:?}");
+        assert_eq!(unfinished, 4);
+    }
 }

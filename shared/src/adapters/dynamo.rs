@@ -124,6 +124,10 @@ impl DynamoTaskStore {
                 "#status = :processing AND attempts = :attempt",
                 vec![(":processing", s("processing")), (":attempt", n(attempt))],
             ),
+            Fence::Unfinished => (
+                "#status IN (:pending, :processing)",
+                vec![(":pending", s("pending")), (":processing", s("processing"))],
+            ),
         }
     }
 

@@ -34,6 +34,7 @@ impl MemoryTaskStore {
         let holds = match fence {
             Fence::Pending => task.status == TaskStatus::Pending,
             Fence::Attempt(a) => task.status == TaskStatus::Processing && task.attempts == a,
+            Fence::Unfinished => !task.status.is_finished(),
         };
         if holds {
             f(task);

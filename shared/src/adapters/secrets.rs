@@ -27,8 +27,12 @@ pub async fn fetch_secret(client: &Client, arn: &str) -> Result<Secret, ConfigEr
 }
 
 /// The verifier for `config`: `JWT_SECRET` wins over `JWT_SECRET_ARN`, whose
-/// secret is fetched here, once per container.
+/// secret is fetched here, once per container, and only when HS256 is
+/// accepted: with HS256 off the function never reads the shared secret.
 pub async fn verifier(config: &AuthConfig, client: &Client) -> Result<Verifier, ConfigError> {
+    if !Verifier::accepted_algorithms(config)?.contains(&jsonwebtoken::Algorithm::HS256) {
+        return Verifier::from_config(config, None);
+    }
     let inline = config.jwt_secret.clone().filter(|s| !s.expose().is_empty());
     let secret = match (inline, config.jwt_secret_arn.as_deref()) {
         (Some(secret), _) => Some(secret),
