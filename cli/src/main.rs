@@ -29,8 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply the database migrations.
-    Migrate(Db),
+    /// Apply the database migrations, and make the functions' login role.
+    Migrate(MigrateArgs),
     /// Write a synthetic, seedable data set as JSON Lines.
     Generate(GenerateArgs),
     /// Upsert a JSON Lines file into `jobs` or `profiles` (all or nothing).
@@ -48,6 +48,19 @@ struct Db {
     /// (RDS Proxy in AWS); `password`: the URL's own password.
     #[arg(long, env = "DB_AUTH", value_enum, default_value_t = DbAuthArg::Password)]
     db_auth: DbAuthArg,
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    #[command(flatten)]
+    db: Db,
+    /// The functions' login role (read-only: jobs and profiles), made or
+    /// updated after the migrations; with its password only.
+    #[arg(long, env = "FUNCTIONS_DB_USER", default_value = "jobmatch_functions")]
+    functions_user: String,
+    /// Its password; without it no login role is made.
+    #[arg(long, env = "FUNCTIONS_DB_PASSWORD", hide_env_values = true)]
+    functions_password: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -148,7 +161,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Migrate(db) => migrate(&db).await,
+        Command::Migrate(args) => migrate(&args).await,
         Command::Generate(args) => generate(&args),
         Command::Load(args) => load(&args).await,
         Command::Token(args) => token(&args),
@@ -172,8 +185,8 @@ async fn connect(db: &Db) -> Result<PgConnection> {
         .map_err(|e| anyhow!("cannot connect to PostgreSQL: {e}"))
 }
 
-async fn migrate(db: &Db) -> Result<()> {
-    let mut conn = connect(db).await?;
+async fn migrate(args: &MigrateArgs) -> Result<()> {
+    let mut conn = connect(&args.db).await?;
     let migrator = &shared::adapters::postgres::MIGRATOR;
     // sqlx errors repeat their source in their message: print it once.
     migrator
@@ -183,6 +196,20 @@ async fn migrate(db: &Db) -> Result<()> {
     match migrator.iter().last() {
         Some(m) => eprintln!("migrations applied: at {} ({})", m.version, m.description),
         None => eprintln!("no migrations"),
+    }
+    if let Some(password) = &args.functions_password {
+        shared::adapters::postgres::grant_functions_login(
+            &mut conn,
+            &args.functions_user,
+            password,
+        )
+        .await
+        .map_err(|e| anyhow!("the functions' login role: {e}"))?;
+        eprintln!(
+            "login role {} (member of {})",
+            args.functions_user,
+            shared::adapters::postgres::READER_ROLE
+        );
     }
     Ok(())
 }

@@ -292,3 +292,24 @@ impl Stack {
         panic!("{body:?} did not reach the dead-letter queue within {limit:?}");
     }
 }
+
+/// A local-stack part (`poller`, `poller-dlq`) stopped until this is dropped,
+/// also when the test fails.
+pub struct Paused<'a> {
+    stack: &'a Stack,
+    part: &'static str,
+}
+
+impl Stack {
+    /// Stops `part` (`stack.py restart <part>-stop`) until the guard drops.
+    pub fn pause(&self, part: &'static str) -> Paused<'_> {
+        self.stack_restart(&format!("{part}-stop"));
+        Paused { stack: self, part }
+    }
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.stack.stack_restart(self.part);
+    }
+}

@@ -10,26 +10,10 @@ use futures::stream::{self, StreamExt};
 use jobmatch_e2e::{env, Stack};
 use shared::domain::TaskStatus;
 
-/// Stops the DLQ poller, and starts it again when dropped (also on failure).
-struct DlqConsumerPaused<'a>(&'a Stack);
-
-impl<'a> DlqConsumerPaused<'a> {
-    fn new(stack: &'a Stack) -> Self {
-        stack.stack_restart("poller-dlq-stop");
-        DlqConsumerPaused(stack)
-    }
-}
-
-impl Drop for DlqConsumerPaused<'_> {
-    fn drop(&mut self) {
-        self.0.stack_restart("poller-dlq");
-    }
-}
-
 #[tokio::test]
 async fn poison_goes_to_the_dlq_and_the_rest_complete() {
     let stack = Stack::connect().await;
-    let _paused = DlqConsumerPaused::new(&stack);
+    let _paused = stack.pause("poller-dlq");
     let run = uuid::Uuid::new_v4().simple().to_string();
     let token = stack.token(&format!("fault-poison-{run}"));
     let not_json = format!("poison {run}");

@@ -378,6 +378,37 @@ class Checker:
             pp = proxy.get("Properties", {})
             self.check(pp.get("RequireTLS") is True, f"{pname}: TLS required")
             self.check(all(a.get("IAMAuth") == "REQUIRED" for a in pp.get("Auth", [])) and pp.get("Auth"), f"{pname}: IAM auth required")
+            self.check(any(ref_name(a.get("SecretArn")) == "FunctionsDbSecret" for a in pp.get("Auth", [])),
+                       f"{pname}: an auth entry for the functions' own login (FunctionsDbSecret)")
+
+        # Least privilege (DESIGN.md "Database roles"): the master user runs
+        # migrations alone; the others log in as the read-only role, and may
+        # connect as that user only.
+        db_map = self.doc.get("Mappings", {}).get("Db", {}).get("Settings", {})
+        master, reader = db_map.get("User"), db_map.get("FunctionsUser")
+        self.check(bool(reader) and reader != master, f"Mappings Db.Settings.FunctionsUser is not the master user: {reader!r}")
+
+        def db_user(value) -> str | None:
+            """The Db.Settings key a !Sub [.., {User: !FindInMap [Db, Settings, KEY]}] names."""
+            if isinstance(value, Tagged) and isinstance(value.value, list) and len(value.value) == 2:
+                user = value.value[1].get("User")
+                if isinstance(user, Tagged) and user.tag == "!FindInMap" and user.value[:2] == ["Db", "Settings"]:
+                    return user.value[2]
+            return None
+
+        for name, fn in functions.items():
+            env = self.env(fn)
+            if "DATABASE_URL" not in env:
+                continue
+            is_migrate = fn.get("Metadata", {}).get("BuildProperties", {}).get("Binary") == "migrate"
+            want = "User" if is_migrate else "FunctionsUser"
+            self.check(db_user(env["DATABASE_URL"]) == want, f"{name}: DATABASE_URL logs in as Db.Settings.{want}")
+            connects = [st for st in self.statements(fn) if st.get("Action") == "rds-db:connect"]
+            self.check(bool(connects) and all(db_user(st.get("Resource")) == want for st in connects),
+                       f"{name}: rds-db:connect names Db.Settings.{want} alone")
+            if is_migrate:
+                self.check(ref_name(env.get("FUNCTIONS_DB_SECRET_ARN")) == "FunctionsDbSecret",
+                           f"{name}: FUNCTIONS_DB_SECRET_ARN is FunctionsDbSecret (it makes the functions' login role)")
         groups = self.of_type("AWS::RDS::DBProxyTargetGroup")
         self.check(len(groups) == 1, "one proxy target group")
 
@@ -476,6 +507,14 @@ def self_test(doc: dict) -> int:
         "no alarm on dead letters": lambda d: d["Resources"].pop("DeadLetterAlarm"),
         "no alarm on the DLQ backlog": lambda d: d["Resources"].pop("DeadLetterBacklogAlarm"),
         "worker batch larger than its pool": lambda d: worker_event(d).update(BatchSize=10),
+        "worker logs in as the master user": lambda d: worker(d)["Environment"]["Variables"].update(
+            DATABASE_URL=Tagged("!Sub", [worker(d)["Environment"]["Variables"]["DATABASE_URL"].value[0],
+                                         {"User": Tagged("!FindInMap", ["Db", "Settings", "User"])}])),
+        "api may connect as the master user": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"].append(
+            {"Sid": "Master", "Effect": "Allow", "Action": "rds-db:connect",
+             "Resource": Tagged("!Sub", ["arn:dbuser:${User}", {"User": Tagged("!FindInMap", ["Db", "Settings", "User"])}])}),
+        "migrate without the functions' login": lambda d: d["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"].pop("FUNCTIONS_DB_SECRET_ARN"),
+        "proxy without the functions' login": lambda d: d["Resources"]["DbProxy"]["Properties"]["Auth"].pop(),
         "visibility timeout too short": lambda d: d["Resources"]["MatchQueue"]["Properties"].update(VisibilityTimeout=60),
         "MAX_RECEIVE_COUNT drift": lambda d: d["Resources"]["WorkerFunction"]["Properties"]["Environment"]["Variables"].update(MAX_RECEIVE_COUNT="5"),
         "no MaximumConcurrency": lambda d: worker_event(d).pop("ScalingConfig"),

@@ -307,11 +307,46 @@ def jwt_secret() -> str:
     return path.read_text().strip()
 
 
+FUNCTIONS_DB_USER = "jobmatch_functions"
+
+
+def functions_db_password() -> str:
+    path = STATE / "functions_db_password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+# Set by cargo for a test binary; a fault test that restarts the runtime
+# passes them on. Build scripts track some (ring: CARGO_MANIFEST_DIR), so
+# `cargo lambda watch` would rebuild half the tree (a minute) before the
+# first invocation, while the poller's invocations time out.
+CARGO_TEST_VARS = ("CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_PKG_", "CARGO_CRATE_NAME",
+                   "CARGO_BIN_", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR",
+                   "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR")
+
+
+def functions_env(env: dict[str, str]) -> dict[str, str]:
+    """What `cargo lambda watch` gives the functions: their own read-only
+    login (DESIGN.md "Database roles") as DATABASE_URL, as in AWS, and none
+    of the variables cargo sets for a test binary."""
+    clean = {k: v for k, v in env.items() if not k.startswith(CARGO_TEST_VARS)}
+    return {**clean, "DATABASE_URL": env["FUNCTIONS_DATABASE_URL"]}
+
+
 def base_env() -> dict[str, str]:
     return {
         "API_URL": f"http://127.0.0.1:{API_PORT}",
         "LAMBDA_URL": f"http://127.0.0.1:{WATCH_PORT}",
+        # Operators and tests load and inspect data with this one (it may write).
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:{PG_PORT}/{DB_NAME}",
+        # The functions' login, made by `jobmatch migrate`: it may only read
+        # jobs and profiles (a missing GRANT fails here, not first in AWS).
+        "FUNCTIONS_DB_USER": FUNCTIONS_DB_USER,
+        "FUNCTIONS_DB_PASSWORD": functions_db_password(),
+        "FUNCTIONS_DATABASE_URL": f"postgres://{FUNCTIONS_DB_USER}:{functions_db_password()}"
+                                  f"@127.0.0.1:{PG_PORT}/{DB_NAME}",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{MOTO_PORT}",
         # The SDKs (Rust and boto3) take a service's own endpoint first.
         "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{MOTO_SQS_PORT}",
@@ -373,7 +408,7 @@ def demo_data(env: dict[str, str]) -> None:
 
 
 def start_watch(env: dict[str, str]) -> None:
-    watch_env = {**env, "RUST_LOG": env.get("RUST_LOG", "info")}
+    watch_env = {**functions_env(env), "RUST_LOG": env.get("RUST_LOG", "info")}
     port = env["LAMBDA_URL"].rsplit(":", 1)[1]  # the port .local/env was written with
     start("watch", ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", port], watch_env)
 
@@ -383,7 +418,7 @@ def perf_watch(action: str) -> None:
     optimisation) under their own `cargo lambda watch`, beside the debug one
     of `make up`, so that the whole-path figures are those of optimised code."""
     if action == "start":
-        env = {**saved_env(), "RUST_LOG": "info"}
+        env = {**functions_env(saved_env()), "RUST_LOG": "info"}
         # The api's messages go to a queue no poller reads: the stack's worker
         # would otherwise process each task the benchmark submits, on the same
         # cores and moto servers, while the next figures are measured (it made

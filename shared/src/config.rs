@@ -218,4 +218,8 @@ pub struct DbAuthConfig {
 #[derive(Debug, Deserialize)]
 pub struct MigrateConfig {
     pub database_url: Secret,
+    /// A Secrets Manager secret `{"username", "password"}`: the functions'
+    /// login role, made or updated after the migrations. Unset: none is made.
+    #[serde(default)]
+    pub functions_db_secret_arn: Option<String>,
 }

@@ -19,6 +19,39 @@ pub const ANSWER_MARGIN: Duration = Duration::from_secs(20);
 /// stack creates RDS Proxy, its target can take minutes to become available.
 pub struct PgMigrator {
     pub db: Db,
+    /// The functions' login role to make after the migrations.
+    pub functions_login: Option<FunctionsLogin>,
+}
+
+/// The functions' login role: its name and password (FunctionsDbSecret).
+pub struct FunctionsLogin {
+    pub user: String,
+    pub password: shared::config::Secret,
+}
+
+impl FunctionsLogin {
+    /// Reads the secret `{"username", "password"}` that RDS Proxy also logs
+    /// in with.
+    pub async fn fetch(
+        client: &aws_sdk_secretsmanager::Client,
+        arn: &str,
+    ) -> Result<FunctionsLogin, String> {
+        #[derive(serde::Deserialize)]
+        struct Login {
+            username: String,
+            password: String,
+        }
+        let raw = shared::adapters::secrets::fetch_secret(client, arn)
+            .await
+            .map_err(|e| format!("FUNCTIONS_DB_SECRET_ARN: {e}"))?;
+        let login: Login = serde_json::from_str(raw.expose()).map_err(|e| {
+            format!("FUNCTIONS_DB_SECRET_ARN: not {{\"username\", \"password\"}}: {e}")
+        })?;
+        Ok(FunctionsLogin {
+            user: login.username,
+            password: shared::config::Secret::new(login.password),
+        })
+    }
 }
 
 impl handler::Migrate for PgMigrator {
@@ -47,10 +80,27 @@ impl handler::Migrate for PgMigrator {
             .run(self.db.pool())
             .await
             .map_err(|e| format!("migrating: {e}"))?;
-        Ok(match MIGRATOR.iter().last() {
+        let mut done = match MIGRATOR.iter().last() {
             Some(m) => format!("at {} ({})", m.version, m.description),
             None => "no migrations".to_owned(),
-        })
+        };
+        if let Some(login) = &self.functions_login {
+            let mut conn = self
+                .db
+                .pool()
+                .acquire()
+                .await
+                .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+            shared::adapters::postgres::grant_functions_login(
+                &mut conn,
+                &login.user,
+                login.password.expose(),
+            )
+            .await
+            .map_err(|e| format!("the functions' login role {}: {e}", login.user))?;
+            done.push_str(&format!("; login role {} ready", login.user));
+        }
+        Ok(done)
     }
 }
 
@@ -71,9 +121,17 @@ pub enum Migrator {
 impl Migrator {
     /// The migrator for `database_url`, or the reason it cannot be built
     /// (the pool is lazy: an unreachable database is found by `migrate`).
-    pub async fn connect(database_url: &str, auth: DbAuth, aws: &SdkConfig) -> Migrator {
+    pub async fn connect(
+        database_url: &str,
+        auth: DbAuth,
+        aws: &SdkConfig,
+        functions_login: Option<FunctionsLogin>,
+    ) -> Migrator {
         match Db::connect(database_url, 1, auth, aws).await {
-            Ok(db) => Migrator::Ready(Box::new(PgMigrator { db })),
+            Ok(db) => Migrator::Ready(Box::new(PgMigrator {
+                db,
+                functions_login,
+            })),
             Err(e) => Migrator::init_failed(e),
         }
     }
@@ -256,7 +314,7 @@ mod tests {
     async fn an_init_failure_answers_failed_with_its_reason() {
         let aws = aws_config::SdkConfig::builder().build();
         let url = "postgres://jobmatch_admin:pw@proxy:5432/jobmatch?sslmode=verify-full";
-        let migrator = Migrator::connect(url, DbAuth::Iam, &aws).await;
+        let migrator = Migrator::connect(url, DbAuth::Iam, &aws, None).await;
         let Migrator::InitFailed(init_error) = &migrator else {
             panic!("DB_AUTH=iam with a password in the URL must fail init");
         };

@@ -52,5 +52,21 @@ async fn init() -> Migrator {
         Ok(aws) => aws,
         Err(e) => return Migrator::init_failed(format!("AWS configuration: {e}")),
     };
-    Migrator::connect(config.database_url.expose(), db_auth.db_auth, &aws).await
+    let functions_login = match config.functions_db_secret_arn.as_deref() {
+        Some(arn) if !arn.is_empty() => {
+            let client = aws_sdk_secretsmanager::Client::new(&aws);
+            match migrate_fn::FunctionsLogin::fetch(&client, arn).await {
+                Ok(login) => Some(login),
+                Err(e) => return Migrator::init_failed(e),
+            }
+        }
+        _ => None,
+    };
+    Migrator::connect(
+        config.database_url.expose(),
+        db_auth.db_auth,
+        &aws,
+        functions_login,
+    )
+    .await
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest as Request;
 use migrate_fn::handler::{self, Respond};
-use migrate_fn::PgMigrator;
+use migrate_fn::{FunctionsLogin, PgMigrator};
 use shared::adapters::db_connect::Db;
 use shared::config::DbAuth;
 use sqlx::postgres::PgConnectOptions;
@@ -49,10 +49,11 @@ fn admin_url() -> String {
     std::env::var("DATABASE_URL").expect("DATABASE_URL (export .local/env)")
 }
 
-async fn migrator(url: &str) -> PgMigrator {
+async fn migrator(url: &str, functions_login: Option<FunctionsLogin>) -> PgMigrator {
     let aws = aws_config::SdkConfig::builder().build();
     PgMigrator {
         db: Db::connect(url, 1, DbAuth::Password, &aws).await.unwrap(),
+        functions_login,
     }
 }
 
@@ -70,7 +71,14 @@ async fn create_installs_pgvector_and_the_schema_on_an_empty_database_and_update
     let url = parsed.to_string();
     let fresh = PgConnectOptions::from_str(&url).unwrap();
 
-    let migrator = migrator(&url).await;
+    // A login role of this run's own (roles are per cluster); Update makes it
+    // again, which must work on an existing role.
+    let login_user = format!("fn_it_{}", uuid::Uuid::new_v4().simple());
+    let login = FunctionsLogin {
+        user: login_user.clone(),
+        password: shared::config::Secret::new("a-test-password".into()),
+    };
+    let migrator = migrator(&url, Some(login)).await;
     let answers = Answers::default();
     let status = handler::handle(
         &request("Create"),
@@ -132,18 +140,45 @@ async fn create_installs_pgvector_and_the_schema_on_an_empty_database_and_update
     );
     db.close().await.unwrap();
 
+    // The login role reads jobs and may not write them.
+    let mut as_functions = fresh
+        .clone()
+        .username(&login_user)
+        .password("a-test-password")
+        .connect()
+        .await
+        .unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&mut as_functions)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0);
+    let err = sqlx::query("DELETE FROM jobs")
+        .execute(&mut as_functions)
+        .await
+        .expect_err("the functions' role may not write");
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("42501")
+    );
+    as_functions.close().await.unwrap();
+
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE {name} WITH (FORCE)"
     )))
     .execute(&mut conn)
     .await
     .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE {login_user}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn an_unreachable_database_answers_failed_within_the_time_given() {
     // Port 1 on loopback: refused at once, retried until the time is up.
-    let migrator = migrator("postgres://nobody@127.0.0.1:1/none").await;
+    let migrator = migrator("postgres://nobody@127.0.0.1:1/none", None).await;
     let answers = Answers::default();
     let started = Instant::now();
     let status = handler::handle(

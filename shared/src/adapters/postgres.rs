@@ -19,6 +19,44 @@ const COMPONENT: &str = "postgres";
 /// The migrations of `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// The group role of `migrations/20261130000002_functions_role.sql`: it may
+/// read `jobs` and `profiles`, nothing else.
+pub const READER_ROLE: &str = "jobmatch_reader";
+
+/// Creates (or updates) the functions' login role, `user` with `password`,
+/// as a member of [`READER_ROLE`] and nothing more; run by `migrate` after
+/// the migrations, as the master user. The names and the password are quoted
+/// by PostgreSQL's own `format` (%I, %L), not here.
+pub async fn grant_functions_login(
+    conn: &mut PgConnection,
+    user: &str,
+    password: &str,
+) -> std::result::Result<(), sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
+            .bind(user)
+            .fetch_one(&mut *conn)
+            .await?;
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    let statements: Vec<String> = sqlx::query_scalar(
+        "SELECT unnest(ARRAY[
+             format('%s ROLE %I LOGIN PASSWORD %L NOSUPERUSER NOCREATEDB NOCREATEROLE', $1::text, $2::text, $3::text),
+             format('GRANT %I TO %I', $4::text, $2::text)])",
+    )
+    .bind(verb)
+    .bind(user)
+    .bind(password)
+    .bind(READER_ROLE)
+    .fetch_all(&mut *conn)
+    .await?;
+    for statement in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// SQLSTATE classes that say "try again": connection exceptions (08),
 /// transaction rollbacks such as serialization failures (40), insufficient
 /// resources (53), operator intervention: shutdown, statement timeout (57).
