@@ -437,6 +437,31 @@ fn print_whole_path(w: &whole_path::WholePath) {
                 t.worker_invoke_p50_ms
             );
         }
+        if let Some(c) = &w.cache {
+            println!("cache: the same request twice, a miss then a hit (no queue delay):");
+            for k in &c.classes {
+                let target = if k.word_pieces >= 254 {
+                    " (target <= 0.30)"
+                } else {
+                    ""
+                };
+                println!(
+                    "  text of {} word pieces ({} runs): POST to completed p50 miss {:.1} ms, hit {:.1} ms; \
+                     worker p50 miss {:.1} ms, hit {:.1} ms; hit/miss {:.2}{target}",
+                    k.word_pieces,
+                    k.runs,
+                    k.miss_post_to_completed_p50_ms,
+                    k.hit_post_to_completed_p50_ms,
+                    k.miss_worker_p50_ms,
+                    k.hit_worker_p50_ms,
+                    k.hit_over_miss
+                );
+            }
+            println!(
+                "  legacy call (inline embedding, run by the api): p50 miss {:.1} ms, hit {:.1} ms",
+                c.legacy_miss_p50_ms, c.legacy_hit_p50_ms
+            );
+        }
     }
 }
 

@@ -305,8 +305,14 @@ pub async fn measure(
             filters: Default::default(),
             limit: K as u32,
         };
-        let result =
-            shared::service::run_match(&index, &shared::ports::NoModel, "bench", &request).await?;
+        let result = shared::service::run_match(
+            &index,
+            &shared::ports::NoModel,
+            &shared::ports::NoCache,
+            "bench",
+            &request,
+        )
+        .await?;
         let ours: Vec<String> = result.matches.iter().map(|m| m.job_id.clone()).collect();
         c.add(&ours, &q.family, relevant);
         let design: HashSet<&String> = design.iter().collect();

@@ -80,7 +80,29 @@ pub struct WholePath {
     pub both_writes_at_once_p50_ms: f64,
     pub worker_peak_rss_mb: Option<f64>,
     pub text: Option<TextTasks>,
+    pub cache: Option<CacheFigures>,
     pub note: String,
+}
+
+/// The cache (DESIGN.md "Cache"): the same text request twice, a miss then a
+/// hit, per text length; and the legacy call (inline embedding) twice.
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheFigures {
+    pub classes: Vec<CacheClass>,
+    pub legacy_miss_p50_ms: f64,
+    pub legacy_hit_p50_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheClass {
+    pub word_pieces: usize,
+    pub runs: usize,
+    pub miss_post_to_completed_p50_ms: f64,
+    pub hit_post_to_completed_p50_ms: f64,
+    pub miss_worker_p50_ms: f64,
+    pub hit_worker_p50_ms: f64,
+    /// hit_worker / miss_worker (target for 254 word pieces: <= 0.30).
+    pub hit_over_miss: f64,
 }
 
 /// Text requests from POST to completed (see the module's documentation).
@@ -255,8 +277,14 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
             bail!("could not claim {id}: {claimed:?}");
         };
         let t = Instant::now();
-        let result =
-            service::run_match(&stack.index, &shared::ports::NoModel, owner, &task.request).await?;
+        let result = service::run_match(
+            &stack.index,
+            &shared::ports::NoModel,
+            &shared::ports::NoCache,
+            owner,
+            &task.request,
+        )
+        .await?;
         query.push(ms(t));
         let t = Instant::now();
         store
@@ -352,6 +380,11 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
     } else {
         Some(text_tasks(&http, &api_url, &worker_url, &store, &token, stack).await?)
     };
+    let cache = if stack.texts.is_empty() || stack.text_runs == 0 {
+        None
+    } else {
+        Some(cache_figures(&http, &api_url, &worker_url, &store, &token, stack).await?)
+    };
 
     let p = |v: &Vec<f64>| percentile(v, 0.5);
     let worker_cost = p(&worker) - p(&empty);
@@ -378,6 +411,7 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
         both_writes_at_once_p50_ms: p(&both),
         worker_peak_rss_mb,
         text,
+        cache,
         note: format!(
             "functions built with the {} profile under cargo lambda watch; costs are \
              invocation p50 minus the p50 of a no-I/O invocation on the same path",
@@ -453,5 +487,150 @@ async fn text_tasks(
         post_to_completed_p90_ms: percentile(&total, 0.9),
         post_invoke_p50_ms: percentile(&posts, 0.5),
         worker_invoke_p50_ms: percentile(&workers, 0.5),
+    })
+}
+
+/// A POST of `body` through the api, then the worker on its message; returns
+/// (POST to completed, worker invocation) in ms.
+async fn text_task(
+    http: &reqwest::Client,
+    api_url: &str,
+    worker_url: &str,
+    store: &DynamoTaskStore,
+    token: &str,
+    body: &str,
+) -> Result<(f64, f64, bool)> {
+    let post = http_event("POST", "/jobs/match", "POST /jobs/match", Some(token), body);
+    let t = Instant::now();
+    let (_, resp) = invoke(http, api_url, &post).await?;
+    if resp["statusCode"] != 202 {
+        bail!("POST /jobs/match with a text answered {resp}");
+    }
+    let accepted: Value = serde_json::from_str(resp["body"].as_str().unwrap_or_default())
+        .context("the 202's body")?;
+    let id = accepted["task_id"]
+        .as_str()
+        .context("task_id in the 202's body")?
+        .to_owned();
+    let (worker_ms, _) = invoke(http, worker_url, &sqs_event(&id)).await?;
+    let elapsed = ms(t);
+    let done = store.get(&id, Utc::now()).await?;
+    let Some(result) = done
+        .filter(|t| t.status == TaskStatus::Completed)
+        .and_then(|t| t.result)
+    else {
+        bail!("the worker did not complete text task {id}");
+    };
+    Ok((elapsed, worker_ms, result.cached))
+}
+
+/// A text of about `word_pieces` word pieces (the model's count), unique to `tag`.
+fn text_of(model: &embed::MiniLm, source: &str, tag: &str, word_pieces: usize) -> Result<String> {
+    let words: Vec<&str> = source.split_whitespace().collect();
+    let mut text = format!("Ref {tag}.");
+    let mut i = 0;
+    while model.word_pieces(&text)? < word_pieces {
+        text.push(' ');
+        text.push_str(words[i % words.len()]);
+        i += 1;
+    }
+    Ok(text)
+}
+
+async fn cache_figures(
+    http: &reqwest::Client,
+    api_url: &str,
+    worker_url: &str,
+    store: &DynamoTaskStore,
+    token: &str,
+    stack: &Stack,
+) -> Result<CacheFigures> {
+    const RUNS: usize = 10;
+    let model =
+        tokio::task::spawn_blocking(|| embed::MiniLm::load(&embed::default_dir())).await??;
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let run = &run[run.len() - 8..];
+    let source: String = stack
+        .texts
+        .iter()
+        .map(|(t, _)| t.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut classes = Vec::new();
+    for word_pieces in [20, 254] {
+        let (mut miss_total, mut hit_total, mut miss_worker, mut hit_worker) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in 0..RUNS {
+            let text = text_of(
+                &model,
+                &source,
+                &format!("{run}-{word_pieces}-{i}"),
+                word_pieces,
+            )?;
+            let body = json!({"text": text, "limit": 10}).to_string();
+            let (total, worker, cached) =
+                text_task(http, api_url, worker_url, store, token, &body).await?;
+            if cached {
+                bail!("a new text was answered from the cache");
+            }
+            miss_total.push(total);
+            miss_worker.push(worker);
+            let (total, worker, cached) =
+                text_task(http, api_url, worker_url, store, token, &body).await?;
+            if !cached {
+                bail!("the repeat of a text was not answered from the cache");
+            }
+            hit_total.push(total);
+            hit_worker.push(worker);
+        }
+        let p = |v: &Vec<f64>| percentile(v, 0.5);
+        classes.push(CacheClass {
+            word_pieces,
+            runs: RUNS,
+            miss_post_to_completed_p50_ms: p(&miss_total),
+            hit_post_to_completed_p50_ms: p(&hit_total),
+            miss_worker_p50_ms: p(&miss_worker),
+            hit_worker_p50_ms: p(&hit_worker),
+            hit_over_miss: p(&hit_worker) / p(&miss_worker),
+        });
+    }
+    // The legacy call runs an inline-embedding match in the api itself.
+    let (mut legacy_miss, mut legacy_hit) = (Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        let seed = run.bytes().fold(i as u64, |h, b| {
+            h.wrapping_mul(31).wrapping_add(u64::from(b))
+        });
+        let mut v: Vec<f32> = (0..shared::domain::EMBEDDING_DIM)
+            .map(|j| {
+                (((seed.wrapping_add(j as u64)).wrapping_mul(2_654_435_761) % 1000) as f32) - 500.0
+            })
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        let body = json!({"embedding": v, "limit": 10}).to_string();
+        let event = http_event(
+            "POST",
+            "/jobs/match/legacy",
+            "POST /jobs/match/legacy",
+            Some(token),
+            &body,
+        );
+        for (n, out) in [&mut legacy_miss, &mut legacy_hit].into_iter().enumerate() {
+            let (t, resp) = invoke(http, api_url, &event).await?;
+            let result: Value = serde_json::from_str(resp["body"].as_str().unwrap_or_default())
+                .context("the legacy body")?;
+            if result["result"]["cached"] != json!(n == 1) {
+                bail!(
+                    "legacy call {n} of the same body: cached is {}",
+                    result["result"]["cached"]
+                );
+            }
+            out.push(t);
+        }
+    }
+    Ok(CacheFigures {
+        classes,
+        legacy_miss_p50_ms: percentile(&legacy_miss, 0.5),
+        legacy_hit_p50_ms: percentile(&legacy_hit, 0.5),
     })
 }

@@ -66,6 +66,21 @@ fn default_api_pool() -> u32 {
 fn default_worker_pool() -> u32 {
     4
 }
+fn default_cache_result_ttl_secs() -> u64 {
+    3600
+}
+/// ~10 kB a result of 20 matches: ~100 MB at most.
+fn default_cache_max_results() -> i64 {
+    10_000
+}
+/// A model change gets new keys anyway; the age bounds the table.
+fn default_cache_embedding_ttl_secs() -> u64 {
+    7 * 24 * 3600
+}
+/// ~1.6 kB a vector: ~80 MB at most.
+fn default_cache_max_embeddings() -> i64 {
+    50_000
+}
 fn default_max_receive_count() -> u32 {
     3
 }
@@ -144,6 +159,34 @@ pub struct WorkerConfig {
 #[derive(Debug, Deserialize)]
 pub struct StatusConfig {
     pub tasks_table: String,
+}
+
+/// The cache (DESIGN.md "Cache"), for `api` and `worker`: how long and how
+/// many results and text vectors are kept (`shared::adapters::cache`).
+#[derive(Debug, Deserialize)]
+pub struct CacheConfig {
+    /// A result is served at most this long after it was computed, and only
+    /// while the data versions it was computed at are current.
+    #[serde(default = "default_cache_result_ttl_secs")]
+    pub cache_result_ttl_secs: u64,
+    #[serde(default = "default_cache_max_results")]
+    pub cache_max_results: i64,
+    #[serde(default = "default_cache_embedding_ttl_secs")]
+    pub cache_embedding_ttl_secs: u64,
+    #[serde(default = "default_cache_max_embeddings")]
+    pub cache_max_embeddings: i64,
+}
+
+impl CacheConfig {
+    pub fn limits(&self) -> crate::adapters::cache::CacheLimits {
+        use std::time::Duration;
+        crate::adapters::cache::CacheLimits {
+            result_ttl: Duration::from_secs(self.cache_result_ttl_secs),
+            max_results: self.cache_max_results,
+            embedding_ttl: Duration::from_secs(self.cache_embedding_ttl_secs),
+            max_embeddings: self.cache_max_embeddings,
+        }
+    }
 }
 
 /// The dead-letter consumer (`functions/deadletter`).

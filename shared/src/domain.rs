@@ -270,7 +270,15 @@ pub struct JobMatch {
 pub struct MatchResult {
     pub matches: Vec<JobMatch>,
     pub count: usize,
+    /// The search and the ranking; for a cached answer, the cache lookup.
     pub query_ms: f64,
+    /// Answered from the cache (DESIGN.md "Cache").
+    #[serde(default)]
+    pub cached: bool,
+    /// When the ranking was computed (the original's time when `cached`).
+    /// Absent only in results stored before the cache existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed_at: Option<Timestamp>,
 }
 
 /// What the queue carries: the task to run. The request itself is in the store.

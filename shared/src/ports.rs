@@ -122,6 +122,85 @@ pub trait Embedder: Send + Sync {
     fn embed(&self, texts: Vec<String>) -> impl Future<Output = Result<Vec<Vec<f32>>>> + Send;
 }
 
+/// A cache key: SHA-256 of what makes two requests (or two texts) equal.
+pub type CacheKey = [u8; 32];
+
+/// The data versions a result is computed at (DESIGN.md "Cache").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataVersions {
+    /// `jobs_version`: any write to `jobs` moves it.
+    pub jobs: i64,
+    /// The stored profile's version, for a result keyed by a profile.
+    pub profile: Option<i64>,
+}
+
+/// A result lookup: the cached result, or the versions to store one at.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Hit(MatchResult),
+    /// Read before the search: a write during the search leaves the stored
+    /// result at the older version, where it is never served.
+    Miss(DataVersions),
+}
+
+/// The cache of results and of text embeddings, shared by all instances.
+pub trait MatchCache: Send + Sync {
+    /// The result stored under `key` if it is still valid: computed at the
+    /// current `jobs` version and, for `profile_user`, that profile's
+    /// current version.
+    fn lookup(
+        &self,
+        key: &CacheKey,
+        profile_user: Option<&str>,
+    ) -> impl Future<Output = Result<Lookup>> + Send;
+    fn store(
+        &self,
+        key: &CacheKey,
+        profile_user: Option<&str>,
+        versions: DataVersions,
+        result: &MatchResult,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The vector stored for a text (the key holds the model's identity).
+    fn embedding(&self, key: &CacheKey) -> impl Future<Output = Result<Option<Vec<f32>>>> + Send;
+    fn store_embedding(
+        &self,
+        key: &CacheKey,
+        embedding: &[f32],
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// No cache: every lookup misses and nothing is stored (the benchmark's
+/// measurements of the search itself).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCache;
+
+impl MatchCache for NoCache {
+    async fn lookup(&self, _key: &CacheKey, _profile_user: Option<&str>) -> Result<Lookup> {
+        Ok(Lookup::Miss(DataVersions {
+            jobs: 0,
+            profile: None,
+        }))
+    }
+
+    async fn store(
+        &self,
+        _key: &CacheKey,
+        _profile_user: Option<&str>,
+        _versions: DataVersions,
+        _result: &MatchResult,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    async fn embedding(&self, _key: &CacheKey) -> Result<Option<Vec<f32>>> {
+        Ok(None)
+    }
+
+    async fn store_embedding(&self, _key: &CacheKey, _embedding: &[f32]) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// For functions that load no model (the api): a text never reaches it, as
 /// requests with `text` go to the worker; if one did, it fails loudly.
 #[derive(Debug, Clone, Copy, Default)]

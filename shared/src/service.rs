@@ -5,11 +5,16 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use sha2::{Digest, Sha256};
+
 use crate::domain::{
     candidate_count, MatchRequest, MatchResult, QuerySource, Task, TaskError, TaskMessage,
+    Timestamp,
 };
 use crate::error::{Error, Result};
-use crate::ports::{Claim, Embedder, Fence, JobIndex, Query, TaskQueue, TaskStore};
+use crate::ports::{
+    CacheKey, Claim, Embedder, Fence, JobIndex, Lookup, MatchCache, Query, TaskQueue, TaskStore,
+};
 
 /// Milliseconds the model took for a request's text (EMF histogram).
 pub const EMBED_MS: &str = "EmbedMs";
@@ -84,27 +89,144 @@ pub fn new_task_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Runs a match for `owner`: the query from the request (its embedding, or
-/// its text through the model) or the stored profile, the nearest
-/// candidates, then the ranking. `query_ms` counts the search and the
-/// ranking, not the embedding.
-pub async fn run_match<J: JobIndex, E: Embedder>(
+/// Cache metrics (EMF counters), by `kind`: `result` or `embedding`.
+pub const CACHE_HITS: &str = "CacheHits";
+pub const CACHE_MISSES: &str = "CacheMisses";
+/// A cache call that takes longer is abandoned: the match goes on without it.
+const CACHE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Bumped when the ranking or the result's shape changes, so that no entry
+/// of an older build is served.
+const CACHE_FORMAT: u32 = 1;
+
+/// What makes two requests' results equal: the query source, skills, filters
+/// and limit (DESIGN.md "Cache"). A profile's key holds its owner, so that it
+/// serves only them. `None` for a request that must not be cached: one with
+/// `posted_within_days`, whose window moves with the clock.
+pub fn result_key(owner: &str, request: &MatchRequest) -> Option<CacheKey> {
+    #[derive(serde::Serialize)]
+    enum Source<'a> {
+        Embedding(&'a [f32]),
+        Text(&'a str),
+        Profile(&'a str),
+    }
+    #[derive(serde::Serialize)]
+    struct Key<'a> {
+        format: u32,
+        source: Source<'a>,
+        skills: &'a Option<Vec<String>>,
+        filters: &'a crate::domain::Filters,
+        limit: u32,
+    }
+    if request.filters.posted_within_days.is_some() {
+        return None;
+    }
+    let source = match request.source() {
+        QuerySource::Embedding(e) => Source::Embedding(e),
+        QuerySource::Text(t) => Source::Text(t),
+        QuerySource::Profile => Source::Profile(owner),
+    };
+    let key = Key {
+        format: CACHE_FORMAT,
+        source,
+        skills: &request.skills,
+        filters: &request.filters,
+        limit: request.limit,
+    };
+    let bytes = serde_json::to_vec(&key).ok()?;
+    Some(Sha256::digest(&bytes).into())
+}
+
+/// The key of a text's vector: the model's identity and the text, so that a
+/// model change never reuses a vector of the old one.
+pub fn embedding_key(model_id: &str, text: &str) -> CacheKey {
+    let mut hash = Sha256::new();
+    hash.update((model_id.len() as u64).to_be_bytes());
+    hash.update(model_id.as_bytes());
+    hash.update(text.as_bytes());
+    hash.finalize().into()
+}
+
+async fn within<T>(call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(CACHE_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::unavailable(
+                "cache",
+                "the cache did not answer in time",
+            ))
+        })
+}
+
+/// The text's vector: from the cache, or from the model (then stored).
+async fn embed_cached<E: Embedder, C: MatchCache>(
+    embedder: &E,
+    cache: &C,
+    text: &str,
+) -> Result<Vec<f32>> {
+    let key = embedding_key(embedder.model_id(), text);
+    match within(cache.embedding(&key)).await {
+        Ok(Some(vector)) => {
+            metrics::counter!(CACHE_HITS, "kind" => "embedding").increment(1);
+            return Ok(vector);
+        }
+        Ok(None) => metrics::counter!(CACHE_MISSES, "kind" => "embedding").increment(1),
+        Err(e) => tracing::warn!(error = %e, "embedding cache unavailable; embedding anyway"),
+    }
+    let started = Instant::now();
+    let vector = embedder
+        .embed(vec![text.to_owned()])
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Internal("the model returned no vector".into()))?;
+    metrics::histogram!(EMBED_MS).record(started.elapsed().as_secs_f64() * 1000.0);
+    if let Err(e) = within(cache.store_embedding(&key, &vector)).await {
+        tracing::warn!(error = %e, "cannot cache the embedding");
+    }
+    Ok(vector)
+}
+
+fn elapsed_ms(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}
+
+/// Runs a match for `owner`: a valid cached result when there is one;
+/// otherwise the query from the request (its embedding, or its text through
+/// the model, whose vector is cached too) or the stored profile, the nearest
+/// candidates, then the ranking, stored for the next identical request.
+/// `query_ms` counts the search and the ranking (the lookup for a hit), not
+/// the embedding. The cache never fails a match: a cache error or time-out
+/// is a miss that stores nothing.
+pub async fn run_match<J: JobIndex, E: Embedder, C: MatchCache>(
     index: &J,
     embedder: &E,
+    cache: &C,
     owner: &str,
     request: &MatchRequest,
 ) -> Result<MatchResult> {
+    let started = Instant::now();
+    let key = result_key(owner, request);
+    let profile_user = matches!(request.source(), QuerySource::Profile).then_some(owner);
+    let mut versions = None;
+    if let Some(key) = &key {
+        match within(cache.lookup(key, profile_user)).await {
+            Ok(Lookup::Hit(mut result)) => {
+                metrics::counter!(CACHE_HITS, "kind" => "result").increment(1);
+                result.cached = true;
+                result.query_ms = elapsed_ms(started);
+                return Ok(result);
+            }
+            Ok(Lookup::Miss(at)) => {
+                metrics::counter!(CACHE_MISSES, "kind" => "result").increment(1);
+                versions = Some(at);
+            }
+            Err(e) => tracing::warn!(error = %e, "result cache unavailable; searching"),
+        }
+    }
     let embedded;
     let query = match request.source() {
         QuerySource::Embedding(embedding) => Query::Embedding(embedding),
         QuerySource::Text(text) => {
-            let started = Instant::now();
-            embedded = embedder
-                .embed(vec![text.to_owned()])
-                .await?
-                .pop()
-                .ok_or_else(|| Error::Internal("the model returned no vector".into()))?;
-            metrics::histogram!(EMBED_MS).record(started.elapsed().as_secs_f64() * 1000.0);
+            embedded = embed_cached(embedder, cache, text).await?;
             Query::Embedding(&embedded)
         }
         QuerySource::Profile => Query::Profile(owner),
@@ -119,11 +241,19 @@ pub async fn run_match<J: JobIndex, E: Embedder>(
         .or(neighbours.profile_skills)
         .unwrap_or_default();
     let matches = rank(neighbours.candidates, &skills, request.limit as usize);
-    Ok(MatchResult {
+    let result = MatchResult {
         count: matches.len(),
         matches,
-        query_ms: (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
-    })
+        query_ms: elapsed_ms(started),
+        cached: false,
+        computed_at: Some(Timestamp::now()),
+    };
+    if let (Some(key), Some(versions)) = (key, versions) {
+        if let Err(e) = within(cache.store(&key, profile_user, versions, &result)).await {
+            tracing::warn!(error = %e, "cannot cache the result");
+        }
+    }
+    Ok(result)
 }
 
 /// What became of one delivery; the worker acknowledges all but `Retry`.
@@ -181,10 +311,11 @@ impl Delivery {
 /// Out of time before the match can start, a delivery is left for the next
 /// one, except the last: that one claims the task and closes it as `failed`,
 /// so that no task is stranded when its message moves to the DLQ.
-pub async fn process<S: TaskStore, J: JobIndex, E: Embedder>(
+pub async fn process<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache>(
     store: &S,
     index: &J,
     embedder: &E,
+    cache: &C,
     task_id: &str,
     delivery: Delivery,
 ) -> Result<Outcome> {
@@ -220,11 +351,12 @@ pub async fn process<S: TaskStore, J: JobIndex, E: Embedder>(
         )
     };
     let matched = match delivery.time_left() {
-        Some(left) => {
-            tokio::time::timeout(left, run_match(index, embedder, &task.owner, &task.request))
-                .await
-                .unwrap_or_else(|_| Err(out_of_time()))
-        }
+        Some(left) => tokio::time::timeout(
+            left,
+            run_match(index, embedder, cache, &task.owner, &task.request),
+        )
+        .await
+        .unwrap_or_else(|_| Err(out_of_time())),
         None => Err(out_of_time()),
     };
     match matched {
@@ -369,5 +501,164 @@ mod tests {
         assert!(!dead_letter(&store, "no-such-task", Utc::now())
             .await
             .expect("an unknown task is not an error"));
+    }
+
+    mod cache {
+        use super::*;
+        use crate::adapters::memory::{MemoryCache, MemoryEmbedder, MemoryJobIndex};
+        use crate::domain::{EmploymentType, JobRecord, ProfileRecord, EMBEDDING_DIM};
+        use std::sync::atomic::Ordering;
+
+        fn unit(i: usize) -> Vec<f32> {
+            let mut v = vec![0.0; EMBEDDING_DIM];
+            v[i] = 1.0;
+            v
+        }
+
+        fn job(id: &str, embedding: Vec<f32>) -> JobRecord {
+            JobRecord {
+                id: id.into(),
+                title: id.into(),
+                company: "Acme".into(),
+                location: "Berlin".into(),
+                remote: false,
+                employment_type: EmploymentType::FullTime,
+                salary_min: None,
+                salary_max: None,
+                skills: vec![],
+                description: String::new(),
+                posted_at: Utc::now(),
+                embedding: Some(embedding),
+            }
+        }
+
+        fn index() -> MemoryJobIndex {
+            MemoryJobIndex {
+                jobs: vec![
+                    job("rust", MemoryEmbedder::vector("rust engineer")),
+                    job("axis", unit(0)),
+                ],
+                profiles: vec![ProfileRecord {
+                    user_id: "alice".into(),
+                    skills: vec![],
+                    text: None,
+                    embedding: Some(unit(0)),
+                    updated_at: None,
+                }],
+                down: false,
+            }
+        }
+
+        fn text(t: &str) -> MatchRequest {
+            MatchRequest {
+                text: Some(t.into()),
+                limit: 1,
+                ..request()
+            }
+        }
+
+        #[tokio::test]
+        async fn a_repeat_is_served_from_the_cache_without_model_or_search() {
+            let (embedder, cache) = (MemoryEmbedder::default(), MemoryCache::default());
+            let first = run_match(&index(), &embedder, &cache, "bob", &text("rust engineer"))
+                .await
+                .expect("first");
+            assert!(!first.cached);
+            assert_eq!(first.matches[0].job_id, "rust");
+            // The search would fail now: only the cache can answer.
+            let down = MemoryJobIndex {
+                down: true,
+                ..index()
+            };
+            let again = run_match(&down, &embedder, &cache, "carol", &text("rust engineer"))
+                .await
+                .expect("from the cache, for any caller");
+            assert!(again.cached);
+            assert_eq!(again.computed_at, first.computed_at);
+            assert_eq!(again.matches, first.matches);
+            assert_eq!(embedder.calls.load(Ordering::SeqCst), 1, "embedded once");
+        }
+
+        #[tokio::test]
+        async fn a_new_jobs_version_or_another_limit_is_computed_again() {
+            let (embedder, cache) = (MemoryEmbedder::default(), MemoryCache::default());
+            let request = text("rust engineer");
+            run_match(&index(), &embedder, &cache, "bob", &request)
+                .await
+                .expect("first");
+            *cache.jobs_version.lock().expect("lock") += 1;
+            let after = run_match(&index(), &embedder, &cache, "bob", &request)
+                .await
+                .expect("after a write");
+            assert!(!after.cached);
+            // The text's vector is still valid: the model did not run again.
+            assert_eq!(embedder.calls.load(Ordering::SeqCst), 1);
+            let other = MatchRequest {
+                limit: 2,
+                ..request
+            };
+            let other = run_match(&index(), &embedder, &cache, "bob", &other)
+                .await
+                .expect("another limit");
+            assert!(!other.cached);
+        }
+
+        #[tokio::test]
+        async fn a_profile_result_serves_its_owner_at_its_version_only() {
+            let (embedder, cache) = (MemoryEmbedder::default(), MemoryCache::default());
+            cache
+                .profile_versions
+                .lock()
+                .expect("lock")
+                .insert("alice".into(), 7);
+            let mine = request();
+            let first = run_match(&index(), &embedder, &cache, "alice", &mine)
+                .await
+                .expect("first");
+            assert!(!first.cached);
+            let again = run_match(&index(), &embedder, &cache, "alice", &mine)
+                .await
+                .expect("again");
+            assert!(again.cached);
+            // Another caller's stored profile is another key.
+            assert_ne!(result_key("alice", &mine), result_key("bob", &mine));
+            cache
+                .profile_versions
+                .lock()
+                .expect("lock")
+                .insert("alice".into(), 8);
+            let updated = run_match(&index(), &embedder, &cache, "alice", &mine)
+                .await
+                .expect("after the profile changed");
+            assert!(!updated.cached);
+        }
+
+        #[tokio::test]
+        async fn a_moving_window_is_never_cached_and_a_cache_down_is_a_miss() {
+            let mut windowed = text("rust engineer");
+            windowed.filters.posted_within_days = Some(30);
+            assert_eq!(result_key("bob", &windowed), None);
+            let down = MemoryCache {
+                down: true,
+                ..Default::default()
+            };
+            let embedder = MemoryEmbedder::default();
+            for _ in 0..2 {
+                let r = run_match(&index(), &embedder, &down, "bob", &text("rust engineer"))
+                    .await
+                    .expect("the match runs without its cache");
+                assert!(!r.cached);
+            }
+            assert_eq!(embedder.calls.load(Ordering::SeqCst), 2);
+        }
+
+        #[test]
+        fn the_embedding_key_holds_the_model() {
+            assert_ne!(
+                embedding_key("model-a", "text"),
+                embedding_key("model-b", "text")
+            );
+            assert_ne!(embedding_key("ab", "c"), embedding_key("a", "bc"));
+        }
     }
 }

@@ -102,6 +102,8 @@ async fn lifecycle_is_fenced_by_conditional_writes() {
         matches: vec![],
         count: 0,
         query_ms: 1.5,
+        cached: false,
+        computed_at: Some(shared::domain::Timestamp::now()),
     };
     assert!(!store
         .complete("t1", Fence::Attempt(7), &result, Utc::now())

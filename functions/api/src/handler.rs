@@ -14,15 +14,21 @@ use shared::auth::{Caller, Verifier};
 use shared::domain::{MatchRequest, MatchResult, QuerySource, Task, TaskStatus};
 use shared::error::{Error, FieldError, Result};
 use shared::idempotency;
-use shared::ports::{IdempotentTaskStore, JobIndex, NoModel, TaskQueue, TaskStore};
+use shared::ports::{
+    IdempotentTaskStore, JobIndex, MatchCache, NoCache, NoModel, TaskQueue, TaskStore,
+};
 use shared::request::{check_content_type, parse_match_request};
 use shared::service;
 
 /// Everything a request needs, built once per container.
-pub struct App<S, Q, J> {
+pub struct App<S, Q, J, C = NoCache> {
     pub store: S,
     pub queue: Q,
     pub index: J,
+    /// Results and text vectors (DESIGN.md "Cache"), for the legacy call's
+    /// inline matches. POST never reads it: accepting a task stays free of
+    /// PostgreSQL.
+    pub cache: C,
     pub verifier: Verifier,
     pub task_ttl_secs: i64,
     /// How long a legacy call with `text` waits for the worker.
@@ -87,7 +93,7 @@ impl Default for HealthCache {
     }
 }
 
-impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex> App<S, Q, J> {
+impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCache> App<S, Q, J, C> {
     /// Routes a request; every error becomes a problem+json response here.
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let result = match (req.method(), req.uri().path().trim_end_matches('/')) {
@@ -200,7 +206,7 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex> App<S, Q, J>
             // for the async path, so both rank alike.
             QuerySource::Text(_) => self.legacy_through_worker(&caller, request).await?,
             QuerySource::Embedding(_) | QuerySource::Profile => {
-                service::run_match(&self.index, &NoModel, &caller.0, &request).await?
+                service::run_match(&self.index, &NoModel, &self.cache, &caller.0, &request).await?
             }
         };
         Ok(json_response(
@@ -402,6 +408,7 @@ mod tests {
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
             health_cache: HealthCache::default(),
+            cache: NoCache,
         }
     }
 
@@ -532,6 +539,8 @@ mod tests {
                     matches: vec![],
                     count: 0,
                     query_ms: 1.5,
+                    cached: false,
+                    computed_at: Some(shared::domain::Timestamp::now()),
                 };
                 app.store
                     .complete(&message.task_id, Fence::Attempt(1), &result, Utc::now())
@@ -789,6 +798,7 @@ mod tests {
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
             health_cache: HealthCache::default(),
+            cache: NoCache,
         };
         let started = tokio::time::Instant::now();
         let resp = app.handle(request_with("GET", "/health", b"", &[])).await;
@@ -830,6 +840,7 @@ mod tests {
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
             health_cache: HealthCache::default(),
+            cache: NoCache,
         };
         let resp = app.handle(request_with("GET", "/health", b"", &[])).await;
         assert_eq!(resp.status(), 503);
@@ -885,6 +896,7 @@ mod tests {
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
             health_cache: HealthCache::default(),
+            cache: NoCache,
         };
         let pings = || app.queue.pings.load(std::sync::atomic::Ordering::SeqCst);
         let health = || app.handle(request_with("GET", "/health", b"", &[]));
@@ -918,6 +930,7 @@ mod tests {
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
             health_cache: HealthCache::default(),
+            cache: NoCache,
         };
         let first = app.handle(request_with("GET", "/health", b"", &[])).await;
         let second = app.handle(request_with("GET", "/health", b"", &[])).await;
@@ -936,6 +949,7 @@ mod tests {
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
             health_cache: HealthCache::new(Duration::ZERO),
+            cache: NoCache,
         };
         for _ in 0..3 {
             let resp = app.handle(request_with("GET", "/health", b"", &[])).await;

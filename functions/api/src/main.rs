@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use api::handler;
 use lambda_http::{Error, Request, RequestExt};
+use shared::adapters::cache::PgMatchCache;
 use shared::adapters::{
     db_connect::Db, dynamo::DynamoTaskStore, postgres, secrets, sqs::SqsTaskQueue,
 };
-use shared::config::{from_env, ApiConfig, AuthConfig, DbAuthConfig};
+use shared::config::{from_env, ApiConfig, AuthConfig, CacheConfig, DbAuthConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,6 +19,7 @@ async fn main() -> Result<(), Error> {
     let config: ApiConfig = from_env()?;
     let auth: AuthConfig = from_env()?;
     let db_auth: DbAuthConfig = from_env()?;
+    let cache: CacheConfig = from_env()?;
     let metrics = shared::telemetry::InvocationMetrics::init("api")?;
     let aws = shared::aws::load_for_function().await?;
     let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
@@ -33,6 +35,7 @@ async fn main() -> Result<(), Error> {
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
         index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows)
             .with_statement_timeout(Duration::from_millis(config.db_statement_timeout_ms)),
+        cache: PgMatchCache::new(db.pool().clone(), cache.limits()),
         verifier,
         task_ttl_secs: config.task_ttl_secs,
         legacy_text_wait: Duration::from_millis(config.legacy_text_wait_ms),

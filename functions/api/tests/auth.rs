@@ -169,6 +169,7 @@ fn app(verifier: Verifier) -> TestApp {
         task_ttl_secs: 3600,
         legacy_text_wait: Duration::from_millis(300),
         health_cache: Default::default(),
+        cache: shared::ports::NoCache,
     }
 }
 

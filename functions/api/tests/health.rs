@@ -62,6 +62,7 @@ async fn all_up_is_200_with_each_component() {
         task_ttl_secs: 60,
         legacy_text_wait: std::time::Duration::from_millis(300),
         health_cache: Default::default(),
+        cache: shared::ports::NoCache,
     };
     let (status, body) = health(&app).await;
     assert_eq!(status, 200, "{body}");
@@ -100,6 +101,7 @@ async fn missing_and_hung_dependencies_are_503_and_named() {
         task_ttl_secs: 60,
         legacy_text_wait: std::time::Duration::from_millis(300),
         health_cache: Default::default(),
+        cache: shared::ports::NoCache,
     };
     let (status, body) = health(&app).await;
     assert_eq!(status, 503, "{body}");

@@ -11,7 +11,7 @@ use futures::stream::{self, StreamExt};
 use tracing::Instrument;
 
 use shared::domain::TaskMessage;
-use shared::ports::{Embedder, JobIndex, TaskStore};
+use shared::ports::{Embedder, JobIndex, MatchCache, NoCache, TaskStore};
 use shared::service::{self, Delivery, Outcome};
 
 /// Metric names; the README's "Metrics" section explains each.
@@ -37,11 +37,13 @@ pub fn deadline_or(context_deadline_ms: u64, fallback: Duration) -> i64 {
     }
 }
 
-pub struct App<S, J, E> {
+pub struct App<S, J, E, C = NoCache> {
     pub store: S,
     pub index: J,
     /// The model, for requests that carry `text`.
     pub embedder: E,
+    /// Results and text vectors (DESIGN.md "Cache").
+    pub cache: C,
     pub max_receive_count: u32,
     /// How many messages run at once: the pool's size.
     pub concurrency: usize,
@@ -50,7 +52,7 @@ pub struct App<S, J, E> {
     pub deadline_margin: Duration,
 }
 
-impl<S: TaskStore, J: JobIndex, E: Embedder> App<S, J, E> {
+impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
     pub async fn handle(&self, event: SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
         tracing::info!(
             messages = event.records.len(),
@@ -122,6 +124,7 @@ impl<S: TaskStore, J: JobIndex, E: Embedder> App<S, J, E> {
             &self.store,
             &self.index,
             &self.embedder,
+            &self.cache,
             &message.task_id,
             delivery,
         );
@@ -207,6 +210,7 @@ mod tests {
                 down,
             },
             embedder: MemoryEmbedder::default(),
+            cache: NoCache,
             max_receive_count: 3,
             concurrency: 4,
             deadline_margin: Duration::from_millis(500),
@@ -469,6 +473,7 @@ mod tests {
                 inner: MemoryEmbedder::default(),
                 delay: Duration::from_secs(1),
             },
+            cache: NoCache,
             max_receive_count: 3,
             concurrency: 4,
             deadline_margin: Duration::from_millis(100),

@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
+use shared::adapters::cache::PgMatchCache;
 use shared::adapters::{db_connect::Db, dynamo::DynamoTaskStore, postgres};
-use shared::config::{from_env, DbAuthConfig, WorkerConfig};
+use shared::config::{from_env, CacheConfig, DbAuthConfig, WorkerConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init_json_logs();
     let config: WorkerConfig = from_env()?;
     let db_auth: DbAuthConfig = from_env()?;
+    let cache: CacheConfig = from_env()?;
     let metrics = shared::telemetry::InvocationMetrics::init("worker")?;
     // A missing or corrupt model stops the function here, naming its path.
     let loading = std::time::Instant::now();
@@ -41,6 +43,7 @@ async fn main() -> Result<(), Error> {
         index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows)
             .with_statement_timeout(Duration::from_millis(config.db_statement_timeout_ms)),
         embedder,
+        cache: PgMatchCache::new(db.pool().clone(), cache.limits()),
         max_receive_count: config.max_receive_count,
         concurrency: config.db_max_connections as usize,
         deadline_margin: Duration::from_millis(config.deadline_margin_ms),

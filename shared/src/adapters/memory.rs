@@ -12,8 +12,8 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::ports::{
-    Claim, Embedder, Fence, IdempotentTaskStore, JobIndex, Neighbours, PageCursor, Query,
-    TaskLister, TaskPage, TaskQueue, TaskStore,
+    CacheKey, Claim, DataVersions, Embedder, Fence, IdempotentTaskStore, JobIndex, Lookup,
+    MatchCache, Neighbours, PageCursor, Query, TaskLister, TaskPage, TaskQueue, TaskStore,
 };
 
 fn poisoned() -> Error {
@@ -331,5 +331,90 @@ impl Embedder for MemoryEmbedder {
             return Err(Error::Internal("the model is down".into()));
         }
         Ok(texts.iter().map(|t| MemoryEmbedder::vector(t)).collect())
+    }
+}
+
+/// The cache in memory, with the versions a test moves by hand.
+#[derive(Default, Debug)]
+pub struct MemoryCache {
+    /// key -> (versions, result)
+    pub results: Mutex<HashMap<CacheKey, (DataVersions, MatchResult)>>,
+    pub embeddings: Mutex<HashMap<CacheKey, Vec<f32>>>,
+    /// The current `jobs` version.
+    pub jobs_version: Mutex<i64>,
+    /// The current version of each stored profile.
+    pub profile_versions: Mutex<HashMap<String, i64>>,
+    /// When set, every call fails as if PostgreSQL were down.
+    pub down: bool,
+}
+
+impl MemoryCache {
+    fn check(&self) -> Result<()> {
+        if self.down {
+            return Err(Error::unavailable("cache", "cache is down"));
+        }
+        Ok(())
+    }
+
+    fn versions(&self, profile_user: Option<&str>) -> Result<DataVersions> {
+        let profile = match profile_user {
+            Some(user) => self
+                .profile_versions
+                .lock()
+                .map_err(|_| poisoned())?
+                .get(user)
+                .copied(),
+            None => None,
+        };
+        Ok(DataVersions {
+            jobs: *self.jobs_version.lock().map_err(|_| poisoned())?,
+            profile,
+        })
+    }
+}
+
+impl MatchCache for MemoryCache {
+    async fn lookup(&self, key: &CacheKey, profile_user: Option<&str>) -> Result<Lookup> {
+        self.check()?;
+        let now = self.versions(profile_user)?;
+        let results = self.results.lock().map_err(|_| poisoned())?;
+        Ok(match results.get(key) {
+            Some((at, result)) if *at == now => Lookup::Hit(result.clone()),
+            _ => Lookup::Miss(now),
+        })
+    }
+
+    async fn store(
+        &self,
+        key: &CacheKey,
+        _profile_user: Option<&str>,
+        versions: DataVersions,
+        result: &MatchResult,
+    ) -> Result<()> {
+        self.check()?;
+        self.results
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(*key, (versions, result.clone()));
+        Ok(())
+    }
+
+    async fn embedding(&self, key: &CacheKey) -> Result<Option<Vec<f32>>> {
+        self.check()?;
+        Ok(self
+            .embeddings
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(key)
+            .cloned())
+    }
+
+    async fn store_embedding(&self, key: &CacheKey, embedding: &[f32]) -> Result<()> {
+        self.check()?;
+        self.embeddings
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(*key, embedding.to_vec());
+        Ok(())
     }
 }

@@ -1,0 +1,199 @@
+//! The cache on the real stack (DESIGN.md "Cache"): a repeated request is
+//! answered from it (`"cached": true`, the original `computed_at`), on the
+//! async path and the legacy call alike; a job inserted by hand with SQL, or
+//! a profile updated by hand, is seen by the very next identical request.
+
+use std::time::Duration;
+
+use jobmatch_e2e::{embedding, env, Stack};
+use pgvector::Vector;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::domain::{MatchResult, TaskStatus};
+use sqlx::{Connection, PgConnection};
+
+/// One test at a time: a write to `jobs` by one makes the entries of the
+/// others unusable (as it must).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn legacy(stack: &Stack, token: &str, body: &Value) -> MatchResult {
+    let resp = stack
+        .http
+        .post(format!("{}/jobs/match/legacy", stack.api))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("legacy");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.expect("json");
+    serde_json::from_value(v["result"].clone()).expect("result")
+}
+
+async fn through_worker(stack: &Stack, token: &str, body: &Value) -> MatchResult {
+    let resp = stack
+        .http
+        .post(format!("{}/jobs/match", stack.api))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let id = resp.json::<Value>().await.expect("json")["task_id"]
+        .as_str()
+        .expect("task_id")
+        .to_owned();
+    let task = stack
+        .wait_finished(&[id], Duration::from_secs(60))
+        .await
+        .pop()
+        .expect("task");
+    assert_eq!(task.status, TaskStatus::Completed, "{:?}", task.error);
+    task.result.expect("result")
+}
+
+async fn db() -> PgConnection {
+    PgConnection::connect(&env("DATABASE_URL"))
+        .await
+        .expect("database")
+}
+
+#[tokio::test]
+async fn a_repeated_text_is_served_from_the_cache_on_both_paths() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::connect().await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let token = stack.token(&format!("cache-text-{run}"));
+    let body = json!({"text": format!("senior rust backend engineer, postgres and aws ({run})"), "limit": 5});
+    let first = through_worker(&stack, &token, &body).await;
+    let again = through_worker(&stack, &token, &body).await;
+    println!(
+        "cache: text task miss query_ms {} then hit query_ms {}",
+        first.query_ms, again.query_ms
+    );
+    assert!(!first.cached);
+    assert!(first.computed_at.is_some());
+    assert!(again.cached);
+    assert_eq!(again.computed_at, first.computed_at);
+    assert_eq!(again.matches, first.matches);
+    // The legacy call with the same text shares the entry (another caller too).
+    let other = stack.token(&format!("cache-text-other-{run}"));
+    let legacy = legacy(&stack, &other, &body).await;
+    assert!(legacy.cached);
+    assert_eq!(legacy.computed_at, first.computed_at);
+}
+
+#[tokio::test]
+async fn a_job_inserted_by_hand_is_seen_by_the_next_identical_request() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::connect().await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let token = stack.token(&format!("cache-jobs-{run}"));
+    let query = embedding(9_000 + u64::from(run.as_bytes()[0]));
+    let body = json!({"embedding": query, "skills": ["rust"], "limit": 5});
+    let first = legacy(&stack, &token, &body).await;
+    let again = legacy(&stack, &token, &body).await;
+    assert!(!first.cached);
+    assert!(again.cached, "the repeat is a hit");
+
+    // A job exactly at the query, with the skill: it must rank first now.
+    let id = format!("job-cache-test-{run}");
+    let mut db = db().await;
+    sqlx::query(
+        "INSERT INTO jobs (id, title, company, location, employment_type, skills, embedding) \
+         VALUES ($1, 'Cache test', 'Acme', 'Berlin', 'full_time', ARRAY['rust'], $2)",
+    )
+    .bind(&id)
+    .bind(Vector::from(query.clone()))
+    .execute(&mut db)
+    .await
+    .expect("insert by hand");
+    let after = legacy(&stack, &token, &body).await;
+    let text_body = json!({"text": format!("cache test {run}"), "limit": 3});
+    let text_first = through_worker(&stack, &token, &text_body).await;
+    sqlx::query("DELETE FROM jobs WHERE id = $1")
+        .bind(&id)
+        .execute(&mut db)
+        .await
+        .expect("clean up");
+    let text_after_delete = through_worker(&stack, &token, &text_body).await;
+    assert!(!after.cached, "a write to jobs makes the entry unusable");
+    assert_eq!(after.matches[0].job_id, id);
+    assert!(after.computed_at > first.computed_at);
+    assert!(!text_first.cached);
+    assert!(
+        !text_after_delete.cached,
+        "the delete moved the version too"
+    );
+    assert!(text_after_delete.matches.iter().all(|m| m.job_id != id));
+}
+
+#[tokio::test]
+async fn a_profile_updated_by_hand_is_seen_by_its_next_request() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::connect().await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let user = format!("cache-profile-{run}");
+    let token = stack.token(&user);
+    let mut db = db().await;
+    sqlx::query("INSERT INTO profiles (user_id, skills, embedding) VALUES ($1, ARRAY['rust'], $2)")
+        .bind(&user)
+        .bind(Vector::from(embedding(
+            7_000 + u64::from(run.as_bytes()[1]),
+        )))
+        .execute(&mut db)
+        .await
+        .expect("profile");
+    let body = json!({"limit": 3});
+    let first = legacy(&stack, &token, &body).await;
+    let again = legacy(&stack, &token, &body).await;
+    assert!(!first.cached);
+    assert!(again.cached);
+    // Another caller with the same body has another profile: not this entry.
+    let stranger = stack.token(&format!("cache-profile-stranger-{run}"));
+    let resp = stack
+        .http
+        .post(format!("{}/jobs/match/legacy", stack.api))
+        .bearer_auth(&stranger)
+        .json(&body)
+        .send()
+        .await
+        .expect("legacy");
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the stranger has no stored profile, and is not served this user's entry"
+    );
+
+    // Move the profile onto a job outside the first answer: it ranks first.
+    let target: String =
+        sqlx::query_scalar("SELECT id FROM jobs WHERE NOT (id = ANY($1)) ORDER BY id LIMIT 1")
+            .bind(
+                first
+                    .matches
+                    .iter()
+                    .map(|m| m.job_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_one(&mut db)
+            .await
+            .expect("a job");
+    sqlx::query(
+        "UPDATE profiles p SET embedding = j.embedding, skills = j.skills \
+         FROM jobs j WHERE j.id = $2 AND p.user_id = $1",
+    )
+    .bind(&user)
+    .bind(&target)
+    .execute(&mut db)
+    .await
+    .expect("update by hand");
+    let after = legacy(&stack, &token, &body).await;
+    sqlx::query("DELETE FROM profiles WHERE user_id = $1")
+        .bind(&user)
+        .execute(&mut db)
+        .await
+        .expect("clean up");
+    assert!(!after.cached, "the profile's new version misses");
+    assert_eq!(after.matches[0].job_id, target);
+}
