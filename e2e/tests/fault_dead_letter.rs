@@ -62,6 +62,55 @@ async fn warm_worker(stack: &Stack) {
     }
 }
 
+/// Receives the messages of these tasks from the match queue (the poller is
+/// paused), as SQS records of one batch.
+async fn receive_all(stack: &Stack, task_ids: &[String]) -> Vec<Value> {
+    let started = Instant::now();
+    let mut records = Vec::new();
+    while records.len() < task_ids.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "received {} of {} messages",
+            records.len(),
+            task_ids.len()
+        );
+        let got = stack
+            .sqs
+            .receive_message()
+            .queue_url(&stack.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        for m in got.messages() {
+            let body = m.body().unwrap_or_default();
+            let Ok(v) = serde_json::from_str::<Value>(body) else {
+                continue;
+            };
+            if !task_ids.iter().any(|id| v["task_id"] == json!(id)) {
+                continue;
+            }
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), json!(v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            records.push(json!({
+                "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": body,
+                "attributes": attributes, "messageAttributes": {}, "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:jobmatch-match",
+                "awsRegion": "us-east-1"
+            }));
+        }
+    }
+    records
+}
+
 async fn send_to_dlq(stack: &Stack, task_id: &str) {
     stack
         .sqs
@@ -92,6 +141,10 @@ async fn a_task_whose_worker_dies_on_every_delivery_ends_dead_lettered() {
         .await
         .expect("lock profiles");
 
+    // The first delivery is made by the test itself, as the event source
+    // would: one batch of the victim and its three batch-mates, so that the
+    // mates run beside the victim's hung match (and finish) before the kill.
+    let paused_first = stack.pause("poller");
     let victim_token = stack.token(&format!("fault-dlq-victim-{run}"));
     let resp = stack
         .http
@@ -113,6 +166,19 @@ async fn a_task_whose_worker_dies_on_every_delivery_ends_dead_lettered() {
         .collect()
         .await;
 
+    let mut ids = vec![victim.clone()];
+    ids.extend(mates.iter().cloned());
+    let records = receive_all(&stack, &ids).await;
+    let batch = json!({ "Records": records });
+    let url = format!("{}/2015-03-31/functions/worker/invocations", stack.lambda);
+    let http = stack.http.clone();
+    // Never answers: the worker is killed under it.
+    let mut first = Some(tokio::spawn(async move {
+        http.post(url).json(&batch).send().await
+    }));
+    let done = stack.wait_finished(&mates, Duration::from_secs(60)).await;
+    assert!(done.iter().all(|t| t.status == TaskStatus::Completed));
+
     // Each delivery claims the task (attempts n) and hangs on the lock; the
     // worker process is killed there, and the runtime replaced, as Lambda
     // does after a crash. The queue's redrive then moves the message.
@@ -122,6 +188,12 @@ async fn a_task_whose_worker_dies_on_every_delivery_ends_dead_lettered() {
         })
         .await;
         assert!(kill_workers() >= 1, "no worker process to kill");
+        if let Some(first) = first.take() {
+            assert!(
+                first.await.expect("join").is_err(),
+                "the first batch never answers"
+            );
+        }
         // The event source waits while the runtime is replaced and warmed:
         // a first invocation that must build the worker would time out at
         // the poller and burn a receive that no worker ever saw.
@@ -131,6 +203,7 @@ async fn a_task_whose_worker_dies_on_every_delivery_ends_dead_lettered() {
         warm_worker(&stack).await;
         drop(paused);
     }
+    drop(paused_first);
     let task = wait_for(&stack, &victim, Duration::from_secs(90), |t| {
         t.status.is_finished()
     })

@@ -73,6 +73,10 @@ DLQ = "jobmatch-match-dlq"
 BENCH_QUEUE = "jobmatch-bench"
 TABLE = "jobmatch-tasks"
 MAX_RECEIVE_COUNT = 3
+# Instances per function under `cargo lambda watch`, and the poller's
+# invocations at once: as in Lambda, a batch never waits behind another
+# one's instance (one instance serves one invocation at a time).
+LAMBDA_CONCURRENCY = 2
 # Short locally so that redelivery after a failure takes seconds, not minutes.
 VISIBILITY_TIMEOUT = 10
 # Real postings embedded by the model at the first `make up` (about 2 minutes
@@ -360,6 +364,7 @@ def base_env() -> dict[str, str]:
         # As template.yaml's BatchSize: the worker's pool (DB_MAX_CONNECTIONS,
         # 4), so that every message of a batch starts at once.
         "POLLER_BATCH_SIZE": "4",
+        "POLLER_CONCURRENCY": str(LAMBDA_CONCURRENCY),
         # cargo lambda watch sends no deadline: the worker's leases end after
         # this, before the message becomes visible again.
         "FALLBACK_TIMEOUT_MS": str((VISIBILITY_TIMEOUT - 2) * 1000),
@@ -410,7 +415,8 @@ def demo_data(env: dict[str, str]) -> None:
 def start_watch(env: dict[str, str]) -> None:
     watch_env = {**functions_env(env), "RUST_LOG": env.get("RUST_LOG", "info")}
     port = env["LAMBDA_URL"].rsplit(":", 1)[1]  # the port .local/env was written with
-    start("watch", ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", port], watch_env)
+    start("watch", ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", port,
+                    "--concurrency", str(LAMBDA_CONCURRENCY)], watch_env)
 
 
 def perf_watch(action: str) -> None:

@@ -51,17 +51,26 @@ fn secs(d: Duration) -> f64 {
 
 impl MatchCache for PgMatchCache {
     async fn lookup(&self, key: &CacheKey, profile_user: Option<&str>) -> Result<Lookup> {
-        // One round trip: the current versions, and the entry if it matches them.
-        let row = sqlx::query(
-            "SELECT v.version AS jobs_version, p.version AS profile_version, c.result \
-             FROM jobs_version v \
-             LEFT JOIN profiles p ON p.user_id = $2 \
-             LEFT JOIN match_cache c ON c.key = $1 AND c.expires_at > now() \
-                  AND c.jobs_version = v.version \
-                  AND c.profile_version IS NOT DISTINCT FROM p.version",
-        )
-        .bind(&key[..])
-        .bind(profile_user)
+        // One round trip: the current versions, and the entry if it matches
+        // them. `profiles` is read only for a result keyed by a profile.
+        let row = match profile_user {
+            Some(user) => sqlx::query(
+                "SELECT v.version AS jobs_version, p.version AS profile_version, c.result \
+                 FROM jobs_version v \
+                 LEFT JOIN profiles p ON p.user_id = $2 \
+                 LEFT JOIN match_cache c ON c.key = $1 AND c.expires_at > now() \
+                      AND c.jobs_version = v.version AND c.profile_version = p.version",
+            )
+            .bind(&key[..])
+            .bind(user),
+            None => sqlx::query(
+                "SELECT v.version AS jobs_version, NULL::bigint AS profile_version, c.result \
+                 FROM jobs_version v \
+                 LEFT JOIN match_cache c ON c.key = $1 AND c.expires_at > now() \
+                      AND c.jobs_version = v.version AND c.profile_version IS NULL",
+            )
+            .bind(&key[..]),
+        }
         .fetch_one(&self.pool)
         .await
         .map_err(db_err)?;

@@ -1,0 +1,113 @@
+//! The cache adapter against the real PostgreSQL + pgvector of the local
+//! stack (`sqlx::test`: a fresh database with the migrations): its tables stay
+//! within their caps, and an entry that expired or whose versions moved on is
+//! never served.
+
+use std::time::Duration;
+
+use shared::adapters::cache::{CacheLimits, PgMatchCache};
+use shared::domain::{MatchResult, Timestamp, EMBEDDING_DIM};
+use shared::ports::{CacheKey, Lookup, MatchCache};
+use sqlx::PgPool;
+
+fn result() -> MatchResult {
+    MatchResult {
+        matches: vec![],
+        count: 0,
+        query_ms: 1.0,
+        cached: false,
+        computed_at: Some(Timestamp::now()),
+    }
+}
+
+fn key(i: u8) -> CacheKey {
+    [i; 32]
+}
+
+fn limits(ttl: Duration, max_results: i64, max_embeddings: i64) -> CacheLimits {
+    CacheLimits {
+        result_ttl: ttl,
+        max_results,
+        embedding_ttl: ttl,
+        max_embeddings,
+    }
+}
+
+async fn rows(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+async fn miss(cache: &PgMatchCache, key: &CacheKey) -> shared::ports::DataVersions {
+    match cache.lookup(key, None).await.expect("lookup") {
+        Lookup::Miss(v) => v,
+        Lookup::Hit(_) => panic!("expected a miss"),
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_tables_stay_within_their_caps(pool: PgPool) {
+    let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 5, 3));
+    let versions = miss(&cache, &key(0)).await;
+    for i in 0..40 {
+        cache
+            .store(&key(i), None, versions, &result())
+            .await
+            .expect("store");
+        let vector = vec![1.0 / (EMBEDDING_DIM as f32).sqrt(); EMBEDDING_DIM];
+        cache
+            .store_embedding(&key(i), &vector)
+            .await
+            .expect("store embedding");
+    }
+    // Each store evicts what is beyond the cap before it: cap + 1 at most.
+    assert!(rows(&pool, "match_cache").await <= 6);
+    assert!(rows(&pool, "embedding_cache").await <= 4);
+    // The newest are the ones kept.
+    assert!(matches!(
+        cache.lookup(&key(39), None).await.expect("lookup"),
+        Lookup::Hit(_)
+    ));
+    assert!(cache.embedding(&key(39)).await.expect("lookup").is_some());
+    assert!(cache.embedding(&key(0)).await.expect("lookup").is_none());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn expired_or_outdated_entries_are_never_served(pool: PgPool) {
+    let expired = PgMatchCache::new(pool.clone(), limits(Duration::ZERO, 100, 100));
+    let versions = miss(&expired, &key(1)).await;
+    expired
+        .store(&key(1), None, versions, &result())
+        .await
+        .expect("store");
+    miss(&expired, &key(1)).await;
+
+    let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 100, 100));
+    let versions = miss(&cache, &key(2)).await;
+    cache
+        .store(&key(2), None, versions, &result())
+        .await
+        .expect("store");
+    let Lookup::Hit(hit) = cache.lookup(&key(2), None).await.expect("lookup") else {
+        panic!("a fresh entry is served");
+    };
+    assert!(
+        !hit.cached,
+        "the adapter returns what was stored; the service marks hits"
+    );
+    // Any statement writing jobs moves the version, even one that changes no row.
+    sqlx::query("UPDATE jobs SET title = title WHERE false")
+        .execute(&pool)
+        .await
+        .expect("update");
+    let moved = miss(&cache, &key(2)).await;
+    assert_eq!(moved.jobs, versions.jobs + 1);
+    // The next store evicts the outdated entry.
+    cache
+        .store(&key(3), None, moved, &result())
+        .await
+        .expect("store");
+    assert_eq!(rows(&pool, "match_cache").await, 1);
+}
