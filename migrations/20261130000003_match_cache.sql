@@ -28,8 +28,11 @@ CREATE TRIGGER jobs_version_bump AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON
     FOR EACH STATEMENT EXECUTE FUNCTION bump_jobs_version();
 
 CREATE SEQUENCE IF NOT EXISTS profile_version_seq;
--- A default, so that an insert naming only the contract's columns still works.
-ALTER TABLE profiles ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT nextval('profile_version_seq');
+-- A constant default, so that an insert naming only the contract's columns
+-- still works for any writer (nextval here would need rights on the
+-- sequence); the trigger below gives every inserted or updated row its number.
+ALTER TABLE profiles ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 0;
+UPDATE profiles SET version = nextval('profile_version_seq') WHERE version = 0;
 
 CREATE OR REPLACE FUNCTION bump_profile_version() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$

@@ -100,13 +100,15 @@ const CACHE_FORMAT: u32 = 1;
 
 /// What makes two requests' results equal: the query source, skills, filters
 /// and limit (DESIGN.md "Cache"). A profile's key holds its owner, so that it
-/// serves only them. `None` for a request that must not be cached: one with
-/// `posted_within_days`, whose window moves with the clock.
-pub fn result_key(owner: &str, request: &MatchRequest) -> Option<CacheKey> {
+/// serves only them; a text's holds the model's identity (`model_id`), so that
+/// a new model never serves the old one's rankings. `None` for a request that
+/// must not be cached: one with `posted_within_days`, whose window moves with
+/// the clock.
+pub fn result_key(owner: &str, model_id: &str, request: &MatchRequest) -> Option<CacheKey> {
     #[derive(serde::Serialize)]
     enum Source<'a> {
         Embedding(&'a [f32]),
-        Text(&'a str),
+        Text { model: &'a str, text: &'a str },
         Profile(&'a str),
     }
     #[derive(serde::Serialize)]
@@ -122,7 +124,10 @@ pub fn result_key(owner: &str, request: &MatchRequest) -> Option<CacheKey> {
     }
     let source = match request.source() {
         QuerySource::Embedding(e) => Source::Embedding(e),
-        QuerySource::Text(t) => Source::Text(t),
+        QuerySource::Text(text) => Source::Text {
+            model: model_id,
+            text,
+        },
         QuerySource::Profile => Source::Profile(owner),
     };
     let key = Key {
@@ -204,7 +209,7 @@ pub async fn run_match<J: JobIndex, E: Embedder, C: MatchCache>(
     request: &MatchRequest,
 ) -> Result<MatchResult> {
     let started = Instant::now();
-    let key = result_key(owner, request);
+    let key = result_key(owner, embedder.model_id(), request);
     let profile_user = matches!(request.source(), QuerySource::Profile).then_some(owner);
     let mut versions = None;
     if let Some(key) = &key {
@@ -621,7 +626,10 @@ mod tests {
                 .expect("again");
             assert!(again.cached);
             // Another caller's stored profile is another key.
-            assert_ne!(result_key("alice", &mine), result_key("bob", &mine));
+            assert_ne!(
+                result_key("alice", "m", &mine),
+                result_key("bob", "m", &mine)
+            );
             cache
                 .profile_versions
                 .lock()
@@ -637,7 +645,7 @@ mod tests {
         async fn a_moving_window_is_never_cached_and_a_cache_down_is_a_miss() {
             let mut windowed = text("rust engineer");
             windowed.filters.posted_within_days = Some(30);
-            assert_eq!(result_key("bob", &windowed), None);
+            assert_eq!(result_key("bob", "m", &windowed), None);
             let down = MemoryCache {
                 down: true,
                 ..Default::default()
@@ -653,7 +661,12 @@ mod tests {
         }
 
         #[test]
-        fn the_embedding_key_holds_the_model() {
+        fn the_keys_hold_the_model() {
+            let t = text("rust engineer");
+            assert_ne!(
+                result_key("bob", "model-a", &t),
+                result_key("bob", "model-b", &t)
+            );
             assert_ne!(
                 embedding_key("model-a", "text"),
                 embedding_key("model-b", "text")

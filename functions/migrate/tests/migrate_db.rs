@@ -140,6 +140,24 @@ async fn create_installs_pgvector_and_the_schema_on_an_empty_database_and_update
     );
     db.close().await.unwrap();
 
+    // The server holds our SCRAM verifier of the password (so the password
+    // itself never reached it), and it matches the password.
+    let stored: String = sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+        .bind(&login_user)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let salt = stored
+        .split(['$', ':'])
+        .nth(2)
+        .map(|b64| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64))
+        .expect("a SCRAM verifier")
+        .expect("base64 salt");
+    assert_eq!(
+        stored,
+        shared::adapters::postgres::scram_verifier("a-test-password", &salt)
+    );
+
     // The login role reads jobs and may not write them.
     let mut as_functions = fresh
         .clone()

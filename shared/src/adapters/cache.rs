@@ -3,7 +3,9 @@
 //! instance, next to the data whose versions decide what is still valid, so a
 //! lookup checks them in the same statement. Bounded in age (`expires_at`)
 //! and in rows: each store also deletes up to [`EVICT_BATCH`] expired or
-//! outdated rows, and the oldest beyond the row cap.
+//! outdated rows, and the oldest beyond the row cap, skipping rows another
+//! store holds (stores never wait on each other). A store never replaces an
+//! entry computed at a newer `jobs_version`.
 
 use std::time::Duration;
 
@@ -102,14 +104,16 @@ impl MatchCache for PgMatchCache {
                  profile_user = EXCLUDED.profile_user, profile_version = EXCLUDED.profile_version, \
                  result = EXCLUDED.result, computed_at = EXCLUDED.computed_at, \
                  expires_at = EXCLUDED.expires_at \
+               WHERE match_cache.jobs_version <= EXCLUDED.jobs_version \
                RETURNING 1), \
              stale AS ( \
                DELETE FROM match_cache WHERE key IN ( \
                  SELECT key FROM match_cache WHERE expires_at <= now() OR jobs_version < $2 \
-                 LIMIT $9)), \
+                 LIMIT $9 FOR UPDATE SKIP LOCKED)), \
              over AS ( \
                DELETE FROM match_cache WHERE key IN ( \
-                 SELECT key FROM match_cache ORDER BY computed_at DESC OFFSET $8 LIMIT $9)) \
+                 SELECT key FROM match_cache ORDER BY computed_at DESC OFFSET $8 LIMIT $9 \
+                 FOR UPDATE SKIP LOCKED)) \
              SELECT count(*) FROM put",
         )
         .bind(&key[..])
@@ -148,10 +152,12 @@ impl MatchCache for PgMatchCache {
                RETURNING 1), \
              stale AS ( \
                DELETE FROM embedding_cache WHERE key IN ( \
-                 SELECT key FROM embedding_cache WHERE expires_at <= now() LIMIT $5)), \
+                 SELECT key FROM embedding_cache WHERE expires_at <= now() LIMIT $5 \
+                 FOR UPDATE SKIP LOCKED)), \
              over AS ( \
                DELETE FROM embedding_cache WHERE key IN ( \
-                 SELECT key FROM embedding_cache ORDER BY created_at DESC OFFSET $4 LIMIT $5)) \
+                 SELECT key FROM embedding_cache ORDER BY created_at DESC OFFSET $4 LIMIT $5 \
+                 FOR UPDATE SKIP LOCKED)) \
              SELECT count(*) FROM put",
         )
         .bind(&key[..])

@@ -25,8 +25,11 @@ pub const READER_ROLE: &str = "jobmatch_reader";
 
 /// Creates (or updates) the functions' login role, `user` with `password`,
 /// as a member of [`READER_ROLE`] and nothing more; run by `migrate` after
-/// the migrations, as the master user. The names and the password are quoted
-/// by PostgreSQL's own `format` (%I, %L), not here.
+/// the migrations, as the master user. The password reaches the server only
+/// as its SCRAM-SHA-256 verifier ([`scram_verifier`]): role statements are
+/// DDL, which the database logs (`log_statement = ddl` in template.yaml), and
+/// a plain password would be written to the log at every deploy. The name
+/// and the verifier are quoted by PostgreSQL's own `format` (%I, %L).
 pub async fn grant_functions_login(
     conn: &mut PgConnection,
     user: &str,
@@ -38,6 +41,7 @@ pub async fn grant_functions_login(
             .fetch_one(&mut *conn)
             .await?;
     let verb = if exists { "ALTER" } else { "CREATE" };
+    let verifier = scram_verifier(password, &random_salt()?);
     let statements: Vec<String> = sqlx::query_scalar(
         "SELECT unnest(ARRAY[
              format('%s ROLE %I LOGIN PASSWORD %L NOSUPERUSER NOCREATEDB NOCREATEROLE', $1::text, $2::text, $3::text),
@@ -45,7 +49,7 @@ pub async fn grant_functions_login(
     )
     .bind(verb)
     .bind(user)
-    .bind(password)
+    .bind(verifier)
     .bind(READER_ROLE)
     .fetch_all(&mut *conn)
     .await?;
@@ -55,6 +59,61 @@ pub async fn grant_functions_login(
             .await?;
     }
     Ok(())
+}
+
+/// PBKDF2 rounds of the verifier: PostgreSQL's own default
+/// (`scram_iterations`).
+const SCRAM_ITERATIONS: u32 = 4096;
+
+fn random_salt() -> std::result::Result<[u8; 16], sqlx::Error> {
+    use ring::rand::SecureRandom;
+    let mut salt = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| sqlx::Error::Protocol("no random source for the SCRAM salt".into()))?;
+    Ok(salt)
+}
+
+/// The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802,
+/// RFC 7677; PostgreSQL's `scram_build_secret`), which `PASSWORD` accepts in
+/// place of the password. The password is used as is: SASLprep leaves the
+/// generated ones (ASCII letters and digits) unchanged.
+pub fn scram_verifier(password: &str, salt: &[u8]) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use ring::{digest, hmac, pbkdf2};
+    let mut salted = [0u8; digest::SHA256_OUTPUT_LEN];
+    let rounds = std::num::NonZeroU32::new(SCRAM_ITERATIONS).unwrap_or(std::num::NonZeroU32::MIN);
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        salt,
+        password.as_bytes(),
+        &mut salted,
+    );
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &salted);
+    let client_key = hmac::sign(&key, b"Client Key");
+    let stored_key = digest::digest(&digest::SHA256, client_key.as_ref());
+    let server_key = hmac::sign(&key, b"Server Key");
+    format!(
+        "SCRAM-SHA-256${SCRAM_ITERATIONS}:{}${}:{}",
+        STANDARD.encode(salt),
+        STANDARD.encode(stored_key.as_ref()),
+        STANDARD.encode(server_key.as_ref())
+    )
+}
+
+#[cfg(test)]
+mod scram_tests {
+    /// Computed independently with Python's hashlib and hmac.
+    #[test]
+    fn the_verifier_is_postgresqls() {
+        let salt: Vec<u8> = (0u8..16).collect();
+        assert_eq!(
+            super::scram_verifier("pencil", &salt),
+            "SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$zHCdol2044/ZyWzPLi7oxApCkamKw9Z+E4U/QApd/5Y=:dd5peBOitVnLNFu7VmwP+HiDaaw4OUCv396eVCWhYiE="
+        );
+    }
 }
 
 /// SQLSTATE classes that say "try again": connection exceptions (08),
