@@ -448,35 +448,11 @@ async fn text_tasks(
     for (i, (text, skills)) in texts.enumerate() {
         let text = format!("Ref {tag}-{i}. {text}");
         let body = json!({"text": text, "skills": skills, "limit": 10}).to_string();
-        let post = http_event(
-            "POST",
-            "/jobs/match",
-            "POST /jobs/match",
-            Some(token),
-            &body,
-        );
-        let t = Instant::now();
-        let (post_ms, resp) = invoke(http, api_url, &post).await?;
-        if resp["statusCode"] != 202 {
-            bail!("POST /jobs/match with a text answered {resp}");
-        }
-        let accepted: Value = serde_json::from_str(resp["body"].as_str().unwrap_or_default())
-            .context("the 202's body")?;
-        let id = accepted["task_id"]
-            .as_str()
-            .context("task_id in the 202's body")?
-            .to_owned();
-        let (worker_ms, body) = invoke(http, worker_url, &sqs_event(&id)).await?;
-        let elapsed = ms(t);
-        let failures = body["batchItemFailures"].as_array().map_or(0, Vec::len);
-        let done = store.get(&id, Utc::now()).await?;
-        if failures > 0 || done.as_ref().map(|t| t.status) != Some(TaskStatus::Completed) {
-            bail!("the worker did not complete text task {id}: {body}");
-        }
+        let run = text_task(http, api_url, worker_url, store, token, &body).await?;
         if i >= WARM_UP {
-            total.push(elapsed);
-            posts.push(post_ms);
-            workers.push(worker_ms);
+            total.push(run.total_ms);
+            posts.push(run.post_ms);
+            workers.push(run.worker_ms);
             pieces.push(model.word_pieces(&text)? as f64);
         }
     }
@@ -490,8 +466,16 @@ async fn text_tasks(
     })
 }
 
-/// A POST of `body` through the api, then the worker on its message; returns
-/// (POST to completed, worker invocation) in ms.
+/// One text task, timed.
+struct TextRun {
+    /// Before the POST to the worker's return with the task completed.
+    total_ms: f64,
+    post_ms: f64,
+    worker_ms: f64,
+    cached: bool,
+}
+
+/// A POST of `body` through the api, then the worker on its message.
 async fn text_task(
     http: &reqwest::Client,
     api_url: &str,
@@ -499,10 +483,10 @@ async fn text_task(
     store: &DynamoTaskStore,
     token: &str,
     body: &str,
-) -> Result<(f64, f64, bool)> {
+) -> Result<TextRun> {
     let post = http_event("POST", "/jobs/match", "POST /jobs/match", Some(token), body);
     let t = Instant::now();
-    let (_, resp) = invoke(http, api_url, &post).await?;
+    let (post_ms, resp) = invoke(http, api_url, &post).await?;
     if resp["statusCode"] != 202 {
         bail!("POST /jobs/match with a text answered {resp}");
     }
@@ -521,7 +505,12 @@ async fn text_task(
     else {
         bail!("the worker did not complete text task {id}");
     };
-    Ok((elapsed, worker_ms, result.cached))
+    Ok(TextRun {
+        total_ms: elapsed,
+        post_ms,
+        worker_ms,
+        cached: result.cached,
+    })
 }
 
 /// A text of about `word_pieces` word pieces (the model's count), unique to `tag`.
@@ -568,20 +557,18 @@ async fn cache_figures(
                 word_pieces,
             )?;
             let body = json!({"text": text, "limit": 10}).to_string();
-            let (total, worker, cached) =
-                text_task(http, api_url, worker_url, store, token, &body).await?;
-            if cached {
+            let miss = text_task(http, api_url, worker_url, store, token, &body).await?;
+            if miss.cached {
                 bail!("a new text was answered from the cache");
             }
-            miss_total.push(total);
-            miss_worker.push(worker);
-            let (total, worker, cached) =
-                text_task(http, api_url, worker_url, store, token, &body).await?;
-            if !cached {
+            miss_total.push(miss.total_ms);
+            miss_worker.push(miss.worker_ms);
+            let hit = text_task(http, api_url, worker_url, store, token, &body).await?;
+            if !hit.cached {
                 bail!("the repeat of a text was not answered from the cache");
             }
-            hit_total.push(total);
-            hit_worker.push(worker);
+            hit_total.push(hit.total_ms);
+            hit_worker.push(hit.worker_ms);
         }
         let p = |v: &Vec<f64>| percentile(v, 0.5);
         classes.push(CacheClass {
