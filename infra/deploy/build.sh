@@ -5,7 +5,7 @@
 # size against its budget, and the model layer's size. Fails on a missing or
 # non-arm64 binary, one over its budget, a layer without the model files where
 # the worker's MODEL_DIR expects them, or a worker over Lambda's 250 MB
-# (function + layers, unzipped). See README "Deploy", Build.
+# (function + layers, unzipped). See docs/deploy.md "Build".
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"

@@ -248,7 +248,7 @@ class Checker:
 
         # Limits at the edge: the routes that can hold an api instance for
         # seconds (the legacy match) or that anyone may call (health) get
-        # tighter throttles than the default (README "Limits at the edge").
+        # tighter throttles than the default (docs/deploy.md "Limits at the edge").
         for aname, api_res in self.of_type("AWS::Serverless::HttpApi").items():
             ap = api_res.get("Properties", {})
             default = ap.get("DefaultRouteSettings", {})
@@ -467,7 +467,7 @@ class Checker:
                       and any("JwtIssuer" in refs(a.get("Assert")) for a in r.get("Assertions", []))]
         self.check(len(jwks_rules) == 1, "Rules: JwksUrl or JwksJson requires JwtIssuer")
 
-        # Alarms and outputs the README promises.
+        # Alarms and outputs docs/operations.md and docs/deploy.md promise.
         metrics = {a["Properties"].get("MetricName") for a in self.of_type("AWS::CloudWatch::Alarm").values()}
         for m in ("Errors", "ApproximateAgeOfOldestMessage", "5xx"):
             self.check(m in metrics, f"an alarm on {m}")

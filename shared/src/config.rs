@@ -26,7 +26,7 @@ impl std::fmt::Debug for Secret {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("configuration: {0} (see README \"Configuration\")")]
+#[error("configuration: {0} (see docs/api.md \"Configuration\")")]
 pub struct ConfigError(String);
 
 impl ConfigError {

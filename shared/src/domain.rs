@@ -309,7 +309,7 @@ pub struct JobRecord {
 
 impl JobRecord {
     /// What the model embeds for a posting without an embedding: the title,
-    /// the skills and the description, one line each (README "Text matching").
+    /// the skills and the description, one line each (docs/api.md "Text matching").
     pub fn embedding_text(&self) -> String {
         format!(
             "{}\nSkills: {}\n{}",

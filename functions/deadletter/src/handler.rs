@@ -14,7 +14,7 @@ use shared::domain::TaskMessage;
 use shared::ports::TaskStore;
 use shared::service;
 
-/// Metric names; the README's "Metrics" section explains each.
+/// Metric names; docs/operations.md "Metrics" explains each.
 pub mod metric {
     /// Tasks this consumer closed as `failed` (`dead_lettered`).
     pub const TASKS_DEAD_LETTERED: &str = "TasksDeadLettered";

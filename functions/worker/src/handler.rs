@@ -14,7 +14,7 @@ use shared::domain::TaskMessage;
 use shared::ports::{Embedder, JobIndex, MatchCache, NoCache, TaskStore};
 use shared::service::{self, Delivery, Outcome};
 
-/// Metric names; the README's "Metrics" section explains each.
+/// Metric names; docs/operations.md "Metrics" explains each.
 pub mod metric {
     pub const QUEUE_WAIT_MS: &str = "QueueWaitMs";
     pub const PROCESSING_MS: &str = "ProcessingMs";

@@ -170,7 +170,7 @@ pub enum Plan {
 
 /// Default of `EXACT_SCAN_MAX_ROWS`: at most this many passing rows are
 /// searched exactly, more go through HNSW. `make bench` measured the plans'
-/// crossover at ~6,800 passing rows on 100k × 384 (README "Performance").
+/// crossover at ~6,800 passing rows on 100k × 384 (docs/performance.md "Threshold").
 pub const DEFAULT_EXACT_SCAN_MAX_ROWS: i64 = 6_500;
 /// The HNSW candidate list is at least this long: recall@10 of the unfiltered
 /// scan reaches 0.98 from about there on the benchmark data.
