@@ -6,13 +6,11 @@ use serde::{Deserialize, Serialize};
 
 /// Embedding dimension; the migration declares the same `vector(384)`.
 pub const EMBEDDING_DIM: usize = 384;
-/// Default and bounds of `limit`.
-pub const DEFAULT_LIMIT: u32 = 20;
-pub const MAX_LIMIT: u32 = 100;
+pub use crate::request::{Filters, MatchRequest, QuerySource, DEFAULT_LIMIT, MAX_LIMIT};
 
-/// The five employment types of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// The five employment types of the contract; [`EmploymentType::as_str`] is
+/// their one spelling (JSON, SQL and the CLI all go through it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EmploymentType {
     FullTime,
     PartTime,
@@ -39,66 +37,25 @@ impl EmploymentType {
             EmploymentType::Temporary => "temporary",
         }
     }
-}
 
-/// Filters of a match request; all optional, combined with AND.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Filters {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub locations: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub employment_types: Option<Vec<EmploymentType>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_salary: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub posted_within_days: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exclude_job_ids: Option<Vec<String>>,
-}
-
-impl Filters {
-    pub fn is_empty(&self) -> bool {
-        self == &Filters::default()
+    pub fn parse(name: &str) -> Option<EmploymentType> {
+        EmploymentType::ALL.into_iter().find(|t| t.as_str() == name)
     }
 }
 
-/// A validated, normalised match request, as stored with its task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MatchRequest {
-    /// Inline query embedding; with neither it nor `text`, the caller's
-    /// stored profile is the query.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub embedding: Option<Vec<f32>>,
-    /// A resume or search phrase, embedded by the worker (never with `embedding`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    /// Skills for the overlap score; `None` means the profile's skills.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub skills: Option<Vec<String>>,
-    #[serde(default)]
-    pub filters: Filters,
-    pub limit: u32,
+impl Serialize for EmploymentType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
-/// Where the query vector of a request comes from.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum QuerySource<'a> {
-    Embedding(&'a [f32]),
-    Text(&'a str),
-    /// The caller's stored profile.
-    Profile,
-}
-
-impl MatchRequest {
-    pub fn source(&self) -> QuerySource<'_> {
-        match (&self.embedding, &self.text) {
-            (Some(e), _) => QuerySource::Embedding(e),
-            (None, Some(t)) => QuerySource::Text(t),
-            (None, None) => QuerySource::Profile,
-        }
+impl<'de> Deserialize<'de> for EmploymentType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        EmploymentType::parse(&name).ok_or_else(|| {
+            let all: Vec<&str> = EmploymentType::ALL.iter().map(|t| t.as_str()).collect();
+            serde::de::Error::custom(format!("`{name}` is not one of {}", all.join(", ")))
+        })
     }
 }
 

@@ -1,43 +1,210 @@
-//! Parsing and validation of a match request into a normalised
-//! `MatchRequest`, in the order a client needs the answers: 413 for a body over
-//! 64 KiB, 415 for a non-JSON content type, 400 for malformed JSON or a
-//! non-object, and 422 listing every offending field (unknown fields included,
-//! by name). The body is read as a JSON value and checked field by field, so
-//! that one answer names all the problems, not just the first.
+//! The match request, defined once: each field's name, type, rule and JSON
+//! schema sit on one line of [`request_object!`]. From that line come the
+//! stored form (serde; it accepts unknown fields, so that an older worker
+//! reads a task written by a newer api during a deploy), the HTTP parse and
+//! its 422 answers, and the schema that `openapi.yaml` is checked against.
+//! A filter's SQL is in `migrations/` (`jobmatch_filter`), which receives the
+//! filters as their serde JSON.
+//!
+//! The HTTP parse answers in the order a client needs: 413 for a body over 64
+//! KiB, 415 for a non-JSON content type, 400 for malformed JSON or a
+//! non-object, and 422 listing every offending field (unknown fields
+//! included, by name): each field is read on its own, so that one answer
+//! names all the problems, not just the first.
 
-use serde_json::{Map, Value};
+use std::marker::PhantomData;
 
-use crate::domain::{
-    check_embedding, normalise_skills, EmploymentType, Filters, MatchRequest, DEFAULT_LIMIT,
-    EMBEDDING_DIM, MAX_LIMIT,
-};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::domain::{check_embedding, normalise_skills, EmploymentType, JobRecord, EMBEDDING_DIM};
 use crate::error::{Error, FieldError};
 
 /// Largest accepted body (DESIGN.md).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Field limits (issue 3; mirrored in openapi.yaml).
+/// Default and bounds of `limit`.
+pub const DEFAULT_LIMIT: u32 = 20;
+pub const MAX_LIMIT: u32 = 100;
+/// Field limits (issue 3; `openapi.yaml` is checked against them).
 pub const MAX_SKILLS: usize = 100;
 pub const MAX_SKILL_CHARS: usize = 64;
 pub const MAX_LOCATIONS: usize = 50;
 pub const MAX_LOCATION_CHARS: usize = 200;
+pub const MAX_EMPLOYMENT_TYPES: usize = EmploymentType::ALL.len() * 4;
 pub const MAX_EXCLUDED_JOBS: usize = 1000;
 pub const MAX_JOB_ID_CHARS: usize = 255;
 pub const MAX_POSTED_WITHIN_DAYS: i64 = 3650;
 /// Salaries are `int` columns.
 pub const MAX_SALARY: i64 = i32::MAX as i64;
-
 /// `text`: characters, not bytes (DESIGN.md "Text and embeddings").
 pub const MAX_TEXT_CHARS: usize = 20_000;
 
-const TOP_FIELDS: [&str; 5] = ["embedding", "text", "skills", "filters", "limit"];
-const FILTER_FIELDS: [&str; 6] = [
-    "locations",
-    "remote",
-    "employment_types",
-    "min_salary",
-    "posted_within_days",
-    "exclude_job_ids",
-];
+/// How one field is read from a JSON body, and its JSON schema.
+pub trait Rule {
+    type Out;
+    /// The value, or `None` with the reasons pushed to `errors` (at `field`
+    /// or below it).
+    fn read(&self, v: &Value, field: &str, errors: &mut Vec<FieldError>) -> Option<Self::Out>;
+    /// The value of an absent field.
+    fn absent(&self) -> Self::Out;
+    /// The field's JSON schema (the properties `openapi.yaml` must state).
+    fn schema(&self) -> Value;
+}
+
+/// An object of the request: its field names and how it is read.
+pub trait RequestObject: Sized {
+    const FIELDS: &'static [&'static str];
+    /// Reads the fields of `map`; `prefix` is the path of the object's fields.
+    fn read(map: &Map<String, Value>, prefix: &str, errors: &mut Vec<FieldError>) -> Self;
+    /// `{field: schema}` of every field.
+    fn schemas() -> Map<String, Value>;
+}
+
+/// Declares a request object: the struct (with serde) and its
+/// [`RequestObject`] impl, from one line per field: `name: Type = rule`.
+macro_rules! request_object {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $rule:expr, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl RequestObject for $name {
+            const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            fn read(map: &Map<String, Value>, prefix: &str, errors: &mut Vec<FieldError>) -> Self {
+                unknown_fields(map, prefix, Self::FIELDS, errors);
+                $name {
+                    $( $field: {
+                        let rule = $rule;
+                        match map.get(stringify!($field)) {
+                            Some(v) => rule
+                                .read(v, &format!("{prefix}{}", stringify!($field)), errors)
+                                .unwrap_or_else(|| rule.absent()),
+                            None => rule.absent(),
+                        }
+                    }, )*
+                }
+            }
+
+            fn schemas() -> Map<String, Value> {
+                let mut out = Map::new();
+                $( out.insert(stringify!($field).to_owned(), Rule::schema(&$rule)); )*
+                out
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name { $( $field: Rule::absent(&$rule), )* }
+            }
+        }
+    };
+}
+
+request_object! {
+    /// Filters of a match request; all optional, combined with AND. A new
+    /// filter is a line here, its predicate in [`Filters::admits`] (the
+    /// in-memory index) and its SQL in `jobmatch_filter` (a migration).
+    pub struct Filters {
+        /// Case-insensitive (Unicode lower case, as PostgreSQL's `lower`), any of.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locations: Option<Vec<String>> = optional(set_of(strings(MAX_LOCATIONS, MAX_LOCATION_CHARS), |s| s.trim().to_owned())),
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remote: Option<bool> = optional(boolean()),
+        /// Any of.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        employment_types: Option<Vec<EmploymentType>> = optional(employment_types()),
+        /// Jobs whose `salary_max` (or `salary_min`) reaches it; none without a salary.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_salary: Option<i64> = optional(integer(0, MAX_SALARY)),
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        posted_within_days: Option<i64> = optional(integer(1, MAX_POSTED_WITHIN_DAYS)),
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exclude_job_ids: Option<Vec<String>> = optional(set_of(strings(MAX_EXCLUDED_JOBS, MAX_JOB_ID_CHARS), str::to_owned)),
+    }
+}
+
+request_object! {
+    /// A validated, normalised match request, as stored with its task.
+    pub struct MatchRequest {
+        /// Inline query embedding; with neither it nor `text`, the caller's
+        /// stored profile is the query.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        embedding: Option<Vec<f32>> = optional(embedding()),
+        /// A resume or search phrase, embedded by the worker (never with `embedding`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String> = optional(text()),
+        /// Skills for the overlap score; `None` means the profile's skills.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        skills: Option<Vec<String>> = optional(skills()),
+        #[serde(default)]
+        filters: Filters = Nested::<Filters>(PhantomData),
+        #[serde(default = "default_limit")]
+        limit: u32 = Or(limit(), DEFAULT_LIMIT),
+    }
+}
+
+fn default_limit() -> u32 {
+    DEFAULT_LIMIT
+}
+
+impl Filters {
+    pub fn is_empty(&self) -> bool {
+        self == &Filters::default()
+    }
+
+    /// Whether `job` passes the filters at `now`: the in-memory index's
+    /// predicate, the same as `jobmatch_filter`'s SQL.
+    pub fn admits(&self, job: &JobRecord, now: DateTime<Utc>) -> bool {
+        let reach = job.salary_max.or(job.salary_min);
+        let location = job.location.to_lowercase();
+        self.locations
+            .as_ref()
+            .is_none_or(|ls| ls.iter().any(|l| l.to_lowercase() == location))
+            && self.remote.is_none_or(|r| r == job.remote)
+            && self
+                .employment_types
+                .as_ref()
+                .is_none_or(|ts| ts.contains(&job.employment_type))
+            && self
+                .min_salary
+                .is_none_or(|m| reach.is_some_and(|r| i64::from(r) >= m))
+            && self
+                .posted_within_days
+                .is_none_or(|d| job.posted_at >= now - chrono::Duration::days(d))
+            && self
+                .exclude_job_ids
+                .as_ref()
+                .is_none_or(|ids| !ids.contains(&job.id))
+    }
+}
+
+/// Where the query vector of a request comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QuerySource<'a> {
+    Embedding(&'a [f32]),
+    Text(&'a str),
+    /// The caller's stored profile.
+    Profile,
+}
+
+impl MatchRequest {
+    pub fn source(&self) -> QuerySource<'_> {
+        match (&self.embedding, &self.text) {
+            (Some(e), _) => QuerySource::Embedding(e),
+            (None, Some(t)) => QuerySource::Text(t),
+            (None, None) => QuerySource::Profile,
+        }
+    }
+}
 
 /// Checks a `Content-Type` header: a body must be `application/json` or an
 /// `application/*+json` type; parameters (`charset=utf-8`) are allowed. An
@@ -75,41 +242,70 @@ pub fn parse_match_request(body: &[u8]) -> Result<MatchRequest, Error> {
     if body.len() > MAX_BODY_BYTES {
         return Err(Error::PayloadTooLarge(MAX_BODY_BYTES));
     }
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return validate(&Map::new());
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value: Value = match serde_path_to_error::deserialize(&mut de) {
-        Ok(value) => value,
-        // Valid JSON syntax whose number no float can hold (1e999): a value out
-        // of contract at a known place, not malformed JSON.
-        Err(e) if e.inner().to_string().starts_with("number out of range") => {
-            let path = e.path().to_string();
-            let field = path.split('[').next().unwrap_or_default();
-            return Err(Error::Validation(vec![FieldError::new(
-                if field.is_empty() || field == "." {
-                    "body"
-                } else {
-                    field
-                },
-                format!("{path}: number out of range"),
-            )]));
-        }
-        Err(e) => {
-            return Err(Error::MalformedJson(format!(
-                "malformed JSON: {}",
-                e.inner()
-            )))
+    let map = if body.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        match json_value(body)? {
+            Value::Object(map) => map,
+            _ => {
+                return Err(Error::MalformedJson(
+                    "the body must be a JSON object".into(),
+                ))
+            }
         }
     };
-    // Trailing content after the value (`{} {}`) is malformed too.
-    de.end()
-        .map_err(|e| Error::MalformedJson(format!("malformed JSON: {e}")))?;
-    match value {
-        Value::Object(map) => validate(&map),
-        _ => Err(Error::MalformedJson(
-            "the body must be a JSON object".into(),
-        )),
+    let mut errors = Vec::new();
+    let request = MatchRequest::read(&map, "", &mut errors);
+    if map.contains_key("embedding") && map.contains_key("text") {
+        errors.push(FieldError::new(
+            "text",
+            "give either `text` or `embedding`, not both (neither: your stored profile)",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(request)
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+/// The body as a JSON value. Its syntax is checked first, without reading
+/// numbers as floats; valid syntax that still fails as a value holds a
+/// number no float can hold (1e999): a value out of contract at a known
+/// field, not malformed JSON.
+fn json_value(body: &[u8]) -> Result<Value, Error> {
+    let malformed = |e: serde_json::Error| Error::MalformedJson(format!("malformed JSON: {e}"));
+    serde_json::from_slice::<&serde_json::value::RawValue>(body).map_err(malformed)?;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = path.split('[').next().unwrap_or_default();
+        Error::Validation(vec![FieldError::new(
+            if field.is_empty() || field == "." {
+                "body"
+            } else {
+                field
+            },
+            format!("{path}: number out of range"),
+        )])
+    })
+}
+
+fn unknown_fields(
+    map: &Map<String, Value>,
+    prefix: &str,
+    known: &[&str],
+    errors: &mut Vec<FieldError>,
+) {
+    for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
+        let name: String = key.chars().take(100).collect();
+        errors.push(FieldError::new(
+            format!("{prefix}{name}"),
+            format!(
+                "unknown field `{name}`; expected one of {}",
+                known.join(", ")
+            ),
+        ));
     }
 }
 
@@ -124,263 +320,251 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Collects the field errors of one request.
-#[derive(Default)]
-struct Checker {
-    errors: Vec<FieldError>,
+/// A value rule: the value or one message, and the field's schema.
+pub struct Check<T, F> {
+    check: F,
+    schema: Value,
+    out: PhantomData<fn() -> T>,
 }
 
-impl Checker {
-    fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(field, message));
+fn check<T, F: Fn(&Value) -> Result<T, String>>(schema: Value, check: F) -> Check<T, F> {
+    Check {
+        check,
+        schema,
+        out: PhantomData,
+    }
+}
+
+/// An optional field: `None` when absent.
+pub struct Optional<R>(R);
+
+fn optional<R>(rule: R) -> Optional<R> {
+    Optional(rule)
+}
+
+impl<T, F: Fn(&Value) -> Result<T, String>> Rule for Optional<Check<T, F>> {
+    type Out = Option<T>;
+
+    fn read(&self, v: &Value, field: &str, errors: &mut Vec<FieldError>) -> Option<Option<T>> {
+        push_err(field, (self.0.check)(v).map(Some), errors)
     }
 
-    fn unknown_fields(&mut self, map: &Map<String, Value>, prefix: &str, known: &[&str]) {
-        for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
-            let name: String = key.chars().take(100).collect();
-            self.fail(
-                &format!("{prefix}{name}"),
-                format!(
-                    "unknown field `{name}`; expected one of {}",
-                    known.join(", ")
-                ),
-            );
+    fn absent(&self) -> Option<T> {
+        None
+    }
+
+    fn schema(&self) -> Value {
+        self.0.schema.clone()
+    }
+}
+
+/// A field with a default.
+pub struct Or<F, T>(F, T);
+
+impl<T: Copy + Serialize, C: Fn(&Value) -> Result<T, String>> Rule for Or<Check<T, C>, T> {
+    type Out = T;
+
+    fn read(&self, v: &Value, field: &str, errors: &mut Vec<FieldError>) -> Option<T> {
+        push_err(field, (self.0.check)(v), errors)
+    }
+
+    fn absent(&self) -> T {
+        self.1
+    }
+
+    fn schema(&self) -> Value {
+        let mut schema = self.0.schema.clone();
+        schema["default"] = json!(self.1);
+        schema
+    }
+}
+
+fn push_err<T>(field: &str, r: Result<T, String>, errors: &mut Vec<FieldError>) -> Option<T> {
+    r.map_err(|message| errors.push(FieldError::new(field, message)))
+        .ok()
+}
+
+/// A nested request object (its schema is a reference to its own).
+pub struct Nested<T>(PhantomData<fn() -> T>);
+
+impl<T: RequestObject + Default> Rule for Nested<T> {
+    type Out = T;
+
+    fn read(&self, v: &Value, field: &str, errors: &mut Vec<FieldError>) -> Option<T> {
+        match v.as_object() {
+            Some(map) => Some(T::read(map, &format!("{field}."), errors)),
+            None => {
+                errors.push(FieldError::new(
+                    field,
+                    format!("must be an object, got {}", kind(v)),
+                ));
+                None
+            }
         }
     }
 
-    fn integer(&mut self, field: &str, v: &Value, min: i64, max: i64) -> Option<i64> {
-        match v.as_i64() {
-            Some(n) if (min..=max).contains(&n) => Some(n),
-            Some(_) => {
-                self.fail(field, format!("must be between {min} and {max}"));
-                None
-            }
+    fn absent(&self) -> T {
+        T::default()
+    }
+
+    fn schema(&self) -> Value {
+        json!({"type": "object", "properties": Value::Object(T::schemas())})
+    }
+}
+
+fn integer(min: i64, max: i64) -> Check<i64, impl Fn(&Value) -> Result<i64, String>> {
+    check(
+        json!({"type": "integer", "minimum": min, "maximum": max}),
+        move |v: &Value| match v.as_i64() {
+            Some(n) if (min..=max).contains(&n) => Ok(n),
+            Some(_) => Err(format!("must be between {min} and {max}")),
             // u64 beyond i64, or a number with a fraction or exponent.
             None if v.is_number() && v.as_f64().is_some_and(|f| f.fract() != 0.0) => {
-                self.fail(field, "must be an integer");
-                None
+                Err("must be an integer".into())
             }
-            None if v.is_number() => {
-                self.fail(field, format!("must be between {min} and {max}"));
-                None
-            }
-            None => {
-                self.fail(field, format!("must be an integer, got {}", kind(v)));
-                None
-            }
-        }
-    }
-
-    /// An array of at most `max_items` strings of at most `max_chars` characters.
-    fn strings(
-        &mut self,
-        field: &str,
-        v: &Value,
-        max_items: usize,
-        max_chars: usize,
-    ) -> Option<Vec<String>> {
-        let Some(items) = v.as_array() else {
-            self.fail(
-                field,
-                format!("must be an array of strings, got {}", kind(v)),
-            );
-            return None;
-        };
-        if items.len() > max_items {
-            self.fail(
-                field,
-                format!("must have at most {max_items} items, got {}", items.len()),
-            );
-            return None;
-        }
-        let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            match item.as_str() {
-                Some(s) if s.chars().count() <= max_chars => out.push(s.to_owned()),
-                Some(_) => {
-                    self.fail(
-                        field,
-                        format!("item {i} is longer than {max_chars} characters"),
-                    );
-                    return None;
-                }
-                None => {
-                    self.fail(
-                        field,
-                        format!("item {i} must be a string, got {}", kind(item)),
-                    );
-                    return None;
-                }
-            }
-        }
-        Some(out)
-    }
-
-    fn embedding(&mut self, v: &Value) -> Option<Vec<f32>> {
-        let field = "embedding";
-        let Some(items) = v.as_array() else {
-            self.fail(
-                field,
-                format!(
-                    "must be an array of {EMBEDDING_DIM} numbers, got {}",
-                    kind(v)
-                ),
-            );
-            return None;
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            // Stored and searched as float4: a value beyond f32 becomes infinite.
-            match item.as_f64() {
-                Some(f) => out.push(f as f32),
-                None => {
-                    self.fail(
-                        field,
-                        format!("value at index {i} must be a number, got {}", kind(item)),
-                    );
-                    return None;
-                }
-            }
-        }
-        if let Err(e) = check_embedding(&out) {
-            self.fail(field, e.to_string());
-            return None;
-        }
-        Some(out)
-    }
-
-    /// A resume or search phrase: 1..=MAX_TEXT_CHARS characters, not only
-    /// whitespace. Kept as sent: the model's tokenizer normalises it.
-    fn text(&mut self, v: &Value) -> Option<String> {
-        let field = "text";
-        let Some(text) = v.as_str() else {
-            self.fail(field, format!("must be a string, got {}", kind(v)));
-            return None;
-        };
-        let chars = text.chars().count();
-        if text.trim().is_empty() {
-            self.fail(field, "must not be empty or only whitespace");
-            None
-        } else if chars > MAX_TEXT_CHARS {
-            self.fail(
-                field,
-                format!("must be at most {MAX_TEXT_CHARS} characters, got {chars}"),
-            );
-            None
-        } else {
-            Some(text.to_owned())
-        }
-    }
-
-    fn filters(&mut self, v: &Value) -> Filters {
-        let mut filters = Filters::default();
-        let Some(map) = v.as_object() else {
-            self.fail("filters", format!("must be an object, got {}", kind(v)));
-            return filters;
-        };
-        self.unknown_fields(map, "filters.", &FILTER_FIELDS);
-        if let Some(v) = map.get("locations") {
-            filters.locations =
-                self.strings("filters.locations", v, MAX_LOCATIONS, MAX_LOCATION_CHARS);
-        }
-        if let Some(v) = map.get("remote") {
-            match v.as_bool() {
-                Some(b) => filters.remote = Some(b),
-                None => self.fail(
-                    "filters.remote",
-                    format!("must be a boolean, got {}", kind(v)),
-                ),
-            }
-        }
-        if let Some(v) = map.get("employment_types") {
-            filters.employment_types = self.employment_types(v);
-        }
-        if let Some(v) = map.get("min_salary") {
-            filters.min_salary = self.integer("filters.min_salary", v, 0, MAX_SALARY);
-        }
-        if let Some(v) = map.get("posted_within_days") {
-            filters.posted_within_days =
-                self.integer("filters.posted_within_days", v, 1, MAX_POSTED_WITHIN_DAYS);
-        }
-        if let Some(v) = map.get("exclude_job_ids") {
-            filters.exclude_job_ids = self.strings(
-                "filters.exclude_job_ids",
-                v,
-                MAX_EXCLUDED_JOBS,
-                MAX_JOB_ID_CHARS,
-            );
-        }
-        filters
-    }
-
-    fn employment_types(&mut self, v: &Value) -> Option<Vec<EmploymentType>> {
-        let field = "filters.employment_types";
-        let names = self.strings(field, v, EmploymentType::ALL.len() * 4, 32)?;
-        let mut out = Vec::with_capacity(names.len());
-        for name in &names {
-            match EmploymentType::ALL.into_iter().find(|t| t.as_str() == name) {
-                Some(t) => out.push(t),
-                None => {
-                    let all: Vec<&str> = EmploymentType::ALL.iter().map(|t| t.as_str()).collect();
-                    self.fail(field, format!("`{name}` is not one of {}", all.join(", ")));
-                    return None;
-                }
-            }
-        }
-        Some(out)
-    }
+            None if v.is_number() => Err(format!("must be between {min} and {max}")),
+            None => Err(format!("must be an integer, got {}", kind(v))),
+        },
+    )
 }
 
-fn validate(map: &Map<String, Value>) -> Result<MatchRequest, Error> {
-    let mut c = Checker::default();
-    c.unknown_fields(map, "", &TOP_FIELDS);
-    let embedding = map.get("embedding").and_then(|v| c.embedding(v));
-    let text = map.get("text").and_then(|v| c.text(v));
-    if map.contains_key("embedding") && map.contains_key("text") {
-        c.fail(
-            "text",
-            "give either `text` or `embedding`, not both (neither: your stored profile)",
-        );
-    }
-    let skills = map
-        .get("skills")
-        .and_then(|v| c.strings("skills", v, MAX_SKILLS, MAX_SKILL_CHARS));
-    let mut filters = map.get("filters").map(|v| c.filters(v)).unwrap_or_default();
-    let limit = match map.get("limit") {
-        Some(v) => c.integer("limit", v, 1, i64::from(MAX_LIMIT)),
-        None => Some(i64::from(DEFAULT_LIMIT)),
-    };
-    if !c.errors.is_empty() {
-        return Err(Error::Validation(c.errors));
-    }
-    // Normalise so that equal requests compare (and fingerprint) equal: the
-    // list filters are sets.
-    let set = |list: &mut Vec<String>| {
-        list.sort();
-        list.dedup();
-    };
-    if let Some(locations) = &mut filters.locations {
-        *locations = locations.iter().map(|l| l.trim().to_owned()).collect();
-        set(locations);
-    }
-    if let Some(ids) = &mut filters.exclude_job_ids {
-        set(ids);
-    }
-    if let Some(types) = &mut filters.employment_types {
-        types.sort_by_key(|t| EmploymentType::as_str(*t));
-        types.dedup();
-    }
-    Ok(MatchRequest {
-        embedding,
-        text,
-        skills: skills.as_deref().map(normalise_skills),
-        filters,
-        limit: limit
-            .and_then(|l| u32::try_from(l).ok())
-            .unwrap_or(DEFAULT_LIMIT),
+fn limit() -> Check<u32, impl Fn(&Value) -> Result<u32, String>> {
+    let range = integer(1, i64::from(MAX_LIMIT));
+    check(range.schema.clone(), move |v: &Value| {
+        (range.check)(v).map(|n| u32::try_from(n).unwrap_or(DEFAULT_LIMIT))
     })
 }
 
+/// An array of at most `max_items` strings of at most `max_chars` characters.
+fn strings(
+    max_items: usize,
+    max_chars: usize,
+) -> Check<Vec<String>, impl Fn(&Value) -> Result<Vec<String>, String>> {
+    check(
+        json!({"type": "array", "maxItems": max_items, "items": {"type": "string", "maxLength": max_chars}}),
+        move |v: &Value| {
+            let Some(items) = v.as_array() else {
+                return Err(format!("must be an array of strings, got {}", kind(v)));
+            };
+            if items.len() > max_items {
+                return Err(format!(
+                    "must have at most {max_items} items, got {}",
+                    items.len()
+                ));
+            }
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item.as_str() {
+                    Some(s) if s.chars().count() <= max_chars => Ok(s.to_owned()),
+                    Some(_) => Err(format!("item {i} is longer than {max_chars} characters")),
+                    None => Err(format!("item {i} must be a string, got {}", kind(item))),
+                })
+                .collect()
+        },
+    )
+}
+
+/// A list that is a set: normalised by `item`, sorted and without
+/// duplicates, so that equal requests compare (and key the cache) equal.
+fn set_of<C: Fn(&Value) -> Result<Vec<String>, String>>(
+    list: Check<Vec<String>, C>,
+    item: impl Fn(&str) -> String,
+) -> Check<Vec<String>, impl Fn(&Value) -> Result<Vec<String>, String>> {
+    check(list.schema.clone(), move |v: &Value| {
+        let mut out: Vec<String> = (list.check)(v)?.iter().map(|s| item(s)).collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    })
+}
+
+fn skills() -> Check<Vec<String>, impl Fn(&Value) -> Result<Vec<String>, String>> {
+    let list = strings(MAX_SKILLS, MAX_SKILL_CHARS);
+    check(list.schema.clone(), move |v: &Value| {
+        (list.check)(v).map(|s| normalise_skills(&s))
+    })
+}
+
+fn boolean() -> Check<bool, impl Fn(&Value) -> Result<bool, String>> {
+    check(json!({"type": "boolean"}), |v: &Value| {
+        v.as_bool()
+            .ok_or_else(|| format!("must be a boolean, got {}", kind(v)))
+    })
+}
+
+fn employment_types(
+) -> Check<Vec<EmploymentType>, impl Fn(&Value) -> Result<Vec<EmploymentType>, String>> {
+    let list = strings(MAX_EMPLOYMENT_TYPES, 32);
+    let mut schema = list.schema.clone();
+    schema["items"] = json!({"$ref": "#/components/schemas/EmploymentType"});
+    check(schema, move |v: &Value| {
+        let mut out = (list.check)(v)?
+            .iter()
+            .map(|name| {
+                EmploymentType::parse(name).ok_or_else(|| {
+                    let all: Vec<&str> = EmploymentType::ALL.iter().map(|t| t.as_str()).collect();
+                    format!("`{name}` is not one of {}", all.join(", "))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Sorted by name, as stored before: cache keys and idempotent
+        // requests compare the stored form.
+        out.sort_by_key(|t| t.as_str());
+        out.dedup();
+        Ok(out)
+    })
+}
+
+fn embedding() -> Check<Vec<f32>, impl Fn(&Value) -> Result<Vec<f32>, String>> {
+    check(
+        json!({"type": "array", "minItems": EMBEDDING_DIM, "maxItems": EMBEDDING_DIM,
+               "items": {"type": "number", "minimum": -3.0e38, "maximum": 3.0e38}}),
+        |v: &Value| {
+            let Some(items) = v.as_array() else {
+                return Err(format!(
+                    "must be an array of {EMBEDDING_DIM} numbers, got {}",
+                    kind(v)
+                ));
+            };
+            let out = items
+                .iter()
+                .enumerate()
+                // Stored and searched as float4: a value beyond f32 becomes infinite.
+                .map(|(i, item)| {
+                    item.as_f64().map(|f| f as f32).ok_or_else(|| {
+                        format!("value at index {i} must be a number, got {}", kind(item))
+                    })
+                })
+                .collect::<Result<Vec<f32>, String>>()?;
+            check_embedding(&out).map_err(|e| e.to_string())?;
+            Ok(out)
+        },
+    )
+}
+
+/// A resume or search phrase: 1..=MAX_TEXT_CHARS characters, not only
+/// whitespace. Kept as sent: the model's tokenizer normalises it.
+fn text() -> Check<String, impl Fn(&Value) -> Result<String, String>> {
+    check(
+        json!({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS}),
+        |v: &Value| {
+            let Some(text) = v.as_str() else {
+                return Err(format!("must be a string, got {}", kind(v)));
+            };
+            let chars = text.chars().count();
+            if text.trim().is_empty() {
+                Err("must not be empty or only whitespace".into())
+            } else if chars > MAX_TEXT_CHARS {
+                Err(format!(
+                    "must be at most {MAX_TEXT_CHARS} characters, got {chars}"
+                ))
+            } else {
+                Ok(text.to_owned())
+            }
+        },
+    )
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,6 +815,90 @@ mod tests {
         ] {
             let err = check_content_type(bad, b"{}").expect_err("415");
             assert_eq!(err.status(), 415, "{bad:?}");
+        }
+    }
+
+    /// A task written by a newer api, with a field this version does not
+    /// know at each level, still decodes: the worker of the previous
+    /// deploy runs it (fields it does not know are ignored).
+    #[test]
+    fn a_newer_apis_task_decodes_in_an_older_worker() {
+        let stored = serde_json::json!({
+            "task_id": "t-1", "owner": "alice", "status": "pending",
+            "request": {
+                "text": "rust engineer", "limit": 5, "rerank": "mmr",
+                "filters": {"remote": true, "seniority": ["senior"]}
+            },
+            "attempts": 0, "created_at": "2026-11-30T10:00:00.000Z",
+            "updated_at": "2026-11-30T10:00:00.000Z", "expires_at": 1_900_000_000,
+            "priority": 3
+        });
+        let task: crate::domain::Task = serde_json::from_value(stored).expect("decodes");
+        assert_eq!(task.request.text.as_deref(), Some("rust engineer"));
+        assert_eq!(task.request.limit, 5);
+        assert_eq!(task.request.filters.remote, Some(true));
+        assert_eq!(
+            task.request.filters,
+            Filters {
+                remote: Some(true),
+                ..Filters::default()
+            }
+        );
+        // The HTTP parse still names the same unknown fields.
+        assert_eq!(
+            fields(
+                parse_match_request(br#"{"rerank":"mmr","filters":{"seniority":[]}}"#)
+                    .expect_err("unknown")
+            ),
+            ["rerank", "filters.seniority"]
+        );
+    }
+
+    /// openapi.yaml states every field of the request as its rule here does:
+    /// the same names, types, bounds and defaults.
+    #[test]
+    fn openapi_states_each_field_as_defined_here() {
+        let doc: Value =
+            serde_norway::from_str(include_str!("../../openapi.yaml")).expect("openapi.yaml");
+        let schemas = &doc["components"]["schemas"];
+        let ours = json!({"properties": Value::Object(MatchRequest::schemas())});
+        agree(schemas, &schemas["MatchRequest"], &ours, "MatchRequest");
+    }
+
+    fn agree(schemas: &Value, theirs: &Value, ours: &Value, at: &str) {
+        let theirs = match (ours.get("$ref"), theirs.get("$ref").and_then(Value::as_str)) {
+            (None, Some(name)) => &schemas[name.rsplit('/').next().unwrap_or_default()],
+            _ => theirs,
+        };
+        let ours = ours.as_object().expect("a schema is an object");
+        for (key, value) in ours {
+            let at = format!("{at}.{key}");
+            if key == "properties" {
+                let names = |v: &Value| -> Vec<String> {
+                    let mut n: Vec<String> = v
+                        .as_object()
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                    n.sort();
+                    n
+                };
+                assert_eq!(names(&theirs[key]), names(value), "{at}: field names");
+                for (name, schema) in value.as_object().into_iter().flatten() {
+                    agree(schemas, &theirs[key][name], schema, &format!("{at}.{name}"));
+                }
+            } else if value.is_object() {
+                agree(schemas, &theirs[key], value, &at);
+            } else {
+                let same = match (theirs[key].as_f64(), value.as_f64()) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => &theirs[key] == value,
+                };
+                assert!(
+                    same,
+                    "{at}: openapi.yaml has {}, the rule {value}",
+                    theirs[key]
+                );
+            }
         }
     }
 

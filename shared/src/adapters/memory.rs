@@ -219,24 +219,6 @@ fn cosine_similarity(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
-fn passes(job: &JobRecord, f: &Filters, now: DateTime<Utc>) -> bool {
-    let reach = job.salary_max.or(job.salary_min);
-    f.locations
-        .as_ref()
-        .is_none_or(|ls| ls.iter().any(|l| l.eq_ignore_ascii_case(&job.location)))
-        && f.remote.is_none_or(|r| r == job.remote)
-        && f.employment_types
-            .as_ref()
-            .is_none_or(|ts| ts.contains(&job.employment_type))
-        && f.min_salary
-            .is_none_or(|m| reach.is_some_and(|r| i64::from(r) >= m))
-        && f.posted_within_days
-            .is_none_or(|d| job.posted_at >= now - chrono::Duration::days(d))
-        && f.exclude_job_ids
-            .as_ref()
-            .is_none_or(|ids| !ids.contains(&job.id))
-}
-
 impl JobIndex for MemoryJobIndex {
     async fn nearest(&self, query: Query<'_>, filters: &Filters, count: u32) -> Result<Neighbours> {
         if self.down {
@@ -258,7 +240,7 @@ impl JobIndex for MemoryJobIndex {
         let mut candidates: Vec<Candidate> = self
             .jobs
             .iter()
-            .filter(|j| passes(j, filters, now))
+            .filter(|j| filters.admits(j, now))
             .filter_map(|j| Some((j, j.embedding.as_deref()?)))
             .map(|(j, e)| Candidate {
                 job_id: j.id.clone(),

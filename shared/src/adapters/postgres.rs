@@ -560,9 +560,8 @@ fn push_hnsw_query(
 
 fn candidate_from_row(row: &PgRow) -> Result<Candidate> {
     let employment: String = row.try_get("employment_type").map_err(db_err)?;
-    let employment_type =
-        serde_json::from_value::<EmploymentType>(serde_json::Value::String(employment.clone()))
-            .map_err(|_| Error::Internal(format!("unknown employment_type {employment:?}")))?;
+    let employment_type = EmploymentType::parse(&employment)
+        .ok_or_else(|| Error::Internal(format!("unknown employment_type {employment:?}")))?;
     Ok(Candidate {
         job_id: row.try_get("id").map_err(db_err)?,
         title: row.try_get("title").map_err(db_err)?,
