@@ -22,6 +22,8 @@ pub struct DataFigures {
     pub jobs: i64,
     /// False when `--reuse` found the data already loaded.
     pub loaded_now: bool,
+    /// `jobmatch_exact_gate` of the loaded table: the gate production uses.
+    pub derived_gate_rows: i64,
     pub generate_secs: Option<f64>,
     pub load_secs: Option<f64>,
     pub load_rows_per_sec: Option<f64>,
@@ -210,6 +212,7 @@ pub async fn sizes(
     .fetch_one(pool)
     .await?;
     Ok(DataFigures {
+        derived_gate_rows: 0,
         database: database.to_owned(),
         jobs,
         loaded_now,

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use serde::Serialize;
-use shared::adapters::postgres::{self, PgJobIndex, DEFAULT_EXACT_SCAN_MAX_ROWS};
+use shared::adapters::postgres::{self, PgJobIndex};
 
 #[derive(Parser)]
 #[command(name = "jobmatch-bench", about = "jobmatch benchmark (make bench)")]
@@ -43,9 +43,10 @@ struct Args {
     /// Keep the benchmark database if it already holds --jobs jobs.
     #[arg(long)]
     reuse: bool,
-    /// The matcher's threshold (EXACT_SCAN_MAX_ROWS).
-    #[arg(long, default_value_t = DEFAULT_EXACT_SCAN_MAX_ROWS)]
-    exact_scan_max_rows: i64,
+    /// Overrides the matcher's exact-versus-HNSW gate (EXACT_SCAN_MAX_ROWS);
+    /// default: the gate derived from the table's size, as in production.
+    #[arg(long)]
+    exact_scan_max_rows: Option<i64>,
     /// Rebuild the HNSW index with these build parameters first: "M,EF_CONSTRUCTION".
     #[arg(long, value_parser = parse_hnsw)]
     hnsw: Option<(u32, u32)>,
@@ -72,8 +73,8 @@ struct Args {
     relevance_queries: PathBuf,
     /// The threshold of the matcher in the relevance figures: the stack's
     /// functions' EXACT_SCAN_MAX_ROWS, so that (c) is what they return.
-    #[arg(long, env = "EXACT_SCAN_MAX_ROWS", default_value_t = DEFAULT_EXACT_SCAN_MAX_ROWS)]
-    relevance_exact_scan_max_rows: i64,
+    #[arg(long, env = "EXACT_SCAN_MAX_ROWS")]
+    relevance_exact_scan_max_rows: Option<i64>,
     /// Skip the embedding-speed figures.
     #[arg(long)]
     skip_embed_speed: bool,
@@ -107,7 +108,9 @@ struct Args {
 struct Report {
     when: String,
     pgvector: Option<String>,
-    exact_scan_max_rows: i64,
+    exact_scan_max_rows: Option<i64>,
+    /// `jobmatch_exact_gate` of the loaded table: the gate production uses.
+    derived_gate_rows: Option<i64>,
     data: Option<data::DataFigures>,
     classes: Vec<measure::ClassFigures>,
     sweep: Vec<measure::SweepPoint>,
@@ -206,6 +209,7 @@ async fn run(args: Args) -> Result<()> {
         (None, None, Vec::new(), Vec::new())
     };
     let crossover = measure::crossover(&sweep);
+    let derived_gate_rows = data.as_ref().map(|d| d.derived_gate_rows);
 
     let whole_path = if run_whole_path {
         let stack = whole_path::Stack {
@@ -216,10 +220,7 @@ async fn run(args: Args) -> Result<()> {
             tasks_table: args.tasks_table.clone().context("TASKS_TABLE is not set")?,
             jwt_secret: args.jwt_secret.clone().context("JWT_SECRET is not set")?,
             functions_profile: args.functions_profile.clone(),
-            index: PgJobIndex::new(
-                postgres::lazy_pool(database_url()?, 4)?,
-                DEFAULT_EXACT_SCAN_MAX_ROWS,
-            ),
+            index: PgJobIndex::new(postgres::lazy_pool(database_url()?, 4)?, None),
             texts: queries
                 .iter()
                 .map(|q| (q.text.clone(), q.skills.clone()))
@@ -247,6 +248,7 @@ async fn run(args: Args) -> Result<()> {
         classes: class_figures,
         sweep,
         measured_crossover_rows: crossover,
+        derived_gate_rows,
         whole_path,
         relevance,
         embed_speed,
@@ -291,6 +293,11 @@ async fn bench_database(
         data.hnsw_options = rebuilt.hnsw_options;
     }
     let index = PgJobIndex::new(pool.clone(), args.exact_scan_max_rows);
+    data.derived_gate_rows = sqlx::query_scalar(
+        "SELECT jobmatch_exact_gate(reltuples) FROM pg_class WHERE oid = 'jobs'::regclass",
+    )
+    .fetch_one(&pool)
+    .await?;
     let pgvector: String =
         sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
             .fetch_one(&pool)
@@ -362,12 +369,16 @@ fn print_report(r: &Report) {
 
 fn print_data(r: &Report, d: &data::DataFigures) {
     println!(
-        "\njobmatch bench: {} jobs x 384 in {} (pgvector {}, HNSW {}), EXACT_SCAN_MAX_ROWS {}",
+        "\njobmatch bench: {} jobs x 384 in {} (pgvector {}, HNSW {}), exact gate {}",
         d.jobs,
         d.database,
         r.pgvector.as_deref().unwrap_or("?"),
         d.hnsw_options,
-        r.exact_scan_max_rows
+        match (r.exact_scan_max_rows, r.derived_gate_rows) {
+            (Some(rows), _) => format!("{rows} (EXACT_SCAN_MAX_ROWS)"),
+            (None, Some(rows)) => format!("{rows} (derived)"),
+            (None, None) => "derived".to_owned(),
+        }
     );
     if d.loaded_now {
         println!(
@@ -534,8 +545,13 @@ fn print_classes(r: &Report) {
             100.0 * p.matcher_exact_share
         );
     }
-    match r.measured_crossover_rows {
-        Some(x) => println!("measured crossover: HNSW pays off from ~{x:.0} passing rows"),
-        None => println!("measured crossover: none within the sweep"),
+    match (r.measured_crossover_rows, r.derived_gate_rows) {
+        (Some(x), Some(gate)) => println!(
+            "measured crossover: HNSW pays off from ~{x:.0} passing rows; derived gate {gate} \
+             (jobmatch_exact_gate), {:+.0}% of it (target within 20%)",
+            (gate as f64 / x - 1.0) * 100.0
+        ),
+        (Some(x), None) => println!("measured crossover: HNSW pays off from ~{x:.0} passing rows"),
+        (None, _) => println!("measured crossover: none within the sweep"),
     }
 }

@@ -96,7 +96,7 @@ pub struct Relevance {
     /// The smallest number of jobs of a queried family (the ideal DCG
     /// assumes at least 10).
     pub min_jobs_per_queried_family: usize,
-    pub exact_scan_max_rows: i64,
+    pub exact_scan_max_rows: Option<i64>,
     pub candidates: u32,
     pub embed_all_ms: f64,
     pub skills_only: MethodFigures,
@@ -231,7 +231,7 @@ async fn exact(
 
 pub async fn measure(
     pool: &PgPool,
-    exact_scan_max_rows: i64,
+    exact_scan_max_rows: Option<i64>,
     queries: &[RelevanceQuery],
 ) -> Result<Relevance> {
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM jobs")
@@ -422,7 +422,7 @@ pub fn print(r: &Relevance) {
     );
     println!(
         "(queries embedded in-process with all-MiniLM-L6-v2 in {:.0} ms; (c) = shared::service::run_match \
-         on PgJobIndex, EXACT_SCAN_MAX_ROWS {}, C = {}, score 0.8 similarity + 0.2 skill overlap)",
+         on PgJobIndex, EXACT_SCAN_MAX_ROWS {:?} (None: derived), C = {}, score 0.8 similarity + 0.2 skill overlap)",
         r.embed_all_ms, r.exact_scan_max_rows, r.candidates
     );
     println!(

@@ -84,9 +84,6 @@ fn default_cache_max_embeddings() -> i64 {
 fn default_max_receive_count() -> u32 {
     3
 }
-fn default_exact_scan_max_rows() -> i64 {
-    crate::adapters::postgres::DEFAULT_EXACT_SCAN_MAX_ROWS
-}
 fn default_fallback_timeout_ms() -> u64 {
     30_000
 }
@@ -99,9 +96,6 @@ fn default_acquire_timeout_ms() -> u64 {
 fn default_legacy_text_wait_ms() -> u64 {
     20_000
 }
-fn default_statement_timeout_ms() -> u64 {
-    10_000
-}
 
 /// `api`: submit, legacy match, health.
 #[derive(Debug, Deserialize)]
@@ -113,12 +107,9 @@ pub struct ApiConfig {
     pub task_ttl_secs: i64,
     #[serde(default = "default_api_pool")]
     pub db_max_connections: u32,
-    #[serde(default = "default_exact_scan_max_rows")]
-    pub exact_scan_max_rows: i64,
-    /// `statement_timeout` of each legacy match (SET LOCAL), so that a slow
-    /// one answers 503 problem+json before the gateway's own timeout.
-    #[serde(default = "default_statement_timeout_ms")]
-    pub db_statement_timeout_ms: u64,
+    /// Overrides the exact-versus-HNSW gate derived from the table's size.
+    #[serde(default)]
+    pub exact_scan_max_rows: Option<i64>,
     /// How long a legacy call with `text` waits for the worker's result
     /// before answering 503 with the task's id; below the function timeout.
     #[serde(default = "default_legacy_text_wait_ms")]
@@ -135,8 +126,9 @@ pub struct WorkerConfig {
     pub max_receive_count: u32,
     #[serde(default = "default_worker_pool")]
     pub db_max_connections: u32,
-    #[serde(default = "default_exact_scan_max_rows")]
-    pub exact_scan_max_rows: i64,
+    /// Overrides the exact-versus-HNSW gate derived from the table's size.
+    #[serde(default)]
+    pub exact_scan_max_rows: Option<i64>,
     /// The invocation's time budget when the runtime sends no deadline (local
     /// runtimes); keep it below the queue's visibility timeout.
     #[serde(default = "default_fallback_timeout_ms")]
@@ -147,9 +139,6 @@ pub struct WorkerConfig {
     /// Pool acquisition gives up after this; keep it below the function timeout.
     #[serde(default = "default_acquire_timeout_ms")]
     pub db_acquire_timeout_ms: u64,
-    /// `statement_timeout` of each match (SET LOCAL).
-    #[serde(default = "default_statement_timeout_ms")]
-    pub db_statement_timeout_ms: u64,
     /// The embedding model's folder (config.json, tokenizer.json,
     /// model.safetensors): the layer in AWS, `.model/` locally.
     pub model_dir: std::path::PathBuf,

@@ -33,8 +33,7 @@ async fn main() -> Result<(), Error> {
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
-        index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows)
-            .with_statement_timeout(Duration::from_millis(config.db_statement_timeout_ms)),
+        index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows),
         cache: PgMatchCache::new(db.pool().clone(), cache.limits()),
         verifier,
         task_ttl_secs: config.task_ttl_secs,

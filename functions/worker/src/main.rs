@@ -40,8 +40,7 @@ async fn main() -> Result<(), Error> {
     .await?;
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
-        index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows)
-            .with_statement_timeout(Duration::from_millis(config.db_statement_timeout_ms)),
+        index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows),
         embedder,
         cache: PgMatchCache::new(db.pool().clone(), cache.limits()),
         max_receive_count: config.max_receive_count,

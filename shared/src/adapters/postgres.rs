@@ -1,14 +1,12 @@
-//! The job index on PostgreSQL with pgvector. The profile lookup and the
-//! candidate query share one transaction (one pool acquisition); settings are
-//! `SET LOCAL` (via `set_config(..., true)`) so that RDS Proxy never pins a session.
-//! The plan is chosen per query from the filters' estimated and counted
-//! passing rows (see [`PgJobIndex::nearest_planned`]).
+//! The job index on PostgreSQL with pgvector: one call of the
+//! `jobmatch_nearest` SQL function per match (see [`PgJobIndex`]), the
+//! functions' login role, and the pool.
 
 use std::time::Duration;
 
 use pgvector::Vector;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, Row};
 
 use crate::domain::{Candidate, EmploymentType, Filters};
 use crate::error::{Error, Result};
@@ -24,7 +22,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 pub const READER_ROLE: &str = "jobmatch_reader";
 
 /// Creates (or updates) the functions' login role, `user` with `password`,
-/// as a member of [`READER_ROLE`] and nothing more; run by `migrate` after
+/// as a member of [`READER_ROLE`] and nothing more, with
+/// [`FUNCTIONS_STATEMENT_TIMEOUT`]; run by `migrate` after
 /// the migrations, as the master user. The password reaches the server only
 /// as its SCRAM-SHA-256 verifier ([`scram_verifier`]): role statements are
 /// DDL, which the database logs (`log_statement = ddl` in template.yaml), and
@@ -45,12 +44,14 @@ pub async fn grant_functions_login(
     let statements: Vec<String> = sqlx::query_scalar(
         "SELECT unnest(ARRAY[
              format('%s ROLE %I LOGIN PASSWORD %L NOSUPERUSER NOCREATEDB NOCREATEROLE', $1::text, $2::text, $3::text),
-             format('GRANT %I TO %I', $4::text, $2::text)])",
+             format('GRANT %I TO %I', $4::text, $2::text),
+             format('ALTER ROLE %I SET statement_timeout = %L', $2::text, $5::text)])",
     )
     .bind(verb)
     .bind(user)
     .bind(verifier)
     .bind(READER_ROLE)
+    .bind(FUNCTIONS_STATEMENT_TIMEOUT)
     .fetch_all(&mut *conn)
     .await?;
     for statement in statements {
@@ -60,6 +61,12 @@ pub async fn grant_functions_login(
     }
     Ok(())
 }
+
+/// Every statement of the functions ends by then: a match is one statement
+/// (`jobmatch_nearest`), so a setting in its transaction could not bound it,
+/// and a session `SET` would pin RDS Proxy. Below the HttpApi's 30 s, so a
+/// slow legacy match answers 503 problem+json, not the gateway's 504.
+pub const FUNCTIONS_STATEMENT_TIMEOUT: &str = "10s";
 
 /// PBKDF2 rounds of the verifier: PostgreSQL's own default
 /// (`scram_iterations`).
@@ -140,6 +147,9 @@ fn db_err(err: sqlx::Error) -> Error {
     }
 }
 
+/// An idle connection older than this is pinged before use.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+
 /// A pool that connects on first use, so that a cold start never fails on it.
 pub fn lazy_pool(database_url: &str, max_connections: u32) -> Result<PgPool> {
     lazy_pool_with(database_url, max_connections, Duration::from_secs(5))
@@ -154,6 +164,20 @@ pub fn lazy_pool_with(
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)
+        // sqlx pings each connection as it returns to the pool; a ping on
+        // every acquire as well would be a second round trip before each
+        // match. Only a connection idle long enough for a proxy or server to
+        // have dropped it (a Lambda instance frozen between invocations) is
+        // pinged first.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > STALE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy(database_url)
         .map_err(|e| Error::Internal(format!("DATABASE_URL: {e}")))
 }
@@ -168,79 +192,49 @@ pub enum Plan {
     Hnsw,
 }
 
-/// Default of `EXACT_SCAN_MAX_ROWS`: at most this many passing rows are
-/// searched exactly, more go through HNSW. `make bench` measured the plans'
-/// crossover at ~6,800 passing rows on 100k × 384 (docs/performance.md "Threshold").
-pub const DEFAULT_EXACT_SCAN_MAX_ROWS: i64 = 6_500;
-/// The HNSW candidate list is at least this long: recall@10 of the unfiltered
-/// scan reaches 0.98 from about there on the benchmark data.
-pub const MIN_EF_SEARCH: u32 = 100;
-/// An iterative scan gives up after visiting this many tuples. Filters that
-/// pass few rows go to the exact plan, so this only bounds a misestimate; a
-/// scan cut short is redone exactly (see [`PgJobIndex::nearest_planned`]).
-pub const MAX_SCAN_TUPLES: u32 = 20_000;
-
-#[derive(Clone, Debug)]
-pub struct PgJobIndex {
-    pool: PgPool,
-    /// Up to this many rows passing the filters are searched exactly.
-    exact_scan_max_rows: i64,
-    /// Filters that PostgreSQL estimates to pass more rows than this go
-    /// straight to HNSW, without trying the exact plan.
-    estimate_gate: i64,
-    /// `hnsw.max_scan_tuples` of the HNSW plan.
-    max_scan_tuples: u32,
-    /// `statement_timeout` of each match transaction, in ms (0: none).
-    statement_timeout_ms: u64,
-}
-
-/// Settings of the HNSW plan (all local to the transaction): a candidate list
-/// of $1, an iterative scan that keeps going while filters drop rows (up to $2
-/// tuples), and no other way to order the rows than the HNSW index
-/// (PostgreSQL would otherwise sort a B-tree range when it misjudges a filter
-/// as selective).
-const HNSW_SETTINGS: &str = "SELECT set_config('hnsw.ef_search', $1, true), \
-     set_config('hnsw.iterative_scan', 'relaxed_order', true), \
-     set_config('hnsw.max_scan_tuples', $2, true), \
-     set_config('enable_seqscan', 'off', true), \
-     set_config('enable_bitmapscan', 'off', true), \
-     set_config('enable_sort', 'off', true)";
-/// Back to the server's settings for an exact scan after an HNSW attempt.
-const RESET_HNSW_SETTINGS: &str = "SELECT set_config(name, reset_val, true) FROM pg_settings \
-     WHERE name IN ('enable_seqscan', 'enable_bitmapscan', 'enable_sort')";
-
-/// What the first statement of a match learns.
-struct Opening {
-    /// `pg_class.reltuples` of jobs (-1 before the first ANALYZE).
-    table_rows: f64,
-    /// The stored profile, when the query names one.
-    profile: Option<(Vector, Vec<String>)>,
-}
-
-impl PgJobIndex {
-    pub fn new(pool: PgPool, exact_scan_max_rows: i64) -> PgJobIndex {
-        PgJobIndex {
-            pool,
-            exact_scan_max_rows,
-            estimate_gate: exact_scan_max_rows,
-            max_scan_tuples: MAX_SCAN_TUPLES,
-            statement_timeout_ms: 0,
+impl Plan {
+    fn as_str(self) -> &'static str {
+        match self {
+            Plan::Exact => "exact",
+            Plan::Hnsw => "hnsw",
         }
     }
 
-    /// Bounds every statement of a match, so that a stuck query fails as a
-    /// transient error instead of holding the task until the deadline.
-    pub fn with_statement_timeout(mut self, timeout: Duration) -> PgJobIndex {
-        self.statement_timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        self
+    fn parse(name: &str) -> Result<Plan> {
+        [Plan::Exact, Plan::Hnsw]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| Error::Internal(format!("jobmatch_nearest: unknown plan {name:?}")))
     }
+}
 
-    /// Overrides the estimate above which a filtered match skips the exact
-    /// attempt (default: `exact_scan_max_rows`). `i64::MAX` makes the plan
-    /// depend on the counted rows only, which is what the tests pin down.
-    pub fn with_estimate_gate(mut self, rows: i64) -> PgJobIndex {
-        self.estimate_gate = rows;
-        self
+/// An iterative scan gives up after visiting this many tuples. Filters that
+/// pass few rows go to the exact plan, so this only bounds a misestimate; a
+/// scan cut short is redone exactly (`jobmatch_nearest`).
+pub const MAX_SCAN_TUPLES: u32 = 20_000;
+
+/// The job index: one call of `jobmatch_nearest` (migration
+/// `20261130000004_nearest_function.sql`) per match, which estimates,
+/// chooses the plan, sets its transaction-local settings and returns the
+/// rows: one statement, one round trip, and the plan logic in one place.
+#[derive(Clone, Debug)]
+pub struct PgJobIndex {
+    pool: PgPool,
+    /// Up to this many rows passing the filters are searched exactly;
+    /// `None`: the gate derived from the table's size (`jobmatch_exact_gate`).
+    exact_scan_max_rows: Option<i64>,
+    /// `hnsw.max_scan_tuples` of the HNSW plan.
+    max_scan_tuples: u32,
+}
+
+impl PgJobIndex {
+    /// `exact_scan_max_rows`: a fixed gate, or `None` for the derived one.
+    pub fn new(pool: PgPool, exact_scan_max_rows: impl Into<Option<i64>>) -> PgJobIndex {
+        PgJobIndex {
+            pool,
+            exact_scan_max_rows: exact_scan_max_rows.into(),
+            max_scan_tuples: MAX_SCAN_TUPLES,
+        }
     }
 
     /// Overrides [`MAX_SCAN_TUPLES`] (tests cut scans short with it).
@@ -253,62 +247,8 @@ impl PgJobIndex {
         &self.pool
     }
 
-    /// One round trip: the transaction's settings (`statement_timeout`, and
-    /// `plan_cache_mode = force_custom_plan`, because a cached generic plan
-    /// cannot see how selective the bound filters are), the table's estimated
-    /// size, and the stored profile.
-    async fn open(&self, conn: &mut PgConnection, user: Option<&str>) -> Result<Opening> {
-        let mut qb = QueryBuilder::new(
-            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), \
-             (SELECT reltuples FROM pg_class WHERE oid = 'jobs'::regclass)::float8",
-        );
-        if self.statement_timeout_ms > 0 {
-            // Local to the transaction: a session SET would pin RDS Proxy.
-            qb.push(", set_config('statement_timeout', ")
-                .push_bind(self.statement_timeout_ms.to_string())
-                .push(", true)");
-        }
-        match user {
-            Some(user) => qb
-                .push(", p.embedding, p.skills FROM (SELECT 1) one LEFT JOIN profiles p ON p.user_id = ")
-                .push_bind(user.to_owned()),
-            None => qb.push(", NULL::vector, NULL::text[]"),
-        };
-        let row = qb.build().fetch_one(conn).await.map_err(db_err)?;
-        let embedding: Option<Vector> = row.try_get(row.len() - 2).map_err(db_err)?;
-        let skills: Option<Vec<String>> = row.try_get(row.len() - 1).map_err(db_err)?;
-        Ok(Opening {
-            table_rows: row.try_get(1).map_err(db_err)?,
-            profile: embedding.map(|e| (e, skills.unwrap_or_default())),
-        })
-    }
-
-    /// PostgreSQL's estimate of the rows passing the filters: planning only,
-    /// for the bound values (an unnamed statement is planned for them).
-    async fn estimate(&self, conn: &mut PgConnection, filters: &Filters) -> Result<f64> {
-        let mut qb = QueryBuilder::new("EXPLAIN (FORMAT JSON) SELECT 1 FROM jobs WHERE true");
-        push_filters(&mut qb, filters);
-        let explained: serde_json::Value = qb
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_one(conn)
-            .await
-            .map_err(db_err)?;
-        explained[0]["Plan"]["Plan Rows"]
-            .as_f64()
-            .ok_or_else(|| Error::Internal(format!("EXPLAIN without Plan Rows: {explained}")))
-    }
-
     /// [`JobIndex::nearest`], also telling which plan ran; `force` runs one
     /// plan as is (the benchmark compares plans with it).
-    ///
-    /// The plan: when PostgreSQL estimates at most `estimate_gate` passing
-    /// rows (the table's size when there are no filters), the exact scan runs,
-    /// capped at `exact_scan_max_rows + 1` rows and counting them in the same
-    /// statement; past the cap it gives way to HNSW. Otherwise HNSW runs at
-    /// once, and if its scan was cut short (fewer than `count` rows from a
-    /// table larger than `hnsw.max_scan_tuples`) the exact scan redoes it, so a
-    /// misestimated filter never loses rows.
     pub async fn nearest_planned(
         &self,
         query: Query<'_>,
@@ -316,21 +256,40 @@ impl PgJobIndex {
         count: u32,
         force: Option<Plan>,
     ) -> Result<(Neighbours, Plan)> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let (rows, plan, profile_skills) = self.run(&mut tx, query, filters, count, force).await?;
-        tx.commit().await.map_err(db_err)?;
-        let mut candidates = rows
+        let (embedding, user) = match query {
+            Query::Embedding(e) => (Some(Vector::from(e.to_vec())), None),
+            Query::Profile(user) => (None, Some(user)),
+        };
+        let rows = sqlx::query(NEAREST)
+            .bind(embedding)
+            .bind(user)
+            .bind(sqlx::types::Json(filters))
+            .bind(i32::try_from(count).unwrap_or(i32::MAX))
+            .bind(self.exact_scan_max_rows)
+            .bind(i32::try_from(self.max_scan_tuples).unwrap_or(i32::MAX))
+            .bind(force.map(Plan::as_str))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.code().as_deref() == Some(NO_DATA_FOUND) => {
+                    Error::ProfileNotFound
+                }
+                _ => db_err(e),
+            })?;
+        let plan = match rows.first() {
+            Some(row) => Plan::parse(row.try_get("plan").map_err(db_err)?)?,
+            // No rows: no plan to report; the exact one is the answer.
+            None => Plan::Exact,
+        };
+        let profile_skills = match (query, rows.first()) {
+            (Query::Profile(_), Some(row)) => row.try_get("profile_skills").map_err(db_err)?,
+            (Query::Profile(_), None) => Some(Vec::new()),
+            (Query::Embedding(_), _) => None,
+        };
+        let candidates = rows
             .iter()
             .map(candidate_from_row)
             .collect::<Result<Vec<_>>>()?;
-        if plan == Plan::Hnsw {
-            // relaxed_order may return rows slightly out of order.
-            candidates.sort_by(|a, b| {
-                b.similarity
-                    .total_cmp(&a.similarity)
-                    .then_with(|| a.job_id.cmp(&b.job_id))
-            });
-        }
         Ok((
             Neighbours {
                 profile_skills,
@@ -339,224 +298,13 @@ impl PgJobIndex {
             plan,
         ))
     }
-
-    /// The statements of a match, in the caller's transaction. On return the
-    /// transaction's settings are those of the plan that produced the rows.
-    async fn run(
-        &self,
-        tx: &mut PgConnection,
-        query: Query<'_>,
-        filters: &Filters,
-        count: u32,
-        force: Option<Plan>,
-    ) -> Result<(Vec<PgRow>, Plan, Option<Vec<String>>)> {
-        let user = match query {
-            Query::Profile(user) => Some(user),
-            Query::Embedding(_) => None,
-        };
-        let opening = self.open(tx, user).await?;
-        let (embedding, profile_skills) = match (query, opening.profile) {
-            (Query::Embedding(e), _) => (Vector::from(e.to_vec()), None),
-            (Query::Profile(_), Some((embedding, skills))) => (embedding, Some(skills)),
-            (Query::Profile(_), None) => return Err(Error::ProfileNotFound),
-        };
-        let exact = |cap: Option<i64>| exact_query(&embedding, filters, count, cap);
-        let try_exact_first = match force {
-            Some(Plan::Exact) => {
-                let rows = fetch(tx, exact(None)).await?;
-                return Ok((rows, Plan::Exact, profile_skills));
-            }
-            Some(Plan::Hnsw) => false,
-            None if filters.is_empty() => opening.table_rows <= self.estimate_gate as f64,
-            None => self.estimate(tx, filters).await? <= self.estimate_gate as f64,
-        };
-        if try_exact_first {
-            let cap = self.exact_scan_max_rows;
-            let rows = fetch(tx, exact(Some(cap))).await?;
-            let passing: i64 = match rows.first() {
-                Some(row) => row.try_get("passing").map_err(db_err)?,
-                None => 0,
-            };
-            if passing <= cap {
-                return Ok((rows, Plan::Exact, profile_skills));
-            }
-        }
-        hnsw_settings(tx, count, self.max_scan_tuples).await?;
-        let rows = fetch(tx, hnsw_query(&embedding, filters, count)).await?;
-        let cut_short = rows.len() < count as usize
-            && opening.table_rows > f64::from(self.max_scan_tuples)
-            && force.is_none();
-        if cut_short {
-            tracing::info!(
-                rows = rows.len(),
-                count,
-                "HNSW scan cut short; searching exactly"
-            );
-            sqlx::query(RESET_HNSW_SETTINGS)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            let rows = fetch(tx, exact(None)).await?;
-            return Ok((rows, Plan::Exact, profile_skills));
-        }
-        Ok((rows, Plan::Hnsw, profile_skills))
-    }
-
-    /// The plan a match takes and PostgreSQL's plan (`EXPLAIN (FORMAT JSON)`)
-    /// of its candidate query, prepared and run through sqlx like the real
-    /// one, in a transaction left with that plan's settings.
-    pub async fn explain(
-        &self,
-        embedding: &[f32],
-        filters: &Filters,
-        count: u32,
-    ) -> Result<(Plan, serde_json::Value)> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let (_, plan, _) = self
-            .run(&mut tx, Query::Embedding(embedding), filters, count, None)
-            .await?;
-        let vector = Vector::from(embedding.to_vec());
-        let mut qb = QueryBuilder::new("EXPLAIN (FORMAT JSON) ");
-        match plan {
-            Plan::Exact => push_exact_query(
-                &mut qb,
-                &vector,
-                filters,
-                count,
-                Some(self.exact_scan_max_rows),
-            ),
-            Plan::Hnsw => push_hnsw_query(&mut qb, &vector, filters, count),
-        }
-        let explained: serde_json::Value = qb
-            .build_query_scalar()
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.rollback().await.map_err(db_err)?;
-        Ok((plan, explained))
-    }
 }
 
-async fn fetch(conn: &mut PgConnection, mut qb: QueryBuilder<Postgres>) -> Result<Vec<PgRow>> {
-    qb.build().fetch_all(conn).await.map_err(db_err)
-}
+/// The matcher's one statement.
+const NEAREST: &str = "SELECT * FROM jobmatch_nearest($1, $2, $3, $4, $5, $6, $7)";
 
-/// Applies the HNSW plan's settings to the transaction.
-async fn hnsw_settings(conn: &mut PgConnection, count: u32, max_scan_tuples: u32) -> Result<()> {
-    // Enough candidates from the graph for `count` rows.
-    let ef_search = count.clamp(MIN_EF_SEARCH, 1000);
-    sqlx::query(HNSW_SETTINGS)
-        .bind(ef_search.to_string())
-        .bind(max_scan_tuples.to_string())
-        .execute(conn)
-        .await
-        .map_err(db_err)?;
-    Ok(())
-}
-
-/// Appends ` AND <predicate>` for each filter present (public so that the
-/// benchmark's reference queries filter exactly like the matcher).
-pub fn push_filters(qb: &mut QueryBuilder<Postgres>, filters: &Filters) {
-    if let Some(locations) = &filters.locations {
-        let lower: Vec<String> = locations.iter().map(|l| l.to_lowercase()).collect();
-        qb.push(" AND lower(location) = ANY(")
-            .push_bind(lower)
-            .push(")");
-    }
-    if let Some(remote) = filters.remote {
-        qb.push(" AND remote = ").push_bind(remote);
-    }
-    if let Some(types) = &filters.employment_types {
-        let names: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();
-        qb.push(" AND employment_type = ANY(")
-            .push_bind(names)
-            .push(")");
-    }
-    if let Some(min) = filters.min_salary {
-        qb.push(" AND coalesce(salary_max, salary_min) >= ")
-            .push_bind(min);
-    }
-    if let Some(days) = filters.posted_within_days {
-        qb.push(" AND posted_at >= now() - make_interval(days => ")
-            .push_bind(i32::try_from(days).unwrap_or(i32::MAX))
-            .push(")");
-    }
-    if let Some(excluded) = &filters.exclude_job_ids {
-        qb.push(" AND id <> ALL(")
-            .push_bind(excluded.clone())
-            .push(")");
-    }
-}
-
-const COLUMNS: &str = "j.id, j.title, j.company, j.location, j.remote, j.employment_type, \
-                       j.salary_min, j.salary_max, j.posted_at, j.skills";
-
-/// The exact plan's query: exact distances over the rows passing the
-/// filters, the nearest `count` with their columns. With a cap it looks at no
-/// more than `cap + 1` passing rows and returns how many it saw (`passing`),
-/// so that the caller learns in the same statement whether it was exact.
-pub fn exact_query(
-    embedding: &Vector,
-    filters: &Filters,
-    count: u32,
-    cap: Option<i64>,
-) -> QueryBuilder<Postgres> {
-    let mut qb = QueryBuilder::new("");
-    push_exact_query(&mut qb, embedding, filters, count, cap);
-    qb
-}
-
-/// The HNSW plan's query (its settings come from [`HNSW_SETTINGS`]).
-pub fn hnsw_query(embedding: &Vector, filters: &Filters, count: u32) -> QueryBuilder<Postgres> {
-    let mut qb = QueryBuilder::new("");
-    push_hnsw_query(&mut qb, embedding, filters, count);
-    qb
-}
-
-fn push_exact_query(
-    qb: &mut QueryBuilder<Postgres>,
-    embedding: &Vector,
-    filters: &Filters,
-    count: u32,
-    cap: Option<i64>,
-) {
-    // A materialised CTE orders by a computed column, which the HNSW index
-    // cannot serve: every passing row gets its exact distance.
-    qb.push("WITH d AS MATERIALIZED (SELECT id, embedding <=> ")
-        .push_bind(embedding.clone())
-        .push(" AS distance FROM jobs WHERE true");
-    push_filters(qb, filters);
-    if let Some(cap) = cap {
-        qb.push(" LIMIT ").push_bind(cap.saturating_add(1));
-    }
-    qb.push("), top AS (SELECT id, distance FROM d ORDER BY distance, id LIMIT ")
-        .push_bind(i64::from(count))
-        .push(") SELECT ")
-        .push(COLUMNS)
-        .push(", 1 - top.distance AS similarity");
-    if cap.is_some() {
-        qb.push(", (SELECT count(*) FROM d) AS passing");
-    }
-    qb.push(" FROM top JOIN jobs j USING (id) ORDER BY top.distance, j.id");
-}
-
-fn push_hnsw_query(
-    qb: &mut QueryBuilder<Postgres>,
-    embedding: &Vector,
-    filters: &Filters,
-    count: u32,
-) {
-    qb.push("SELECT ")
-        .push(COLUMNS)
-        .push(", 1 - (j.embedding <=> ")
-        .push_bind(embedding.clone())
-        .push(") AS similarity FROM jobs j WHERE true");
-    push_filters(qb, filters);
-    qb.push(" ORDER BY j.embedding <=> ")
-        .push_bind(embedding.clone())
-        .push(" LIMIT ")
-        .push_bind(i64::from(count));
-}
+/// `jobmatch_nearest`'s answer when the profile does not exist.
+const NO_DATA_FOUND: &str = "P0002";
 
 fn candidate_from_row(row: &PgRow) -> Result<Candidate> {
     let employment: String = row.try_get("employment_type").map_err(db_err)?;
