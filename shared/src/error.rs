@@ -97,11 +97,6 @@ impl Error {
         }
     }
 
-    /// Worth retrying later (the worker reports it as a batch item failure).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable { .. })
-    }
-
     /// Stable machine code, used in task errors and problem types.
     pub fn code(&self) -> &'static str {
         match self {

@@ -272,7 +272,67 @@ pub enum Outcome {
     /// A duplicate or late delivery of a finished task: nothing changed.
     AlreadyFinished,
     /// Leave the message for redelivery.
-    Retry(String),
+    Retry(Retry),
+}
+
+/// Why a delivery is left for the next one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Retry {
+    /// Too close to the invocation deadline to start the match.
+    #[error("too close to the invocation deadline to start")]
+    NotStarted,
+    #[error("task is leased by another invocation")]
+    Leased,
+    #[error("no such task")]
+    NoSuchTask,
+    #[error("lease lost before completing")]
+    LeaseLost,
+    /// The invocation's hard deadline stopped the attempt.
+    #[error("stopped at the invocation deadline")]
+    Stopped,
+    /// A failure that may pass (see [`Failure`]).
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// What a failed attempt means for its task: the worker's classification,
+/// apart from the HTTP mapping of the same error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// May pass: worth another attempt while the queue has any.
+    Transient,
+    /// Will not pass: the task is closed with this error.
+    Permanent,
+}
+
+impl Failure {
+    pub fn of(err: &Error) -> Failure {
+        match err {
+            Error::Unavailable { .. } => Failure::Transient,
+            _ => Failure::Permanent,
+        }
+    }
+}
+
+/// The error stored with a failed task: a stable code and a message for the
+/// client, written for a task (no HTTP wording); internals stay in the log.
+pub fn task_error(err: &Error) -> TaskError {
+    let message = match err {
+        Error::ProfileNotFound => {
+            "no stored profile for this caller; send an embedding or a text".to_owned()
+        }
+        Error::Unavailable { component, .. } => {
+            format!("{component} was unavailable on every attempt")
+        }
+        Error::Validation(_) | Error::MalformedJson(_) => {
+            "the stored request is not valid".to_owned()
+        }
+        _ => "the match failed unexpectedly; it has been logged".to_owned(),
+    };
+    TaskError {
+        code: err.code().to_owned(),
+        message,
+    }
 }
 
 impl Outcome {
@@ -325,9 +385,7 @@ pub async fn process<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache>(
     delivery: Delivery,
 ) -> Result<Outcome> {
     if delivery.time_left().is_none() && !delivery.is_last() {
-        return Ok(Outcome::Retry(
-            "too close to the invocation deadline to start".into(),
-        ));
+        return Ok(Outcome::Retry(Retry::NotStarted));
     }
     let task = match store
         .claim(task_id, Utc::now(), delivery.deadline_ms)
@@ -341,12 +399,8 @@ pub async fn process<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache>(
             );
             return Ok(Outcome::AlreadyFinished);
         }
-        Claim::Busy => {
-            return Ok(Outcome::Retry(
-                "task is leased by another invocation".into(),
-            ))
-        }
-        Claim::Missing => return Ok(Outcome::Retry("no such task".into())),
+        Claim::Busy => return Ok(Outcome::Retry(Retry::Leased)),
+        Claim::Missing => return Ok(Outcome::Retry(Retry::NoSuchTask)),
     };
     let fence = Fence::Attempt(task.attempts);
     let out_of_time = || {
@@ -369,23 +423,19 @@ pub async fn process<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache>(
             let query_ms = result.query_ms;
             if !store.complete(task_id, fence, &result, Utc::now()).await? {
                 tracing::warn!("lost the lease before completing; result dropped");
-                return Ok(Outcome::Retry("lease lost".into()));
+                return Ok(Outcome::Retry(Retry::LeaseLost));
             }
             Ok(Outcome::Completed { query_ms })
         }
-        Err(err) if err.is_transient() && !delivery.is_last() => {
+        Err(err) if Failure::of(&err) == Failure::Transient && !delivery.is_last() => {
             tracing::warn!(error = %err, attempts = task.attempts, "transient failure; will retry");
             store.release(task_id, task.attempts, Utc::now()).await?;
-            Ok(Outcome::Retry(err.to_string()))
+            Ok(Outcome::Retry(Retry::Transient(err.to_string())))
         }
         Err(err) => {
             tracing::warn!(error = %err, attempts = task.attempts, "task failed");
             let code = err.code();
-            // The client sees the problem's detail; internals stay in the log.
-            let error = TaskError {
-                code: code.to_owned(),
-                message: err.problem().detail,
-            };
+            let error = task_error(&err);
             store.fail(task_id, fence, &error, Utc::now()).await?;
             Ok(Outcome::Failed { code })
         }
@@ -397,6 +447,26 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    #[test]
+    fn failures_are_classified_apart_from_http_and_stored_in_task_words() {
+        let down = Error::unavailable("postgres", "connection refused at 10.0.0.1");
+        assert_eq!(Failure::of(&down), Failure::Transient);
+        assert_eq!(Failure::of(&Error::ProfileNotFound), Failure::Permanent);
+        assert_eq!(
+            Failure::of(&Error::Internal("bug".into())),
+            Failure::Permanent
+        );
+        let stored = task_error(&down);
+        assert_eq!(stored.code, "dependency_unavailable");
+        assert_eq!(stored.message, "postgres was unavailable on every attempt");
+        let stored = task_error(&Error::Internal("db password is hunter2".into()));
+        assert_eq!(stored.code, "internal");
+        assert!(!stored.message.contains("hunter2"), "{stored:?}");
+        assert!(task_error(&Error::ProfileNotFound)
+            .message
+            .contains("profile"));
+    }
     use crate::adapters::memory::{MemoryQueue, MemoryTaskStore};
     use crate::domain::{Filters, TaskStatus};
 

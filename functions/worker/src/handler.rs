@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use shared::domain::TaskMessage;
 use shared::ports::{Embedder, JobIndex, MatchCache, NoCache, TaskStore};
-use shared::service::{self, Delivery, Outcome};
+use shared::service::{self, Delivery, Outcome, Retry};
 
 /// Metric names; docs/operations.md "Metrics" explains each.
 pub mod metric {
@@ -130,8 +130,8 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
         );
         let outcome = match tokio::time::timeout(hard_stop, run).await {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(err)) => Outcome::Retry(err.to_string()),
-            Err(_) => Outcome::Retry("stopped at the invocation deadline".into()),
+            Ok(Err(err)) => Outcome::Retry(Retry::Transient(err.to_string())),
+            Err(_) => Outcome::Retry(Retry::Stopped),
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         metrics::histogram!(metric::PROCESSING_MS).record(elapsed_ms);
@@ -147,12 +147,12 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
             }
             Outcome::AlreadyFinished => metrics::counter!(metric::DUPLICATES).increment(1),
             Outcome::Retry(reason) => {
-                if reason.starts_with("too close") {
+                if reason == &Retry::NotStarted {
                     metrics::counter!(metric::NOT_STARTED).increment(1);
                 }
                 metrics::counter!(metric::RETRIED).increment(1);
                 tracing::warn!(
-                    reason,
+                    %reason,
                     receive_count = delivery.receive_count,
                     "message will be retried"
                 );
