@@ -8,6 +8,7 @@
 mod classes;
 mod data;
 mod embed_speed;
+mod load;
 mod measure;
 mod relevance;
 mod whole_path;
@@ -81,6 +82,20 @@ struct Args {
     /// Only the embedding-speed figures (they need the model, not the stack).
     #[arg(long, conflicts_with = "skip_embed_speed")]
     embed_speed_only: bool,
+    /// Only the load figures (the local stack through its gateway).
+    #[arg(long, conflicts_with_all = ["skip_load", "whole_path_only", "relevance_only", "embed_speed_only"])]
+    load_only: bool,
+    /// Skip the load figures.
+    #[arg(long)]
+    skip_load: bool,
+    /// POSTs of the load figures' many-client phase, and its clients.
+    #[arg(long, default_value_t = 300)]
+    load_posts: usize,
+    #[arg(long, default_value_t = 32)]
+    load_clients: usize,
+    /// The stack's gateway (the load figures go through it, as clients do).
+    #[arg(long, env = "API_URL")]
+    api_url: Option<String>,
     /// Timed embeddings per text length (after 5 unmeasured ones).
     #[arg(long, default_value_t = 30)]
     embed_runs: usize,
@@ -116,6 +131,7 @@ struct Report {
     sweep: Vec<measure::SweepPoint>,
     measured_crossover_rows: Option<f64>,
     whole_path: Option<whole_path::WholePath>,
+    load: Option<load::LoadFigures>,
     relevance: Option<relevance::Relevance>,
     embed_speed: Option<embed_speed::EmbedSpeed>,
 }
@@ -168,7 +184,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let only = args.whole_path_only || args.relevance_only || args.embed_speed_only;
+    let only =
+        args.whole_path_only || args.relevance_only || args.embed_speed_only || args.load_only;
+    let run_load = !args.skip_load && (!only || args.load_only);
     let run_classes = !only;
     let run_whole_path = !args.skip_whole_path && (!only || args.whole_path_only);
     let run_relevance = !args.skip_relevance && (!only || args.relevance_only);
@@ -233,6 +251,31 @@ async fn run(args: Args) -> Result<()> {
         None
     };
 
+    // Last: it leaves tasks for the stack's worker, which must not run
+    // beside the other figures.
+    let load = if run_load {
+        let load = load::Load {
+            api_url: args
+                .api_url
+                .clone()
+                .context("API_URL is not set: run `make up` (or pass --skip-load)")?
+                .trim_end_matches('/')
+                .to_owned(),
+            jwt_secret: args.jwt_secret.clone().context("JWT_SECRET is not set")?,
+            tasks_table: args.tasks_table.clone().context("TASKS_TABLE is not set")?,
+            posts: args.load_posts,
+            clients: args.load_clients,
+            single_posts: 60,
+        };
+        eprintln!(
+            "bench: load ({} POSTs from {} clients, after one client alone)",
+            args.load_posts, args.load_clients
+        );
+        Some(load::measure(&load).await?)
+    } else {
+        None
+    };
+
     let relevance = if run_relevance {
         let pool = postgres::lazy_pool(database_url()?, 2)?;
         Some(relevance::measure(&pool, args.relevance_exact_scan_max_rows, &queries).await?)
@@ -252,8 +295,12 @@ async fn run(args: Args) -> Result<()> {
         whole_path,
         relevance,
         embed_speed,
+        load,
     };
     print_report(&report);
+    if let Some(load) = &report.load {
+        load::print(load);
+    }
     std::fs::create_dir_all(&work_dir)?;
     std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", args.out.display()))?;

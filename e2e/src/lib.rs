@@ -141,18 +141,32 @@ impl Stack {
     /// Waits until every task is finished; panics naming the stragglers.
     pub async fn wait_finished(&self, ids: &[String], limit: Duration) -> Vec<Task> {
         let started = Instant::now();
+        // Only the open ones are read again: polling every task would load
+        // the stack under test (DynamoDB's moto answers one request at a time).
+        let mut tasks: Vec<Option<Task>> = vec![None; ids.len()];
         loop {
-            let tasks: Vec<Task> = stream::iter(ids)
-                .map(|id| self.task(id))
-                .buffered(16)
+            let open_at: Vec<usize> = (0..ids.len())
+                .filter(|&i| {
+                    tasks[i].as_ref().is_none_or(|t| {
+                        matches!(t.status, TaskStatus::Pending | TaskStatus::Processing)
+                    })
+                })
+                .collect();
+            let fresh: Vec<Task> = stream::iter(&open_at)
+                .map(|&i| self.task(&ids[i]))
+                .buffered(8)
                 .collect()
                 .await;
+            for (i, t) in open_at.into_iter().zip(fresh) {
+                tasks[i] = Some(t);
+            }
             let open: Vec<&Task> = tasks
                 .iter()
+                .flatten()
                 .filter(|t| matches!(t.status, TaskStatus::Pending | TaskStatus::Processing))
                 .collect();
             if open.is_empty() {
-                return tasks;
+                return tasks.into_iter().flatten().collect();
             }
             if started.elapsed() > limit {
                 let sample: Vec<String> = open

@@ -75,8 +75,10 @@ TABLE = "jobmatch-tasks"
 MAX_RECEIVE_COUNT = 3
 # Instances per function under `cargo lambda watch`, and the poller's
 # invocations at once: as in Lambda, a batch never waits behind another
-# one's instance (one instance serves one invocation at a time).
-LAMBDA_CONCURRENCY = 2
+# one's instance (one instance serves one invocation at a time). The one
+# place it is set: JOBMATCH_CONCURRENCY, or two per core, since an instance
+# spends most of an invocation waiting on moto or PostgreSQL.
+LAMBDA_CONCURRENCY = int(os.environ.get("JOBMATCH_CONCURRENCY") or 2 * (os.cpu_count() or 1))
 # Short locally so that redelivery after a failure takes seconds, not minutes.
 VISIBILITY_TIMEOUT = 10
 # Real postings embedded by the model at the first `make up` (about 2 minutes

@@ -1,0 +1,219 @@
+//! `make bench --load-only` (and part of every `make bench`): the local
+//! stack under load, through the gateway as clients use it. One client in a
+//! closed loop first, then `clients` at once, in the same run, so that the
+//! scaling figure compares like with like. Every POST carries a fresh random
+//! embedding (no cache hit, no model): the figures are the service's path,
+//! not the model's. With N clients in a closed loop, latency is N ÷
+//! throughput, so throughput is the figure to raise.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use chrono::Utc;
+use futures::stream::{self, StreamExt};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{json, Value};
+use shared::adapters::dynamo::DynamoTaskStore;
+use shared::domain::{Task, TaskStatus, EMBEDDING_DIM};
+use shared::ports::TaskStore;
+
+/// Targets of issue 15, for 300 POSTs from 32 clients on the 2-core machine.
+const MIN_SCALING: f64 = 2.5;
+const MIN_ACCEPTED_PER_SEC: f64 = 60.0;
+const MIN_TASKS_PER_SEC: f64 = 30.0;
+
+pub struct Load {
+    pub api_url: String,
+    pub jwt_secret: String,
+    pub tasks_table: String,
+    pub posts: usize,
+    pub clients: usize,
+    /// POSTs of the one-client baseline.
+    pub single_posts: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Phase {
+    pub clients: usize,
+    pub posts: usize,
+    pub accepted_per_sec: f64,
+    pub post_p50_ms: f64,
+    pub post_p99_ms: f64,
+    /// Tasks completed a second, from the first POST to the last completion.
+    pub tasks_per_sec: f64,
+    /// Accepted (`created_at`) to `completed_at`.
+    pub done_p50_ms: f64,
+    pub done_p99_ms: f64,
+    pub not_completed: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoadFigures {
+    pub single: Phase,
+    pub many: Phase,
+    /// Accepted a second with `clients`, over that with one.
+    pub scaling: f64,
+}
+
+fn random_embedding(rng: &mut impl Rng) -> Vec<f32> {
+    let v: Vec<f32> = (0..EMBEDDING_DIM)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn post(http: &reqwest::Client, load: &Load, token: &str, seed: u64) -> Result<(String, f64)> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let body = json!({"embedding": random_embedding(&mut rng), "skills": ["rust"], "limit": 10});
+    let started = Instant::now();
+    let resp = http
+        .post(format!("{}/jobs/match", load.api_url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    ensure!(resp.status().as_u16() == 202, "POST answered {}", resp.status());
+    let accepted: Value = resp.json().await?;
+    let id = accepted["task_id"].as_str().context("task_id")?.to_owned();
+    Ok((id, ms))
+}
+
+/// Waits until every task is finished, reading only the open ones, and not
+/// faster than the worker can close them (a poll of every task at once
+/// would load the stack being measured).
+async fn finished(store: &DynamoTaskStore, ids: Vec<String>) -> Result<Vec<Task>> {
+    let give_up = Instant::now() + Duration::from_secs(600);
+    let (mut open, mut done) = (ids, Vec::new());
+    while !open.is_empty() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let tasks: Vec<Result<Option<Task>>> = stream::iter(open.iter())
+            .map(|id| async move { Ok(store.get(id, Utc::now()).await?) })
+            .buffered(4)
+            .collect()
+            .await;
+        let mut still = Vec::new();
+        for (id, task) in open.iter().zip(tasks) {
+            match task? {
+                Some(t) if t.status.is_finished() => done.push(t),
+                Some(_) => still.push(id.clone()),
+                None => anyhow::bail!("task {id} is missing"),
+            }
+        }
+        open = still;
+        ensure!(Instant::now() < give_up, "{} tasks still open after 600 s", open.len());
+    }
+    Ok(done)
+}
+
+async fn phase(
+    http: &reqwest::Client,
+    store: &DynamoTaskStore,
+    load: &Load,
+    clients: usize,
+    posts: usize,
+    seed: u64,
+) -> Result<Phase> {
+    let run = format!("{:x}", rand::rng().random::<u64>());
+    let tokens: Vec<String> = (0..clients)
+        .map(|c| shared::auth::mint_hs256(load.jwt_secret.as_bytes(), &format!("load-{run}-{c}"), 3600))
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    let accepted: Vec<(String, f64)> = stream::iter(0..posts)
+        .map(|i| post(http, load, &tokens[i % clients], seed + i as u64))
+        .buffer_unordered(clients)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let accept_secs = started.elapsed().as_secs_f64();
+    let first_post = Utc::now() - chrono::Duration::milliseconds((accept_secs * 1000.0) as i64);
+    let (ids, mut post_ms): (Vec<String>, Vec<f64>) = accepted.into_iter().unzip();
+    let tasks = finished(store, ids).await?;
+    let mut done_ms = Vec::new();
+    let mut last_done = first_post;
+    let mut not_completed = 0;
+    for t in &tasks {
+        match (t.status, t.completed_at) {
+            (TaskStatus::Completed, Some(at)) => {
+                done_ms.push((at.get() - t.created_at.get()).num_milliseconds() as f64);
+                last_done = last_done.max(at.get());
+            }
+            _ => not_completed += 1,
+        }
+    }
+    let span = (last_done - first_post).num_milliseconds().max(1) as f64 / 1000.0;
+    Ok(Phase {
+        clients,
+        posts,
+        accepted_per_sec: posts as f64 / accept_secs,
+        post_p50_ms: percentile(&mut post_ms, 0.5),
+        post_p99_ms: percentile(&mut post_ms, 0.99),
+        tasks_per_sec: (posts - not_completed) as f64 / span,
+        done_p50_ms: percentile(&mut done_ms, 0.5),
+        done_p99_ms: percentile(&mut done_ms, 0.99),
+        not_completed,
+    })
+}
+
+pub async fn measure(load: &Load) -> Result<LoadFigures> {
+    let aws = shared::aws::load().await?;
+    let store = DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), load.tasks_table.clone());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(load.clients * 2)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    // Warm every function instance before timing.
+    phase(&http, &store, load, load.clients, load.clients * 2, 1).await?;
+    let single = phase(&http, &store, load, 1, load.single_posts, 10_000).await?;
+    let many = phase(&http, &store, load, load.clients, load.posts, 20_000).await?;
+    Ok(LoadFigures {
+        scaling: many.accepted_per_sec / single.accepted_per_sec,
+        single,
+        many,
+    })
+}
+
+pub fn print(f: &LoadFigures) {
+    println!("\nLoad through the gateway (fresh random embeddings; POST, then polled to completion):");
+    println!(
+        "{:>8} {:>6} {:>11} {:>9} {:>9} {:>8} {:>10} {:>10} {:>5}",
+        "clients", "posts", "accepted/s", "POST p50", "POST p99", "tasks/s", "done p50", "done p99", "lost"
+    );
+    for p in [&f.single, &f.many] {
+        println!(
+            "{:>8} {:>6} {:>11.1} {:>9.1} {:>9.1} {:>8.1} {:>10.0} {:>10.0} {:>5}",
+            p.clients,
+            p.posts,
+            p.accepted_per_sec,
+            p.post_p50_ms,
+            p.post_p99_ms,
+            p.tasks_per_sec,
+            p.done_p50_ms,
+            p.done_p99_ms,
+            p.not_completed
+        );
+    }
+    let mark = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "scaling {:.2}x of one client (target >= {MIN_SCALING}: {}); {:.1} accepted/s (target >= {MIN_ACCEPTED_PER_SEC}: {}); \
+         {:.1} tasks/s end to end (target >= {MIN_TASKS_PER_SEC}: {}); {} lost",
+        f.scaling,
+        mark(f.scaling >= MIN_SCALING),
+        f.many.accepted_per_sec,
+        mark(f.many.accepted_per_sec >= MIN_ACCEPTED_PER_SEC),
+        f.many.tasks_per_sec,
+        mark(f.many.tasks_per_sec >= MIN_TASKS_PER_SEC),
+        f.many.not_completed + f.single.not_completed
+    );
+}
