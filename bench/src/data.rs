@@ -24,6 +24,8 @@ pub struct DataFigures {
     pub loaded_now: bool,
     /// `jobmatch_exact_gate` of the loaded table: the gate production uses.
     pub derived_gate_rows: i64,
+    /// `--halfvec`: the halfvec graph's figures beside the vector one's.
+    pub halfvec: Option<crate::halfvec::HalfvecFigures>,
     pub generate_secs: Option<f64>,
     pub load_secs: Option<f64>,
     pub load_rows_per_sec: Option<f64>,
@@ -213,6 +215,7 @@ pub async fn sizes(
     .await?;
     Ok(DataFigures {
         derived_gate_rows: 0,
+        halfvec: None,
         database: database.to_owned(),
         jobs,
         loaded_now,

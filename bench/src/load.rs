@@ -72,7 +72,12 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples[((samples.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn post(http: &reqwest::Client, load: &Load, token: &str, seed: u64) -> Result<(String, f64)> {
+async fn post(
+    http: &reqwest::Client,
+    load: &Load,
+    token: &str,
+    seed: u64,
+) -> Result<(String, f64)> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let body = json!({"embedding": random_embedding(&mut rng), "skills": ["rust"], "limit": 10});
     let started = Instant::now();
@@ -83,7 +88,11 @@ async fn post(http: &reqwest::Client, load: &Load, token: &str, seed: u64) -> Re
         .send()
         .await?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    ensure!(resp.status().as_u16() == 202, "POST answered {}", resp.status());
+    ensure!(
+        resp.status().as_u16() == 202,
+        "POST answered {}",
+        resp.status()
+    );
     let accepted: Value = resp.json().await?;
     let id = accepted["task_id"].as_str().context("task_id")?.to_owned();
     Ok((id, ms))
@@ -111,7 +120,11 @@ async fn finished(store: &DynamoTaskStore, ids: Vec<String>) -> Result<Vec<Task>
             }
         }
         open = still;
-        ensure!(Instant::now() < give_up, "{} tasks still open after 600 s", open.len());
+        ensure!(
+            Instant::now() < give_up,
+            "{} tasks still open after 600 s",
+            open.len()
+        );
     }
     Ok(done)
 }
@@ -126,7 +139,9 @@ async fn phase(
 ) -> Result<Phase> {
     let run = format!("{:x}", rand::rng().random::<u64>());
     let tokens: Vec<String> = (0..clients)
-        .map(|c| shared::auth::mint_hs256(load.jwt_secret.as_bytes(), &format!("load-{run}-{c}"), 3600))
+        .map(|c| {
+            shared::auth::mint_hs256(load.jwt_secret.as_bytes(), &format!("load-{run}-{c}"), 3600)
+        })
         .collect::<Result<_, _>>()?;
     let started = Instant::now();
     let accepted: Vec<(String, f64)> = stream::iter(0..posts)
@@ -168,7 +183,10 @@ async fn phase(
 
 pub async fn measure(load: &Load) -> Result<LoadFigures> {
     let aws = shared::aws::load().await?;
-    let store = DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), load.tasks_table.clone());
+    let store = DynamoTaskStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        load.tasks_table.clone(),
+    );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(load.clients * 2)
         .timeout(Duration::from_secs(60))
@@ -185,10 +203,20 @@ pub async fn measure(load: &Load) -> Result<LoadFigures> {
 }
 
 pub fn print(f: &LoadFigures) {
-    println!("\nLoad through the gateway (fresh random embeddings; POST, then polled to completion):");
+    println!(
+        "\nLoad through the gateway (fresh random embeddings; POST, then polled to completion):"
+    );
     println!(
         "{:>8} {:>6} {:>11} {:>9} {:>9} {:>8} {:>10} {:>10} {:>5}",
-        "clients", "posts", "accepted/s", "POST p50", "POST p99", "tasks/s", "done p50", "done p99", "lost"
+        "clients",
+        "posts",
+        "accepted/s",
+        "POST p50",
+        "POST p99",
+        "tasks/s",
+        "done p50",
+        "done p99",
+        "lost"
     );
     for p in [&f.single, &f.many] {
         println!(

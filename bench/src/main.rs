@@ -8,6 +8,7 @@
 mod classes;
 mod data;
 mod embed_speed;
+mod halfvec;
 mod load;
 mod measure;
 mod relevance;
@@ -51,6 +52,10 @@ struct Args {
     /// Rebuild the HNSW index with these build parameters first: "M,EF_CONSTRUCTION".
     #[arg(long, value_parser = parse_hnsw)]
     hnsw: Option<(u32, u32)>,
+    /// Also measure an HNSW graph over embedding::halfvec(384) beside the
+    /// vector one (built, measured and dropped).
+    #[arg(long)]
+    halfvec: bool,
     /// Skip the whole-path figures (they need the functions of `make up`).
     #[arg(long)]
     skip_whole_path: bool,
@@ -298,6 +303,9 @@ async fn run(args: Args) -> Result<()> {
         load,
     };
     print_report(&report);
+    if let Some(h) = report.data.as_ref().and_then(|d| d.halfvec.as_ref()) {
+        halfvec::print(h);
+    }
     if let Some(load) = &report.load {
         load::print(load);
     }
@@ -383,6 +391,11 @@ async fn bench_database(
     let days = [1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90];
     let sweep_vectors = &vectors[..args.sweep_queries.min(vectors.len())];
     let sweep = measure::sweep(&pool, &index, sweep_vectors, &days).await?;
+    if args.halfvec {
+        eprintln!("bench: halfvec graph (build, unfiltered and broad classes)");
+        let classes = classes::classes(args.seed, args.queries);
+        data.halfvec = Some(halfvec::measure(&pool, &index, &classes, &vectors).await?);
+    }
     Ok((pgvector, data, class_figures, sweep))
 }
 
@@ -569,6 +582,30 @@ fn print_classes(r: &Report) {
                 plans
             );
         }
+    }
+    // Issue 15: the matcher's p50 within 1.5x the best plain plan's p50 +
+    // 0.5 ms. Plain plans that lose rows (naive under a selective filter)
+    // do not count as the best.
+    println!("\nmatcher p50 against the best plain plan that returns full rows (target <= 1.5 x best + 0.5 ms):");
+    for c in &r.classes {
+        let best = [&c.exact, &c.naive_hnsw]
+            .into_iter()
+            .filter(|p| p.full_share >= 0.99)
+            .map(|p| p.p50_ms)
+            .fold(f64::INFINITY, f64::min);
+        let limit = 1.5 * best + 0.5;
+        println!(
+            "  {:<15} matcher {:>7.2} ms, best plain {:>7.2} ms, limit {:>7.2} ms: {}",
+            c.class,
+            c.matcher.p50_ms,
+            best,
+            limit,
+            if c.matcher.p50_ms <= limit {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
     }
     println!(
         "(rows: mean rows of the 10 asked for; full: share of queries with min(10, passing) rows; \

@@ -145,7 +145,7 @@ async fn naive(pool: &PgPool, embedding: &[f32], filters: &Filters) -> Result<Ve
 /// pgvector service writes them in SQL, for the reference queries (b) and the
 /// passing counts. The matcher's own are `jobmatch_filter_sql` (a migration);
 /// `shared/tests/postgres_index.rs` holds the two to the same rows.
-fn push_filters(qb: &mut QueryBuilder<Postgres>, filters: &Filters) {
+pub fn push_filters(qb: &mut QueryBuilder<Postgres>, filters: &Filters) {
     if let Some(locations) = &filters.locations {
         let lower: Vec<String> = locations.iter().map(|l| l.to_lowercase()).collect();
         qb.push(" AND lower(location) = ANY(")
