@@ -278,26 +278,6 @@ impl Verifier {
         &self.algorithms
     }
 
-    /// Verifies an `Authorization` header value and returns the caller. The
-    /// error is `Unauthorized` (401) or, when the JWKS cannot be fetched,
-    /// `Unavailable` (503).
-    pub async fn caller_from_header(&self, header: Option<&str>) -> Result<Caller, Error> {
-        let header = header.ok_or(AuthError::MissingToken)?;
-        let (scheme, token) = header
-            .trim()
-            .split_once(' ')
-            .ok_or(AuthError::MissingToken)?;
-        // RFC 7235: the scheme is case-insensitive.
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(AuthError::MissingToken.into());
-        }
-        let token = token.trim();
-        if token.is_empty() {
-            return Err(AuthError::MissingToken.into());
-        }
-        self.caller(token).await
-    }
-
     /// Verifies a token and returns the caller.
     pub async fn caller(&self, token: &str) -> Result<Caller, Error> {
         let header = read_header(token)?;
@@ -742,24 +722,6 @@ mod tests {
         let t = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
         let v = Verifier::hs256(SECRET, 0);
         assert_eq!(reason(&v, t).await, AuthError::UnsupportedAlgorithm);
-    }
-
-    #[tokio::test]
-    async fn header_needs_bearer_scheme() {
-        let v = Verifier::hs256(SECRET, 0);
-        for header in [None, Some("Basic abc"), Some("Bearer "), Some("Bearer")] {
-            assert!(matches!(
-                v.caller_from_header(header).await,
-                Err(Error::Unauthorized(AuthError::MissingToken))
-            ));
-        }
-        let t = mint_hs256(SECRET, "carol", 60).expect("mint");
-        assert_eq!(
-            v.caller_from_header(Some(&format!("bearer {t}")))
-                .await
-                .ok(),
-            Some(Caller("carol".into()))
-        );
     }
 
     fn auth_config(vars: &[(&str, &str)]) -> AuthConfig {

@@ -1,5 +1,5 @@
-//! The one error type of jobmatch, and its mapping to `application/problem+json`
-//! (RFC 9457), made in one place: `Error::to_response`.
+//! The one error type of jobmatch and its problem document (RFC 9457,
+//! `Error::problem`); `crate::http::error_response` makes it a response.
 
 use serde::Serialize;
 
@@ -163,37 +163,6 @@ impl Error {
             },
         }
     }
-
-    /// The HTTP response for this error: the one place errors become HTTP.
-    pub fn to_response(&self) -> http::Response<String> {
-        let problem = self.problem();
-        let mut builder = http::Response::builder()
-            .status(problem.status)
-            .header(http::header::CONTENT_TYPE, PROBLEM_JSON);
-        if let Error::Unauthorized(reason) = self {
-            builder = builder.header(http::header::WWW_AUTHENTICATE, www_authenticate(reason));
-        }
-        if let Error::Unavailable { .. } | Error::StillRunning { .. } = self {
-            builder = builder.header(http::header::RETRY_AFTER, "1");
-        }
-        let body = serde_json::to_string(&problem).unwrap_or_default();
-        builder
-            .body(body)
-            .unwrap_or_else(|_| http::Response::new(String::new()))
-    }
-}
-
-pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// RFC 6750 challenge; a request without a token gets no error code.
-fn www_authenticate(reason: &AuthError) -> String {
-    match reason {
-        AuthError::MissingToken => r#"Bearer realm="jobmatch""#.to_owned(),
-        other => format!(
-            r#"Bearer realm="jobmatch", error="invalid_token", error_description="{}""#,
-            other.to_string().replace('"', "'")
-        ),
-    }
 }
 
 /// RFC 9457 problem details.
@@ -209,45 +178,3 @@ pub struct Problem {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn body(resp: &http::Response<String>) -> serde_json::Value {
-        serde_json::from_str(resp.body()).expect("problem body is JSON")
-    }
-
-    #[test]
-    fn validation_lists_fields() {
-        let err = Error::Validation(vec![FieldError::new("limit", "must be 1..100")]);
-        let resp = err.to_response();
-        assert_eq!(resp.status(), 422);
-        assert_eq!(resp.headers()[http::header::CONTENT_TYPE], PROBLEM_JSON);
-        let b = body(&resp);
-        assert_eq!(b["status"], 422);
-        assert_eq!(b["type"], "/problems/invalid-request");
-        assert_eq!(b["errors"][0]["field"], "limit");
-    }
-
-    #[test]
-    fn unauthorized_names_reason_in_challenge_and_detail() {
-        let resp = Error::from(AuthError::Expired).to_response();
-        assert_eq!(resp.status(), 401);
-        assert_eq!(
-            resp.headers()[http::header::WWW_AUTHENTICATE],
-            r#"Bearer realm="jobmatch", error="invalid_token", error_description="token expired""#
-        );
-        assert_eq!(body(&resp)["detail"], "token expired");
-    }
-
-    #[test]
-    fn internal_details_stay_in_the_log() {
-        let resp = Error::Internal("db password is hunter2".into()).to_response();
-        assert_eq!(resp.status(), 500);
-        assert!(!resp.body().contains("hunter2"));
-        let resp = Error::unavailable("postgres", "conn refused at 10.0.0.1").to_response();
-        assert_eq!(resp.status(), 503);
-        assert!(!resp.body().contains("10.0.0.1"));
-    }
-}

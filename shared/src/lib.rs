@@ -8,6 +8,7 @@ pub mod aws;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod http_client;
 pub mod idempotency;
 pub mod jwt_crypto;

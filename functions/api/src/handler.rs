@@ -13,6 +13,7 @@ use serde_json::json;
 use shared::auth::{Caller, Verifier};
 use shared::domain::{MatchRequest, MatchResult, QuerySource, Task, TaskStatus};
 use shared::error::{Error, FieldError, Result};
+use shared::http;
 use shared::idempotency;
 use shared::ports::{
     IdempotentTaskStore, JobIndex, MatchCache, NoCache, NoModel, TaskQueue, TaskStore,
@@ -96,31 +97,19 @@ impl Default for HealthCache {
 impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCache> App<S, Q, J, C> {
     /// Routes a request; every error becomes a problem+json response here.
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        let result = match (req.method(), req.uri().path().trim_end_matches('/')) {
-            (&Method::POST, "/jobs/match") => self.submit(&req).await,
-            (&Method::POST, "/jobs/match/legacy") => self.legacy(&req).await,
-            (&Method::GET, "/health") => Ok(self.health().await),
-            (method, path) => Err(Error::NoRoute(format!("{method} {path}"))),
-        };
-        result.unwrap_or_else(|err| {
-            if err.status() >= 500 {
-                tracing::error!(error = %err, "request failed");
-            }
-            err.to_response().map(Body::from)
-        })
-    }
-
-    async fn caller(&self, req: &Request) -> Result<Caller> {
-        let header = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        self.verifier.caller_from_header(header).await
+        http::respond(
+            match (req.method(), req.uri().path().trim_end_matches('/')) {
+                (&Method::POST, "/jobs/match") => self.submit(&req).await,
+                (&Method::POST, "/jobs/match/legacy") => self.legacy(&req).await,
+                (&Method::GET, "/health") => Ok(self.health().await),
+                (method, path) => Err(Error::NoRoute(format!("{method} {path}"))),
+            },
+        )
     }
 
     /// Authentication first, then the body: 413, 415, 400, 422 in that order.
     async fn caller_and_request(&self, req: &Request) -> Result<(Caller, MatchRequest)> {
-        let caller = self.caller(req).await?;
+        let caller = http::caller(&self.verifier, req.headers()).await?;
         let body = req.body().as_ref();
         if body.len() > shared::request::MAX_BODY_BYTES {
             return Err(Error::PayloadTooLarge(shared::request::MAX_BODY_BYTES));
@@ -175,16 +164,14 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
             }
         };
         let status_url = format!("/jobs/match/status/{}", task.task_id);
-        let expires_at = chrono::DateTime::from_timestamp(task.expires_at, 0)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         let body = json!({
             "task_id": task.task_id,
             "status": task.status,
             "created_at": task.created_at,
-            "expires_at": expires_at,
+            "expires_at": http::rfc3339_secs(task.expires_at),
             "links": {"status": status_url},
         });
-        let mut resp = json_response(StatusCode::ACCEPTED, &body);
+        let mut resp: Response<Body> = http::json(StatusCode::ACCEPTED, &body);
         let headers = resp.headers_mut();
         if let Ok(location) = status_url.parse() {
             headers.insert(header::LOCATION, location);
@@ -209,7 +196,7 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
                 service::run_match(&self.index, &NoModel, &self.cache, &caller.0, &request).await?
             }
         };
-        Ok(json_response(
+        Ok(http::json(
             StatusCode::OK,
             &json!({"status": "completed", "result": result}),
         ))
@@ -269,14 +256,14 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
     /// new one otherwise; the body is the same either way.
     async fn health(&self) -> Response<Body> {
         if let Some((status, body)) = self.health_cache.fresh(tokio::time::Instant::now()) {
-            return json_response(status, &body);
+            return http::json(status, &body);
         }
         // The window starts when the probes start: their answers are at most
         // this old.
         let started = tokio::time::Instant::now();
         let (status, body) = self.deep_health().await;
         self.health_cache.store(started, status, &body);
-        json_response(status, &body)
+        http::json(status, &body)
     }
 
     /// Checks each dependency concurrently, each within its own timeout.
@@ -287,7 +274,8 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
             check(self.queue.ping()),
         );
         let timeout_ms = HEALTH_TIMEOUT.as_millis() as u64;
-        let component = |(outcome, ms): &(Result<Option<String>>, f64)| match outcome {
+        let component = |(outcome, ms): &(Result<Option<String>, ProbeFailure>, f64)| match outcome
+        {
             Ok(pgvector) => {
                 let mut c = json!({"status": "ok", "latency_ms": ms, "timeout_ms": timeout_ms});
                 if let Some(v) = pgvector {
@@ -333,29 +321,32 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
     }
 }
 
+/// Why a health probe reports its component down.
+enum ProbeFailure {
+    /// No answer within `HEALTH_TIMEOUT`.
+    TimedOut,
+    Failed(Error),
+}
+
 /// Runs one health probe within the timeout; returns its outcome and latency.
 async fn check<T: HealthDetail>(
     probe: impl std::future::Future<Output = Result<T>>,
-) -> (Result<Option<String>>, f64) {
+) -> (Result<Option<String>, ProbeFailure>, f64) {
     let started = Instant::now();
     let outcome = match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
-        Ok(r) => r.map(HealthDetail::detail),
-        Err(_) => Err(Error::Internal(TIMED_OUT.into())),
+        Ok(r) => r.map(HealthDetail::detail).map_err(ProbeFailure::Failed),
+        Err(_) => Err(ProbeFailure::TimedOut),
     };
     let ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
     (outcome, ms)
 }
 
-const TIMED_OUT: &str = "timed out";
-
 /// The reason a component is down, without internals (addresses, messages).
-fn health_error(err: &Error) -> String {
-    match err {
-        Error::Internal(m) if m == TIMED_OUT => {
-            format!("no answer within {} ms", HEALTH_TIMEOUT.as_millis())
-        }
-        Error::Unavailable { .. } => "unavailable".into(),
-        other => other.code().replace('_', " "),
+fn health_error(failure: &ProbeFailure) -> String {
+    match failure {
+        ProbeFailure::TimedOut => format!("no answer within {} ms", HEALTH_TIMEOUT.as_millis()),
+        ProbeFailure::Failed(Error::Unavailable { .. }) => "unavailable".into(),
+        ProbeFailure::Failed(other) => other.code().replace('_', " "),
     }
 }
 
@@ -372,20 +363,6 @@ impl HealthDetail for String {
     fn detail(self) -> Option<String> {
         Some(self)
     }
-}
-
-fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(Body::from(body.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    resp
 }
 
 #[cfg(test)]

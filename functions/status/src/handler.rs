@@ -13,6 +13,7 @@ use serde_json::json;
 use shared::auth::{Caller, Verifier};
 use shared::domain::{Task, DEFAULT_LIMIT, MAX_LIMIT};
 use shared::error::{Error, FieldError, Result};
+use shared::http;
 use shared::ports::{PageCursor, TaskLister, TaskStore};
 
 const PREFIX: &str = "/jobs/match/status/";
@@ -63,12 +64,7 @@ fn is_task_id(id: &str) -> bool {
 
 impl<S: TaskStore + TaskLister> App<S> {
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        self.route(&req).await.unwrap_or_else(|err| {
-            if err.status() >= 500 {
-                tracing::error!(error = %err, "request failed");
-            }
-            err.to_response().map(Body::from)
-        })
+        http::respond(self.route(&req).await)
     }
 
     async fn route(&self, req: &Request) -> Result<Response<Body>> {
@@ -79,11 +75,7 @@ impl<S: TaskStore + TaskLister> App<S> {
                 req.uri().path()
             )));
         }
-        let header = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let caller = self.verifier.caller_from_header(header).await?;
+        let caller = http::caller(&self.verifier, req.headers()).await?;
         if req.uri().path().trim_end_matches('/') == TASKS {
             self.list(req, &caller).await
         } else {
@@ -138,7 +130,7 @@ impl<S: TaskStore + TaskLister> App<S> {
             "tasks": tasks,
             "next_cursor": page.next.as_ref().map(encode_cursor),
         });
-        Ok(json_response(body))
+        Ok(http::json(StatusCode::OK, &body))
     }
 
     /// `GET /jobs/match/status/{task_id}`
@@ -158,7 +150,7 @@ impl<S: TaskStore + TaskLister> App<S> {
             "status": task.status,
             "created_at": task.created_at,
             "updated_at": task.updated_at,
-            "expires_at": expires_at(&task),
+            "expires_at": http::rfc3339_secs(task.expires_at),
             "attempts": task.attempts,
         });
         if let Some(t) = task.started_at {
@@ -173,18 +165,13 @@ impl<S: TaskStore + TaskLister> App<S> {
         if let Some(e) = &task.error {
             body["error"] = json!(e);
         }
-        let mut resp = json_response(body);
+        let mut resp: Response<Body> = http::json(StatusCode::OK, &body);
         if !task.status.is_finished() {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         Ok(resp)
     }
-}
-
-fn expires_at(task: &Task) -> Option<String> {
-    chrono::DateTime::from_timestamp(task.expires_at, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// A task in the listing: its state, not its result.
@@ -194,25 +181,10 @@ fn summary(task: &Task) -> serde_json::Value {
         "status": task.status,
         "created_at": task.created_at,
         "updated_at": task.updated_at,
-        "expires_at": expires_at(task),
+        "expires_at": http::rfc3339_secs(task.expires_at),
         "attempts": task.attempts,
         "links": {"status": format!("{PREFIX}{}", task.task_id)},
     })
-}
-
-fn json_response(body: serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(Body::from(body.to_string()));
-    *resp.status_mut() = StatusCode::OK;
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    resp
 }
 
 /// The `{task_id}` path parameter; when invoked without API Gateway (no path

@@ -24,6 +24,48 @@ pub const OWNER_INDEX: &str = "owner-created_at";
 /// skipped), so that it always answers promptly.
 const MAX_QUERY_ROUNDS: usize = 5;
 
+/// The state changes the store writes. Each knows its update expression and
+/// the placeholders it uses for DynamoDB's reserved words (`result`,
+/// `error`; `#status` is always named, as every condition reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Update {
+    /// `pending` (or `processing` with an expired lease) → `processing`.
+    Claim,
+    Complete,
+    Fail,
+    /// Gives the lease back.
+    Release,
+}
+
+impl Update {
+    fn expression(self) -> &'static str {
+        match self {
+            Update::Claim => {
+                "SET #status = :processing, attempts = if_not_exists(attempts, :zero) + :one, \
+                 started_at = :now, updated_at = :now, lease_until = :lease"
+            }
+            Update::Complete => {
+                "SET #status = :completed, #result = :result, completed_at = :now, \
+                 updated_at = :now REMOVE lease_until"
+            }
+            Update::Fail => {
+                "SET #status = :failed, #error = :error, completed_at = :now, updated_at = :now \
+                 REMOVE lease_until"
+            }
+            Update::Release => "SET lease_until = :released, updated_at = :now",
+        }
+    }
+
+    /// The placeholders besides `#status`, with the attributes they stand for.
+    fn names(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Update::Complete => &[("#result", "result")],
+            Update::Fail => &[("#error", "error")],
+            Update::Claim | Update::Release => &[],
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct DynamoTaskStore {
     client: Client,
@@ -82,7 +124,7 @@ impl DynamoTaskStore {
     async fn update(
         &self,
         task_id: &str,
-        update: &str,
+        update: Update,
         condition: &str,
         values: Vec<(&str, AttributeValue)>,
         return_new: bool,
@@ -92,15 +134,13 @@ impl DynamoTaskStore {
             .update_item()
             .table_name(&self.table)
             .key("task_id", s(task_id))
-            .update_expression(update)
+            .update_expression(update.expression())
             .condition_expression(condition)
+            // Every condition names the status.
             .expression_attribute_names("#status", "status")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if update.contains("#result") {
-            req = req.expression_attribute_names("#result", "result");
-        }
-        if update.contains("#error") {
-            req = req.expression_attribute_names("#error", "error");
+        for (placeholder, name) in update.names() {
+            req = req.expression_attribute_names(*placeholder, *name);
         }
         if return_new {
             req = req.return_values(ReturnValue::AllNew);
@@ -135,7 +175,7 @@ impl DynamoTaskStore {
         &self,
         task_id: &str,
         fence: Fence,
-        update: &str,
+        update: Update,
         mut values: Vec<(&str, AttributeValue)>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
@@ -175,8 +215,7 @@ impl TaskStore for DynamoTaskStore {
         let outcome = self
             .update(
                 task_id,
-                "SET #status = :processing, attempts = if_not_exists(attempts, :zero) + :one, \
-                 started_at = :now, updated_at = :now, lease_until = :lease",
+                Update::Claim,
                 "attribute_exists(task_id) AND expires_at > :now_secs AND \
                  (#status = :pending OR (#status = :processing AND lease_until < :now_ms))",
                 vec![
@@ -222,8 +261,7 @@ impl TaskStore for DynamoTaskStore {
         self.finish(
             task_id,
             fence,
-            "SET #status = :completed, #result = :result, completed_at = :now, updated_at = :now \
-             REMOVE lease_until",
+            Update::Complete,
             vec![
                 (":completed", s(TaskStatus::Completed.as_str())),
                 (":result", attr(result)?),
@@ -243,8 +281,7 @@ impl TaskStore for DynamoTaskStore {
         self.finish(
             task_id,
             fence,
-            "SET #status = :failed, #error = :error, completed_at = :now, updated_at = :now \
-             REMOVE lease_until",
+            Update::Fail,
             vec![
                 (":failed", s(TaskStatus::Failed.as_str())),
                 (":error", attr(error)?),
@@ -258,7 +295,7 @@ impl TaskStore for DynamoTaskStore {
         self.finish(
             task_id,
             Fence::Attempt(attempt),
-            "SET lease_until = :released, updated_at = :now",
+            Update::Release,
             vec![(":released", n(0))],
             now,
         )
@@ -368,5 +405,32 @@ impl TaskLister for DynamoTaskStore {
             None => None,
         };
         Ok(TaskPage { tasks, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Update;
+
+    /// DynamoDB refuses a name placeholder that its expressions do not use,
+    /// and an expression that uses one it was not given.
+    #[test]
+    fn each_update_names_exactly_the_placeholders_it_uses() {
+        for update in [
+            Update::Claim,
+            Update::Complete,
+            Update::Fail,
+            Update::Release,
+        ] {
+            let mut used: Vec<&str> = update
+                .expression()
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '#'))
+                .filter(|w| w.starts_with('#') && *w != "#status")
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            let named: Vec<&str> = update.names().iter().map(|(p, _)| *p).collect();
+            assert_eq!(used, named, "{update:?}");
+        }
     }
 }
