@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use serde::Serialize;
+use shared::adapters::db_connect::{password_pool, PoolSize};
 use shared::adapters::postgres::{self, PgJobIndex, DEFAULT_EXACT_SCAN_MAX_ROWS};
 
 #[derive(Parser)]
@@ -217,7 +218,7 @@ async fn run(args: Args) -> Result<()> {
             jwt_secret: args.jwt_secret.clone().context("JWT_SECRET is not set")?,
             functions_profile: args.functions_profile.clone(),
             index: PgJobIndex::new(
-                postgres::lazy_pool(database_url()?, 4)?,
+                password_pool(database_url()?, PoolSize::new(4))?,
                 DEFAULT_EXACT_SCAN_MAX_ROWS,
             ),
             texts: queries
@@ -233,7 +234,7 @@ async fn run(args: Args) -> Result<()> {
     };
 
     let relevance = if run_relevance {
-        let pool = postgres::lazy_pool(database_url()?, 2)?;
+        let pool = password_pool(database_url()?, PoolSize::new(2))?;
         Some(relevance::measure(&pool, args.relevance_exact_scan_max_rows, &queries).await?)
     } else {
         None

@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use pgvector::Vector;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
+use crate::adapters::db_connect::Db;
 use crate::domain::{Candidate, EmploymentType, Filters};
 use crate::error::{Error, Result};
 use crate::ports::{JobIndex, Neighbours, Query};
@@ -140,24 +141,6 @@ fn db_err(err: sqlx::Error) -> Error {
     }
 }
 
-/// A pool that connects on first use, so that a cold start never fails on it.
-pub fn lazy_pool(database_url: &str, max_connections: u32) -> Result<PgPool> {
-    lazy_pool_with(database_url, max_connections, Duration::from_secs(5))
-}
-
-/// `lazy_pool` with its acquire timeout, which must stay below the function timeout.
-pub fn lazy_pool_with(
-    database_url: &str,
-    max_connections: u32,
-    acquire_timeout: Duration,
-) -> Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(acquire_timeout)
-        .connect_lazy(database_url)
-        .map_err(|e| Error::Internal(format!("DATABASE_URL: {e}")))
-}
-
 /// How the nearest candidates are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -182,7 +165,7 @@ pub const MAX_SCAN_TUPLES: u32 = 20_000;
 
 #[derive(Clone, Debug)]
 pub struct PgJobIndex {
-    pool: PgPool,
+    db: Db,
     /// Up to this many rows passing the filters are searched exactly.
     exact_scan_max_rows: i64,
     /// Filters that PostgreSQL estimates to pass more rows than this go
@@ -218,9 +201,9 @@ struct Opening {
 }
 
 impl PgJobIndex {
-    pub fn new(pool: PgPool, exact_scan_max_rows: i64) -> PgJobIndex {
+    pub fn new(db: impl Into<Db>, exact_scan_max_rows: i64) -> PgJobIndex {
         PgJobIndex {
-            pool,
+            db: db.into(),
             exact_scan_max_rows,
             estimate_gate: exact_scan_max_rows,
             max_scan_tuples: MAX_SCAN_TUPLES,
@@ -249,8 +232,8 @@ impl PgJobIndex {
         self
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// One round trip: the transaction's settings (`statement_timeout`, and
@@ -316,7 +299,7 @@ impl PgJobIndex {
         count: u32,
         force: Option<Plan>,
     ) -> Result<(Neighbours, Plan)> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.db.pool().await?.begin().await.map_err(db_err)?;
         let (rows, plan, profile_skills) = self.run(&mut tx, query, filters, count, force).await?;
         tx.commit().await.map_err(db_err)?;
         let mut candidates = rows
@@ -411,7 +394,7 @@ impl PgJobIndex {
         filters: &Filters,
         count: u32,
     ) -> Result<(Plan, serde_json::Value)> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.db.pool().await?.begin().await.map_err(db_err)?;
         let (_, plan, _) = self
             .run(&mut tx, Query::Embedding(embedding), filters, count, None)
             .await?;
@@ -589,7 +572,7 @@ impl JobIndex for PgJobIndex {
         sqlx::query_scalar::<_, String>(
             "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool().await?)
         .await
         .map_err(db_err)?
         .ok_or_else(|| Error::unavailable(COMPONENT, "the vector extension is not installed"))
