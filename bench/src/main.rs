@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use serde::Serialize;
+use shared::adapters::db_connect::{password_pool, PoolSize};
 use shared::adapters::postgres::{self, PgJobIndex};
 
 #[derive(Parser)]
@@ -243,7 +244,7 @@ async fn run(args: Args) -> Result<()> {
             tasks_table: args.tasks_table.clone().context("TASKS_TABLE is not set")?,
             jwt_secret: args.jwt_secret.clone().context("JWT_SECRET is not set")?,
             functions_profile: args.functions_profile.clone(),
-            index: PgJobIndex::new(postgres::lazy_pool(database_url()?, 4)?, None),
+            index: PgJobIndex::new(password_pool(database_url()?, PoolSize::new(4))?, None),
             texts: queries
                 .iter()
                 .map(|q| (q.text.clone(), q.skills.clone()))
@@ -282,7 +283,7 @@ async fn run(args: Args) -> Result<()> {
     };
 
     let relevance = if run_relevance {
-        let pool = postgres::lazy_pool(database_url()?, 2)?;
+        let pool = password_pool(database_url()?, PoolSize::new(2))?;
         Some(relevance::measure(&pool, args.relevance_exact_scan_max_rows, &queries).await?)
     } else {
         None

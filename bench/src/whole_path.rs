@@ -240,7 +240,7 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
     let api_url = format!("{base}/2015-03-31/functions/api/invocations");
     let owner = "demo-user";
     let demo_jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
-        .fetch_one(stack.index.pool())
+        .fetch_one(stack.index.db().pool().await?)
         .await
         .context("demo database")?;
 

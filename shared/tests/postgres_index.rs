@@ -559,13 +559,13 @@ async fn a_match_is_at_most_two_round_trips(pool: PgPool) {
     let options = (*pool.connect_options()).clone();
     let (port, trips) = counting_proxy((options.get_host().to_owned(), options.get_port())).await;
     // The functions' own pool, through the proxy.
-    let counted = shared::adapters::postgres::lazy_pool(
+    let counted = shared::adapters::db_connect::password_pool(
         &format!(
             "postgres://{}@127.0.0.1:{port}/{}?sslmode=disable",
             options.get_username(),
             options.get_database().expect("a database")
         ),
-        1,
+        shared::adapters::db_connect::PoolSize::new(1),
     )
     .expect("pool through the proxy");
     let index = PgJobIndex::new(counted, 15);

@@ -8,9 +8,8 @@ use std::time::Duration;
 use api::handler;
 use lambda_http::{Error, Request, RequestExt};
 use shared::adapters::cache::PgMatchCache;
-use shared::adapters::{
-    db_connect::Db, dynamo::DynamoTaskStore, postgres, secrets, sqs::SqsTaskQueue,
-};
+use shared::adapters::db_connect::{Db, PoolSize};
+use shared::adapters::{dynamo::DynamoTaskStore, postgres, secrets, sqs::SqsTaskQueue};
 use shared::config::{from_env, ApiConfig, AuthConfig, CacheConfig, DbAuthConfig};
 
 #[tokio::main]
@@ -25,30 +24,26 @@ async fn main() -> Result<(), Error> {
     let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
     let db = Db::connect(
         config.database_url.expose(),
-        config.db_max_connections,
         db_auth.db_auth,
         &aws,
+        PoolSize::new(config.db_max_connections),
     )
     .await?;
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
-        index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows),
-        cache: PgMatchCache::new(db.pool().clone(), cache.limits()),
+        index: postgres::PgJobIndex::new(db.clone(), config.exact_scan_max_rows),
+        cache: PgMatchCache::new(db, cache.limits()),
         verifier,
         task_ttl_secs: config.task_ttl_secs,
         legacy_text_wait: Duration::from_millis(config.legacy_text_wait_ms),
         health_cache: handler::HealthCache::default(),
     };
-    let (app, db) = (&app, &db);
+    let app = &app;
     let metrics = &metrics;
     lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
         let request_id = req.lambda_context_ref().map(|c| c.request_id.clone());
         metrics.start(&request_id.unwrap_or_default());
-        // A fresh RDS IAM token for connections opened in this invocation.
-        if let Err(e) = db.refresh().await {
-            tracing::warn!(error = %e, "cannot refresh the database token");
-        }
         let response = app.handle(req).await;
         metrics.finish();
         Ok::<_, Error>(response)

@@ -6,8 +6,9 @@
 use api::handler::{App, HEALTH_TIMEOUT};
 use lambda_http::{Body, Request};
 use serde_json::{json, Value};
+use shared::adapters::db_connect::{password_pool, PoolSize};
 use shared::adapters::dynamo::DynamoTaskStore;
-use shared::adapters::postgres::{lazy_pool, PgJobIndex};
+use shared::adapters::postgres::PgJobIndex;
 use shared::adapters::sqs::SqsTaskQueue;
 use shared::auth::Verifier;
 
@@ -57,7 +58,10 @@ async fn all_up_is_200_with_each_component() {
     let app = App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), env("TASKS_TABLE")),
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), env("QUEUE_URL")),
-        index: PgJobIndex::new(lazy_pool(&env("DATABASE_URL"), 1).expect("pool"), 20_000),
+        index: PgJobIndex::new(
+            password_pool(&env("DATABASE_URL"), PoolSize::new(1)).expect("pool"),
+            20_000,
+        ),
         verifier: Verifier::hs256(b"unused", 0),
         task_ttl_secs: 60,
         legacy_text_wait: std::time::Duration::from_millis(300),
@@ -94,7 +98,11 @@ async fn missing_and_hung_dependencies_are_503_and_named() {
             format!("http://{hole}/000000000000/q"),
         ),
         index: PgJobIndex::new(
-            lazy_pool(&format!("postgres://postgres@{hole}/jobmatch"), 1).expect("pool"),
+            password_pool(
+                &format!("postgres://postgres@{hole}/jobmatch"),
+                PoolSize::new(1),
+            )
+            .expect("pool"),
             20_000,
         ),
         verifier: Verifier::hs256(b"unused", 0),

@@ -7,7 +7,7 @@ pub mod handler;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
-use shared::adapters::db_connect::Db;
+use shared::adapters::db_connect::{Db, PoolSize};
 use shared::adapters::postgres::MIGRATOR;
 use shared::config::DbAuth;
 use shared::http_client::HttpClient;
@@ -61,10 +61,8 @@ impl handler::Migrate for PgMigrator {
         // Wait for a first connection; it goes back to the pool (of one)
         // for the migrator to take.
         loop {
-            if let Err(e) = self.db.refresh().await {
-                return Err(e.to_string());
-            }
-            match self.db.pool().acquire().await {
+            let pool = self.db.pool().await.map_err(|e| e.to_string())?;
+            match pool.acquire().await {
                 Ok(_conn) => break,
                 Err(e) if tokio::time::Instant::now() + delay < deadline => {
                     tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "cannot connect yet");
@@ -77,7 +75,7 @@ impl handler::Migrate for PgMigrator {
         // Through the pool: `Migrator::run(&mut PgConnection)` is not Send
         // enough for an async trait method (sqlx's Acquire lifetimes).
         MIGRATOR
-            .run(self.db.pool())
+            .run(self.db.pool().await.map_err(|e| e.to_string())?)
             .await
             .map_err(|e| format!("migrating: {e}"))?;
         let mut done = match MIGRATOR.iter().last() {
@@ -88,6 +86,8 @@ impl handler::Migrate for PgMigrator {
             let mut conn = self
                 .db
                 .pool()
+                .await
+                .map_err(|e| e.to_string())?
                 .acquire()
                 .await
                 .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
@@ -127,7 +127,7 @@ impl Migrator {
         aws: &SdkConfig,
         functions_login: Option<FunctionsLogin>,
     ) -> Migrator {
-        match Db::connect(database_url, 1, auth, aws).await {
+        match Db::connect(database_url, auth, aws, PoolSize::new(1)).await {
             Ok(db) => Migrator::Ready(Box::new(PgMigrator {
                 db,
                 functions_login,

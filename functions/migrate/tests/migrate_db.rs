@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest as Request;
 use migrate_fn::handler::{self, Respond};
 use migrate_fn::{FunctionsLogin, PgMigrator};
-use shared::adapters::db_connect::Db;
+use shared::adapters::db_connect::{Db, PoolSize};
 use shared::config::DbAuth;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row};
@@ -52,7 +52,9 @@ fn admin_url() -> String {
 async fn migrator(url: &str, functions_login: Option<FunctionsLogin>) -> PgMigrator {
     let aws = aws_config::SdkConfig::builder().build();
     PgMigrator {
-        db: Db::connect(url, 1, DbAuth::Password, &aws).await.unwrap(),
+        db: Db::connect(url, DbAuth::Password, &aws, PoolSize::new(1))
+            .await
+            .unwrap(),
         functions_login,
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::cache::PgMatchCache;
-use shared::adapters::{db_connect::Db, dynamo::DynamoTaskStore, postgres};
+use shared::adapters::db_connect::{Db, PoolSize};
+use shared::adapters::{dynamo::DynamoTaskStore, postgres};
 use shared::config::{from_env, CacheConfig, DbAuthConfig, WorkerConfig};
 
 #[tokio::main]
@@ -30,33 +31,29 @@ async fn main() -> Result<(), Error> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let embedder = embed::ModelEmbedder::new(model, cores);
     let aws = shared::aws::load_for_function().await?;
-    let db = Db::connect_with(
+    let db = Db::connect(
         config.database_url.expose(),
-        config.db_max_connections,
         db_auth.db_auth,
         &aws,
-        Duration::from_millis(config.db_acquire_timeout_ms),
+        PoolSize::new(config.db_max_connections)
+            .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms)),
     )
     .await?;
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
-        index: postgres::PgJobIndex::new(db.pool().clone(), config.exact_scan_max_rows),
+        index: postgres::PgJobIndex::new(db.clone(), config.exact_scan_max_rows),
         embedder,
-        cache: PgMatchCache::new(db.pool().clone(), cache.limits()),
+        cache: PgMatchCache::new(db, cache.limits()),
         max_receive_count: config.max_receive_count,
         concurrency: config.db_max_connections as usize,
         deadline_margin: Duration::from_millis(config.deadline_margin_ms),
     };
-    let (app, db) = (&app, &db);
+    let app = &app;
     let fallback_timeout = Duration::from_millis(config.fallback_timeout_ms);
     let metrics = &metrics;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<SqsEvent>| async move {
             metrics.start(&event.context.request_id);
-            // A fresh RDS IAM token for connections opened in this invocation.
-            if let Err(e) = db.refresh().await {
-                tracing::warn!(error = %e, "cannot refresh the database token");
-            }
             let deadline_ms = handler::deadline_or(event.context.deadline, fallback_timeout);
             let response = app.handle(event.payload, deadline_ms).await;
             metrics.finish();

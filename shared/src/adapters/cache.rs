@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use pgvector::Vector;
-use sqlx::postgres::PgPool;
 use sqlx::Row;
 
+use crate::adapters::db_connect::Db;
 use crate::domain::MatchResult;
 use crate::error::{Error, Result};
 use crate::ports::{CacheKey, DataVersions, Lookup, MatchCache};
@@ -33,13 +33,16 @@ pub struct CacheLimits {
 
 #[derive(Clone)]
 pub struct PgMatchCache {
-    pool: PgPool,
+    db: Db,
     limits: CacheLimits,
 }
 
 impl PgMatchCache {
-    pub fn new(pool: PgPool, limits: CacheLimits) -> PgMatchCache {
-        PgMatchCache { pool, limits }
+    pub fn new(db: impl Into<Db>, limits: CacheLimits) -> PgMatchCache {
+        PgMatchCache {
+            db: db.into(),
+            limits,
+        }
     }
 }
 
@@ -73,7 +76,7 @@ impl MatchCache for PgMatchCache {
             )
             .bind(&key[..]),
         }
-        .fetch_one(&self.pool)
+        .fetch_one(self.db.pool().await?)
         .await
         .map_err(db_err)?;
         let result: Option<sqlx::types::Json<MatchResult>> =
@@ -125,7 +128,7 @@ impl MatchCache for PgMatchCache {
         .bind(secs(self.limits.result_ttl))
         .bind(self.limits.max_results)
         .bind(EVICT_BATCH)
-        .execute(&self.pool)
+        .execute(self.db.pool().await?)
         .await
         .map_err(db_err)?;
         Ok(())
@@ -136,7 +139,7 @@ impl MatchCache for PgMatchCache {
             "SELECT embedding FROM embedding_cache WHERE key = $1 AND expires_at > now()",
         )
         .bind(&key[..])
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool().await?)
         .await
         .map_err(db_err)?;
         Ok(row.map(Vec::from))
@@ -165,7 +168,7 @@ impl MatchCache for PgMatchCache {
         .bind(secs(self.limits.embedding_ttl))
         .bind(self.limits.max_embeddings)
         .bind(EVICT_BATCH)
-        .execute(&self.pool)
+        .execute(self.db.pool().await?)
         .await
         .map_err(db_err)?;
         Ok(())

@@ -1,18 +1,19 @@
-//! How the functions reach PostgreSQL. Locally (and through a bastion) a
-//! plain `DATABASE_URL` with a password; in AWS, RDS IAM authentication
-//! through RDS Proxy (`DB_AUTH=iam`): `DATABASE_URL` then names host, port,
-//! user and database without a password, and each new connection presents a
-//! SigV4-signed token (valid 15 minutes) as its password.
+//! How the functions reach PostgreSQL, and the one place pools are built.
+//! Locally (and through a bastion) a plain `DATABASE_URL` with a password;
+//! in AWS, RDS IAM authentication through RDS Proxy (`DB_AUTH=iam`):
+//! `DATABASE_URL` then names host, port, user and database without a
+//! password, and each new connection presents a SigV4-signed token (valid
+//! 15 minutes) as its password.
 //!
-//! sqlx 0.9 has no per-connection password callback, so `Db::refresh` swaps
-//! the pool's connect options (`Pool::set_connect_options`) for ones with a
-//! fresh token whenever the current token is older than `TOKEN_REFRESH_AFTER`.
-//! Entry points call it at the start of every invocation: signing is local
-//! (no network call) and cheap, and a Lambda container is frozen between
-//! invocations, so a timer task could not be relied on.
+//! sqlx 0.9 has no per-connection password callback, so a [`Db`] hands its
+//! pool out only through [`Db::pool`], which first gives the pool a fresh
+//! token (`Pool::set_connect_options`) once the current one is
+//! `TOKEN_REFRESH_AFTER` old. Signing is local (no network call) and cheap,
+//! and a Lambda container is frozen between invocations, so a timer task
+//! could not be relied on.
 
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -26,9 +27,10 @@ use aws_types::SdkConfig;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 
 use crate::config::DbAuth;
+use crate::error::Error;
 
-/// Tokens are valid for 15 minutes; a connection opened during an invocation
-/// that started just before the refresh deadline still gets a valid one.
+/// Tokens are valid for 15 minutes; renewing them at 10 leaves a token that
+/// a slow login (or a failed renewal) still finds valid.
 pub const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(10 * 60);
 const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 const SERVICE: &str = "rds-db";
@@ -111,43 +113,6 @@ impl TokenSigner {
     }
 }
 
-struct Iam {
-    base: PgConnectOptions,
-    signer: TokenSigner,
-    credentials: SharedCredentialsProvider,
-    /// When the token in the pool's current options was signed.
-    signed_at: Mutex<SystemTime>,
-}
-
-impl Iam {
-    async fn options_with_fresh_token(
-        &self,
-        now: SystemTime,
-    ) -> Result<PgConnectOptions, DbConnectError> {
-        let credentials = self
-            .credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| DbConnectError::Credentials(e.to_string()))?;
-        let token = self.signer.sign(&credentials, now)?;
-        Ok(self.base.clone().password(&token))
-    }
-}
-
-/// The pool and, in IAM mode, what keeps its password fresh.
-pub struct Db {
-    pool: PgPool,
-    iam: Option<Iam>,
-}
-
-impl std::fmt::Debug for Db {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db")
-            .field("iam", &self.iam.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
 /// Parses `DATABASE_URL`; in IAM mode also checks it has no password and
 /// raises the TLS mode to `verify-full` unless the URL already requires TLS
 /// (RDS Proxy refuses IAM logins without TLS; its certificate is a public one).
@@ -173,23 +138,210 @@ pub fn connect_options(
     }
 }
 
-/// Builds the IAM state for `base` from the SDK config's region and credentials.
-fn iam_for(base: &PgConnectOptions, aws: &SdkConfig) -> Result<Iam, DbConnectError> {
-    let region = aws.region().ok_or(DbConnectError::NoRegion)?;
-    let credentials = aws
-        .credentials_provider()
-        .ok_or_else(|| DbConnectError::Credentials("no credentials provider".into()))?;
-    Ok(Iam {
-        base: base.clone(),
-        signer: TokenSigner::new(
-            base.get_host(),
-            base.get_port(),
-            base.get_username(),
-            region.as_ref(),
-        ),
-        credentials,
-        signed_at: Mutex::new(SystemTime::UNIX_EPOCH),
-    })
+/// How many connections a pool opens, and how long a caller waits for one
+/// (which must stay below the function's timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSize {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl PoolSize {
+    /// Up to `max_connections`, waiting 5 s for one.
+    pub fn new(max_connections: u32) -> PoolSize {
+        PoolSize {
+            max_connections,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub fn acquire_timeout(self, acquire_timeout: Duration) -> PoolSize {
+        PoolSize {
+            acquire_timeout,
+            ..self
+        }
+    }
+}
+
+/// An idle connection older than this is pinged before use.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// The one pool builder. Lazy: a cold start never fails on the database.
+fn lazy_pool(options: PgConnectOptions, size: PoolSize) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(size.max_connections)
+        .acquire_timeout(size.acquire_timeout)
+        // sqlx pings each connection as it returns to the pool; a ping on
+        // every acquire as well would be a second round trip before each
+        // match. Only a connection idle long enough for a proxy or server to
+        // have dropped it (a Lambda instance frozen between invocations) is
+        // pinged first.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > STALE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_lazy_with(options)
+}
+
+/// A pool for a URL that holds its password (tests, the benchmark): its
+/// login never goes stale, so it needs no [`Db`].
+pub fn password_pool(database_url: &str, size: PoolSize) -> Result<PgPool, DbConnectError> {
+    Ok(lazy_pool(
+        connect_options(database_url, DbAuth::Password)?,
+        size,
+    ))
+}
+
+/// The pool of a function. It cannot be used with a stale IAM token: the
+/// only way to it, [`Db::pool`], renews a token that is due first.
+#[derive(Clone)]
+pub struct Db {
+    pool: PgPool,
+    tokens: Option<Arc<Tokens>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("iam", &self.tokens.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pool whose URL holds its password (tests, the benchmark).
+impl From<PgPool> for Db {
+    fn from(pool: PgPool) -> Db {
+        Db { pool, tokens: None }
+    }
+}
+
+impl Db {
+    /// The pool for `DATABASE_URL`; in IAM mode it signs the first token now,
+    /// so that missing credentials fail the cold start.
+    pub async fn connect(
+        database_url: &str,
+        auth: DbAuth,
+        aws: &SdkConfig,
+        size: PoolSize,
+    ) -> Result<Db, DbConnectError> {
+        let base = connect_options(database_url, auth)?;
+        match auth {
+            DbAuth::Password => Ok(Db::from(lazy_pool(base, size))),
+            DbAuth::Iam => {
+                let tokens = Tokens::new(&base, aws, Arc::new(SystemTime::now))?;
+                Db::with_tokens(base, size, tokens).await
+            }
+        }
+    }
+
+    async fn with_tokens(
+        base: PgConnectOptions,
+        size: PoolSize,
+        tokens: Tokens,
+    ) -> Result<Db, DbConnectError> {
+        let db = Db {
+            pool: lazy_pool(base, size),
+            tokens: Some(Arc::new(tokens)),
+        };
+        db.renew_if_due().await?;
+        Ok(db)
+    }
+
+    /// The pool, its new connections logging in with a valid token.
+    pub async fn pool(&self) -> crate::error::Result<&PgPool> {
+        self.renew_if_due()
+            .await
+            .map_err(|e| Error::unavailable("postgres", e))?;
+        Ok(&self.pool)
+    }
+
+    async fn renew_if_due(&self) -> Result<(), DbConnectError> {
+        match &self.tokens {
+            Some(tokens) => tokens.renew_if_due(&self.pool).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The time now; tests move it by hand.
+type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// What keeps an IAM pool's password fresh.
+struct Tokens {
+    base: PgConnectOptions,
+    signer: TokenSigner,
+    credentials: SharedCredentialsProvider,
+    clock: Clock,
+    /// When the token in the pool's options was signed; `None` before the
+    /// first. Held while signing, so that concurrent callers sign once.
+    signed_at: tokio::sync::Mutex<Option<SystemTime>>,
+}
+
+impl Tokens {
+    /// The token state for `base`, from the SDK config's region and credentials.
+    fn new(
+        base: &PgConnectOptions,
+        aws: &SdkConfig,
+        clock: Clock,
+    ) -> Result<Tokens, DbConnectError> {
+        let region = aws.region().ok_or(DbConnectError::NoRegion)?;
+        let credentials = aws
+            .credentials_provider()
+            .ok_or_else(|| DbConnectError::Credentials("no credentials provider".into()))?;
+        Ok(Tokens {
+            base: base.clone(),
+            signer: TokenSigner::new(
+                base.get_host(),
+                base.get_port(),
+                base.get_username(),
+                region.as_ref(),
+            ),
+            credentials,
+            clock,
+            signed_at: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    async fn options_with_token(
+        &self,
+        now: SystemTime,
+    ) -> Result<PgConnectOptions, DbConnectError> {
+        let credentials = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| DbConnectError::Credentials(e.to_string()))?;
+        let token = self.signer.sign(&credentials, now)?;
+        Ok(self.base.clone().password(&token))
+    }
+
+    /// Gives `pool` a new token when the current one is due. Open
+    /// connections stay open: a token is checked only at login. A failed
+    /// renewal keeps a token that is still valid, and is tried again next time.
+    async fn renew_if_due(&self, pool: &PgPool) -> Result<(), DbConnectError> {
+        let mut signed_at = self.signed_at.lock().await;
+        let now = (self.clock)();
+        if signed_at.is_some_and(|at| !needs_refresh(at, now)) {
+            return Ok(());
+        }
+        match self.options_with_token(now).await {
+            Ok(options) => {
+                pool.set_connect_options(options);
+                *signed_at = Some(now);
+                Ok(())
+            }
+            Err(e) if signed_at.is_some_and(|at| still_valid(at, now)) => {
+                tracing::warn!(error = %e, "cannot renew the database token; the current one is still valid");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Connect options for one connection made now: in IAM mode with a fresh
@@ -203,83 +355,10 @@ pub async fn options_now(
     match auth {
         DbAuth::Password => Ok(base),
         DbAuth::Iam => {
-            iam_for(&base, aws)?
-                .options_with_fresh_token(SystemTime::now())
+            Tokens::new(&base, aws, Arc::new(SystemTime::now))?
+                .options_with_token(SystemTime::now())
                 .await
         }
-    }
-}
-
-impl Db {
-    /// A lazy pool (a cold start never fails on the database); in IAM mode
-    /// signs the first token now.
-    pub async fn connect(
-        database_url: &str,
-        max_connections: u32,
-        auth: DbAuth,
-        aws: &SdkConfig,
-    ) -> Result<Db, DbConnectError> {
-        Db::connect_with(
-            database_url,
-            max_connections,
-            auth,
-            aws,
-            Duration::from_secs(5),
-        )
-        .await
-    }
-
-    /// `connect` with the pool's acquire timeout, which must stay below the
-    /// function timeout.
-    pub async fn connect_with(
-        database_url: &str,
-        max_connections: u32,
-        auth: DbAuth,
-        aws: &SdkConfig,
-        acquire_timeout: Duration,
-    ) -> Result<Db, DbConnectError> {
-        let base = connect_options(database_url, auth)?;
-        let pool_options = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(acquire_timeout);
-        let iam = match auth {
-            DbAuth::Password => None,
-            DbAuth::Iam => Some(iam_for(&base, aws)?),
-        };
-        let now = SystemTime::now();
-        let first = match &iam {
-            Some(iam) => iam.options_with_fresh_token(now).await?,
-            None => base,
-        };
-        if let Some(iam) = &iam {
-            *iam.signed_at.lock().unwrap_or_else(|p| p.into_inner()) = now;
-        }
-        Ok(Db {
-            pool: pool_options.connect_lazy_with(first),
-            iam,
-        })
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// In IAM mode, gives the pool a new token when the current one is older
-    /// than `TOKEN_REFRESH_AFTER`; a no-op otherwise. Open connections stay
-    /// open: a token is checked only when a connection logs in.
-    pub async fn refresh(&self) -> Result<(), DbConnectError> {
-        let Some(iam) = &self.iam else {
-            return Ok(());
-        };
-        let now = SystemTime::now();
-        let signed_at = *iam.signed_at.lock().unwrap_or_else(|p| p.into_inner());
-        if !needs_refresh(signed_at, now) {
-            return Ok(());
-        }
-        let options = iam.options_with_fresh_token(now).await?;
-        self.pool.set_connect_options(options);
-        *iam.signed_at.lock().unwrap_or_else(|p| p.into_inner()) = now;
-        Ok(())
     }
 }
 
@@ -292,9 +371,17 @@ fn needs_refresh(signed_at: SystemTime, now: SystemTime) -> bool {
     }
 }
 
+/// Whether a token signed at `signed_at` is still accepted at `now`.
+fn still_valid(signed_at: SystemTime, now: SystemTime) -> bool {
+    now.duration_since(signed_at)
+        .is_ok_and(|age| age < TOKEN_LIFETIME)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_credential_types::provider;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
@@ -383,36 +470,169 @@ mod tests {
         assert!(connect_options("not a url", DbAuth::Password).is_err());
     }
 
-    #[tokio::test]
-    async fn iam_mode_signs_at_connect_and_refresh_is_cheap_when_fresh() {
-        let aws = SdkConfig::builder()
+    fn credentials() -> Credentials {
+        Credentials::new("akid", "secret", None, None, "test")
+    }
+
+    fn aws(credentials: SharedCredentialsProvider) -> SdkConfig {
+        SdkConfig::builder()
             .region(aws_types::region::Region::new("us-east-1"))
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "akid", "secret", None, None, "test",
-            )))
+            .credentials_provider(credentials)
             .behavior_version(aws_config::BehaviorVersion::latest())
-            .build();
+            .build()
+    }
+
+    #[tokio::test]
+    async fn iam_mode_signs_at_connect_and_needs_a_region() {
         let db = Db::connect(
             "postgres://jobmatch@127.0.0.1:1/jobmatch",
-            1,
             DbAuth::Iam,
-            &aws,
+            &aws(SharedCredentialsProvider::new(credentials())),
+            PoolSize::new(1),
         )
         .await
         .unwrap();
-        let first = *db.iam.as_ref().unwrap().signed_at.lock().unwrap();
-        assert!(first > SystemTime::UNIX_EPOCH);
-        db.refresh().await.unwrap();
-        assert_eq!(*db.iam.as_ref().unwrap().signed_at.lock().unwrap(), first);
-        // An old token is replaced.
-        *db.iam.as_ref().unwrap().signed_at.lock().unwrap() = at(0);
-        db.refresh().await.unwrap();
-        assert!(*db.iam.as_ref().unwrap().signed_at.lock().unwrap() > at(0));
+        let signed_at = *db.tokens.as_ref().unwrap().signed_at.lock().await;
+        assert!(signed_at.is_some());
 
         let no_region = SdkConfig::builder().build();
-        let err = Db::connect("postgres://jobmatch@h/jobmatch", 1, DbAuth::Iam, &no_region)
-            .await
-            .unwrap_err();
+        let err = Db::connect(
+            "postgres://jobmatch@h/jobmatch",
+            DbAuth::Iam,
+            &no_region,
+            PoolSize::new(1),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, DbConnectError::NoRegion));
+    }
+
+    /// A PostgreSQL server that asks each login for a cleartext password,
+    /// records it and hangs up.
+    async fn password_catcher() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                // StartupMessage: its length (itself included), then the rest.
+                let len = socket.read_u32().await.unwrap() as usize;
+                let mut startup = vec![0; len - 4];
+                socket.read_exact(&mut startup).await.unwrap();
+                // AuthenticationCleartextPassword.
+                socket
+                    .write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3])
+                    .await
+                    .unwrap();
+                // PasswordMessage: 'p', its length, the password, a NUL.
+                assert_eq!(socket.read_u8().await.unwrap(), b'p');
+                let len = socket.read_u32().await.unwrap() as usize;
+                let mut password = vec![0; len - 4];
+                socket.read_exact(&mut password).await.unwrap();
+                password.pop();
+                record
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8(password).unwrap());
+            }
+        });
+        (port, seen)
+    }
+
+    /// An IAM pool on the catcher whose clock reads `now` (seconds), and
+    /// how to make one login through it and get the password it presented.
+    async fn iam_pool_on_catcher(
+        provider: SharedCredentialsProvider,
+        now: Arc<AtomicU64>,
+    ) -> (
+        Db,
+        impl Fn(u64) -> String,
+        Arc<std::sync::Mutex<Vec<String>>>,
+    ) {
+        let (port, seen) = password_catcher().await;
+        // Password mode only to keep the catcher's plain TCP (IAM asks for TLS).
+        let base = connect_options(
+            &format!("postgres://jobmatch@127.0.0.1:{port}/jobmatch?sslmode=disable"),
+            DbAuth::Password,
+        )
+        .unwrap();
+        let clock: Clock = Arc::new(move || at(now.load(SeqCst)));
+        let tokens = Tokens::new(&base, &aws(provider), clock).unwrap();
+        let signer = tokens.signer.clone();
+        let token_at = move |secs| signer.sign(&credentials(), at(secs)).unwrap();
+        let size = PoolSize::new(1).acquire_timeout(Duration::from_secs(5));
+        let db = Db::with_tokens(base, size, tokens).await.unwrap();
+        (db, token_at, seen)
+    }
+
+    /// The passwords of the logins one acquisition made (it fails: the
+    /// catcher hangs up).
+    async fn logins(db: &Db, seen: &std::sync::Mutex<Vec<String>>) -> Vec<String> {
+        let pool = db.pool().await.expect("a pool with a valid token");
+        assert!(pool.acquire().await.is_err());
+        std::mem::take(&mut *seen.lock().unwrap())
+    }
+
+    const T0: u64 = 1_724_709_600;
+
+    #[tokio::test]
+    async fn a_connection_made_once_the_token_is_due_logs_in_with_a_fresh_one() {
+        let now = Arc::new(AtomicU64::new(T0));
+        let provider = SharedCredentialsProvider::new(credentials());
+        let (db, token_at, seen) = iam_pool_on_catcher(provider, now.clone()).await;
+
+        assert_eq!(logins(&db, &seen).await, [token_at(T0)]);
+        now.store(T0 + 599, SeqCst);
+        assert_eq!(logins(&db, &seen).await, [token_at(T0)], "not due yet");
+        now.store(T0 + 600, SeqCst);
+        assert_eq!(logins(&db, &seen).await, [token_at(T0 + 600)]);
+        // A container thawed after an hour: the old token is long dead.
+        now.store(T0 + 4200, SeqCst);
+        assert_eq!(logins(&db, &seen).await, [token_at(T0 + 4200)]);
+        // The clock went back: the token's age is unknown, so it is renewed.
+        now.store(T0 + 4100, SeqCst);
+        assert_eq!(logins(&db, &seen).await, [token_at(T0 + 4100)]);
+    }
+
+    /// Credentials that fail while `down` is set.
+    #[derive(Debug)]
+    struct Flaky(Arc<AtomicBool>);
+
+    impl ProvideCredentials for Flaky {
+        fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            provider::future::ProvideCredentials::ready(if self.0.load(SeqCst) {
+                Err(provider::error::CredentialsError::not_loaded("down"))
+            } else {
+                Ok(credentials())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_renewal_keeps_a_valid_token_but_never_a_stale_one() {
+        let now = Arc::new(AtomicU64::new(T0));
+        let down = Arc::new(AtomicBool::new(false));
+        let provider = SharedCredentialsProvider::new(Flaky(down.clone()));
+        let (db, token_at, seen) = iam_pool_on_catcher(provider, now.clone()).await;
+        assert_eq!(logins(&db, &seen).await, [token_at(T0)]);
+
+        down.store(true, SeqCst);
+        now.store(T0 + 600, SeqCst);
+        assert_eq!(logins(&db, &seen).await, [token_at(T0)], "still valid");
+        now.store(T0 + 900, SeqCst);
+        let err = db.pool().await.unwrap_err();
+        assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "no login with a stale token"
+        );
+
+        down.store(false, SeqCst);
+        assert_eq!(logins(&db, &seen).await, [token_at(T0 + 900)]);
     }
 }

@@ -2,12 +2,11 @@
 //! `jobmatch_nearest` SQL function per match (see [`PgJobIndex`]), the
 //! functions' login role, and the pool.
 
-use std::time::Duration;
-
 use pgvector::Vector;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
+use crate::adapters::db_connect::Db;
 use crate::domain::{Candidate, EmploymentType, Filters};
 use crate::error::{Error, Result};
 use crate::ports::{JobIndex, Neighbours, Query};
@@ -147,41 +146,6 @@ fn db_err(err: sqlx::Error) -> Error {
     }
 }
 
-/// An idle connection older than this is pinged before use.
-const STALE_AFTER: Duration = Duration::from_secs(30);
-
-/// A pool that connects on first use, so that a cold start never fails on it.
-pub fn lazy_pool(database_url: &str, max_connections: u32) -> Result<PgPool> {
-    lazy_pool_with(database_url, max_connections, Duration::from_secs(5))
-}
-
-/// `lazy_pool` with its acquire timeout, which must stay below the function timeout.
-pub fn lazy_pool_with(
-    database_url: &str,
-    max_connections: u32,
-    acquire_timeout: Duration,
-) -> Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(acquire_timeout)
-        // sqlx pings each connection as it returns to the pool; a ping on
-        // every acquire as well would be a second round trip before each
-        // match. Only a connection idle long enough for a proxy or server to
-        // have dropped it (a Lambda instance frozen between invocations) is
-        // pinged first.
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for > STALE_AFTER {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect_lazy(database_url)
-        .map_err(|e| Error::Internal(format!("DATABASE_URL: {e}")))
-}
-
 /// How the nearest candidates are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -219,7 +183,7 @@ pub const MAX_SCAN_TUPLES: u32 = 20_000;
 /// rows: one statement, one round trip, and the plan logic in one place.
 #[derive(Clone, Debug)]
 pub struct PgJobIndex {
-    pool: PgPool,
+    db: Db,
     /// Up to this many rows passing the filters are searched exactly;
     /// `None`: the gate derived from the table's size (`jobmatch_exact_gate`).
     exact_scan_max_rows: Option<i64>,
@@ -229,9 +193,9 @@ pub struct PgJobIndex {
 
 impl PgJobIndex {
     /// `exact_scan_max_rows`: a fixed gate, or `None` for the derived one.
-    pub fn new(pool: PgPool, exact_scan_max_rows: impl Into<Option<i64>>) -> PgJobIndex {
+    pub fn new(db: impl Into<Db>, exact_scan_max_rows: impl Into<Option<i64>>) -> PgJobIndex {
         PgJobIndex {
-            pool,
+            db: db.into(),
             exact_scan_max_rows: exact_scan_max_rows.into(),
             max_scan_tuples: MAX_SCAN_TUPLES,
         }
@@ -243,8 +207,8 @@ impl PgJobIndex {
         self
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// [`JobIndex::nearest`], also telling which plan ran; `force` runs one
@@ -268,7 +232,7 @@ impl PgJobIndex {
             .bind(self.exact_scan_max_rows)
             .bind(i32::try_from(self.max_scan_tuples).unwrap_or(i32::MAX))
             .bind(force.map(Plan::as_str))
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool().await?)
             .await
             .map_err(|e| match &e {
                 sqlx::Error::Database(d) if d.code().as_deref() == Some(NO_DATA_FOUND) => {
@@ -336,7 +300,7 @@ impl JobIndex for PgJobIndex {
         sqlx::query_scalar::<_, String>(
             "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool().await?)
         .await
         .map_err(db_err)?
         .ok_or_else(|| Error::unavailable(COMPONENT, "the vector extension is not installed"))
