@@ -399,6 +399,7 @@ mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryQueue, MemoryTaskStore};
     use crate::domain::{Filters, TaskStatus};
+    use crate::ports::{TaskReader, TaskWriter};
 
     fn request() -> MatchRequest {
         MatchRequest {

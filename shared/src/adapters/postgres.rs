@@ -151,10 +151,7 @@ pub enum Plan {
     Hnsw,
 }
 
-/// Default of `EXACT_SCAN_MAX_ROWS`: at most this many passing rows are
-/// searched exactly, more go through HNSW. `make bench` measured the plans'
-/// crossover at ~6,800 passing rows on 100k × 384 (README "Performance").
-pub const DEFAULT_EXACT_SCAN_MAX_ROWS: i64 = 6_500;
+pub use crate::config::DEFAULT_EXACT_SCAN_MAX_ROWS;
 /// The HNSW candidate list is at least this long: recall@10 of the unfiltered
 /// scan reaches 0.98 from about there on the benchmark data.
 pub const MIN_EF_SEARCH: u32 = 100;
