@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use shared::adapters::dynamo::DynamoTaskStore;
 use shared::domain::{Task, TaskStatus, EMBEDDING_DIM};
-use shared::ports::TaskStore;
+use shared::ports::TaskReader;
 
 /// Targets of issue 15, for 300 POSTs from 32 clients on the 2-core machine.
 const MIN_SCALING: f64 = 2.5;

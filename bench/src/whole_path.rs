@@ -36,7 +36,7 @@ use shared::adapters::dynamo::DynamoTaskStore;
 use shared::adapters::postgres::PgJobIndex;
 use shared::adapters::sqs::SqsTaskQueue;
 use shared::domain::{Filters, MatchRequest, Task, TaskMessage, TaskStatus};
-use shared::ports::{Claim, Fence, TaskQueue, TaskStore};
+use shared::ports::{Claim, Fence, TaskQueue, TaskReader, TaskWriter};
 use shared::service;
 
 use crate::measure::percentile;

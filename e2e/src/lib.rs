@@ -15,7 +15,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use shared::adapters::dynamo::DynamoTaskStore;
 use shared::domain::{Task, TaskStatus, EMBEDDING_DIM};
-use shared::ports::TaskStore;
+use shared::ports::TaskReader;
 
 pub fn env(key: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| {

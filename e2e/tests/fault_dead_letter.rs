@@ -12,7 +12,7 @@ use jobmatch_e2e::{env, kill_workers, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::domain::{MatchRequest, Task, TaskStatus};
-use shared::ports::{Fence, TaskStore};
+use shared::ports::{Fence, TaskWriter};
 use shared::service::DEAD_LETTERED;
 use sqlx::{Connection, PgConnection};
 

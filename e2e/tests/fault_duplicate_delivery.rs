@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use jobmatch_e2e::{embedding, Stack};
 use shared::domain::{MatchRequest, Task, TaskStatus};
-use shared::ports::TaskStore;
+use shared::ports::TaskWriter;
 
 #[tokio::test]
 async fn duplicates_give_one_result_and_never_overwrite() {

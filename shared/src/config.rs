@@ -166,6 +166,7 @@ pub struct CacheConfig {
     pub cache_max_embeddings: i64,
 }
 
+#[cfg(feature = "postgres")]
 impl CacheConfig {
     pub fn limits(&self) -> crate::adapters::cache::CacheLimits {
         use std::time::Duration;

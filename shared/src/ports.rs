@@ -34,16 +34,22 @@ pub enum Fence {
     Unfinished,
 }
 
-/// The tasks table.
-pub trait TaskStore: Send + Sync {
-    /// Writes a new pending task; fails if the id exists.
-    fn create(&self, task: &Task) -> impl Future<Output = Result<()>> + Send;
+/// Reading the tasks table: all the status function needs.
+pub trait TaskReader: Send + Sync {
     /// Reads a task; expired tasks are `None`.
     fn get(
         &self,
         task_id: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<Task>>> + Send;
+    /// A cheap round trip for health checks.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Writing the tasks table: a new task and its state changes.
+pub trait TaskWriter: Send + Sync {
+    /// Writes a new pending task; fails if the id exists.
+    fn create(&self, task: &Task) -> impl Future<Output = Result<()>> + Send;
     /// `pending` (or `processing` with an expired lease) → `processing`.
     fn claim(
         &self,
@@ -74,9 +80,13 @@ pub trait TaskStore: Send + Sync {
         attempt: u32,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// A cheap round trip for health checks.
-    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
 }
+
+/// The whole tasks table, read and written (the api, the worker, the
+/// dead-letter consumer); every reader and writer of it is one.
+pub trait TaskStore: TaskReader + TaskWriter {}
+
+impl<T: TaskReader + TaskWriter> TaskStore for T {}
 
 /// The match queue.
 pub trait TaskQueue: Send + Sync {

@@ -469,6 +469,7 @@ mod tests {
     }
     use crate::adapters::memory::{MemoryQueue, MemoryTaskStore};
     use crate::domain::{Filters, TaskStatus};
+    use crate::ports::{TaskReader, TaskWriter};
 
     fn request() -> MatchRequest {
         MatchRequest {

@@ -13,7 +13,7 @@ use shared::adapters::dynamo::{DynamoTaskStore, OWNER_INDEX};
 use shared::adapters::memory::MemoryQueue;
 use shared::domain::Task;
 use shared::idempotency;
-use shared::ports::{TaskLister, TaskStore};
+use shared::ports::{TaskLister, TaskReader, TaskWriter};
 
 fn attr(name: &str) -> AttributeDefinition {
     AttributeDefinition::builder()

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::Utc;
 use shared::adapters::dynamo::DynamoTaskStore;
 use shared::domain::{MatchResult, Task, TaskError, TaskStatus};
-use shared::ports::{Claim, Fence, TaskStore};
+use shared::ports::{Claim, Fence, TaskReader, TaskWriter};
 
 async fn store() -> DynamoTaskStore {
     let client = aws_sdk_dynamodb::Client::new(&common::local_aws().await);

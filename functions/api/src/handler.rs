@@ -370,6 +370,7 @@ mod tests {
     use super::*;
     use shared::adapters::memory::{MemoryJobIndex, MemoryQueue, MemoryTaskStore};
     use shared::domain::TaskStatus;
+    use shared::ports::TaskWriter;
 
     const SECRET: &[u8] = b"unit-secret";
 

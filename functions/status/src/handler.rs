@@ -14,7 +14,7 @@ use shared::auth::{Caller, Verifier};
 use shared::domain::{Task, DEFAULT_LIMIT, MAX_LIMIT};
 use shared::error::{Error, FieldError, Result};
 use shared::http;
-use shared::ports::{PageCursor, TaskLister, TaskStore};
+use shared::ports::{PageCursor, TaskLister, TaskReader};
 
 const PREFIX: &str = "/jobs/match/status/";
 const TASKS: &str = "/jobs/match/tasks";
@@ -62,7 +62,7 @@ fn is_task_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-impl<S: TaskStore + TaskLister> App<S> {
+impl<S: TaskReader + TaskLister> App<S> {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         http::respond(self.route(&req).await)
     }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::domain::{MatchResult, Task, TaskError, TaskStatus, Timestamp};
 use crate::error::{Error, Result};
 use crate::ports::{
-    Claim, Fence, IdempotentTaskStore, PageCursor, TaskLister, TaskPage, TaskStore,
+    Claim, Fence, IdempotentTaskStore, PageCursor, TaskLister, TaskPage, TaskReader, TaskWriter,
 };
 
 const COMPONENT: &str = "dynamodb";
@@ -189,7 +189,26 @@ impl DynamoTaskStore {
     }
 }
 
-impl TaskStore for DynamoTaskStore {
+impl TaskReader for DynamoTaskStore {
+    async fn get(&self, task_id: &str, now: DateTime<Utc>) -> Result<Option<Task>> {
+        match self.get_item(task_id).await? {
+            Some(item) => Ok(Some(decode(item)?).filter(|t| !t.is_expired(now))),
+            None => Ok(None),
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl TaskWriter for DynamoTaskStore {
     async fn create(&self, task: &Task) -> Result<()> {
         let item: Item = serde_dynamo::to_item(task)
             .map_err(|e| Error::Internal(format!("encode task: {e}")))?;
@@ -202,13 +221,6 @@ impl TaskStore for DynamoTaskStore {
             .await
             .map_err(unavailable)?;
         Ok(())
-    }
-
-    async fn get(&self, task_id: &str, now: DateTime<Utc>) -> Result<Option<Task>> {
-        match self.get_item(task_id).await? {
-            Some(item) => Ok(Some(decode(item)?).filter(|t| !t.is_expired(now))),
-            None => Ok(None),
-        }
     }
 
     async fn claim(&self, task_id: &str, now: DateTime<Utc>, lease_until_ms: i64) -> Result<Claim> {
@@ -301,16 +313,6 @@ impl TaskStore for DynamoTaskStore {
         )
         .await
         .map(|_| ())
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 }
 

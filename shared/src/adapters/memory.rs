@@ -13,7 +13,8 @@ use crate::domain::{
 use crate::error::{Error, Result};
 use crate::ports::{
     CacheKey, Claim, DataVersions, Embedder, Fence, IdempotentTaskStore, JobIndex, Lookup,
-    MatchCache, Neighbours, PageCursor, Query, TaskLister, TaskPage, TaskQueue, TaskStore,
+    MatchCache, Neighbours, PageCursor, Query, TaskLister, TaskPage, TaskQueue, TaskReader,
+    TaskWriter,
 };
 
 fn poisoned() -> Error {
@@ -43,7 +44,18 @@ impl MemoryTaskStore {
     }
 }
 
-impl TaskStore for MemoryTaskStore {
+impl TaskReader for MemoryTaskStore {
+    async fn get(&self, task_id: &str, now: DateTime<Utc>) -> Result<Option<Task>> {
+        let tasks = self.tasks.lock().map_err(|_| poisoned())?;
+        Ok(tasks.get(task_id).filter(|t| !t.is_expired(now)).cloned())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl TaskWriter for MemoryTaskStore {
     async fn create(&self, task: &Task) -> Result<()> {
         let mut tasks = self.tasks.lock().map_err(|_| poisoned())?;
         if tasks.contains_key(&task.task_id) {
@@ -51,11 +63,6 @@ impl TaskStore for MemoryTaskStore {
         }
         tasks.insert(task.task_id.clone(), task.clone());
         Ok(())
-    }
-
-    async fn get(&self, task_id: &str, now: DateTime<Utc>) -> Result<Option<Task>> {
-        let tasks = self.tasks.lock().map_err(|_| poisoned())?;
-        Ok(tasks.get(task_id).filter(|t| !t.is_expired(now)).cloned())
     }
 
     async fn claim(&self, task_id: &str, now: DateTime<Utc>, lease_until_ms: i64) -> Result<Claim> {
@@ -116,10 +123,6 @@ impl TaskStore for MemoryTaskStore {
             t.updated_at = Timestamp::from(now);
         })
         .map(|_| ())
-    }
-
-    async fn ping(&self) -> Result<()> {
-        Ok(())
     }
 }
 

@@ -1,12 +1,21 @@
-//! Adapters implementing the ports: DynamoDB (tasks), SQS (queue), PostgreSQL
-//! with pgvector (job index), and in-memory ones for unit tests; db_connect
-//! (plain URL or RDS IAM auth) builds the PostgreSQL pool; cache keeps
-//! results and text embeddings in PostgreSQL.
+//! Adapters implementing the ports, each behind the Cargo feature of what it
+//! talks to: DynamoDB (tasks, `dynamodb`), SQS (queue, `sqs`), Secrets
+//! Manager (`secrets`), PostgreSQL with pgvector (job index; db_connect builds
+//! the pool, plain URL or RDS IAM auth; cache keeps results and text
+//! embeddings; `postgres`), and in-memory ones for unit tests
+//! (`test-support`).
 
+#[cfg(feature = "postgres")]
 pub mod cache;
+#[cfg(feature = "postgres")]
 pub mod db_connect;
+#[cfg(feature = "dynamodb")]
 pub mod dynamo;
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "secrets")]
 pub mod secrets;
+#[cfg(feature = "sqs")]
 pub mod sqs;
