@@ -28,14 +28,12 @@ impl EmploymentType {
         EmploymentType::Temporary,
     ];
 
+    /// Their names, in the order of [`EmploymentType::ALL`].
+    pub const NAMES: [&'static str; 5] =
+        ["full_time", "part_time", "contract", "internship", "temporary"];
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            EmploymentType::FullTime => "full_time",
-            EmploymentType::PartTime => "part_time",
-            EmploymentType::Contract => "contract",
-            EmploymentType::Internship => "internship",
-            EmploymentType::Temporary => "temporary",
-        }
+        EmploymentType::NAMES[self as usize]
     }
 
     pub fn parse(name: &str) -> Option<EmploymentType> {
@@ -52,10 +50,8 @@ impl Serialize for EmploymentType {
 impl<'de> Deserialize<'de> for EmploymentType {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = std::borrow::Cow::<str>::deserialize(d)?;
-        EmploymentType::parse(&name).ok_or_else(|| {
-            let all: Vec<&str> = EmploymentType::ALL.iter().map(|t| t.as_str()).collect();
-            serde::de::Error::custom(format!("`{name}` is not one of {}", all.join(", ")))
-        })
+        EmploymentType::parse(&name)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&name, &EmploymentType::NAMES))
     }
 }
 
