@@ -60,10 +60,20 @@ test: bootstrap lint unit template deploy-check integration ## every check, from
 # The whole-path figures use the functions built with the perf profile, served
 # by a second `cargo lambda watch` that the bench starts and stops.
 # Relevance (demo database) and the model's one-thread speed run too; each
-# section alone: --relevance-only, --embed-speed-only, --whole-path-only.
+# section alone: --relevance-only, --embed-speed-only, --whole-path-only,
+# --cold-start-only.
+# Cold starts: the bench builds the release bootstraps (the deployed profile,
+# for this machine's architecture; the first build takes several minutes) and
+# starts each against a local Runtime API. --cold-start-only needs neither the
+# perf watch nor the stack: without the stack it measures init alone (and
+# migrate's first invocation, which needs no stack).
 BENCH_ARGS ?=
-bench: ## exact scan vs naive HNSW vs the matcher, whole path, relevance, embedding speed
-	@if ! $(STACK) status >/dev/null 2>&1; then echo "make bench needs the local stack: run make up first" >&2; exit 1; fi
+bench: ## exact scan vs naive HNSW vs the matcher, whole path, relevance, embedding speed, cold starts
+	@if [[ " $(BENCH_ARGS) " == *" --cold-start-only "* ]]; then \
+	  if [[ -f .local/env ]]; then set -a; . .local/env; set +a; fi; \
+	  exec cargo run --quiet --profile perf -p jobmatch-bench -- $(BENCH_ARGS); \
+	fi; \
+	if ! $(STACK) status >/dev/null 2>&1; then echo "make bench needs the local stack: run make up first" >&2; exit 1; fi; \
 	url=$$($(STACK) perf-watch start | tail -1); \
 	trap '$(STACK) perf-watch stop' EXIT; \
 	set -a; . .local/env; set +a; \

@@ -2,10 +2,12 @@
 //! its own, runs the query mix against the exact scan, the plain pgvector
 //! query and jobmatch's matcher, sweeps filter selectivity to locate the plan
 //! threshold, measures the whole path on the local stack, the ranking's
-//! relevance on the demo database and the embedding model's speed on one
-//! thread, then prints a table and writes the figures as JSON.
+//! relevance on the demo database, the embedding model's speed on one
+//! thread and the functions' cold starts (release bootstraps against a local
+//! Runtime API), then prints a table and writes the figures as JSON.
 
 mod classes;
+mod cold_start;
 mod data;
 mod embed_speed;
 mod halfvec;
@@ -61,7 +63,7 @@ struct Args {
     #[arg(long)]
     skip_whole_path: bool,
     /// Only the whole-path figures (for work on the functions' own path).
-    #[arg(long, conflicts_with_all = ["skip_whole_path", "relevance_only", "embed_speed_only"])]
+    #[arg(long, conflicts_with_all = ["skip_whole_path", "relevance_only", "embed_speed_only", "cold_start_only"])]
     whole_path_only: bool,
     /// Invocations per whole-path figure.
     #[arg(long, default_value_t = 100)]
@@ -73,7 +75,7 @@ struct Args {
     #[arg(long)]
     skip_relevance: bool,
     /// Only the relevance figures.
-    #[arg(long, conflicts_with_all = ["skip_relevance", "embed_speed_only"])]
+    #[arg(long, conflicts_with_all = ["skip_relevance", "embed_speed_only", "cold_start_only"])]
     relevance_only: bool,
     /// The labelled queries of the relevance figures (and the whole path's texts).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/relevance_queries.json"))]
@@ -86,7 +88,7 @@ struct Args {
     #[arg(long)]
     skip_embed_speed: bool,
     /// Only the embedding-speed figures (they need the model, not the stack).
-    #[arg(long, conflicts_with = "skip_embed_speed")]
+    #[arg(long, conflicts_with_all = ["skip_embed_speed", "cold_start_only"])]
     embed_speed_only: bool,
     /// Only the load figures (the local stack through its gateway).
     #[arg(long, conflicts_with_all = ["skip_load", "whole_path_only", "relevance_only", "embed_speed_only"])]
@@ -105,6 +107,20 @@ struct Args {
     /// Timed embeddings per text length (after 5 unmeasured ones).
     #[arg(long, default_value_t = 30)]
     embed_runs: usize,
+    /// Skip the cold-start figures (release bootstraps, built first).
+    #[arg(long)]
+    skip_cold_start: bool,
+    /// Only the cold-start figures: init without the stack; first
+    /// invocations (but migrate's) need it.
+    #[arg(long, conflicts_with = "skip_cold_start")]
+    cold_start_only: bool,
+    /// Starts per function (after one unmeasured start).
+    #[arg(long, default_value_t = 20)]
+    cold_start_runs: usize,
+    /// Time the bootstraps in this folder (api, status, worker, migrate,
+    /// deadletter) instead of building the release ones.
+    #[arg(long)]
+    cold_start_bootstraps: Option<PathBuf>,
     /// Where the JSON goes.
     #[arg(long, default_value = ".local/bench/results.json")]
     out: PathBuf,
@@ -140,6 +156,7 @@ struct Report {
     load: Option<load::LoadFigures>,
     relevance: Option<relevance::Relevance>,
     embed_speed: Option<embed_speed::EmbedSpeed>,
+    cold_start: Option<cold_start::ColdStart>,
 }
 
 /// The embedding-speed children (embed_speed.rs): this binary again, with a
@@ -190,13 +207,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let only =
-        args.whole_path_only || args.relevance_only || args.embed_speed_only || args.load_only;
+    let only = args.whole_path_only
+        || args.relevance_only
+        || args.embed_speed_only
+        || args.cold_start_only
+        || args.load_only;
     let run_load = !args.skip_load && (!only || args.load_only);
     let run_classes = !only;
     let run_whole_path = !args.skip_whole_path && (!only || args.whole_path_only);
     let run_relevance = !args.skip_relevance && (!only || args.relevance_only);
     let run_embed_speed = !args.skip_embed_speed && (!only || args.embed_speed_only);
+    let run_cold_start = !args.skip_cold_start && (!only || args.cold_start_only);
     let work_dir = args
         .out
         .parent()
@@ -211,6 +232,17 @@ async fn run(args: Args) -> Result<()> {
         );
         let runs = args.embed_runs;
         Some(tokio::task::spawn_blocking(move || embed_speed::measure(runs)).await??)
+    } else {
+        None
+    };
+    // Next, still before the load: the cold starts.
+    let cold_start = if run_cold_start {
+        let (dir, build) = match &args.cold_start_bootstraps {
+            Some(dir) => (dir.clone(), format!("bootstraps of {}", dir.display())),
+            None => tokio::task::spawn_blocking(cold_start::build_bootstraps).await??,
+        };
+        let log_dir = work_dir.join("cold-start");
+        Some(cold_start::measure(&dir, build, args.cold_start_runs, &log_dir).await?)
     } else {
         None
     };
@@ -302,6 +334,7 @@ async fn run(args: Args) -> Result<()> {
         relevance,
         embed_speed,
         load,
+        cold_start,
     };
     print_report(&report);
     if let Some(h) = report.data.as_ref().and_then(|d| d.halfvec.as_ref()) {
@@ -425,6 +458,9 @@ fn print_report(r: &Report) {
     }
     if let Some(e) = &r.embed_speed {
         embed_speed::print(e);
+    }
+    if let Some(c) = &r.cold_start {
+        cold_start::print(c);
     }
 }
 

@@ -132,7 +132,7 @@ async fn invoke(http: &reqwest::Client, url: &str, event: &Value) -> Result<(f64
     Ok((elapsed, body))
 }
 
-fn sqs_event(task_id: &str) -> Value {
+pub(crate) fn sqs_event(task_id: &str) -> Value {
     json!({"Records": [{
         "messageId": uuid::Uuid::now_v7().to_string(),
         "receiptHandle": "bench",
@@ -147,7 +147,13 @@ fn sqs_event(task_id: &str) -> Value {
 }
 
 /// An HttpApi payload 2.0 event, as the gateway builds it.
-fn http_event(method: &str, path: &str, route_key: &str, token: Option<&str>, body: &str) -> Value {
+pub(crate) fn http_event(
+    method: &str,
+    path: &str,
+    route_key: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Value {
     let mut headers = json!({"content-type": "application/json", "host": "bench"});
     if let Some(token) = token {
         headers["authorization"] = Value::String(format!("Bearer {token}"));
@@ -196,7 +202,7 @@ fn new_task(owner: &str) -> Task {
     )
 }
 
-async fn pending(store: &DynamoTaskStore, owner: &str) -> Result<String> {
+pub(crate) async fn pending(store: &DynamoTaskStore, owner: &str) -> Result<String> {
     let task = new_task(owner);
     store.create(&task).await?;
     Ok(task.task_id)

@@ -29,8 +29,13 @@ impl EmploymentType {
     ];
 
     /// Their names, in the order of [`EmploymentType::ALL`].
-    pub const NAMES: [&'static str; 5] =
-        ["full_time", "part_time", "contract", "internship", "temporary"];
+    pub const NAMES: [&'static str; 5] = [
+        "full_time",
+        "part_time",
+        "contract",
+        "internship",
+        "temporary",
+    ];
 
     pub fn as_str(self) -> &'static str {
         EmploymentType::NAMES[self as usize]
