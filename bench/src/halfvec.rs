@@ -100,17 +100,23 @@ pub async fn measure(
     classes: &[Class],
     vectors: &[Vec<f32>],
 ) -> Result<HalfvecFigures> {
+    // The memory setting and the build on one connection: a pool could run
+    // them on two.
+    let mut conn = pool.acquire().await?;
     sqlx::query("SET maintenance_work_mem = '4GB'")
-        .execute(pool)
-        .await
-        .ok();
+        .execute(&mut *conn)
+        .await?;
     let t = Instant::now();
     sqlx::query(
         "CREATE INDEX IF NOT EXISTS jobs_embedding_hnsw_half ON jobs \
          USING hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)",
     )
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
+    sqlx::query("RESET maintenance_work_mem")
+        .execute(&mut *conn)
+        .await?;
+    drop(conn);
     let build_secs = t.elapsed().as_secs_f64();
     let full_index_mb = index_mb(pool, "jobs_embedding_hnsw").await?;
     let half_index_mb = index_mb(pool, "jobs_embedding_hnsw_half").await?;

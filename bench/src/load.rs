@@ -143,7 +143,7 @@ async fn phase(
             shared::auth::mint_hs256(load.jwt_secret.as_bytes(), &format!("load-{run}-{c}"), 3600)
         })
         .collect::<Result<_, _>>()?;
-    let started = Instant::now();
+    let (started, first_post) = (Instant::now(), Utc::now());
     let accepted: Vec<(String, f64)> = stream::iter(0..posts)
         .map(|i| post(http, load, &tokens[i % clients], seed + i as u64))
         .buffer_unordered(clients)
@@ -152,7 +152,6 @@ async fn phase(
         .into_iter()
         .collect::<Result<_>>()?;
     let accept_secs = started.elapsed().as_secs_f64();
-    let first_post = Utc::now() - chrono::Duration::milliseconds((accept_secs * 1000.0) as i64);
     let (ids, mut post_ms): (Vec<String>, Vec<f64>) = accepted.into_iter().unzip();
     let tasks = finished(store, ids).await?;
     let mut done_ms = Vec::new();

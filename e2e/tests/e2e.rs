@@ -145,6 +145,18 @@ impl Stack {
     }
 }
 
+/// A match's similarity and score are those the exact SQL computes for its job.
+fn assert_same_figures(m: &Value, similarity: f64, score: f64) {
+    assert!(
+        (m["similarity"].as_f64().expect("similarity") - similarity).abs() < 1e-6,
+        "{m}"
+    );
+    assert!(
+        (m["score"].as_f64().expect("score") - score).abs() < 1e-6,
+        "{m}"
+    );
+}
+
 fn assert_same_ranking(matches: &Value, exact: &[(String, f64, f64)]) {
     let matches = matches.as_array().expect("matches");
     let got: Vec<&str> = matches
@@ -154,14 +166,7 @@ fn assert_same_ranking(matches: &Value, exact: &[(String, f64, f64)]) {
     let want: Vec<&str> = exact.iter().map(|(id, _, _)| id.as_str()).collect();
     assert_eq!(got, want, "ranking differs from the exact SQL ranking");
     for (m, (_, similarity, score)) in matches.iter().zip(exact) {
-        assert!(
-            (m["similarity"].as_f64().expect("similarity") - similarity).abs() < 1e-6,
-            "{m}"
-        );
-        assert!(
-            (m["score"].as_f64().expect("score") - score).abs() < 1e-6,
-            "{m}"
-        );
+        assert_same_figures(m, *similarity, *score);
     }
 }
 
@@ -180,14 +185,7 @@ fn assert_close_ranking(matches: &Value, exact: &[(String, f64, f64)], min_recal
         if let Some((_, similarity, score)) =
             exact.iter().find(|(id, _, _)| m["job_id"] == id.as_str())
         {
-            assert!(
-                (m["similarity"].as_f64().expect("similarity") - similarity).abs() < 1e-6,
-                "{m}"
-            );
-            assert!(
-                (m["score"].as_f64().expect("score") - score).abs() < 1e-6,
-                "{m}"
-            );
+            assert_same_figures(m, *similarity, *score);
         }
     }
     let scores: Vec<f64> = matches
