@@ -140,6 +140,8 @@ pub struct ColdStart {
     pub build: String,
     /// Why first invocations were not measured, when they were not.
     pub first_invocation_skipped: Option<String>,
+    /// Functions not started at all, and why.
+    pub not_measured: Vec<String>,
     pub functions: Vec<FunctionFigures>,
     pub note: String,
 }
@@ -750,7 +752,10 @@ impl Settings {
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:55432/jobmatch",
             ),
-            jwt_secret: or("JWT_SECRET", "cold-start-placeholder-secret"),
+            jwt_secret: or(
+                "JWT_SECRET",
+                "cold-start-placeholder-secret-of-32-bytes-or-more",
+            ),
             model_dir: embed::default_dir(),
             exact_scan_max_rows: var("EXACT_SCAN_MAX_ROWS"),
         }
@@ -952,8 +957,19 @@ pub async fn measure(
         Kind::Migrate,
     ];
     let mut functions = Vec::new();
+    let mut not_measured = Vec::new();
     let measured: Result<()> = async {
         for kind in order {
+            let model = settings.model_dir.join("config.json");
+            if kind == Kind::Worker && !model.exists() {
+                let why = format!(
+                    "worker: no model at {} (make bootstrap, or MODEL_DIR)",
+                    settings.model_dir.display()
+                );
+                eprintln!("bench: cold starts: {why}");
+                not_measured.push(why);
+                continue;
+            }
             let bootstrap = bootstraps.join(kind.name());
             let bootstrap_bytes = std::fs::metadata(&bootstrap)
                 .with_context(|| format!("{} (build the bootstraps first)", bootstrap.display()))?
@@ -1006,6 +1022,7 @@ pub async fn measure(
         runs,
         build,
         first_invocation_skipped: skipped,
+        not_measured,
         functions,
         note: format!(
             "init = exec to the first /next (Lambda's Init Duration without sandbox, code \
@@ -1045,6 +1062,9 @@ pub fn print(c: &ColdStart) {
             ms(f.first_invocation_p99_ms),
             f.first_event
         );
+    }
+    for why in &c.not_measured {
+        println!("not measured: {why}");
     }
     if let Some(why) = &c.first_invocation_skipped {
         println!("first invocations not measured (but migrate's, which needs no stack): {why}");
