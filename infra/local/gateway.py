@@ -3,7 +3,7 @@
 `HttpApi` events in template.yaml say (path parameters included). Each request
 becomes an API Gateway payload v2.0 event, invoked on `cargo lambda watch`.
 
-Env: JOBMATCH_API_PORT (3000), LAMBDA_URL (http://127.0.0.1:9000).
+Env: JOBMATCH_API_PORT (3000), LAMBDA_URL (http://127.0.0.1:9000, read by lambda_invoke.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import os
 import re
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,11 +22,12 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from lambda_invoke import InvokeFailed, invoke
+
 ROOT = Path(__file__).resolve().parents[2]
 # The port `make up` recorded in API_URL, unless overridden.
 PORT = int(os.environ.get("JOBMATCH_API_PORT")
            or urlsplit(os.environ.get("API_URL", "")).port or 3000)
-LAMBDA_URL = os.environ.get("LAMBDA_URL", "http://127.0.0.1:9000").rstrip("/")
 # API Gateway's own limit is 10 MB; above it the function is never called.
 MAX_BODY = 10 * 1024 * 1024
 
@@ -96,6 +95,10 @@ def find_route(method: str, path: str):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "jobmatch-local-gateway"
+    # The head and the body go out in two writes: without this, on a
+    # kept-alive connection Nagle's algorithm holds the body until the
+    # client's delayed ACK (up to 40 ms).
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         sys.stdout.write("gateway: " + (fmt % args) + "\n")
@@ -128,19 +131,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         event = self._event(route, params, url, body)
         try:
-            req = urllib.request.Request(
-                f"{LAMBDA_URL}/2015-03-31/functions/{route.function}/invocations",
-                data=json.dumps(event).encode(), method="POST",
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(req, timeout=300) as resp:
-                out = json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as e:
+            out = invoke(route.function, event, timeout=300)
+        except InvokeFailed as e:
             # A function error: API Gateway answers 500 without the details.
-            self.log_message("function %s failed: %s", route.function, e.read()[:500])
+            self.log_message("function %s failed: %s", route.function, e)
             self._json(500, {"message": "Internal Server Error"})
             return
-        except (urllib.error.URLError, OSError, ValueError) as e:
+        except (OSError, ValueError) as e:
             self.log_message("invoke %s failed: %s", route.function, e)
             self._json(503, {"message": "Service Unavailable"})
             return

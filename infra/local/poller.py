@@ -14,23 +14,20 @@ DLQ that invokes the dead-letter consumer, as the template's second mapping.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import socket
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
 
+import lambda_invoke
+
 QUEUE_URL = os.environ.get("POLLER_QUEUE_URL") or os.environ["QUEUE_URL"]
 REGION = os.environ.get("AWS_REGION", "us-east-1")
-LAMBDA_URL = os.environ.get("LAMBDA_URL", "http://127.0.0.1:9000").rstrip("/")
 FUNCTION = os.environ.get("POLLER_WORKER", "worker")
 BATCH_SIZE = int(os.environ.get("POLLER_BATCH_SIZE", "10"))
 CONCURRENCY = int(os.environ.get("POLLER_CONCURRENCY", "2"))
@@ -76,17 +73,11 @@ def record(msg: dict, arn: str) -> dict:
 
 def invoke(event: dict) -> dict | None:
     """The worker's response, or None on a function error."""
-    req = urllib.request.Request(
-        f"{LAMBDA_URL}/2015-03-31/functions/{FUNCTION}/invocations",
-        data=json.dumps(event).encode(), method="POST",
-        headers={"Content-Type": "application/json"},
-    )
     try:
-        with urllib.request.urlopen(req, timeout=INVOKE_TIMEOUT) as resp:
-            return json.loads(resp.read() or b"{}") or {}
-    except urllib.error.HTTPError as e:
-        log(f"worker error (HTTP {e.code}): {e.read()[:500]!r}; nothing deleted")
-    except (urllib.error.URLError, OSError, ValueError) as e:
+        return lambda_invoke.invoke(FUNCTION, event, timeout=INVOKE_TIMEOUT) or {}
+    except lambda_invoke.InvokeFailed as e:
+        log(f"worker error ({e}); nothing deleted")
+    except (OSError, ValueError) as e:
         log(f"worker unreachable: {e}; nothing deleted")
     return None
 
@@ -95,7 +86,7 @@ def runtime_up() -> bool:
     """Whether cargo lambda watch is listening. Lambda itself never goes away,
     so while the local runtime restarts, nothing is received: a receive would
     count against the message's maxReceiveCount without any chance to run."""
-    url = urlsplit(LAMBDA_URL)
+    url = lambda_invoke.LAMBDA
     try:
         socket.create_connection((url.hostname, url.port or 80), timeout=1).close()
         return True
