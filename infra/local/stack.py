@@ -252,12 +252,12 @@ def moto_up(env: dict[str, str]) -> None:
     """Two moto servers: DynamoDB (and any other service) on MOTO_PORT, SQS on
     MOTO_SQS_PORT. In AWS they are separate services; one moto process would
     serialise the api's concurrent PutItem and SendMessage under one GIL.
-    DynamoDB answers one request at a time (moto_serial.py), so that its
+    DynamoDB answers one request at a time (moto_local.py --serial), so that its
     conditional writes are atomic as in AWS."""
-    start("moto", [str(VENV / "bin" / "python"), str(ROOT / "infra" / "local" / "moto_serial.py"),
-                   "127.0.0.1", str(MOTO_PORT)], env)
-    start("moto-sqs", [str(VENV / "bin" / "moto_server"), "-H", "127.0.0.1", "-p",
-                       str(MOTO_SQS_PORT)], env)
+    server = [str(VENV / "bin" / "python"), str(ROOT / "infra" / "local" / "moto_local.py"),
+              "127.0.0.1"]
+    start("moto", [*server, str(MOTO_PORT), "--serial"], env)
+    start("moto-sqs", [*server, str(MOTO_SQS_PORT)], env)
     for name, port in (("moto", MOTO_PORT), ("moto-sqs", MOTO_SQS_PORT)):
         wait_http(f"http://127.0.0.1:{port}/moto-api/", 60, name)
 
