@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use chrono::Utc;
-use futures::stream::{self, StreamExt};
 use rand::{Rng, SeedableRng};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use shared::adapters::dynamo::DynamoTaskStore;
-use shared::domain::{Task, TaskStatus, EMBEDDING_DIM};
+use shared::domain::{Task, EMBEDDING_DIM};
 use shared::ports::TaskReader;
 
 pub fn env(key: &str) -> String {
@@ -138,57 +137,36 @@ impl Stack {
             .unwrap_or_else(|| panic!("task {task_id} is missing"))
     }
 
-    /// Waits until every task is finished; panics naming the stragglers.
+    /// Waits until every task is finished; panics naming a straggler.
+    /// Tasks finish about in the order given (submission order), so this
+    /// reads them in that order and waits on the first one still open: one
+    /// read per task, and one a poll while waiting. Polling every open task
+    /// would load the stack under test (its DynamoDB answers one request at
+    /// a time).
     pub async fn wait_finished(&self, ids: &[String], limit: Duration) -> Vec<Task> {
         let started = Instant::now();
-        // Only the open ones are read again: polling every task would load
-        // the stack under test (DynamoDB's moto answers one request at a time).
-        let mut tasks: Vec<Option<Task>> = vec![None; ids.len()];
-        loop {
-            let open_at: Vec<usize> = (0..ids.len())
-                .filter(|&i| {
-                    tasks[i].as_ref().is_none_or(|t| {
-                        matches!(t.status, TaskStatus::Pending | TaskStatus::Processing)
-                    })
-                })
-                .collect();
-            let fresh: Vec<Task> = stream::iter(&open_at)
-                .map(|&i| self.task(&ids[i]))
-                .buffered(8)
-                .collect()
-                .await;
-            for (i, t) in open_at.into_iter().zip(fresh) {
-                tasks[i] = Some(t);
+        let mut done = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            loop {
+                let t = self.task(id).await;
+                if t.status.is_finished() {
+                    done.push(t);
+                    break;
+                }
+                if started.elapsed() > limit {
+                    panic!(
+                        "task {id} still {} (attempts={}) after {limit:?}; {} of {} tasks \
+                         not seen finished",
+                        t.status.as_str(),
+                        t.attempts,
+                        ids.len() - i,
+                        ids.len()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            let open: Vec<&Task> = tasks
-                .iter()
-                .flatten()
-                .filter(|t| matches!(t.status, TaskStatus::Pending | TaskStatus::Processing))
-                .collect();
-            if open.is_empty() {
-                return tasks.into_iter().flatten().collect();
-            }
-            if started.elapsed() > limit {
-                let sample: Vec<String> = open
-                    .iter()
-                    .take(5)
-                    .map(|t| {
-                        format!(
-                            "{} {} attempts={}",
-                            t.task_id,
-                            t.status.as_str(),
-                            t.attempts
-                        )
-                    })
-                    .collect();
-                panic!(
-                    "{} of {} tasks still open after {limit:?}: {sample:?}",
-                    open.len(),
-                    ids.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        done
     }
 
     /// Runs `infra/local/stack.py restart <what>` (pg-stop, pg-start, watch).
