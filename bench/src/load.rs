@@ -114,10 +114,7 @@ async fn finished(store: &DynamoTaskStore, ids: Vec<String>) -> Result<Vec<Task>
                     break;
                 }
                 Some(_) => {
-                    ensure!(
-                        Instant::now() < give_up,
-                        "task {id} still open after 600 s"
-                    );
+                    ensure!(Instant::now() < give_up, "task {id} still open after 600 s");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 None => anyhow::bail!("task {id} is missing"),

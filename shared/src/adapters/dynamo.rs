@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -115,8 +115,8 @@ const EMBEDDING: &str = "embedding";
 /// completing 6.0 → 4.0 ms and a GetItem of a completed task 12.5 → 2.3 ms
 /// with the result as text. Both forms decode, so earlier tasks still read.
 fn encode(task: &Task) -> Result<Item> {
-    let mut item: Item = serde_dynamo::to_item(task)
-        .map_err(|e| Error::Internal(format!("encode task: {e}")))?;
+    let mut item: Item =
+        serde_dynamo::to_item(task).map_err(|e| Error::Internal(format!("encode task: {e}")))?;
     if let (Some(AttributeValue::M(request)), Some(embedding)) =
         (item.get_mut(REQUEST), task.request.embedding.as_deref())
     {
@@ -491,9 +491,7 @@ impl TaskLister for DynamoTaskStore {
 #[cfg(test)]
 mod tests {
     use super::{decode, encode, Item, Update};
-    use crate::domain::{
-        EmploymentType, JobMatch, MatchResult, Task, Timestamp, EMBEDDING_DIM,
-    };
+    use crate::domain::{EmploymentType, JobMatch, MatchResult, Task, Timestamp, EMBEDDING_DIM};
     use crate::request::MatchRequest;
     use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -503,7 +501,13 @@ mod tests {
             skills: Some(vec!["rust".into()]),
             ..MatchRequest::default()
         };
-        Task::pending("t-1".into(), "alice".into(), request, chrono::Utc::now(), 60)
+        Task::pending(
+            "t-1".into(),
+            "alice".into(),
+            request,
+            chrono::Utc::now(),
+            60,
+        )
     }
 
     #[test]
@@ -531,7 +535,10 @@ mod tests {
         assert_eq!(decode(listed).expect("decode the list form"), task);
         // Without an embedding nothing is packed.
         let bare = task_with(None);
-        assert_eq!(decode(encode(&bare).expect("encode")).expect("decode"), bare);
+        assert_eq!(
+            decode(encode(&bare).expect("encode")).expect("decode"),
+            bare
+        );
     }
 
     #[test]
@@ -564,7 +571,10 @@ mod tests {
             computed_at: Some(Timestamp::from(chrono::Utc::now())),
         });
         let item = encode(&task).expect("encode");
-        assert!(matches!(item.get("result"), Some(AttributeValue::S(_))), "{item:?}");
+        assert!(
+            matches!(item.get("result"), Some(AttributeValue::S(_))),
+            "{item:?}"
+        );
         assert_eq!(decode(item).expect("decode"), task);
         // A result written before: a map.
         let mapped: Item = serde_dynamo::to_item(&task).expect("to_item");
