@@ -139,30 +139,18 @@ fn result_text(result: &MatchResult) -> Result<AttributeValue> {
         .map_err(|e| Error::Internal(format!("encode result: {e}")))
 }
 
-/// An item as its task, in either form of each large value.
+/// An item as its task, in either form of each large value: the compact
+/// ones are taken out here, the earlier ones are left to serde.
 fn decode(mut item: Item) -> Result<Task> {
     let bad = |what: String| Error::Internal(format!("decode task: {what}"));
     let packed = match item.get_mut(REQUEST) {
-        Some(AttributeValue::M(request)) => match request.remove(EMBEDDING) {
-            Some(AttributeValue::B(bytes)) => Some(bytes.into_inner()),
-            Some(list) => {
-                request.insert(EMBEDDING.to_owned(), list);
-                None
-            }
-            None => None,
-        },
+        Some(AttributeValue::M(request)) => take_if(request, EMBEDDING, AttributeValue::is_b),
         _ => None,
     };
-    let text = match item.remove(RESULT) {
-        Some(AttributeValue::S(text)) => Some(text),
-        Some(map) => {
-            item.insert(RESULT.to_owned(), map);
-            None
-        }
-        None => None,
-    };
+    let text = take_if(&mut item, RESULT, AttributeValue::is_s);
     let mut task: Task = serde_dynamo::from_item(item).map_err(|e| bad(e.to_string()))?;
-    if let Some(bytes) = packed {
+    if let Some(AttributeValue::B(bytes)) = packed {
+        let bytes = bytes.into_inner();
         if bytes.len() != EMBEDDING_DIM * 4 {
             return Err(bad(format!("a packed embedding of {} bytes", bytes.len())));
         }
@@ -172,10 +160,19 @@ fn decode(mut item: Item) -> Result<Task> {
             .collect();
         task.request.embedding = Some(embedding);
     }
-    if let Some(text) = text {
+    if let Some(AttributeValue::S(text)) = text {
         task.result = Some(serde_json::from_str(&text).map_err(|e| bad(format!("result: {e}")))?);
     }
     Ok(task)
+}
+
+/// Removes `key` from `map` when its value is of the wanted form.
+fn take_if(map: &mut Item, key: &str, form: fn(&AttributeValue) -> bool) -> Option<AttributeValue> {
+    if map.get(key).is_some_and(form) {
+        map.remove(key)
+    } else {
+        None
+    }
 }
 
 impl DynamoTaskStore {
