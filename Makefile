@@ -67,6 +67,8 @@ test: bootstrap lint unit template deploy-check integration ## every check, from
 # starts each against a local Runtime API. --cold-start-only needs neither the
 # perf watch nor the stack: without the stack it measures init alone (and
 # migrate's first invocation, which needs no stack).
+# --load-only measures the stack of `make up` through its gateway, so it
+# starts no perf watch (a second runtime, idle or building, beside the load).
 BENCH_ARGS ?=
 bench: ## exact scan vs naive HNSW vs the matcher, whole path, relevance, embedding speed, cold starts
 	@if [[ " $(BENCH_ARGS) " == *" --cold-start-only "* ]]; then \
@@ -74,7 +76,10 @@ bench: ## exact scan vs naive HNSW vs the matcher, whole path, relevance, embedd
 	  exec cargo run --quiet --profile perf -p jobmatch-bench -- $(BENCH_ARGS); \
 	fi; \
 	if ! $(STACK) status >/dev/null 2>&1; then echo "make bench needs the local stack: run make up first" >&2; exit 1; fi; \
+	set -a; . .local/env; set +a; \
+	if [[ " $(BENCH_ARGS) " == *" --load-only "* ]]; then \
+	  exec cargo run --quiet --profile perf -p jobmatch-bench -- $(BENCH_ARGS); \
+	fi; \
 	url=$$($(STACK) perf-watch start | tail -1); \
 	trap '$(STACK) perf-watch stop' EXIT; \
-	set -a; . .local/env; set +a; \
 	cargo run --quiet --profile perf -p jobmatch-bench -- --lambda-url "$$url" --functions-profile perf $(BENCH_ARGS)
