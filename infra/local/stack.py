@@ -67,6 +67,12 @@ API_PORT = _port("API", 3000)
 # `make bench` only: a second runtime serving optimised (perf profile) builds.
 PERF_WATCH_PORT = int(os.environ.get("JOBMATCH_PERF_WATCH_PORT") or WATCH_PORT + 100)
 DB_NAME = "jobmatch"
+# RDS's defaults for PostgreSQL: shared_buffers a quarter of the machine's
+# memory, effective_cache_size a half, so that local plans and timings are
+# those of AWS (docs/performance.md "1,000,000 jobs"). Only pages in use take
+# memory.
+SHARED_BUFFERS_MB = max(128, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                        // 4 // 2**20)
 REGION = "us-east-1"
 QUEUE = "jobmatch-match"
 DLQ = "jobmatch-match-dlq"
@@ -219,7 +225,9 @@ def pg_up() -> None:
         log_path = STATE / "pg" / "postgres.log"  # written by the db user
         opts = (f"-c listen_addresses=127.0.0.1 -c port={PG_PORT} "
                 "-c unix_socket_directories='' -c max_connections=200 "
-                "-c shared_buffers=256MB -c maintenance_work_mem=512MB")
+                f"-c shared_buffers={SHARED_BUFFERS_MB}MB "
+                f"-c effective_cache_size={2 * SHARED_BUFFERS_MB}MB "
+                "-c maintenance_work_mem=512MB")
         subprocess.run(
             as_db_user([pg_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(data),
                         "-l", str(log_path), "-o", opts]),
