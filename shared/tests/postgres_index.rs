@@ -606,3 +606,33 @@ async fn a_match_is_at_most_two_round_trips(pool: PgPool) {
         }
     }
 }
+
+/// A job's embedding stays in its row even when the row is long (its
+/// description goes to TOAST instead), so the exact plan reads no TOAST
+/// (migration 20261130000007).
+#[sqlx::test(migrations = "../migrations")]
+async fn embeddings_stay_in_the_row(pool: PgPool) {
+    let mut job = common::job("long", common::axis(0, 0.0));
+    // 1,000 letters that do not compress (xorshift), shorter than the
+    // embedding: the row (over 2 kB) must move one of the two out, and
+    // with pgvector's default storage it was the embedding.
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    job.description = (0..1_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    seed(&pool, &[job]).await;
+    let (embedding_out, description_out): (bool, bool) = sqlx::query_as(
+        "SELECT pg_column_toast_chunk_id(embedding) IS NOT NULL, \
+         pg_column_toast_chunk_id(description) IS NOT NULL FROM jobs WHERE id = 'long'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("toast chunks");
+    assert!(description_out, "the description is moved out of the row");
+    assert!(!embedding_out, "the embedding stays in the row");
+}
