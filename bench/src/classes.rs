@@ -69,6 +69,9 @@ fn pick(rng: &mut impl Rng, cities: &[&str], fallback: &str) -> String {
     cased(rng, city)
 }
 
+/// The class without filters (the ef_search sweep's like-for-like row).
+pub const UNFILTERED: &str = "unfiltered";
+
 pub fn classes(seed: u64, n: usize) -> Vec<Class> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf11e_7e55);
     let rng = &mut rng;
@@ -84,7 +87,7 @@ pub fn classes(seed: u64, n: usize) -> Vec<Class> {
         filters: (0..n).map(|i| f(rng, i)).collect(),
     };
     vec![
-        make("unfiltered", "100%", &mut |_, _| Filters::default()),
+        make(UNFILTERED, "100%", &mut |_, _| Filters::default()),
         make("broad", "~30%", &mut |rng, i| match i % 3 {
             0 => Filters {
                 remote: Some(true),

@@ -26,6 +26,10 @@ pub struct DataFigures {
     pub derived_gate_rows: i64,
     /// `--halfvec`: the halfvec graph's figures beside the vector one's.
     pub halfvec: Option<crate::halfvec::HalfvecFigures>,
+    /// Unfiltered recall and time against `hnsw.ef_search`.
+    pub ef_sweep: Vec<crate::measure::EfPoint>,
+    /// `jobmatch_ef_search` of the loaded table for C = 100: the matcher's.
+    pub derived_ef_search: i32,
     pub generate_secs: Option<f64>,
     pub load_secs: Option<f64>,
     pub load_rows_per_sec: Option<f64>,
@@ -216,6 +220,8 @@ pub async fn sizes(
     Ok(DataFigures {
         derived_gate_rows: 0,
         halfvec: None,
+        ef_sweep: Vec::new(),
+        derived_ef_search: 0,
         database: database.to_owned(),
         jobs,
         loaded_now,

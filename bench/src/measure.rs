@@ -323,3 +323,70 @@ pub fn crossover(points: &[SweepPoint]) -> Option<f64> {
     }
     None
 }
+
+/// One `hnsw.ef_search` of the unfiltered HNSW query: the matcher's HNSW
+/// statement for C = 100 candidates, timed with recall@10 against the exact
+/// top 10.
+#[derive(Debug, Clone, Serialize)]
+pub struct EfPoint {
+    pub ef_search: i32,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub recall_at_10: f64,
+    pub min_recall_at_10: f64,
+}
+
+/// How recall and time grow with `ef_search` on this table, unfiltered.
+pub async fn ef_sweep(
+    pool: &PgPool,
+    index: &PgJobIndex,
+    vectors: &[Vec<f32>],
+    efs: &[i32],
+) -> Result<Vec<EfPoint>> {
+    let count = candidate_count(K as u32);
+    let none = Filters::default();
+    let mut truth = Vec::new();
+    for embedding in vectors {
+        let (exact, _) = index
+            .nearest_planned(
+                Query::Embedding(embedding),
+                &none,
+                K as u32,
+                Some(Plan::Exact),
+            )
+            .await?;
+        truth.push(ids(&exact));
+    }
+    let mut points = Vec::new();
+    for &ef in efs {
+        let (mut times, mut recalls) = (Vec::new(), Vec::new());
+        for (embedding, exact) in vectors.iter().zip(&truth) {
+            let v = Vector::from(embedding.clone());
+            let t = Instant::now();
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT set_config('hnsw.ef_search', $1, true)")
+                .bind(ef.to_string())
+                .execute(&mut *tx)
+                .await?;
+            let got: Vec<String> =
+                sqlx::query_scalar("SELECT id FROM jobs ORDER BY embedding <=> $1 LIMIT $2")
+                    .bind(v)
+                    .bind(i64::from(count))
+                    .fetch_all(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            times.push(ms(t));
+            recalls.push(recall(&got, exact));
+        }
+        let point = EfPoint {
+            ef_search: ef,
+            p50_ms: percentile(&times, 0.5),
+            p99_ms: percentile(&times, 0.99),
+            recall_at_10: mean(&recalls),
+            min_recall_at_10: recalls.iter().copied().fold(f64::INFINITY, f64::min),
+        };
+        eprintln!("bench: ef_search {point:?}");
+        points.push(point);
+    }
+    Ok(points)
+}
