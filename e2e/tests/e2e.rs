@@ -207,7 +207,7 @@ fn percentile(mut samples: Vec<f64>, p: f64) -> f64 {
 async fn async_match_ranks_exactly_and_legacy_agrees() {
     let s = stack().await;
     // The stack runs the production planner: 6,000 demo jobs are past the
-    // derived exact gate (14 x sqrt(6000) = 1,085 rows), so the
+    // derived exact gate (19 x sqrt(6000) = 1,472 rows), so the
     // unfiltered match goes through HNSW and is held to a recall; a match
     // the planner sends to the exact scan is held to the exact ranking.
     let cases = [

@@ -636,3 +636,33 @@ async fn embeddings_stay_in_the_row(pool: PgPool) {
     assert!(description_out, "the description is moved out of the row");
     assert!(!embedding_out, "the embedding stays in the row");
 }
+
+/// The exact gate and the HNSW plan's ef_search follow the table's size.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_gate_and_ef_search_grow_with_the_table(pool: PgPool) {
+    let at = |rows: f64, count: i32| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, i32)>(
+                "SELECT jobmatch_exact_gate($1), jobmatch_ef_search($1, $2)",
+            )
+            .bind(rows)
+            .bind(count)
+            .fetch_one(&pool)
+            .await
+            .expect("gate and ef_search")
+        }
+    };
+    assert_eq!(at(0.0, 100).await, (0, 100));
+    assert_eq!(
+        at(-1.0, 100).await,
+        (0, 100),
+        "reltuples is -1 before ANALYZE"
+    );
+    assert_eq!(at(100_000.0, 100).await.1, 100);
+    assert_eq!(at(100_000.0, 500).await.1, 500, "never fewer than C");
+    let (gate, ef) = at(1_000_000.0, 100).await;
+    assert_eq!(gate, 19_000);
+    assert!(ef > 100, "a larger table searches wider: {ef}");
+    assert_eq!(at(1e9, 1_000).await.1, 1_000, "at most 1,000");
+}
