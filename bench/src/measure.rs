@@ -324,9 +324,9 @@ pub fn crossover(points: &[SweepPoint]) -> Option<f64> {
     None
 }
 
-/// One `hnsw.ef_search` of the unfiltered HNSW query: the matcher's HNSW
-/// statement for C = 100 candidates, timed with recall@10 against the exact
-/// top 10.
+/// One `hnsw.ef_search` of the plain unfiltered HNSW query for C = 100
+/// ids, timed from the client like the naive plan (its own transaction for
+/// the setting), with recall@10 against the exact top 10.
 #[derive(Debug, Clone, Serialize)]
 pub struct EfPoint {
     pub ef_search: i32,
