@@ -31,8 +31,13 @@ async fn an_unfiltered_match_runs_the_hnsw_plan() {
         .await
         .expect("database");
     let before = graph_scans(&db).await;
-    // A fresh random query: no cached result can answer it.
-    let seed = u64::from(std::process::id()) ^ 0x5eed;
+    // A fresh random query: no cached result can answer it. The demo
+    // database and its cache outlive a run, and a process id comes round
+    // again, so the clock is in the seed too.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = u64::from(std::process::id()) ^ nanos;
     let token = s.token(&format!("planner-{seed}"));
     let task_id = s.submit(&token, seed).await;
     let task = s
