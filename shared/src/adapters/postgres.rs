@@ -179,7 +179,7 @@ pub const MAX_SCAN_TUPLES: u32 = 20_000;
 
 /// The job index: one call of `jobmatch_nearest` (migration
 /// `20261130000004_nearest_function.sql`; its latest body is in
-/// `20261130000010_matcher_fixed_costs.sql`) per match, which estimates,
+/// `20261130000008_matcher_ef_search_and_fixed_costs.sql`) per match, which estimates,
 /// chooses the plan, sets its transaction-local settings and returns the
 /// rows: one statement, one round trip, and the plan logic in one place.
 #[derive(Clone, Debug)]

@@ -1,5 +1,20 @@
--- The matcher's fixed costs, measured in psql on the 100k and 1M benchmark
--- tables (docs/performance.md):
+-- The HNSW plan's ef_search grows with the table, like the exact gate
+-- (20261130000005). make bench, graphs at ef_construction = 128, recall@10
+-- of the unfiltered HNSW query for C = 100 against the exact scan:
+-- * 100,000 jobs: 0.999 at ef_search 100;
+-- * 1,000,000 jobs (`--million`, its ef_search sweep, 100 queries): 0.849 at
+--   40, 0.963 at 100, 0.983 at 150, 0.993 at 200 (p50 4.6, 5.2, 5.8 ms at
+--   100, 150, 200).
+-- So C x (rows / 100,000)^(1/5): C up to 100,000 jobs, 1.58 C (159) at 1M,
+-- 2.5 C at 10M, never under C (the rows asked for) nor over 1,000. The
+-- exponent is fitted to the 1M run alone; the bench's sweep checks it.
+CREATE FUNCTION jobmatch_ef_search(table_rows double precision, count integer) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT least(1000, greatest(count, ceil(count * power(greatest(table_rows, 0) / 100000, 0.2))))::integer
+$$;
+
+-- jobmatch_nearest below uses it, and cuts its own fixed costs, measured in
+-- psql on the 100k and 1M benchmark tables (docs/performance.md):
 -- * Without filters the HNSW statement no longer carries the filters' SQL:
 --   it folded to nothing but was still parsed and planned, 0.3-0.4 ms of a
 --   4.4 ms match at 1M.
@@ -7,7 +22,7 @@
 --   the same statement's scan instead of by key: 100 B-tree descents fewer,
 --   0.68 -> 0.58 ms for a very selective match at 100k. The statement reads
 --   one snapshot, so the tid names the row version it ranked.
--- The rest of the function is that of 20261130000008.
+
 -- The `count` jobs nearest to `query` (or to the stored profile of
 -- `profile_user`) among those passing `filters`, with the plan that found
 -- them and the profile's skills. The plan:
@@ -122,3 +137,4 @@ BEGIN
 END
 $fn$;
 
+GRANT EXECUTE ON FUNCTION jobmatch_ef_search(double precision, integer) TO jobmatch_reader;
