@@ -413,19 +413,24 @@ async fn bench_database(
         }
     }
     let mut class_figures = Vec::new();
+    let mut unfiltered_truth = Vec::new();
     for class in classes::classes(args.seed, args.queries) {
         eprintln!(
             "bench: class {} ({} queries)",
             class.name,
             class.filters.len()
         );
-        let figures = measure::run_class(&pool, &index, &class, &vectors, data.jobs).await?;
+        let (figures, truth) =
+            measure::run_class(&pool, &index, &class, &vectors, data.jobs).await?;
+        if class.name == classes::UNFILTERED {
+            unfiltered_truth = truth;
+        }
         class_figures.push(figures);
     }
 
     eprintln!(
         "bench: ef_search sweep (unfiltered, {} queries)",
-        vectors.len()
+        unfiltered_truth.len()
     );
     // The matcher's own ef_search among them, for a plain query as wide as
     // the matcher's (the naive plan keeps pgvector's default, 40).
@@ -442,7 +447,7 @@ async fn bench_database(
     ];
     efs.sort_unstable();
     efs.dedup();
-    data.ef_sweep = measure::ef_sweep(&pool, &index, &vectors, &efs).await?;
+    data.ef_sweep = measure::ef_sweep(&pool, &vectors, &unfiltered_truth, &efs).await?;
 
     // Days whose share of postings spans 0.3% .. 40% of the table.
     let days = [1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90];

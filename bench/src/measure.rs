@@ -181,17 +181,20 @@ fn ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }
 
+/// The class's figures, and the exact top 10 of each of its queries (the
+/// unfiltered class's are the ef_search sweep's reference).
 pub async fn run_class(
     pool: &PgPool,
     index: &PgJobIndex,
     class: &Class,
     vectors: &[Vec<f32>],
     table_rows: i64,
-) -> Result<ClassFigures> {
+) -> Result<(ClassFigures, Vec<Vec<String>>)> {
     let (mut a, mut b, mut c) = (Samples::default(), Samples::default(), Samples::default());
     let (mut plans_exact, mut plans_hnsw) = (0, 0);
     let mut shares = Vec::new();
     let mut min_passing = i64::MAX;
+    let mut truth = Vec::new();
     let count = candidate_count(K as u32);
     for (filters, embedding) in class.filters.iter().zip(vectors.iter().cycle()) {
         let pass = passing(pool, filters).await?;
@@ -206,6 +209,7 @@ pub async fn run_class(
         let exact_ms = ms(t);
         let exact = ids(&exact);
         a.add(exact_ms, &exact, &exact, pass);
+        truth.push(exact.clone());
 
         let t = Instant::now();
         let got = naive(pool, embedding, filters).await?;
@@ -219,7 +223,7 @@ pub async fn run_class(
             Plan::Hnsw => plans_hnsw += 1,
         }
     }
-    Ok(ClassFigures {
+    let figures = ClassFigures {
         class: class.name.to_owned(),
         target: class.target.to_owned(),
         queries: class.filters.len(),
@@ -230,7 +234,8 @@ pub async fn run_class(
         matcher: c.figures(),
         matcher_exact_plans: plans_exact,
         matcher_hnsw_plans: plans_hnsw,
-    })
+    };
+    Ok((figures, truth))
 }
 
 /// One point of the threshold sweep: a filter passing `passing_rows`, both
@@ -336,31 +341,19 @@ pub struct EfPoint {
     pub min_recall_at_10: f64,
 }
 
-/// How recall and time grow with `ef_search` on this table, unfiltered.
+/// How recall and time grow with `ef_search` on this table, unfiltered:
+/// `truth` is the exact top 10 of each of `vectors` (the unfiltered class's).
 pub async fn ef_sweep(
     pool: &PgPool,
-    index: &PgJobIndex,
     vectors: &[Vec<f32>],
+    truth: &[Vec<String>],
     efs: &[i32],
 ) -> Result<Vec<EfPoint>> {
     let count = candidate_count(K as u32);
-    let none = Filters::default();
-    let mut truth = Vec::new();
-    for embedding in vectors {
-        let (exact, _) = index
-            .nearest_planned(
-                Query::Embedding(embedding),
-                &none,
-                K as u32,
-                Some(Plan::Exact),
-            )
-            .await?;
-        truth.push(ids(&exact));
-    }
     let mut points = Vec::new();
     for &ef in efs {
         let (mut times, mut recalls) = (Vec::new(), Vec::new());
-        for (embedding, exact) in vectors.iter().zip(&truth) {
+        for (embedding, exact) in vectors.iter().zip(truth) {
             let v = Vector::from(embedding.clone());
             let t = Instant::now();
             let mut tx = pool.begin().await?;
