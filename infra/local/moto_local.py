@@ -1,21 +1,25 @@
 """moto's server for the local stack: one process per service, as
 stack.py's moto_up starts them.
 
---serial (DynamoDB): moto runs one request at a time. moto_server runs
-werkzeug threaded, and its DynamoDB backend checks a ConditionExpression and
-writes without a lock: two concurrent conditional UpdateItems on one item
-could both pass, which real DynamoDB never allows (the worker's claim relies
-on it; e2e/tests/fault_duplicate_delivery.rs saw two claims once the
-functions got fast). One lock around moto's whole application keeps the
-conditions atomic; connections, HTTP parsing and socket writes stay on the
-server's threads, with keep-alive. SQS has no such lock.
+moto's own application (`moto.server`'s DomainDispatcherApplication), served
+by waitress instead of werkzeug's development server. werkzeug 3 answers every
+request with `Connection: close`, so each AWS call paid a TCP connect, a new
+server thread and a 10 ms drain poll: about 4,000 connections for the 424
+tasks of one `make bench BENCH_ARGS=--load-only`, and half of moto DynamoDB's
+time (sampled with py-spy) outside moto. waitress keeps connections alive.
 
-Under load these processes bound the local stack (`make bench
-BENCH_ARGS=--load-only`), so two costs that are not the services' own are
-cut (sampled with py-spy under that load): moto listed and stat'ed its own
-package folder on every request to route it (about 8% of either process's
-time), and werkzeug logged every request line (3% of DynamoDB's, 15% of
-SQS's, whose threads queued on the log's lock).
+--serial (DynamoDB): moto runs one request at a time. Its DynamoDB backend
+checks a ConditionExpression and writes without a lock: two concurrent
+conditional UpdateItems on one item could both pass, which real DynamoDB
+never allows (the worker's claim relies on it;
+e2e/tests/fault_duplicate_delivery.rs saw two claims once the functions got
+fast). One lock around moto's whole application keeps the conditions atomic;
+connections, HTTP parsing and socket writes stay outside it. SQS has no such
+lock, and enough threads for the pollers' long polls beside the functions.
+
+moto listed and stat'ed its own package folder on every request to route it
+(about 8% of either process's time, sampled with py-spy); the folder does not
+change while the server runs.
 Usage: moto_local.py HOST PORT [--serial]
 """
 import logging
@@ -23,36 +27,38 @@ import sys
 import threading
 
 import moto.backends
-import moto.server
-import werkzeug.serving
+import waitress
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-_run_simple = werkzeug.serving.run_simple
+_MODULES = frozenset(moto.backends.list_of_moto_modules())
+moto.backends.list_of_moto_modules = lambda: _MODULES
+
+# Requests served at once; each long poll (WaitTimeSeconds) holds one.
+THREADS = 16
+# Every function instance keeps its own pool of connections; waitress's
+# default of 100 would leave new ones waiting in the backlog.
+CONNECTION_LIMIT = 1000
 
 
-def _serial(host, port, app, **kwargs):
+def serial(app):
     lock = threading.Lock()
 
     def one_at_a_time(environ, start_response):
         with lock:
-            # The body is produced inside the lock; werkzeug writes it after.
+            # The body is produced inside the lock; waitress writes it after.
             return list(app(environ, start_response))
 
-    return _run_simple(host, port, one_at_a_time, **kwargs)
+    return one_at_a_time
 
-
-# The folders do not change while the server runs.
-_MODULES = frozenset(moto.backends.list_of_moto_modules())
-moto.backends.list_of_moto_modules = lambda: _MODULES
-
-# werkzeug writes a response's head and body apart; on a kept-alive
-# connection Nagle's algorithm then holds the body until the client's
-# delayed ACK (up to 40 ms).
-werkzeug.serving.WSGIRequestHandler.disable_nagle_algorithm = True
 
 if __name__ == "__main__":
     host, port, *flags = sys.argv[1:]
+    app = DomainDispatcherApplication(create_backend_app)
     if "--serial" in flags:
-        moto.server.run_simple = _serial
-    # Errors still reach the log.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    moto.server.main(["-H", host, "-p", port])
+        app = serial(app)
+    # Errors still reach the log; waitress logs no request lines, and a
+    # queue of requests under load is expected.
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    waitress.serve(app, host=host, port=int(port), threads=THREADS,
+                   connection_limit=CONNECTION_LIMIT, ident="moto")
