@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import select
+import socket
 import threading
 from urllib.parse import urlsplit
 
@@ -32,7 +33,12 @@ def _connection(timeout: float) -> http.client.HTTPConnection:
         conn.close()
         conn = None
     if conn is None:
-        conn = http.client.HTTPConnection(LAMBDA.hostname, LAMBDA.port or 80)
+        conn = http.client.HTTPConnection(LAMBDA.hostname, LAMBDA.port or 80, timeout=timeout)
+        conn.connect()
+        # http.client sends an event over 2,920 bytes apart from its head;
+        # with Nagle's algorithm the body then waits for the runtime's
+        # delayed ACK (40 ms), and the function reads its event that late.
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _local.conn = conn
     conn.timeout = timeout
     if conn.sock is not None:
