@@ -65,6 +65,10 @@ pub struct Stack {
     pub sqs: aws_sdk_sqs::Client,
     pub queue_url: String,
     pub dlq_url: String,
+    /// Mixed into every `submit` seed. The demo database and its match
+    /// cache outlive a run, so a fixed seed would meet the result an
+    /// earlier run cached and never reach the worker's search.
+    run: u64,
 }
 
 /// A random unit vector, seeded: an inline query that needs no stored profile.
@@ -106,6 +110,7 @@ impl Stack {
             sqs: aws_sdk_sqs::Client::new(&aws),
             queue_url: env("QUEUE_URL"),
             dlq_url: env("DLQ_URL"),
+            run: rand::random(),
         }
     }
 
@@ -113,9 +118,11 @@ impl Stack {
         shared::auth::mint_hs256(self.secret.as_bytes(), sub, 3600).expect("token")
     }
 
-    /// POST /jobs/match with an inline embedding; the task id of the 202.
+    /// POST /jobs/match with an inline embedding that no earlier run has
+    /// sent; the task id of the 202.
     pub async fn submit(&self, token: &str, seed: u64) -> String {
-        let body = json!({"embedding": embedding(seed), "skills": ["rust"], "limit": 10});
+        let body =
+            json!({"embedding": embedding(seed ^ self.run), "skills": ["rust"], "limit": 10});
         let resp = self
             .http
             .post(format!("{}/jobs/match", self.api))

@@ -31,15 +31,9 @@ async fn an_unfiltered_match_runs_the_hnsw_plan() {
         .await
         .expect("database");
     let before = graph_scans(&db).await;
-    // A fresh random query: no cached result can answer it. The demo
-    // database and its cache outlive a run, and a process id comes round
-    // again, so the clock is in the seed too.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let seed = u64::from(std::process::id()) ^ nanos;
-    let token = s.token(&format!("planner-{seed}"));
-    let task_id = s.submit(&token, seed).await;
+    // `submit` sends a query no earlier run has cached.
+    let token = s.token("planner");
+    let task_id = s.submit(&token, 0).await;
     let task = s
         .wait_finished(std::slice::from_ref(&task_id), Duration::from_secs(60))
         .await
