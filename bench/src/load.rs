@@ -54,6 +54,84 @@ pub struct LoadFigures {
     pub many: Phase,
     /// Accepted a second with `clients`, over that with one.
     pub scaling: f64,
+    /// Where the many-client phase's CPU went (Linux only).
+    pub cpu: Option<CpuCeiling>,
+}
+
+/// The machine's CPU per task in the many-client phase, and the throughput
+/// that CPU allows: everything on the machine (stack, PostgreSQL, the bench
+/// itself) shares its cores, and moto's DynamoDB, one Python process
+/// answering one request at a time, can use only one of them.
+#[derive(Debug, Serialize)]
+pub struct CpuCeiling {
+    pub cores: usize,
+    pub machine_ms_per_task: f64,
+    pub dynamodb_ms_per_task: Option<f64>,
+    /// Tasks a second at which the first of the two runs out of CPU.
+    pub ceiling_per_sec: f64,
+}
+
+/// Busy CPU time (ms) of the whole machine and of moto's DynamoDB process,
+/// from /proc. USER_HZ is 100 on every Linux architecture.
+#[derive(Clone, Copy)]
+struct CpuTimes {
+    machine_ms: f64,
+    dynamodb_ms: Option<f64>,
+}
+
+const USER_HZ_MS: f64 = 10.0;
+/// Written by infra/local/stack.py.
+const DYNAMODB_PID_FILE: &str = ".local/pids/moto.pid";
+
+fn cpu_times() -> Option<CpuTimes> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy = ticks.iter().sum::<f64>() - ticks.get(3)? - ticks.get(4)?;
+    let dynamodb_ms = std::fs::read_to_string(DYNAMODB_PID_FILE)
+        .ok()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok())
+        .and_then(|stat| {
+            // After the command's closing parenthesis: state is field 3,
+            // utime 14 and stime 15.
+            let fields: Vec<f64> = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            (fields.len() == 2).then(|| (fields[0] + fields[1]) * USER_HZ_MS)
+        });
+    Some(CpuTimes {
+        machine_ms: busy * USER_HZ_MS,
+        dynamodb_ms,
+    })
+}
+
+fn ceiling(before: CpuTimes, after: CpuTimes, tasks: usize) -> Option<CpuCeiling> {
+    let cores = std::thread::available_parallelism().ok()?.get();
+    let tasks = tasks.max(1) as f64;
+    let machine_ms_per_task = (after.machine_ms - before.machine_ms) / tasks;
+    let dynamodb_ms_per_task = after
+        .dynamodb_ms
+        .zip(before.dynamodb_ms)
+        .map(|(a, b)| (a - b) / tasks);
+    let machine = cores as f64 * 1000.0 / machine_ms_per_task;
+    let dynamodb = dynamodb_ms_per_task.map_or(f64::INFINITY, |ms| 1000.0 / ms);
+    Some(CpuCeiling {
+        cores,
+        machine_ms_per_task,
+        dynamodb_ms_per_task,
+        ceiling_per_sec: machine.min(dynamodb),
+    })
 }
 
 fn random_embedding(rng: &mut impl Rng) -> Vec<f32> {
@@ -188,11 +266,16 @@ pub async fn measure(load: &Load) -> Result<LoadFigures> {
     // Warm every function instance before timing.
     phase(&http, &store, load, load.clients, load.clients * 2, 1).await?;
     let single = phase(&http, &store, load, 1, load.single_posts, 10_000).await?;
+    let before = cpu_times();
     let many = phase(&http, &store, load, load.clients, load.posts, 20_000).await?;
+    let cpu = before
+        .zip(cpu_times())
+        .and_then(|(b, a)| ceiling(b, a, many.posts - many.not_completed));
     Ok(LoadFigures {
         scaling: many.accepted_per_sec / single.accepted_per_sec,
         single,
         many,
+        cpu,
     })
 }
 
@@ -238,4 +321,27 @@ pub fn print(f: &LoadFigures) {
         mark(f.many.tasks_per_sec >= MIN_TASKS_PER_SEC),
         f.many.not_completed + f.single.not_completed
     );
+    if let Some(c) = &f.cpu {
+        let dynamodb = c
+            .dynamodb_ms_per_task
+            .map(|ms| {
+                format!(
+                    ", {ms:.1} ms of it in moto's DynamoDB (one core: {:.0}/s)",
+                    1000.0 / ms
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "CPU with {} clients: {:.1} ms a task on this machine ({} cores: {:.0}/s){dynamodb}. \
+             Ceiling {:.0} tasks/s; {:.1} tasks/s is {:.0}% of it, and the scaling it allows is {:.2}x.",
+            f.many.clients,
+            c.machine_ms_per_task,
+            c.cores,
+            c.cores as f64 * 1000.0 / c.machine_ms_per_task,
+            c.ceiling_per_sec,
+            f.many.tasks_per_sec,
+            100.0 * f.many.tasks_per_sec / c.ceiling_per_sec,
+            c.ceiling_per_sec / f.single.accepted_per_sec
+        );
+    }
 }
