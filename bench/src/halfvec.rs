@@ -1,7 +1,8 @@
 //! `make bench BENCH_ARGS=--halfvec`: would an HNSW graph over
 //! `embedding::halfvec(384)` (2-byte floats) hold recall with about half the
-//! memory? Builds that expression index beside the full one, then for the
-//! unfiltered and broad classes fetches C candidates through each graph,
+//! memory? Builds that expression index beside the full one, with the full
+//! graph's own build options, then for the unfiltered and broad classes
+//! fetches C candidates through each graph at the matcher's `ef_search`,
 //! ranks them by the full-precision similarity (as the matcher scores them)
 //! and compares the top 10 with the exact scan's. The index is dropped
 //! afterwards: the matcher does not use it (see docs/performance.md).
@@ -32,6 +33,10 @@ pub struct GraphFigures {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HalfvecFigures {
+    /// The full graph's `m` and `ef_construction`, which this one copies.
+    pub build_options: String,
+    /// The matcher's (`jobmatch_ef_search`), used for both graphs.
+    pub ef_search: i32,
     pub build_secs: f64,
     pub full_index_mb: f64,
     pub half_index_mb: f64,
@@ -51,17 +56,19 @@ async fn index_mb(pool: &PgPool, name: &str) -> Result<f64> {
 async fn through(
     pool: &PgPool,
     half: bool,
+    ef_search: i32,
     embedding: &[f32],
     class: &Class,
     i: usize,
 ) -> Result<Vec<String>> {
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "SELECT set_config('hnsw.ef_search', '100', true), \
+        "SELECT set_config('hnsw.ef_search', $1::text, true), \
          set_config('hnsw.iterative_scan', 'relaxed_order', true), \
          set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true), \
          set_config('enable_bitmapscan', 'off', true)",
     )
+    .bind(ef_search)
     .execute(&mut *tx)
     .await?;
     let v = Vector::from(embedding.to_vec());
@@ -94,11 +101,15 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples[((samples.len() - 1) as f64 * p).round() as usize]
 }
 
+/// `build_options`: the full graph's reloptions (`m=16,ef_construction=128`);
+/// `ef_search`: the matcher's.
 pub async fn measure(
     pool: &PgPool,
     index: &PgJobIndex,
     classes: &[Class],
     vectors: &[Vec<f32>],
+    build_options: &str,
+    ef_search: i32,
 ) -> Result<HalfvecFigures> {
     // The memory setting and the build on one connection: a pool could run
     // them on two.
@@ -107,10 +118,16 @@ pub async fn measure(
         .execute(&mut *conn)
         .await?;
     let t = Instant::now();
-    sqlx::query(
+    let with = if build_options.is_empty() {
+        String::new()
+    } else {
+        format!(" WITH ({build_options})")
+    };
+    // The options are PostgreSQL's own reloptions of the full graph.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE INDEX IF NOT EXISTS jobs_embedding_hnsw_half ON jobs \
-         USING hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)",
-    )
+         USING hnsw ((embedding::halfvec(384)) halfvec_cosine_ops){with}"
+    )))
     .execute(&mut *conn)
     .await?;
     sqlx::query("RESET maintenance_work_mem")
@@ -146,12 +163,12 @@ pub async fn measure(
         for (graph, half) in [("vector", false), ("halfvec", true)] {
             // Warm the graph as a running service has it.
             for (i, v) in vectors.iter().cycle().take(20).enumerate() {
-                through(pool, half, v, class, i % n).await?;
+                through(pool, half, ef_search, v, class, i % n).await?;
             }
             let (mut ms, mut recall) = (Vec::new(), Vec::new());
             for (i, v) in vectors.iter().cycle().take(n).enumerate() {
                 let t = Instant::now();
-                let got = through(pool, half, v, class, i).await?;
+                let got = through(pool, half, ef_search, v, class, i).await?;
                 ms.push(t.elapsed().as_secs_f64() * 1000.0);
                 let want = &exact[i];
                 let hit = got.iter().filter(|id| want.contains(id)).count();
@@ -171,6 +188,8 @@ pub async fn measure(
         .execute(pool)
         .await?;
     Ok(HalfvecFigures {
+        build_options: build_options.to_owned(),
+        ef_search,
         build_secs,
         full_index_mb,
         half_index_mb,
@@ -180,11 +199,13 @@ pub async fn measure(
 
 pub fn print(f: &HalfvecFigures) {
     println!(
-        "\nhalfvec HNSW (expression index over embedding::halfvec(384)): built in {:.1} s, {:.0} MB against {:.0} MB for the vector graph ({:.0}%)",
+        "\nhalfvec HNSW (expression index over embedding::halfvec(384), {}): built in {:.1} s, {:.0} MB against {:.0} MB for the vector graph ({:.0}%); both searched at ef_search {}",
+        f.build_options,
         f.build_secs,
         f.half_index_mb,
         f.full_index_mb,
-        100.0 * f.half_index_mb / f.full_index_mb
+        100.0 * f.half_index_mb / f.full_index_mb,
+        f.ef_search
     );
     println!(
         "{:<12} {:<8} {:>8} {:>8} {:>9} {:>11}",

@@ -456,7 +456,17 @@ async fn bench_database(
     if args.halfvec {
         eprintln!("bench: halfvec graph (build, unfiltered and broad classes)");
         let classes = classes::classes(args.seed, args.queries);
-        data.halfvec = Some(halfvec::measure(&pool, &index, &classes, &vectors).await?);
+        data.halfvec = Some(
+            halfvec::measure(
+                &pool,
+                &index,
+                &classes,
+                &vectors,
+                &data.hnsw_options,
+                data.derived_ef_search,
+            )
+            .await?,
+        );
     }
     Ok((pgvector, data, class_figures, sweep))
 }
