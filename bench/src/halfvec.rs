@@ -18,6 +18,7 @@ use shared::ports::Query;
 use sqlx::{PgPool, QueryBuilder, Row};
 
 use crate::classes::Class;
+use crate::measure::percentile;
 
 const K: usize = 10;
 
@@ -96,11 +97,6 @@ async fn through(
     Ok(scored.into_iter().take(K).map(|(id, _)| id).collect())
 }
 
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[((samples.len() - 1) as f64 * p).round() as usize]
-}
-
 /// `build_options`: the full graph's reloptions (`m=16,ef_construction=128`);
 /// `ef_search`: the matcher's.
 pub async fn measure(
@@ -177,8 +173,8 @@ pub async fn measure(
             graphs.push(GraphFigures {
                 graph,
                 class: class.name.to_string(),
-                p50_ms: percentile(&mut ms, 0.5),
-                p99_ms: percentile(&mut ms, 0.99),
+                p50_ms: percentile(&ms, 0.5),
+                p99_ms: percentile(&ms, 0.99),
                 recall_at_10: recall.iter().sum::<f64>() / recall.len() as f64,
                 min_recall_at_10: recall.iter().copied().fold(f64::INFINITY, f64::min),
             });

@@ -18,6 +18,8 @@ use shared::adapters::dynamo::DynamoTaskStore;
 use shared::domain::{Task, TaskStatus, EMBEDDING_DIM};
 use shared::ports::TaskReader;
 
+use crate::measure::percentile;
+
 /// Targets of issue 15, for 300 POSTs from 32 clients on the 2-core machine.
 const MIN_SCALING: f64 = 2.5;
 const MIN_ACCEPTED_PER_SEC: f64 = 60.0;
@@ -142,14 +144,6 @@ fn random_embedding(rng: &mut impl Rng) -> Vec<f32> {
     v.into_iter().map(|x| x / norm).collect()
 }
 
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    samples.sort_by(f64::total_cmp);
-    samples[((samples.len() - 1) as f64 * p).round() as usize]
-}
-
 async fn post(
     http: &reqwest::Client,
     load: &Load,
@@ -225,7 +219,7 @@ async fn phase(
         .into_iter()
         .collect::<Result<_>>()?;
     let accept_secs = started.elapsed().as_secs_f64();
-    let (ids, mut post_ms): (Vec<String>, Vec<f64>) = accepted.into_iter().unzip();
+    let (ids, post_ms): (Vec<String>, Vec<f64>) = accepted.into_iter().unzip();
     let tasks = finished(store, ids).await?;
     let mut done_ms = Vec::new();
     let mut last_done = first_post;
@@ -244,11 +238,11 @@ async fn phase(
         clients,
         posts,
         accepted_per_sec: posts as f64 / accept_secs,
-        post_p50_ms: percentile(&mut post_ms, 0.5),
-        post_p99_ms: percentile(&mut post_ms, 0.99),
+        post_p50_ms: percentile(&post_ms, 0.5),
+        post_p99_ms: percentile(&post_ms, 0.99),
         tasks_per_sec: (posts - not_completed) as f64 / span,
-        done_p50_ms: percentile(&mut done_ms, 0.5),
-        done_p99_ms: percentile(&mut done_ms, 0.99),
+        done_p50_ms: percentile(&done_ms, 0.5),
+        done_p99_ms: percentile(&done_ms, 0.99),
         not_completed,
     })
 }
