@@ -197,3 +197,44 @@ async fn a_profile_updated_by_hand_is_seen_by_its_next_request() {
     assert!(!after.cached, "the profile's new version misses");
     assert_eq!(after.matches[0].job_id, target);
 }
+
+#[tokio::test]
+async fn a_rewrite_of_jobs_by_ddl_is_seen_by_the_next_identical_request() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::connect().await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let token = stack.token(&format!("cache-ddl-{run}"));
+    let body = json!({"embedding": embedding(11_000 + u64::from(run.as_bytes()[2])), "limit": 5});
+    let first = legacy(&stack, &token, &body).await;
+    assert!(
+        legacy(&stack, &token, &body).await.cached,
+        "the repeat is a hit"
+    );
+
+    // DDL that changes a value, which no row trigger sees.
+    let top = first.matches[0].clone();
+    let renamed = format!("{} ({run})", top.company);
+    let mut db = db().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE jobs ALTER COLUMN company TYPE text \
+         USING CASE WHEN id = '{}' THEN '{renamed}' ELSE company END",
+        top.job_id
+    )))
+    .execute(&mut db)
+    .await
+    .expect("rewrite by hand");
+    let after = legacy(&stack, &token, &body).await;
+    sqlx::query("UPDATE jobs SET company = $2 WHERE id = $1")
+        .bind(&top.job_id)
+        .bind(&top.company)
+        .execute(&mut db)
+        .await
+        .expect("clean up");
+    assert!(!after.cached, "the rewrite makes the entry unusable");
+    let job = after
+        .matches
+        .iter()
+        .find(|m| m.job_id == top.job_id)
+        .expect("the same job still matches");
+    assert_eq!(job.company, renamed);
+}

@@ -111,3 +111,63 @@ async fn expired_or_outdated_entries_are_never_served(pool: PgPool) {
         .expect("store");
     assert_eq!(rows(&pool, "match_cache").await, 1);
 }
+
+async fn jobs_version(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT version FROM jobs_version")
+        .fetch_one(pool)
+        .await
+        .expect("version")
+}
+
+async fn has_bump_trigger(pool: &PgPool) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger \
+         WHERE tgrelid = 'jobs'::regclass AND tgname = 'jobs_version_bump')",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("trigger")
+}
+
+/// DDL that no row trigger sees still outdates what was cached: a rewrite
+/// by hand, a migration replacing the matcher, a `jobs` created again (which
+/// gets its trigger back, so its later writes count too).
+#[sqlx::test(migrations = "../migrations")]
+async fn ddl_outdates_cached_results(pool: PgPool) {
+    let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 100, 100));
+    for ddl in [
+        "ALTER TABLE jobs ALTER COLUMN title TYPE text USING upper(title)",
+        "CREATE OR REPLACE FUNCTION jobmatch_ef_search(table_rows double precision, count integer) \
+         RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT count $$",
+    ] {
+        let versions = miss(&cache, &key(4)).await;
+        cache
+            .store(&key(4), None, versions, &result())
+            .await
+            .expect("store");
+        assert!(matches!(
+            cache.lookup(&key(4), None).await.expect("lookup"),
+            Lookup::Hit(_)
+        ));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+            .execute(&pool)
+            .await
+            .expect(ddl);
+        assert!(miss(&cache, &key(4)).await.jobs > versions.jobs, "{ddl}");
+    }
+
+    sqlx::raw_sql(
+        "CREATE TABLE jobs_copy AS TABLE jobs; DROP TABLE jobs CASCADE; \
+         ALTER TABLE jobs_copy RENAME TO jobs",
+    )
+    .execute(&pool)
+    .await
+    .expect("jobs created again");
+    assert!(has_bump_trigger(&pool).await, "the trigger is back");
+    let before = jobs_version(&pool).await;
+    sqlx::query("DELETE FROM jobs WHERE false")
+        .execute(&pool)
+        .await
+        .expect("delete");
+    assert_eq!(jobs_version(&pool).await, before + 1);
+}
