@@ -11,9 +11,9 @@ use futures::stream::{self, StreamExt};
 use jobmatch_e2e::{env, kill_workers, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use shared::domain::DEAD_LETTERED;
 use shared::domain::{MatchRequest, Task, TaskStatus};
 use shared::ports::{Fence, TaskWriter};
-use shared::service::DEAD_LETTERED;
 use sqlx::{Connection, PgConnection};
 
 /// Polls the task until `done` holds, or panics after `limit`.

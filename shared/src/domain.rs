@@ -132,6 +132,12 @@ pub struct TaskError {
     pub message: String,
 }
 
+/// `error.code` of a task whose message could not be sent: its client was
+/// answered 503, never 202.
+pub const ENQUEUE_FAILED: &str = "enqueue_failed";
+/// `error.code` of a task whose message reached the dead-letter queue.
+pub const DEAD_LETTERED: &str = "dead_lettered";
+
 /// One match task as kept in the task store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
@@ -187,6 +193,19 @@ impl Task {
     /// Expired items may still be readable before DynamoDB deletes them.
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires_at <= now.timestamp()
+    }
+
+    /// Whether an idempotent request may write a new task over this one:
+    /// it expired, or it was never queued, so its client got a 503 and
+    /// retries. The DynamoDB store's condition says the same
+    /// (`adapters::dynamo`, `create_or_get`).
+    pub fn is_replaceable(&self, now: DateTime<Utc>) -> bool {
+        self.is_expired(now)
+            || (self.status == TaskStatus::Failed
+                && self
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.code == ENQUEUE_FAILED))
     }
 }
 

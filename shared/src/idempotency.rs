@@ -111,6 +111,8 @@ where
 mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryQueue, MemoryTaskStore};
+    use crate::domain::TaskError;
+    use crate::ports::{Fence, TaskWriter};
 
     fn request(limit: u32) -> MatchRequest {
         MatchRequest {
@@ -217,5 +219,53 @@ mod tests {
             task.error.as_ref().map(|e| e.code.as_str()),
             Some("enqueue_failed")
         );
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_503_runs() {
+        let store = MemoryTaskStore::default();
+        let down = MemoryQueue {
+            down: true,
+            ..Default::default()
+        };
+        let now = Utc::now();
+        submit(&store, &down, "alice", "k", request(5), now, 60)
+            .await
+            .expect_err("queue down: 503");
+        // The same key and body once the queue is back: a new task, queued.
+        let up = MemoryQueue::default();
+        let retry = submit(&store, &up, "alice", "k", request(5), now, 60)
+            .await
+            .expect("the retry is accepted");
+        assert!(!retry.replayed);
+        assert_eq!(retry.task.status, TaskStatus::Pending);
+        assert_eq!(up.sent.lock().expect("lock").len(), 1);
+        let tasks = store.tasks.lock().expect("lock");
+        assert_eq!(
+            tasks[&task_id_for("alice", "k")].status,
+            TaskStatus::Pending
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_that_failed_after_it_was_accepted_is_replayed() {
+        let (store, queue) = (MemoryTaskStore::default(), MemoryQueue::default());
+        let now = Utc::now();
+        let first = submit(&store, &queue, "alice", "k", request(5), now, 60)
+            .await
+            .expect("created");
+        let error = TaskError {
+            code: "internal".into(),
+            message: "boom".into(),
+        };
+        store
+            .fail(&first.task.task_id, Fence::Pending, &error, now)
+            .await
+            .expect("fail");
+        let again = submit(&store, &queue, "alice", "k", request(5), now, 60)
+            .await
+            .expect("replayed");
+        assert!(again.replayed);
+        assert_eq!(again.task.status, TaskStatus::Failed);
     }
 }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{
     candidate_count, MatchRequest, MatchResult, QuerySource, Task, TaskError, TaskMessage,
-    Timestamp,
+    Timestamp, DEAD_LETTERED, ENQUEUE_FAILED,
 };
 use crate::error::{Error, Result};
 use crate::ports::{
@@ -60,11 +60,6 @@ pub async fn enqueue<S: TaskStore, Q: TaskQueue>(
     }
     Err(send_err)
 }
-
-/// `error.code` of a task whose message could not be sent.
-pub const ENQUEUE_FAILED: &str = "enqueue_failed";
-/// `error.code` of a task whose message reached the dead-letter queue.
-pub const DEAD_LETTERED: &str = "dead_lettered";
 
 /// Closes the task of a dead-lettered message as `failed`
 /// (`dead_lettered`), whatever left it unfinished: a crash, a time-out or an

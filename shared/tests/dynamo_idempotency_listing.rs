@@ -11,9 +11,9 @@ use aws_sdk_dynamodb::types::{
 use chrono::{Duration, Utc};
 use shared::adapters::dynamo::{DynamoTaskStore, OWNER_INDEX};
 use shared::adapters::memory::MemoryQueue;
-use shared::domain::Task;
+use shared::domain::{Task, TaskError, TaskStatus};
 use shared::idempotency;
-use shared::ports::{TaskLister, TaskReader, TaskWriter};
+use shared::ports::{Fence, TaskLister, TaskReader, TaskWriter};
 
 fn attr(name: &str) -> AttributeDefinition {
     AttributeDefinition::builder()
@@ -167,6 +167,50 @@ async fn an_expired_task_frees_its_key() {
         .expect("get")
         .expect("live");
     assert_eq!(stored.request.limit, 9);
+}
+
+/// A task whose message could not be sent was answered 503: the client's
+/// retry with the same key and body writes a new task and queues it. A task
+/// that failed after it was accepted is replayed as it is.
+#[tokio::test]
+async fn a_retry_after_a_503_runs_and_a_failed_task_replays() {
+    let store = store().await;
+    let now = Utc::now();
+    let down = MemoryQueue {
+        down: true,
+        ..Default::default()
+    };
+    idempotency::submit(&store, &down, "alice", "k", common::request(5), now, 3600)
+        .await
+        .expect_err("queue down: 503");
+    let up = MemoryQueue::default();
+    let retry = idempotency::submit(&store, &up, "alice", "k", common::request(5), now, 3600)
+        .await
+        .expect("the retry is accepted");
+    assert!(!retry.replayed);
+    assert_eq!(up.sent.lock().expect("lock").len(), 1);
+    let stored = store
+        .get(&retry.task.task_id, now)
+        .await
+        .expect("get")
+        .expect("live");
+    assert_eq!(stored.status, TaskStatus::Pending);
+    assert_eq!(stored.error, None);
+
+    let error = TaskError {
+        code: "internal".into(),
+        message: "boom".into(),
+    };
+    assert!(store
+        .fail(&retry.task.task_id, Fence::Pending, &error, now)
+        .await
+        .expect("fail"));
+    let again = idempotency::submit(&store, &up, "alice", "k", common::request(5), now, 3600)
+        .await
+        .expect("replayed");
+    assert!(again.replayed);
+    assert_eq!(again.task.status, TaskStatus::Failed);
+    assert_eq!(up.sent.lock().expect("lock").len(), 1, "not queued again");
 }
 
 #[tokio::test]

@@ -96,7 +96,7 @@ impl<S: TaskStore> App<S> {
 mod tests {
     use super::*;
     use shared::adapters::memory::MemoryTaskStore;
-    use shared::domain::{MatchRequest, Task, TaskStatus};
+    use shared::domain::{MatchRequest, Task, TaskStatus, DEAD_LETTERED};
 
     fn task(store: &MemoryTaskStore, id: &str, status: TaskStatus) {
         let request = MatchRequest {
@@ -146,7 +146,7 @@ mod tests {
             "nothing is kept: {:?}",
             response.batch_item_failures
         );
-        let dead = Some(service::DEAD_LETTERED.to_owned());
+        let dead = Some(DEAD_LETTERED.to_owned());
         assert_eq!(
             status(&app, "t-pending"),
             (TaskStatus::Failed, dead.clone())

@@ -12,7 +12,9 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{MatchResult, Task, TaskError, TaskStatus, Timestamp, EMBEDDING_DIM};
+use crate::domain::{
+    MatchResult, Task, TaskError, TaskStatus, Timestamp, EMBEDDING_DIM, ENQUEUE_FAILED,
+};
 use crate::error::{Error, Result};
 use crate::ports::{
     Claim, Fence, IdempotentTaskStore, PageCursor, TaskLister, TaskPage, TaskReader, TaskWriter,
@@ -400,9 +402,18 @@ impl IdempotentTaskStore for DynamoTaskStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            // One conditional write decides: DynamoDB serialises writes to an item.
-            .condition_expression("attribute_not_exists(task_id) OR expires_at <= :now_secs")
+            // One conditional write decides: DynamoDB serialises writes to an
+            // item. What it may replace is `Task::is_replaceable`.
+            .condition_expression(
+                "attribute_not_exists(task_id) OR expires_at <= :now_secs \
+                 OR (#status = :failed AND #error.#code = :enqueue_failed)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_names("#code", "code")
             .expression_attribute_values(":now_secs", n(now.timestamp()))
+            .expression_attribute_values(":failed", s(TaskStatus::Failed.as_str()))
+            .expression_attribute_values(":enqueue_failed", s(ENQUEUE_FAILED))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;

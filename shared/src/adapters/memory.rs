@@ -129,7 +129,7 @@ impl TaskWriter for MemoryTaskStore {
 impl IdempotentTaskStore for MemoryTaskStore {
     async fn create_or_get(&self, task: &Task, now: DateTime<Utc>) -> Result<Option<Task>> {
         let mut tasks = self.tasks.lock().map_err(|_| poisoned())?;
-        match tasks.get(&task.task_id).filter(|t| !t.is_expired(now)) {
+        match tasks.get(&task.task_id).filter(|t| !t.is_replaceable(now)) {
             Some(existing) => Ok(Some(existing.clone())),
             None => {
                 tasks.insert(task.task_id.clone(), task.clone());
