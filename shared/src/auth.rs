@@ -334,10 +334,16 @@ impl Verifier {
             Value::String(s) if !s.is_empty() => Some(s),
             _ => None,
         };
-        // A `sub` that is there but unusable is not replaced by `id`.
+        // `id` may also be an integer, as user ids of older systems are
+        // (RFC 7519 makes `sub` a string). A `sub` that is there but
+        // unusable is not replaced by `id`.
+        let id = |v: Value| match v {
+            Value::Number(n) if n.is_u64() || n.is_i64() => Some(n.to_string()),
+            v => name(v),
+        };
         match claims.sub {
             Some(sub) => name(sub),
-            None => claims.id.and_then(name),
+            None => claims.id.and_then(id),
         }
         .map(Caller)
         .ok_or(AuthError::MissingSubject)
@@ -682,6 +688,12 @@ mod tests {
         assert_eq!(v.caller(&t).await.ok(), Some(Caller("alice".into())));
         let t = token(json!({"id": "bob", "exp": exp_in(60)}), SECRET);
         assert_eq!(v.caller(&t).await.ok(), Some(Caller("bob".into())));
+        let t = token(json!({"id": 42, "exp": exp_in(60)}), SECRET);
+        assert_eq!(v.caller(&t).await.ok(), Some(Caller("42".into())));
+        for id in [json!(4.2), json!(true), json!(null)] {
+            let t = token(json!({"id": id, "exp": exp_in(60)}), SECRET);
+            assert_eq!(reason(&v, &t).await, AuthError::MissingSubject, "{id}");
+        }
     }
 
     #[tokio::test]
