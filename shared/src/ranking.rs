@@ -3,25 +3,34 @@
 
 use std::collections::HashSet;
 
-use crate::domain::{Candidate, JobMatch};
+use crate::domain::{normalise_skills, Candidate, JobMatch};
 
 pub const SIMILARITY_WEIGHT: f64 = 0.8;
 pub const SKILL_WEIGHT: f64 = 0.2;
 
 /// `|profile ∩ job| / max(1, |job|)`, with the intersection in the job's order.
-pub fn skill_overlap(profile_skills: &HashSet<&str>, job_skills: &[String]) -> (f64, Vec<String>) {
-    let matched: Vec<String> = job_skills
-        .iter()
-        .filter(|s| profile_skills.contains(s.as_str()))
-        .cloned()
-        .collect();
-    let overlap = matched.len() as f64 / job_skills.len().max(1) as f64;
-    (overlap, matched)
+/// Skills compare as `normalise_skills` makes them (trimmed, lower-case, each
+/// once): the loader stores them so, but a row written by hand may not be,
+/// and `Rust` must still match `rust`.
+pub fn skill_overlap(
+    profile_skills: &HashSet<String>,
+    job_skills: &[String],
+) -> (f64, Vec<String>) {
+    let mut job: Vec<String> = Vec::with_capacity(job_skills.len());
+    for skill in job_skills {
+        let skill = skill.trim().to_lowercase();
+        if !skill.is_empty() && !job.contains(&skill) {
+            job.push(skill);
+        }
+    }
+    let overlap_of = job.len();
+    job.retain(|s| profile_skills.contains(s));
+    (job.len() as f64 / overlap_of.max(1) as f64, job)
 }
 
 /// Scores the candidates and returns the best `limit`, best first.
 pub fn rank(candidates: Vec<Candidate>, profile_skills: &[String], limit: usize) -> Vec<JobMatch> {
-    let profile: HashSet<&str> = profile_skills.iter().map(String::as_str).collect();
+    let profile: HashSet<String> = normalise_skills(profile_skills).into_iter().collect();
     let mut scored: Vec<JobMatch> = candidates
         .into_iter()
         .map(|c| {
@@ -110,7 +119,20 @@ mod tests {
 
     #[test]
     fn job_without_skills_has_zero_overlap() {
-        let profile: HashSet<&str> = ["rust"].into_iter().collect();
+        let profile: HashSet<String> = ["rust".to_string()].into_iter().collect();
         assert_eq!(skill_overlap(&profile, &[]), (0.0, vec![]));
+    }
+
+    #[test]
+    fn skills_written_by_hand_compare_normalised() {
+        // A row inserted with SQL: mixed case, padding, a duplicate.
+        let ranked = rank(
+            vec![cand("a", 0.5, &["Rust", " AWS ", "rust", "Go"])],
+            &[" RUST ".to_string(), "aws".to_string()],
+            1,
+        );
+        assert_eq!(ranked[0].matched_skills, ["rust", "aws"]);
+        // Two of the job's three distinct skills.
+        assert!((ranked[0].score - (0.4 + 0.2 * 2.0 / 3.0)).abs() < 1e-12);
     }
 }
