@@ -91,7 +91,7 @@ pub const CACHE_MISSES: &str = "CacheMisses";
 const CACHE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Bumped when the ranking or the result's shape changes, so that no entry
 /// of an older build is served.
-const CACHE_FORMAT: u32 = 1;
+const CACHE_FORMAT: u32 = 2;
 
 /// What makes two requests' results equal: the query source, skills, filters
 /// and limit (DESIGN.md "Cache"). A profile's key holds its owner, so that it
