@@ -214,8 +214,13 @@ def pg_up() -> None:
             shutil.chown(data, "nobody")
         log("initdb")
         subprocess.run(
+            # The builtin C.UTF-8 locale: lower() folds every letter
+            # (filters match `MÜNCHEN` to `München`), whatever the
+            # environment's locale; from an empty one initdb chose "C",
+            # which folds ASCII only.
             as_db_user([pg_bin("initdb"), "-D", str(data), "-U", "postgres",
-                        "--auth=trust", "--encoding=UTF8", "--no-instructions"]),
+                        "--auth=trust", "--encoding=UTF8", "--locale-provider=builtin",
+                        "--builtin-locale=C.UTF-8", "--no-instructions"]),
             check=True, stdout=subprocess.DEVNULL,
         )
     if pg_running():

@@ -381,6 +381,30 @@ async fn a_scan_cut_short_is_redone_exactly(pool: PgPool) {
     assert_eq!(Planned(&raw, Plan::Exact).ids(filters, 100).await, want);
 }
 
+/// Locations compare case-insensitively beyond ASCII, in SQL as in
+/// `Filters::admits` (the local cluster's builtin C.UTF-8 locale; RDS's
+/// en_US.UTF-8 folds the same letters).
+#[sqlx::test(migrations = "../migrations")]
+async fn locations_fold_every_letter(pool: PgPool) {
+    let mut jobs = seeded_jobs();
+    jobs[1].location = "München".into();
+    jobs[2].location = "MÜNCHEN".into();
+    seed(&pool, &jobs).await;
+    let filters = Filters {
+        locations: Some(vec!["münchen".into()]),
+        ..Default::default()
+    };
+    let want = vec!["j01".to_string(), "j02".to_string()];
+    for plan in [Plan::Exact, Plan::Hnsw] {
+        let gate = if plan == Plan::Exact { 1_000 } else { 0 };
+        let index = PgJobIndex::new(pool.clone(), gate);
+        assert_eq!(Planned(&index, plan).ids(filters.clone(), 10).await, want);
+    }
+    assert!(jobs[1..3]
+        .iter()
+        .all(|j| filters.admits(j, chrono::Utc::now())));
+}
+
 /// The redo does not trust the table's statistics: rows added since the
 /// last ANALYZE (here 300, to a table analyzed at 40 rows) make the table
 /// larger than its `reltuples` says, and a scan cut short is still redone.
