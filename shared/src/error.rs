@@ -52,6 +52,9 @@ impl FieldError {
     }
 }
 
+/// `Error::code` of `Error::Unavailable`, which a task's error keeps.
+pub const UNAVAILABLE_CODE: &str = "dependency_unavailable";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -108,7 +111,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::IdempotencyConflict => "idempotency_key_reused",
             Error::ProfileNotFound => "profile_not_found",
-            Error::Unavailable { .. } => "dependency_unavailable",
+            Error::Unavailable { .. } => UNAVAILABLE_CODE,
             Error::StillRunning { .. } => "still_running",
             Error::Internal(_) => "internal",
         }

@@ -11,8 +11,10 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
 use shared::auth::{Caller, Verifier};
-use shared::domain::{MatchRequest, MatchResult, QuerySource, Task, TaskStatus};
-use shared::error::{Error, FieldError, Result};
+use shared::domain::{
+    MatchRequest, MatchResult, QuerySource, Task, TaskError, TaskStatus, DEAD_LETTERED,
+};
+use shared::error::{Error, FieldError, Result, UNAVAILABLE_CODE};
 use shared::http;
 use shared::idempotency;
 use shared::ports::{
@@ -232,14 +234,7 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
                     status: TaskStatus::Failed,
                     error,
                     ..
-                }) => {
-                    let why =
-                        error.map_or_else(String::new, |e| format!("{}: {}", e.code, e.message));
-                    return Err(Error::Internal(format!(
-                        "task {} failed: {why}",
-                        task.task_id
-                    )));
-                }
+                }) => return Err(legacy_failure(&task.task_id, error)),
                 _ if Instant::now() >= until => {
                     return Err(Error::StillRunning {
                         task_id: task.task_id,
@@ -318,6 +313,22 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
             StatusCode::SERVICE_UNAVAILABLE
         };
         (status, body)
+    }
+}
+
+/// The legacy call's answer for its task's failure: 503 when a retry may
+/// pass (a dependency was down on every attempt, or the worker never
+/// answered), 500 otherwise.
+fn legacy_failure(task_id: &str, error: Option<TaskError>) -> Error {
+    match error {
+        Some(e) if e.code == UNAVAILABLE_CODE || e.code == DEAD_LETTERED => Error::Unavailable {
+            component: "worker",
+            message: format!("task {task_id} failed: {}", e.message),
+        },
+        e => Error::Internal(format!(
+            "task {task_id} failed: {}",
+            e.map_or_else(String::new, |e| format!("{}: {}", e.code, e.message))
+        )),
     }
 }
 
@@ -503,6 +514,15 @@ mod tests {
 
     /// Plays the worker: completes the first pending task it finds.
     async fn complete_when_queued(app: &App<MemoryTaskStore, MemoryQueue, MemoryJobIndex>) {
+        finish_when_queued(app, None).await;
+    }
+
+    /// Plays the worker: completes the first pending task it finds, or
+    /// fails it with `error`.
+    async fn finish_when_queued(
+        app: &App<MemoryTaskStore, MemoryQueue, MemoryJobIndex>,
+        error: Option<TaskError>,
+    ) {
         use shared::ports::Fence;
         for _ in 0..100 {
             let queued = app.queue.sent.lock().expect("lock").first().cloned();
@@ -513,6 +533,13 @@ mod tests {
                     .await
                     .expect("claim");
                 assert!(matches!(claimed, shared::ports::Claim::Claimed(_)));
+                if let Some(error) = error {
+                    app.store
+                        .fail(&message.task_id, Fence::Attempt(1), &error, Utc::now())
+                        .await
+                        .expect("fail");
+                    return;
+                }
                 let result = shared::domain::MatchResult {
                     matches: vec![],
                     count: 0,
@@ -573,6 +600,34 @@ mod tests {
             .collect();
         assert_eq!(pending.len(), 1);
         assert!(detail.contains(&pending[0]), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn a_legacy_text_whose_task_failed_is_503_when_a_retry_may_pass() {
+        for (code, status) in [
+            (UNAVAILABLE_CODE, 503),
+            (DEAD_LETTERED, 503),
+            ("internal", 500),
+        ] {
+            let app = app(false);
+            let call = app.handle(request(
+                "POST",
+                "/jobs/match/legacy",
+                r#"{"text":"ward nurse","limit":3}"#,
+                Some(&token("alice")),
+            ));
+            let error = TaskError {
+                code: code.into(),
+                message: "postgres was unavailable on every attempt".into(),
+            };
+            let (resp, ()) = tokio::join!(call, finish_when_queued(&app, Some(error)));
+            assert_eq!(resp.status(), status, "{code}");
+            assert_eq!(
+                resp.headers()["content-type"],
+                "application/problem+json",
+                "{code}"
+            );
+        }
     }
 
     #[tokio::test]
