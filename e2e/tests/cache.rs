@@ -238,3 +238,38 @@ async fn a_rewrite_of_jobs_by_ddl_is_seen_by_the_next_identical_request() {
         .expect("the same job still matches");
     assert_eq!(job.company, renamed);
 }
+
+#[tokio::test]
+async fn a_window_request_is_served_from_the_cache_until_its_window_drops_a_candidate() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::connect().await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let token = stack.token(&format!("cache-window-{run}"));
+    let body = json!({
+        "embedding": embedding(13_000 + u64::from(run.as_bytes()[3])),
+        "filters": {"posted_within_days": 60},
+        "limit": 5
+    });
+    let first = legacy(&stack, &token, &body).await;
+    let again = legacy(&stack, &token, &body).await;
+    assert!(!first.cached);
+    assert!(again.cached, "a window request is cached");
+    assert_eq!(again.matches, first.matches);
+    // The entry ends when the oldest of its candidates is 60 days old.
+    let mut db = db().await;
+    let (ends, oldest_in_window): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(
+            "SELECT c.expires_at, (SELECT min(posted_at) FROM jobs \
+                                   WHERE posted_at >= now() - make_interval(days => 60)) \
+             FROM match_cache c WHERE c.computed_at = $1",
+        )
+        .bind(first.computed_at.expect("computed_at").get())
+        .fetch_one(&mut db)
+        .await
+        .expect("the entry");
+    assert!(
+        ends >= oldest_in_window + chrono::Duration::days(60),
+        "never before the window's oldest job leaves it"
+    );
+    assert!(ends <= chrono::Utc::now() + chrono::Duration::hours(1));
+}

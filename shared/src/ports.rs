@@ -144,6 +144,18 @@ pub struct DataVersions {
     pub profile: Option<i64>,
 }
 
+/// How long a result of a `posted_within_days` match stays exact. The window
+/// only ever drops jobs as the clock moves (a job entering it is a write,
+/// which moves the version), and the ranking changes only when one of its
+/// candidates drops out: so the result holds until the oldest candidate,
+/// posted at `oldest_posted_at`, is `days` old. The cache computes that
+/// moment as the filter's SQL does (`now() - make_interval(days => ...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostedWindow {
+    pub oldest_posted_at: DateTime<Utc>,
+    pub days: i64,
+}
+
 /// A result lookup: the cached result, or the versions to store one at.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
@@ -163,12 +175,15 @@ pub trait MatchCache: Send + Sync {
         key: &CacheKey,
         profile_user: Option<&str>,
     ) -> impl Future<Output = Result<Lookup>> + Send;
+    /// Stores `result`, usable until its age limit or, with `window`, until
+    /// the window drops one of its candidates, whichever comes first.
     fn store(
         &self,
         key: &CacheKey,
         profile_user: Option<&str>,
         versions: DataVersions,
         result: &MatchResult,
+        window: Option<PostedWindow>,
     ) -> impl Future<Output = Result<()>> + Send;
     /// The vector stored for a text (the key holds the model's identity).
     fn embedding(&self, key: &CacheKey) -> impl Future<Output = Result<Option<Vec<f32>>>> + Send;
@@ -198,6 +213,7 @@ impl MatchCache for NoCache {
         _profile_user: Option<&str>,
         _versions: DataVersions,
         _result: &MatchResult,
+        _window: Option<PostedWindow>,
     ) -> Result<()> {
         Ok(())
     }

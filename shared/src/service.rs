@@ -13,7 +13,8 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::ports::{
-    CacheKey, Claim, Embedder, Fence, JobIndex, Lookup, MatchCache, Query, TaskQueue, TaskStore,
+    CacheKey, Claim, Embedder, Fence, JobIndex, Lookup, MatchCache, PostedWindow, Query, TaskQueue,
+    TaskStore,
 };
 
 /// Milliseconds the model took for a request's text (EMF histogram).
@@ -96,9 +97,8 @@ const CACHE_FORMAT: u32 = 2;
 /// What makes two requests' results equal: the query source, skills, filters
 /// and limit (DESIGN.md "Cache"). A profile's key holds its owner, so that it
 /// serves only them; a text's holds the model's identity (`model_id`), so that
-/// a new model never serves the old one's rankings. `None` for a request that
-/// must not be cached: one with `posted_within_days`, whose window moves with
-/// the clock.
+/// a new model never serves the old one's rankings. A `posted_within_days`
+/// result is stored with its `PostedWindow`, which bounds how long it holds.
 pub fn result_key(owner: &str, model_id: &str, request: &MatchRequest) -> Option<CacheKey> {
     #[derive(serde::Serialize)]
     enum Source<'a> {
@@ -113,9 +113,6 @@ pub fn result_key(owner: &str, model_id: &str, request: &MatchRequest) -> Option
         skills: &'a Option<Vec<String>>,
         filters: &'a crate::domain::Filters,
         limit: u32,
-    }
-    if request.filters.posted_within_days.is_some() {
-        return None;
     }
     let source = match request.source() {
         QuerySource::Embedding(e) => Source::Embedding(e),
@@ -235,6 +232,13 @@ pub async fn run_match<J: JobIndex, E: Embedder, C: MatchCache>(
     let neighbours = index
         .nearest(query, &request.filters, candidate_count(request.limit))
         .await?;
+    let window = request.filters.posted_within_days.and_then(|days| {
+        let oldest = neighbours.candidates.iter().map(|c| c.posted_at).min()?;
+        Some(PostedWindow {
+            oldest_posted_at: oldest,
+            days,
+        })
+    });
     let skills = request
         .skills
         .clone()
@@ -249,7 +253,7 @@ pub async fn run_match<J: JobIndex, E: Embedder, C: MatchCache>(
         computed_at: Some(Timestamp::now()),
     };
     if let (Some(key), Some(versions)) = (key, versions) {
-        if let Err(e) = within(cache.store(&key, profile_user, versions, &result)).await {
+        if let Err(e) = within(cache.store(&key, profile_user, versions, &result, window)).await {
             tracing::warn!(error = %e, "cannot cache the result");
         }
     }
@@ -708,10 +712,36 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn a_moving_window_is_never_cached_and_a_cache_down_is_a_miss() {
+        async fn a_window_result_holds_until_its_oldest_candidate_leaves_the_window() {
+            let (cache, embedder, jobs) =
+                (MemoryCache::default(), MemoryEmbedder::default(), index());
             let mut windowed = text("rust engineer");
             windowed.filters.posted_within_days = Some(30);
-            assert_eq!(result_key("bob", "m", &windowed), None);
+            let first = run_match(&jobs, &embedder, &cache, "bob", &windowed)
+                .await
+                .expect("first");
+            assert!(!first.cached);
+            let again = run_match(&jobs, &embedder, &cache, "bob", &windowed)
+                .await
+                .expect("again");
+            assert!(again.cached);
+            // Both jobs are candidates: the entry holds until the older is 30 days old.
+            let key = result_key("bob", embedder.model_id(), &windowed).expect("a key");
+            let oldest = jobs.jobs.iter().map(|j| j.posted_at).min().expect("jobs");
+            let until = cache.results.lock().expect("lock")[&key].2;
+            assert_eq!(until, Some(oldest + chrono::Duration::days(30)));
+            // Once it has left the window, the result is computed again.
+            if let Some(entry) = cache.results.lock().expect("lock").get_mut(&key) {
+                entry.2 = Some(Utc::now() - chrono::Duration::seconds(1));
+            }
+            let later = run_match(&jobs, &embedder, &cache, "bob", &windowed)
+                .await
+                .expect("later");
+            assert!(!later.cached);
+        }
+
+        #[tokio::test]
+        async fn a_cache_down_is_a_miss() {
             let down = MemoryCache {
                 down: true,
                 ..Default::default()

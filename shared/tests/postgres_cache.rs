@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use shared::adapters::cache::{CacheLimits, PgMatchCache};
 use shared::domain::{MatchResult, Timestamp, EMBEDDING_DIM};
-use shared::ports::{CacheKey, Lookup, MatchCache};
+use shared::ports::{CacheKey, Lookup, MatchCache, PostedWindow};
 use sqlx::PgPool;
 
 fn result() -> MatchResult {
@@ -53,7 +54,7 @@ async fn the_tables_stay_within_their_caps(pool: PgPool) {
     let versions = miss(&cache, &key(0)).await;
     for i in 0..40 {
         cache
-            .store(&key(i), None, versions, &result())
+            .store(&key(i), None, versions, &result(), None)
             .await
             .expect("store");
         let vector = vec![1.0 / (EMBEDDING_DIM as f32).sqrt(); EMBEDDING_DIM];
@@ -79,7 +80,7 @@ async fn expired_or_outdated_entries_are_never_served(pool: PgPool) {
     let expired = PgMatchCache::new(pool.clone(), limits(Duration::ZERO, 100, 100));
     let versions = miss(&expired, &key(1)).await;
     expired
-        .store(&key(1), None, versions, &result())
+        .store(&key(1), None, versions, &result(), None)
         .await
         .expect("store");
     miss(&expired, &key(1)).await;
@@ -87,7 +88,7 @@ async fn expired_or_outdated_entries_are_never_served(pool: PgPool) {
     let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 100, 100));
     let versions = miss(&cache, &key(2)).await;
     cache
-        .store(&key(2), None, versions, &result())
+        .store(&key(2), None, versions, &result(), None)
         .await
         .expect("store");
     let Lookup::Hit(hit) = cache.lookup(&key(2), None).await.expect("lookup") else {
@@ -106,7 +107,7 @@ async fn expired_or_outdated_entries_are_never_served(pool: PgPool) {
     assert_eq!(moved.jobs, versions.jobs + 1);
     // The next store evicts the outdated entry.
     cache
-        .store(&key(3), None, moved, &result())
+        .store(&key(3), None, moved, &result(), None)
         .await
         .expect("store");
     assert_eq!(rows(&pool, "match_cache").await, 1);
@@ -142,7 +143,7 @@ async fn ddl_outdates_cached_results(pool: PgPool) {
     ] {
         let versions = miss(&cache, &key(4)).await;
         cache
-            .store(&key(4), None, versions, &result())
+            .store(&key(4), None, versions, &result(), None)
             .await
             .expect("store");
         assert!(matches!(
@@ -170,4 +171,56 @@ async fn ddl_outdates_cached_results(pool: PgPool) {
         .await
         .expect("delete");
     assert_eq!(jobs_version(&pool).await, before + 1);
+}
+
+/// A `posted_within_days` result holds until its oldest candidate leaves the
+/// window, computed as the filter's SQL computes the window.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_window_entry_ends_when_its_oldest_candidate_leaves(pool: PgPool) {
+    let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 100, 100));
+    let posted = |offset: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, DateTime<Utc>>(sqlx::AssertSqlSafe(format!(
+                "SELECT now() - make_interval(days => 30) + interval '{offset}'"
+            )))
+            .fetch_one(&pool)
+            .await
+            .expect("time")
+        }
+    };
+    // In the window for one more minute: served, until then.
+    let inside = PostedWindow {
+        oldest_posted_at: posted("1 minute").await,
+        days: 30,
+    };
+    let versions = miss(&cache, &key(5)).await;
+    cache
+        .store(&key(5), None, versions, &result(), Some(inside))
+        .await
+        .expect("store");
+    assert!(matches!(
+        cache.lookup(&key(5), None).await.expect("lookup"),
+        Lookup::Hit(_)
+    ));
+    let ends: bool = sqlx::query_scalar(
+        "SELECT expires_at = $1 + make_interval(days => 30) FROM match_cache WHERE key = $2",
+    )
+    .bind(inside.oldest_posted_at)
+    .bind(&key(5)[..])
+    .fetch_one(&pool)
+    .await
+    .expect("expires_at");
+    assert!(ends, "the entry ends when its oldest candidate leaves");
+
+    // Out of the window a minute ago: never served.
+    let left = PostedWindow {
+        oldest_posted_at: posted("-1 minute").await,
+        days: 30,
+    };
+    cache
+        .store(&key(6), None, versions, &result(), Some(left))
+        .await
+        .expect("store");
+    miss(&cache, &key(6)).await;
 }

@@ -15,7 +15,7 @@ use sqlx::Row;
 use crate::adapters::db_connect::Db;
 use crate::domain::MatchResult;
 use crate::error::{Error, Result};
-use crate::ports::{CacheKey, DataVersions, Lookup, MatchCache};
+use crate::ports::{CacheKey, DataVersions, Lookup, MatchCache, PostedWindow};
 
 const COMPONENT: &str = "cache";
 /// Rows one store may evict: keeps each store's cost bounded; the table
@@ -96,13 +96,16 @@ impl MatchCache for PgMatchCache {
         profile_user: Option<&str>,
         versions: DataVersions,
         result: &MatchResult,
+        window: Option<PostedWindow>,
     ) -> Result<()> {
         let computed_at = result.computed_at.map(|t| t.get());
         sqlx::query(
             "WITH put AS ( \
                INSERT INTO match_cache (key, jobs_version, profile_user, profile_version, result, \
                                         computed_at, expires_at) \
-               VALUES ($1, $2, $3, $4, $5, coalesce($6, now()), now() + make_interval(secs => $7)) \
+               VALUES ($1, $2, $3, $4, $5, coalesce($6, now()), \
+                       least(now() + make_interval(secs => $7), \
+                             $10 + make_interval(days => $11::int))) \
                ON CONFLICT (key) DO UPDATE SET jobs_version = EXCLUDED.jobs_version, \
                  profile_user = EXCLUDED.profile_user, profile_version = EXCLUDED.profile_version, \
                  result = EXCLUDED.result, computed_at = EXCLUDED.computed_at, \
@@ -128,6 +131,8 @@ impl MatchCache for PgMatchCache {
         .bind(secs(self.limits.result_ttl))
         .bind(self.limits.max_results)
         .bind(EVICT_BATCH)
+        .bind(window.map(|w| w.oldest_posted_at))
+        .bind(window.map(|w| w.days))
         .execute(self.db.pool().await?)
         .await
         .map_err(db_err)?;

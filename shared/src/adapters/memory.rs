@@ -13,8 +13,8 @@ use crate::domain::{
 use crate::error::{Error, Result};
 use crate::ports::{
     CacheKey, Claim, DataVersions, Embedder, Fence, IdempotentTaskStore, JobIndex, Lookup,
-    MatchCache, Neighbours, PageCursor, Query, TaskLister, TaskPage, TaskQueue, TaskReader,
-    TaskWriter,
+    MatchCache, Neighbours, PageCursor, PostedWindow, Query, TaskLister, TaskPage, TaskQueue,
+    TaskReader, TaskWriter,
 };
 
 fn poisoned() -> Error {
@@ -322,8 +322,9 @@ impl Embedder for MemoryEmbedder {
 /// The cache in memory, with the versions a test moves by hand.
 #[derive(Default, Debug)]
 pub struct MemoryCache {
-    /// key -> (versions, result)
-    pub results: Mutex<HashMap<CacheKey, (DataVersions, MatchResult)>>,
+    /// key -> (versions, result, usable until)
+    #[allow(clippy::type_complexity)]
+    pub results: Mutex<HashMap<CacheKey, (DataVersions, MatchResult, Option<DateTime<Utc>>)>>,
     pub embeddings: Mutex<HashMap<CacheKey, Vec<f32>>>,
     /// The current `jobs` version.
     pub jobs_version: Mutex<i64>,
@@ -364,7 +365,9 @@ impl MatchCache for MemoryCache {
         let now = self.versions(profile_user)?;
         let results = self.results.lock().map_err(|_| poisoned())?;
         Ok(match results.get(key) {
-            Some((at, result)) if *at == now => Lookup::Hit(result.clone()),
+            Some((at, result, until)) if *at == now && until.is_none_or(|u| Utc::now() < u) => {
+                Lookup::Hit(result.clone())
+            }
             _ => Lookup::Miss(now),
         })
     }
@@ -375,12 +378,14 @@ impl MatchCache for MemoryCache {
         _profile_user: Option<&str>,
         versions: DataVersions,
         result: &MatchResult,
+        window: Option<PostedWindow>,
     ) -> Result<()> {
         self.check()?;
+        let until = window.map(|w| w.oldest_posted_at + chrono::Duration::days(w.days));
         self.results
             .lock()
             .map_err(|_| poisoned())?
-            .insert(*key, (versions, result.clone()));
+            .insert(*key, (versions, result.clone(), until));
         Ok(())
     }
 
