@@ -138,6 +138,19 @@ pub const ENQUEUE_FAILED: &str = "enqueue_failed";
 /// `error.code` of a task whose message reached the dead-letter queue.
 pub const DEAD_LETTERED: &str = "dead_lettered";
 
+impl TaskError {
+    /// The task's message was never sent, so it was never accepted.
+    pub fn never_queued(&self) -> bool {
+        self.code == ENQUEUE_FAILED
+    }
+
+    /// The same request may pass if tried again: a dependency was down on
+    /// every attempt, or the worker never answered.
+    pub fn may_pass_on_retry(&self) -> bool {
+        self.code == crate::error::UNAVAILABLE_CODE || self.code == DEAD_LETTERED
+    }
+}
+
 /// One match task as kept in the task store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
@@ -202,10 +215,7 @@ impl Task {
     pub fn is_replaceable(&self, now: DateTime<Utc>) -> bool {
         self.is_expired(now)
             || (self.status == TaskStatus::Failed
-                && self
-                    .error
-                    .as_ref()
-                    .is_some_and(|e| e.code == ENQUEUE_FAILED))
+                && self.error.as_ref().is_some_and(TaskError::never_queued))
     }
 }
 

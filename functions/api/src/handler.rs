@@ -11,10 +11,8 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
 use shared::auth::{Caller, Verifier};
-use shared::domain::{
-    MatchRequest, MatchResult, QuerySource, Task, TaskError, TaskStatus, DEAD_LETTERED,
-};
-use shared::error::{Error, FieldError, Result, UNAVAILABLE_CODE};
+use shared::domain::{MatchRequest, MatchResult, QuerySource, Task, TaskError, TaskStatus};
+use shared::error::{Error, FieldError, Result};
 use shared::http;
 use shared::idempotency;
 use shared::ports::{
@@ -321,7 +319,7 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
 /// answered), 500 otherwise.
 fn legacy_failure(task_id: &str, error: Option<TaskError>) -> Error {
     match error {
-        Some(e) if e.code == UNAVAILABLE_CODE || e.code == DEAD_LETTERED => Error::Unavailable {
+        Some(e) if e.may_pass_on_retry() => Error::Unavailable {
             component: "worker",
             message: format!("task {task_id} failed: {}", e.message),
         },
@@ -381,6 +379,8 @@ mod tests {
     use super::*;
     use shared::adapters::memory::{MemoryJobIndex, MemoryQueue, MemoryTaskStore};
     use shared::domain::TaskStatus;
+    use shared::domain::DEAD_LETTERED;
+    use shared::error::UNAVAILABLE_CODE;
     use shared::ports::TaskWriter;
 
     const SECRET: &[u8] = b"unit-secret";
