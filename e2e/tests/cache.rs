@@ -243,33 +243,48 @@ async fn a_rewrite_of_jobs_by_ddl_is_seen_by_the_next_identical_request() {
 async fn a_window_request_is_served_from_the_cache_until_its_window_drops_a_candidate() {
     let _serial = SERIAL.lock().await;
     let stack = Stack::connect().await;
-    let run = uuid::Uuid::new_v4().simple().to_string();
+    let run = uuid::Uuid::new_v4();
     let token = stack.token(&format!("cache-window-{run}"));
-    let body = json!({
-        "embedding": embedding(13_000 + u64::from(run.as_bytes()[3])),
-        "filters": {"posted_within_days": 60},
-        "limit": 5
-    });
+    // A job exactly at the query, ten minutes from leaving a 60-day window:
+    // the oldest of the candidates, so it ends the entry.
+    let query = embedding(run.as_u64_pair().0);
+    let id = format!("job-cache-window-{run}");
+    let mut db = db().await;
+    let posted: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "INSERT INTO jobs (id, title, company, location, employment_type, embedding, posted_at) \
+         VALUES ($1, 'Window test', 'Acme', 'Berlin', 'full_time', $2, \
+                 now() - make_interval(days => 60) + interval '10 minutes') \
+         RETURNING posted_at",
+    )
+    .bind(&id)
+    .bind(Vector::from(query.clone()))
+    .fetch_one(&mut db)
+    .await
+    .expect("insert by hand");
+    let body = json!({"embedding": query, "filters": {"posted_within_days": 60}, "limit": 5});
     let first = legacy(&stack, &token, &body).await;
     let again = legacy(&stack, &token, &body).await;
+    let ends: Option<bool> = sqlx::query_scalar(
+        "SELECT expires_at = $1 + make_interval(days => 60) FROM match_cache \
+         WHERE computed_at = $2",
+    )
+    .bind(posted)
+    .bind(first.computed_at.expect("computed_at").get())
+    .fetch_optional(&mut db)
+    .await
+    .expect("the entry");
+    sqlx::query("DELETE FROM jobs WHERE id = $1")
+        .bind(&id)
+        .execute(&mut db)
+        .await
+        .expect("clean up");
     assert!(!first.cached);
+    assert_eq!(first.matches[0].job_id, id);
     assert!(again.cached, "a window request is cached");
     assert_eq!(again.matches, first.matches);
-    // The entry ends when the oldest of its candidates is 60 days old.
-    let mut db = db().await;
-    let (ends, oldest_in_window): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
-        sqlx::query_as(
-            "SELECT c.expires_at, (SELECT min(posted_at) FROM jobs \
-                                   WHERE posted_at >= now() - make_interval(days => 60)) \
-             FROM match_cache c WHERE c.computed_at = $1",
-        )
-        .bind(first.computed_at.expect("computed_at").get())
-        .fetch_one(&mut db)
-        .await
-        .expect("the entry");
-    assert!(
-        ends >= oldest_in_window + chrono::Duration::days(60),
-        "never before the window's oldest job leaves it"
+    assert_eq!(
+        ends,
+        Some(true),
+        "the entry ends when that job leaves the window"
     );
-    assert!(ends <= chrono::Utc::now() + chrono::Duration::hours(1));
 }

@@ -145,9 +145,10 @@ impl TaskError {
     }
 
     /// The same request may pass if tried again: a dependency was down on
-    /// every attempt, or the worker never answered.
+    /// every attempt. Not a dead-lettered task: every delivery of it ended
+    /// without an answer, which its input may cause again.
     pub fn may_pass_on_retry(&self) -> bool {
-        self.code == crate::error::UNAVAILABLE_CODE || self.code == DEAD_LETTERED
+        self.code == crate::error::UNAVAILABLE_CODE
     }
 }
 
@@ -208,14 +209,11 @@ impl Task {
         self.expires_at <= now.timestamp()
     }
 
-    /// Whether an idempotent request may write a new task over this one:
-    /// it expired, or it was never queued, so its client got a 503 and
-    /// retries. The DynamoDB store's condition says the same
-    /// (`adapters::dynamo`, `create_or_get`).
-    pub fn is_replaceable(&self, now: DateTime<Utc>) -> bool {
-        self.is_expired(now)
-            || (self.status == TaskStatus::Failed
-                && self.error.as_ref().is_some_and(TaskError::never_queued))
+    /// The task failed before it was queued: its client was answered 503,
+    /// and a retry with the same `Idempotency-Key` and body runs it.
+    pub fn never_queued(&self) -> bool {
+        self.status == TaskStatus::Failed
+            && self.error.as_ref().is_some_and(TaskError::never_queued)
     }
 }
 

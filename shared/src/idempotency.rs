@@ -92,6 +92,24 @@ where
             })
         }
         Some(existing) if existing.owner == owner && existing.request == task.request => {
+            // Its client was answered 503: this retry is the request again.
+            if existing.never_queued() {
+                if store.replace_unqueued(&task).await? {
+                    crate::service::enqueue(store, queue, &task.task_id, now).await?;
+                    return Ok(Submitted {
+                        task,
+                        replayed: false,
+                    });
+                }
+                // A concurrent retry replaced it first: replay that one.
+                let current = store.get(&task.task_id, now).await?.ok_or_else(|| {
+                    Error::unavailable("tasks", "a retried task vanished while it was replaced")
+                })?;
+                return Ok(Submitted {
+                    task: current,
+                    replayed: true,
+                });
+            }
             let waited = now.timestamp() - existing.created_at.get().timestamp();
             if existing.status == TaskStatus::Pending && waited > RESEND_AFTER_SECS {
                 if let Err(e) = queue.send(&message).await {
@@ -232,8 +250,13 @@ mod tests {
         submit(&store, &down, "alice", "k", request(5), now, 60)
             .await
             .expect_err("queue down: 503");
-        // The same key and body once the queue is back: a new task, queued.
+        // The same key with another body is still a conflict.
         let up = MemoryQueue::default();
+        let err = submit(&store, &up, "alice", "k", request(6), now, 60)
+            .await
+            .expect_err("another body");
+        assert!(matches!(err, Error::IdempotencyConflict));
+        // The same key and body once the queue is back: the task, queued.
         let retry = submit(&store, &up, "alice", "k", request(5), now, 60)
             .await
             .expect("the retry is accepted");

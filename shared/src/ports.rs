@@ -148,8 +148,11 @@ pub struct DataVersions {
 /// only ever drops jobs as the clock moves (a job entering it is a write,
 /// which moves the version), and the ranking changes only when one of its
 /// candidates drops out: so the result holds until the oldest candidate,
-/// posted at `oldest_posted_at`, is `days` old. The cache computes that
-/// moment as the filter's SQL does (`now() - make_interval(days => ...)`).
+/// posted at `oldest_posted_at`, is `days` old (an HNSW result stays a
+/// valid answer, though a new search might return another approximation).
+/// The cache computes that moment as the filter's SQL does
+/// (`now() - make_interval(days => ...)`, in the session's time zone, UTC
+/// under sqlx).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PostedWindow {
     pub oldest_posted_at: DateTime<Utc>,
@@ -255,6 +258,10 @@ pub trait IdempotentTaskStore: Send + Sync {
         task: &Task,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<Task>>> + Send;
+    /// Writes `task` over a task of its id that was never queued (`failed`,
+    /// `enqueue_failed`: its client was answered 503); `Ok(false)` when
+    /// the task there is another (a concurrent retry already replaced it).
+    fn replace_unqueued(&self, task: &Task) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// Where a page of the task listing starts: after this task of the owner.

@@ -184,6 +184,10 @@ async fn a_retry_after_a_503_runs_and_a_failed_task_replays() {
         .await
         .expect_err("queue down: 503");
     let up = MemoryQueue::default();
+    let err = idempotency::submit(&store, &up, "alice", "k", common::request(6), now, 3600)
+        .await
+        .expect_err("another body");
+    assert_eq!(err.status(), 422, "the same key with another body");
     let retry = idempotency::submit(&store, &up, "alice", "k", common::request(5), now, 3600)
         .await
         .expect("the retry is accepted");

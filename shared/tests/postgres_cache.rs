@@ -224,3 +224,37 @@ async fn a_window_entry_ends_when_its_oldest_candidate_leaves(pool: PgPool) {
         .expect("store");
     miss(&cache, &key(6)).await;
 }
+
+/// The loader's staging table (temporary) does not move the version, a
+/// no-op `IF NOT EXISTS` neither, a DROP does, and a migration may still
+/// drop the row trigger and create it again.
+#[sqlx::test(migrations = "../migrations")]
+async fn temporary_ddl_leaves_the_version_and_the_trigger_can_be_redefined(pool: PgPool) {
+    let mut conn = pool.acquire().await.expect("connection");
+    let before = jobs_version(&pool).await;
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE staging (LIKE jobs INCLUDING DEFAULTS); \
+         ALTER TABLE staging ALTER COLUMN title DROP NOT NULL; \
+         CREATE INDEX IF NOT EXISTS jobs_posted_at ON jobs (posted_at)",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("temporary DDL");
+    assert_eq!(jobs_version(&pool).await, before);
+
+    sqlx::raw_sql("DROP INDEX jobs_posted_at")
+        .execute(&mut *conn)
+        .await
+        .expect("drop");
+    assert_eq!(jobs_version(&pool).await, before + 1);
+
+    sqlx::raw_sql(
+        "DROP TRIGGER IF EXISTS jobs_version_bump ON jobs; \
+         CREATE TRIGGER jobs_version_bump AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON jobs \
+             FOR EACH STATEMENT EXECUTE FUNCTION bump_jobs_version()",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("the trigger redefined, as migration 3 does");
+    assert!(has_bump_trigger(&pool).await);
+}

@@ -315,8 +315,7 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
 }
 
 /// The legacy call's answer for its task's failure: 503 when a retry may
-/// pass (a dependency was down on every attempt, or the worker never
-/// answered), 500 otherwise.
+/// pass (a dependency was down on every attempt), 500 otherwise.
 fn legacy_failure(task_id: &str, error: Option<TaskError>) -> Error {
     match error {
         Some(e) if e.may_pass_on_retry() => Error::Unavailable {
@@ -603,10 +602,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_legacy_text_whose_task_failed_is_503_when_a_retry_may_pass() {
+    async fn a_legacy_text_whose_task_failed_is_503_only_when_a_retry_may_pass() {
         for (code, status) in [
             (UNAVAILABLE_CODE, 503),
-            (DEAD_LETTERED, 503),
+            (DEAD_LETTERED, 500),
             ("internal", 500),
         ] {
             let app = app(false);

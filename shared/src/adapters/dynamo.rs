@@ -402,18 +402,9 @@ impl IdempotentTaskStore for DynamoTaskStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            // One conditional write decides: DynamoDB serialises writes to an
-            // item. What it may replace is `Task::is_replaceable`.
-            .condition_expression(
-                "attribute_not_exists(task_id) OR expires_at <= :now_secs \
-                 OR (#status = :failed AND #error.#code = :enqueue_failed)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#error", "error")
-            .expression_attribute_names("#code", "code")
+            // One conditional write decides: DynamoDB serialises writes to an item.
+            .condition_expression("attribute_not_exists(task_id) OR expires_at <= :now_secs")
             .expression_attribute_values(":now_secs", n(now.timestamp()))
-            .expression_attribute_values(":failed", s(TaskStatus::Failed.as_str()))
-            .expression_attribute_values(":enqueue_failed", s(ENQUEUE_FAILED))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -431,6 +422,30 @@ impl IdempotentTaskStore for DynamoTaskStore {
                         )),
                     },
                 },
+                other => Err(unavailable(other)),
+            },
+        }
+    }
+
+    async fn replace_unqueued(&self, task: &Task) -> Result<bool> {
+        // The same rule as `Task::never_queued`, as a condition.
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(encode(task)?))
+            .condition_expression("#status = :failed AND #error.#code = :enqueue_failed")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_names("#code", "code")
+            .expression_attribute_values(":failed", s(TaskStatus::Failed.as_str()))
+            .expression_attribute_values(":enqueue_failed", s(ENQUEUE_FAILED))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(err) => match err.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(_) => Ok(false),
                 other => Err(unavailable(other)),
             },
         }

@@ -129,13 +129,22 @@ impl TaskWriter for MemoryTaskStore {
 impl IdempotentTaskStore for MemoryTaskStore {
     async fn create_or_get(&self, task: &Task, now: DateTime<Utc>) -> Result<Option<Task>> {
         let mut tasks = self.tasks.lock().map_err(|_| poisoned())?;
-        match tasks.get(&task.task_id).filter(|t| !t.is_replaceable(now)) {
+        match tasks.get(&task.task_id).filter(|t| !t.is_expired(now)) {
             Some(existing) => Ok(Some(existing.clone())),
             None => {
                 tasks.insert(task.task_id.clone(), task.clone());
                 Ok(None)
             }
         }
+    }
+
+    async fn replace_unqueued(&self, task: &Task) -> Result<bool> {
+        let mut tasks = self.tasks.lock().map_err(|_| poisoned())?;
+        if !tasks.get(&task.task_id).is_some_and(Task::never_queued) {
+            return Ok(false);
+        }
+        tasks.insert(task.task_id.clone(), task.clone());
+        Ok(true)
     }
 }
 
