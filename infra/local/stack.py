@@ -249,6 +249,12 @@ def pg_up() -> None:
         subprocess.run(psql + [f"CREATE DATABASE {DB_NAME}"], check=True,
                        stdout=subprocess.DEVNULL)
         log(f"database {DB_NAME} created")
+    folds = subprocess.run(psql + ["SELECT lower('Ü') = 'ü'"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    if folds != "t":
+        log(f"warning: this cluster's locale folds ASCII letters only, so location "
+            f"filters miss non-ASCII case; it was made before initdb used the builtin "
+            f"C.UTF-8 locale. To remake it: make down && rm -rf {pg_data()} && make up")
 
 
 def pg_down() -> None:
