@@ -20,6 +20,12 @@ lock, and enough threads for the pollers' long polls beside the functions.
 moto listed and stat'ed its own package folder on every request to route it
 (about 8% of either process's time, sampled with py-spy); the folder does not
 change while the server runs.
+
+SQS lost messages under load: moto 5.2.5's Queue.delete_message rebuilds the
+queue's message list without the lock that add_message appends under, so a
+message sent while another was deleted could vanish (a `make test` load run
+left two tasks pending, accepted with 202, their messages never received).
+delete_message now takes that lock.
 Usage: moto_local.py HOST PORT [--serial]
 """
 import logging
@@ -28,10 +34,21 @@ import threading
 
 import moto.backends
 import waitress
+from moto.sqs.models import Queue
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 _MODULES = frozenset(moto.backends.list_of_moto_modules())
 moto.backends.list_of_moto_modules = lambda: _MODULES
+
+_delete_message = Queue.delete_message
+
+
+def _delete_message_locked(self, receipt_handle):
+    with self._messages_lock:  # a Condition over an RLock: add_message's lock
+        return _delete_message(self, receipt_handle)
+
+
+Queue.delete_message = _delete_message_locked
 
 # Requests served at once; each long poll (WaitTimeSeconds) holds one.
 THREADS = 16
