@@ -348,11 +348,17 @@ pub fn check_embedding(embedding: &[f32]) -> Result<(), EmbeddingError> {
     Ok(())
 }
 
-/// Skills are compared lower-case and trimmed, without duplicates.
+/// A skill as skills are compared: trimmed and lower-case (empty: none).
+pub fn normalise_skill(skill: &str) -> String {
+    skill.trim().to_lowercase()
+}
+
+/// Skills are compared lower-case and trimmed, without duplicates, sorted
+/// (so that equal sets make equal cache keys).
 pub fn normalise_skills(skills: &[String]) -> Vec<String> {
     let mut out: Vec<String> = skills
         .iter()
-        .map(|s| s.trim().to_lowercase())
+        .map(|s| normalise_skill(s))
         .filter(|s| !s.is_empty())
         .collect();
     out.sort();

@@ -3,14 +3,14 @@
 
 use std::collections::HashSet;
 
-use crate::domain::{normalise_skills, Candidate, JobMatch};
+use crate::domain::{normalise_skill, normalise_skills, Candidate, JobMatch};
 
 pub const SIMILARITY_WEIGHT: f64 = 0.8;
 pub const SKILL_WEIGHT: f64 = 0.2;
 
 /// `|profile ∩ job| / max(1, |job|)`, with the intersection in the job's order.
-/// Skills compare as `normalise_skills` makes them (trimmed, lower-case, each
-/// once): the loader stores them so, but a row written by hand may not be,
+/// Skills compare as `normalise_skill` makes them, each once, in the job's
+/// order: the loader stores them so, but a row written by hand may not be,
 /// and `Rust` must still match `rust`.
 pub fn skill_overlap(
     profile_skills: &HashSet<String>,
@@ -18,7 +18,7 @@ pub fn skill_overlap(
 ) -> (f64, Vec<String>) {
     let mut job: Vec<String> = Vec::with_capacity(job_skills.len());
     for skill in job_skills {
-        let skill = skill.trim().to_lowercase();
+        let skill = normalise_skill(skill);
         if !skill.is_empty() && !job.contains(&skill) {
             job.push(skill);
         }

@@ -328,12 +328,13 @@ impl Embedder for MemoryEmbedder {
     }
 }
 
+/// A cached result: its versions, itself, and until when it is usable.
+pub type CachedResult = (DataVersions, MatchResult, Option<DateTime<Utc>>);
+
 /// The cache in memory, with the versions a test moves by hand.
 #[derive(Default, Debug)]
 pub struct MemoryCache {
-    /// key -> (versions, result, usable until)
-    #[allow(clippy::type_complexity)]
-    pub results: Mutex<HashMap<CacheKey, (DataVersions, MatchResult, Option<DateTime<Utc>>)>>,
+    pub results: Mutex<HashMap<CacheKey, CachedResult>>,
     pub embeddings: Mutex<HashMap<CacheKey, Vec<f32>>>,
     /// The current `jobs` version.
     pub jobs_version: Mutex<i64>,
