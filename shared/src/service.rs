@@ -576,6 +576,12 @@ mod tests {
         assert!(!dead_letter(&store, "no-such-task", Utc::now())
             .await
             .expect("an unknown task is not an error"));
+        // Expired but still stored: absent, so left as it is.
+        let id = task_in(&store, TaskStatus::Pending).await;
+        let later = Utc::now() + chrono::Duration::seconds(3601);
+        assert!(!dead_letter(&store, &id, later).await.expect("ok"));
+        let stored = store.tasks.lock().expect("lock")[&id].clone();
+        assert_eq!(stored.status, TaskStatus::Pending);
     }
 
     mod cache {

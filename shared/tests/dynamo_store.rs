@@ -190,7 +190,7 @@ async fn pending_fence_and_expiry() {
         .expect("get")
         .expect("present");
     assert_eq!(failed.status, TaskStatus::Failed);
-    assert_eq!(failed.error, Some(error));
+    assert_eq!(failed.error, Some(error.clone()));
 
     // Expired but not yet deleted by TTL: absent everywhere.
     store.create(&pending("old", -10)).await.expect("create");
@@ -202,6 +202,17 @@ async fn pending_fence_and_expiry() {
             .expect("claim"),
         Claim::Missing
     );
+    // No terminal write reaches it either: the dead-letter consumer's fence
+    // (Unfinished) nor the api's (Pending).
+    for fence in [Fence::Unfinished, Fence::Pending] {
+        assert!(
+            !store
+                .fail("old", fence, &error, Utc::now())
+                .await
+                .expect("fail"),
+            "{fence:?} closed an expired task"
+        );
+    }
     assert_eq!(
         store
             .claim("ghost", Utc::now(), lease(30_000))

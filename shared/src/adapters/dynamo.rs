@@ -258,11 +258,15 @@ impl DynamoTaskStore {
         mut values: Vec<(&str, AttributeValue)>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let (condition, fence_values) = Self::fence_condition(fence);
+        let (fence_condition, fence_values) = Self::fence_condition(fence);
+        // An expired task is absent (DESIGN: "treated as absent"), even
+        // before DynamoDB's TTL deletes it.
+        let condition = format!("expires_at > :now_secs AND ({fence_condition})");
         values.extend(fence_values);
         values.push((":now", now_ts(now)?));
+        values.push((":now_secs", n(now.timestamp())));
         Ok(self
-            .update(task_id, update, condition, values, false)
+            .update(task_id, update, &condition, values, false)
             .await?
             .is_ok())
     }

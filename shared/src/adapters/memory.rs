@@ -27,9 +27,16 @@ pub struct MemoryTaskStore {
 }
 
 impl MemoryTaskStore {
-    fn update(&self, task_id: &str, fence: Fence, f: impl FnOnce(&mut Task)) -> Result<bool> {
+    fn update(
+        &self,
+        task_id: &str,
+        fence: Fence,
+        now: DateTime<Utc>,
+        f: impl FnOnce(&mut Task),
+    ) -> Result<bool> {
         let mut tasks = self.tasks.lock().map_err(|_| poisoned())?;
-        let Some(task) = tasks.get_mut(task_id) else {
+        // An expired task is absent, as in DynamoTaskStore's condition.
+        let Some(task) = tasks.get_mut(task_id).filter(|t| !t.is_expired(now)) else {
             return Ok(false);
         };
         let holds = match fence {
@@ -92,7 +99,7 @@ impl TaskWriter for MemoryTaskStore {
         result: &MatchResult,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.update(task_id, fence, |t| {
+        self.update(task_id, fence, now, |t| {
             t.status = TaskStatus::Completed;
             t.result = Some(result.clone());
             t.completed_at = Some(Timestamp::from(now));
@@ -108,7 +115,7 @@ impl TaskWriter for MemoryTaskStore {
         error: &TaskError,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.update(task_id, fence, |t| {
+        self.update(task_id, fence, now, |t| {
             t.status = TaskStatus::Failed;
             t.error = Some(error.clone());
             t.completed_at = Some(Timestamp::from(now));
@@ -118,7 +125,7 @@ impl TaskWriter for MemoryTaskStore {
     }
 
     async fn release(&self, task_id: &str, attempt: u32, now: DateTime<Utc>) -> Result<()> {
-        self.update(task_id, Fence::Attempt(attempt), |t| {
+        self.update(task_id, Fence::Attempt(attempt), now, |t| {
             t.lease_until = Some(0);
             t.updated_at = Timestamp::from(now);
         })
