@@ -116,7 +116,7 @@ request_object! {
     pub struct Filters {
         /// Case-insensitive (Unicode lower case, as PostgreSQL's `lower`), any of.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        locations: Option<Vec<String>> = optional(set_of(strings(MAX_LOCATIONS, MAX_LOCATION_CHARS), |s| s.trim().to_owned())),
+        locations: Option<Vec<String>> = optional(set_of(strings(1, MAX_LOCATIONS, MAX_LOCATION_CHARS), |s| s.trim().to_owned())),
         #[serde(default, skip_serializing_if = "Option::is_none")]
         remote: Option<bool> = optional(boolean()),
         /// Any of.
@@ -128,7 +128,7 @@ request_object! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         posted_within_days: Option<i64> = optional(integer(1, MAX_POSTED_WITHIN_DAYS)),
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        exclude_job_ids: Option<Vec<String>> = optional(set_of(strings(MAX_EXCLUDED_JOBS, MAX_JOB_ID_CHARS), str::to_owned)),
+        exclude_job_ids: Option<Vec<String>> = optional(set_of(strings(0, MAX_EXCLUDED_JOBS, MAX_JOB_ID_CHARS), str::to_owned)),
     }
 }
 
@@ -435,34 +435,42 @@ fn limit() -> Check<u32, impl Fn(&Value) -> Result<u32, String>> {
     })
 }
 
-/// An array of at most `max_items` strings of at most `max_chars` characters.
+/// An array of `min_items` to `max_items` strings of at most `max_chars` characters.
 fn strings(
+    min_items: usize,
     max_items: usize,
     max_chars: usize,
 ) -> Check<Vec<String>, impl Fn(&Value) -> Result<Vec<String>, String>> {
-    check(
-        json!({"type": "array", "maxItems": max_items, "items": {"type": "string", "maxLength": max_chars}}),
-        move |v: &Value| {
-            let Some(items) = v.as_array() else {
-                return Err(format!("must be an array of strings, got {}", kind(v)));
-            };
-            if items.len() > max_items {
-                return Err(format!(
-                    "must have at most {max_items} items, got {}",
-                    items.len()
-                ));
-            }
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| match item.as_str() {
-                    Some(s) if s.chars().count() <= max_chars => Ok(s.to_owned()),
-                    Some(_) => Err(format!("item {i} is longer than {max_chars} characters")),
-                    None => Err(format!("item {i} must be a string, got {}", kind(item))),
-                })
-                .collect()
-        },
-    )
+    let mut schema = json!({"type": "array", "maxItems": max_items, "items": {"type": "string", "maxLength": max_chars}});
+    if min_items > 0 {
+        schema["minItems"] = json!(min_items);
+    }
+    check(schema, move |v: &Value| {
+        let Some(items) = v.as_array() else {
+            return Err(format!("must be an array of strings, got {}", kind(v)));
+        };
+        if items.len() < min_items {
+            // "Any of" nothing admits no job: surely not what was meant.
+            return Err(format!(
+                "must have at least {min_items} item; leave the filter out to admit every job"
+            ));
+        }
+        if items.len() > max_items {
+            return Err(format!(
+                "must have at most {max_items} items, got {}",
+                items.len()
+            ));
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item.as_str() {
+                Some(s) if s.chars().count() <= max_chars => Ok(s.to_owned()),
+                Some(_) => Err(format!("item {i} is longer than {max_chars} characters")),
+                None => Err(format!("item {i} must be a string, got {}", kind(item))),
+            })
+            .collect()
+    })
 }
 
 /// A list that is a set: normalised by `item`, sorted and without
@@ -480,7 +488,7 @@ fn set_of<C: Fn(&Value) -> Result<Vec<String>, String>>(
 }
 
 fn skills() -> Check<Vec<String>, impl Fn(&Value) -> Result<Vec<String>, String>> {
-    let list = strings(MAX_SKILLS, MAX_SKILL_CHARS);
+    let list = strings(0, MAX_SKILLS, MAX_SKILL_CHARS);
     check(list.schema.clone(), move |v: &Value| {
         (list.check)(v).map(|s| normalise_skills(&s))
     })
@@ -495,7 +503,7 @@ fn boolean() -> Check<bool, impl Fn(&Value) -> Result<bool, String>> {
 
 fn employment_types(
 ) -> Check<Vec<EmploymentType>, impl Fn(&Value) -> Result<Vec<EmploymentType>, String>> {
-    let list = strings(MAX_EMPLOYMENT_TYPES, 32);
+    let list = strings(1, MAX_EMPLOYMENT_TYPES, 32);
     let mut schema = list.schema.clone();
     schema["items"] = json!({"$ref": "#/components/schemas/EmploymentType"});
     check(schema, move |v: &Value| {
@@ -663,6 +671,25 @@ mod tests {
                 other => panic!("{why}: expected 422, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_empty_any_of_list_is_refused_and_empty_sets_elsewhere_are_not() {
+        for field in ["locations", "employment_types"] {
+            let body = format!(r#"{{"filters":{{"{field}":[]}}}}"#);
+            match parse_match_request(body.as_bytes()) {
+                Err(Error::Validation(errors)) => {
+                    assert_eq!(errors.len(), 1, "{errors:?}");
+                    assert_eq!(errors[0].field, format!("filters.{field}"));
+                    assert!(errors[0].message.contains("at least 1 item"), "{errors:?}");
+                }
+                other => panic!("{field}: expected 422, got {other:?}"),
+            }
+        }
+        let r = parse_match_request(br#"{"skills":[],"filters":{"exclude_job_ids":[]}}"#)
+            .expect("no skills and nothing excluded are fine");
+        assert_eq!(r.skills, Some(vec![]));
+        assert_eq!(r.filters.exclude_job_ids, Some(vec![]));
     }
 
     #[test]
