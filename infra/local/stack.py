@@ -272,10 +272,11 @@ def moto_up(env: dict[str, str]) -> None:
     MOTO_SQS_PORT. In AWS they are separate services; one moto process would
     serialise the api's concurrent PutItem and SendMessage under one GIL.
     DynamoDB answers one request at a time (moto_local.py --serial), so that its
-    conditional writes are atomic as in AWS."""
+    conditional writes are atomic as in AWS. SQS requests sent to MOTO_PORT are
+    passed to MOTO_SQS_PORT, so that AWS_ENDPOINT_URL alone reaches both."""
     server = [str(VENV / "bin" / "python"), str(ROOT / "infra" / "local" / "moto_local.py"),
               "127.0.0.1"]
-    start("moto", [*server, str(MOTO_PORT), "--serial"], env)
+    start("moto", [*server, str(MOTO_PORT), "--serial", "--sqs-port", str(MOTO_SQS_PORT)], env)
     start("moto-sqs", [*server, str(MOTO_SQS_PORT)], env)
     for name, port in (("moto", MOTO_PORT), ("moto-sqs", MOTO_SQS_PORT)):
         wait_http(f"http://127.0.0.1:{port}/moto-api/", 60, name)

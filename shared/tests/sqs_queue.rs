@@ -48,3 +48,58 @@ async fn sends_the_task_message_as_json() {
     let gone = SqsTaskQueue::new(client, url);
     assert!(gone.ping().await.is_err(), "a deleted queue is unhealthy");
 }
+
+/// `.local/env`'s `AWS_ENDPOINT_URL` alone reaches SQS too (DESIGN.md: "any
+/// tool"): the DynamoDB server passes SQS requests on to the SQS one.
+#[tokio::test]
+async fn the_general_endpoint_reaches_sqs_too() {
+    let general = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+    let config = aws_sdk_sqs::config::Builder::from(&common::local_aws().await)
+        .endpoint_url(&general)
+        .build();
+    let client = aws_sdk_sqs::Client::from_conf(config);
+    let name = common::unique("general-endpoint");
+    let url = client
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .expect("create queue through AWS_ENDPOINT_URL")
+        .queue_url
+        .expect("queue url");
+    client
+        .send_message()
+        .queue_url(&url)
+        .message_body("through the general endpoint")
+        .send()
+        .await
+        .expect("send");
+    // The same queue, read through the SQS server's own endpoint.
+    let direct = aws_sdk_sqs::Client::new(&common::local_aws().await);
+    let listed = direct
+        .list_queues()
+        .queue_name_prefix(&name)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(listed.queue_urls.unwrap_or_default().len(), 1);
+    let received = client
+        .receive_message()
+        .queue_url(&url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive");
+    let messages = received.messages.unwrap_or_default();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].body.as_deref(),
+        Some("through the general endpoint")
+    );
+    // DynamoDB still answers on it.
+    let ddb = aws_sdk_dynamodb::Client::new(&common::local_aws().await);
+    ddb.list_tables()
+        .send()
+        .await
+        .expect("dynamodb on the general endpoint");
+}
