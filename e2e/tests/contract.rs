@@ -372,3 +372,35 @@ async fn health_needs_no_token_and_reports_timeouts() {
         assert_eq!(body["components"][c]["timeout_ms"], 2000, "{body}");
     }
 }
+
+/// What no route matches reaches the api through HttpApi's `$default` route
+/// and is a problem+json 404 (HttpApi's own answer would be
+/// `{"message":"Not Found"}`), with or without a token.
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problem_404s() {
+    let api = api();
+    for (method, path) in [
+        ("GET", "/nope"),
+        ("GET", "/jobs/match"),
+        ("DELETE", "/jobs/match/status/some-task"),
+        ("GET", "/jobs/match/status/"),
+        ("PUT", "/health"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let url = format!("{}{path}", api.base);
+        for authorised in [true, false] {
+            let mut req = api.http.request(method.clone(), &url);
+            if authorised {
+                req = req.bearer_auth(api.token("alice"));
+            }
+            let body = problem(send(req).await, 404, "/problems/not-found").await;
+            assert!(
+                body["detail"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(path.trim_end_matches('/')),
+                "{method} {path}: {body}"
+            );
+        }
+    }
+}

@@ -30,6 +30,8 @@ ROUTES = {
     ("GET", "/health"),
     ("GET", "/jobs/match/status/{task_id}"),
     ("GET", "/jobs/match/tasks"),
+    # HttpApi's catch-all: the api answers what no route matches as problem+json.
+    ("ANY", "$default"),
 }
 
 # The embedding model (DESIGN.md "Text and embeddings"): only the worker loads
@@ -258,7 +260,9 @@ class Checker:
                        f"{aname}: DefaultRouteSettings throttle every route (rate and burst)")
             per_route = ap.get("RouteSettings") or {}
             # API Gateway refuses the stage when a key names no route.
-            self.check(all(isinstance(k, str) and tuple(k.split(" ", 1)) in routes for k in per_route),
+            self.check(all(isinstance(k, str) and (tuple(k.split(" ", 1)) in routes
+                                                   or (k == "$default" and ("ANY", k) in routes))
+                           for k in per_route),
                        f"{aname}: RouteSettings keys are routes of the API: {sorted(map(str, per_route))}")
             for key in ("GET /health", "POST /jobs/match/legacy"):
                 rs = per_route.get(key) or {}

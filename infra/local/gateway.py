@@ -47,13 +47,20 @@ def _any_tag(loader, _suffix, node):
 CfnLoader.add_multi_constructor("!", _any_tag)
 
 
+# HttpApi's catch-all route: what no other route matches.
+DEFAULT_ROUTE = "$default"
+
+
 class Route:
     def __init__(self, method: str, path: str, function: str):
         self.method = method.upper()
         self.path = path
         self.function = function
-        self.route_key = f"{self.method} {path}"
+        self.route_key = DEFAULT_ROUTE if path == DEFAULT_ROUTE else f"{self.method} {path}"
         self.params = []
+        if path == DEFAULT_ROUTE:
+            self.regex = re.compile(".*")
+            return
         parts = []
         for segment in path.split("/"):
             m = re.fullmatch(r"\{([^}/+]+)\}", segment)
@@ -76,8 +83,9 @@ def load_routes(template: Path) -> list[Route]:
             if event.get("Type") == "HttpApi" and binary:
                 props = event["Properties"]
                 routes.append(Route(props["Method"], props["Path"], binary))
-    # HttpApi prefers the most specific route: literal paths before templated ones.
-    routes.sort(key=lambda r: (len(r.params), -len(r.path)))
+    # HttpApi prefers the most specific route: literal paths before templated
+    # ones, and $default last.
+    routes.sort(key=lambda r: (r.path == DEFAULT_ROUTE, len(r.params), -len(r.path)))
     return routes
 
 
