@@ -13,7 +13,7 @@ use anyhow::Result;
 use pgvector::Vector;
 use serde::Serialize;
 use shared::adapters::postgres::{PgJobIndex, Plan};
-use shared::domain::candidate_count;
+use shared::domain::{candidate_count, EMBEDDING_DIM};
 use shared::ports::Query;
 use sqlx::{PgPool, QueryBuilder, Row};
 
@@ -78,9 +78,11 @@ async fn through(
         .push(") AS similarity FROM jobs WHERE true");
     crate::measure::push_filters(&mut qb, &class.filters[i]);
     if half {
-        qb.push(" ORDER BY embedding::halfvec(384) <=> ")
-            .push_bind(v)
-            .push("::halfvec(384)");
+        qb.push(format!(
+            " ORDER BY embedding::halfvec({EMBEDDING_DIM}) <=> "
+        ))
+        .push_bind(v)
+        .push(format!("::halfvec({EMBEDDING_DIM})"));
     } else {
         qb.push(" ORDER BY embedding <=> ").push_bind(v);
     }
@@ -122,7 +124,7 @@ pub async fn measure(
     // The options are PostgreSQL's own reloptions of the full graph.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE INDEX IF NOT EXISTS jobs_embedding_hnsw_half ON jobs \
-         USING hnsw ((embedding::halfvec(384)) halfvec_cosine_ops){with}"
+         USING hnsw ((embedding::halfvec({EMBEDDING_DIM})) halfvec_cosine_ops){with}"
     )))
     .execute(&mut *conn)
     .await?;
@@ -195,7 +197,7 @@ pub async fn measure(
 
 pub fn print(f: &HalfvecFigures) {
     println!(
-        "\nhalfvec HNSW (expression index over embedding::halfvec(384), {}): built in {:.1} s, {:.0} MB against {:.0} MB for the vector graph ({:.0}%); both searched at ef_search {}",
+        "\nhalfvec HNSW (expression index over embedding::halfvec({EMBEDDING_DIM}), {}): built in {:.1} s, {:.0} MB against {:.0} MB for the vector graph ({:.0}%); both searched at ef_search {}",
         f.build_options,
         f.build_secs,
         f.half_index_mb,
