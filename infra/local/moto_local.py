@@ -21,21 +21,17 @@ moto listed and stat'ed its own package folder on every request to route it
 (about 8% of either process's time, sampled with py-spy); the folder does not
 change while the server runs.
 
-SQS lost messages under load: moto's Queue.delete_message (5.1.22 and 5.2.5)
-rebuilds the queue's message list without the lock that add_message appends
-under, so a message sent while another was deleted could vanish (a `make
-test` load run left two tasks pending, accepted with 202, their messages
-never received). delete_message now takes that lock.
+SQS lost messages under load: moto 5.2.5's Queue.delete_message rebuilds the
+queue's message list without the lock that add_message appends under, so a
+message sent while another was deleted could vanish (a `make test` load run
+left two tasks pending, accepted with 202, their messages never received).
+delete_message now takes that lock.
 
 --sqs-port N (DynamoDB's server): SQS requests that reach it are passed to
 the SQS server on port N, so that `AWS_ENDPOINT_URL` alone reaches both
 services, as .local/env promises any tool (DESIGN.md); the functions and the
 poller go straight to SQS through `AWS_ENDPOINT_URL_SQS`. They pass outside
 --serial's lock, which a long poll would otherwise hold.
-moto is 5.1.22, not 5.2.5 (requirements.txt): 5.2.5's DynamoDB took about
-25% more CPU a task (a replay of one task's five calls, 8.3-8.7 against
-10.5 ms; `make bench BENCH_ARGS=--load-only`, the same hour: 8.4-8.6 against
-10.2 ms a task in moto's DynamoDB, which answers one request at a time).
 Usage: moto_local.py HOST PORT [--serial] [--sqs-port N]
 """
 import http.client
