@@ -6,6 +6,20 @@ use shared::adapters::sqs::SqsTaskQueue;
 use shared::domain::TaskMessage;
 use shared::ports::TaskQueue;
 
+/// The one message waiting on `url`: its body.
+async fn receive_one(client: &aws_sdk_sqs::Client, url: &str) -> String {
+    let received = client
+        .receive_message()
+        .queue_url(url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive");
+    let messages = received.messages.unwrap_or_default();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    messages[0].body.clone().expect("body")
+}
+
 #[tokio::test]
 async fn sends_the_task_message_as_json() {
     let client = aws_sdk_sqs::Client::new(&common::local_aws().await);
@@ -26,17 +40,7 @@ async fn sends_the_task_message_as_json() {
         })
         .await
         .expect("send");
-    let received = client
-        .receive_message()
-        .queue_url(&url)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .expect("receive");
-    let messages = received.messages.unwrap_or_default();
-    assert_eq!(messages.len(), 1);
-    let body: TaskMessage =
-        serde_json::from_str(messages[0].body.as_deref().expect("body")).expect("json");
+    let body: TaskMessage = serde_json::from_str(&receive_one(&client, &url).await).expect("json");
     assert_eq!(body.task_id, "t-42");
     client
         .delete_queue()
@@ -83,18 +87,9 @@ async fn the_general_endpoint_reaches_sqs_too() {
         .await
         .expect("list");
     assert_eq!(listed.queue_urls.unwrap_or_default().len(), 1);
-    let received = client
-        .receive_message()
-        .queue_url(&url)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .expect("receive");
-    let messages = received.messages.unwrap_or_default();
-    assert_eq!(messages.len(), 1);
     assert_eq!(
-        messages[0].body.as_deref(),
-        Some("through the general endpoint")
+        receive_one(&client, &url).await,
+        "through the general endpoint"
     );
     // DynamoDB still answers on it.
     let ddb = aws_sdk_dynamodb::Client::new(&common::local_aws().await);
