@@ -87,9 +87,8 @@ pub async fn prepare(
             .ok();
         if count == Some(jobs as i64) {
             eprintln!("bench: reusing {database} ({jobs} jobs already loaded)");
-            // Migrations added since the load (indexes, say) apply to it too.
-            shared::adapters::postgres::MIGRATOR
-                .run(&pool)
+            // Migrations and db/ changed since the load apply to it too.
+            shared::adapters::schema::migrate(&pool)
                 .await
                 .context("migrating the benchmark database")?;
             sqlx::query("ANALYZE jobs").execute(&pool).await?;
@@ -107,11 +106,14 @@ pub async fn prepare(
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
         .execute(&mut admin)
         .await?;
+    {
+        let fresh = pool(&options).await?;
+        shared::adapters::schema::migrate(&fresh)
+            .await
+            .context("migrating the benchmark database")?;
+        fresh.close().await;
+    }
     let mut conn = options.clone().connect().await?;
-    shared::adapters::postgres::MIGRATOR
-        .run(&mut conn)
-        .await
-        .context("migrating the benchmark database")?;
 
     std::fs::create_dir_all(work_dir)?;
     let path = work_dir.join(format!("jobs-{jobs}-seed{seed}.jsonl"));

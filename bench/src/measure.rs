@@ -12,6 +12,7 @@ use serde::Serialize;
 use shared::adapters::postgres::{PgJobIndex, Plan};
 use shared::domain::{candidate_count, Filters};
 use shared::ports::Query;
+use shared::request::SqlValue;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::classes::Class;
@@ -141,39 +142,26 @@ async fn naive(pool: &PgPool, embedding: &[f32], filters: &Filters) -> Result<Ve
     Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
 }
 
-/// Appends ` AND <predicate>` for each filter present: the filters as a plain
-/// pgvector service writes them in SQL, for the reference queries (b) and the
-/// passing counts. The matcher's own are `jobmatch_filter_sql` (a migration);
-/// `shared/tests/postgres_index.rs` holds the two to the same rows.
+/// Appends ` AND <predicate>` for each filter present, its value bound as a
+/// plain pgvector service would: the same predicates as the matcher's
+/// (`Filters::clauses`, one definition), for the reference queries (b) and
+/// the passing counts.
 pub fn push_filters(qb: &mut QueryBuilder<Postgres>, filters: &Filters) {
-    if let Some(locations) = &filters.locations {
-        let lower: Vec<String> = locations.iter().map(|l| l.to_lowercase()).collect();
-        qb.push(" AND lower(location) = ANY(")
-            .push_bind(lower)
-            .push(")");
-    }
-    if let Some(remote) = filters.remote {
-        qb.push(" AND remote = ").push_bind(remote);
-    }
-    if let Some(types) = &filters.employment_types {
-        let names: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();
-        qb.push(" AND employment_type = ANY(")
-            .push_bind(names)
-            .push(")");
-    }
-    if let Some(min) = filters.min_salary {
-        qb.push(" AND coalesce(salary_max, salary_min) >= ")
-            .push_bind(min);
-    }
-    if let Some(days) = filters.posted_within_days {
-        qb.push(" AND posted_at >= now() - make_interval(days => ")
-            .push_bind(i32::try_from(days).unwrap_or(i32::MAX))
-            .push(")");
-    }
-    if let Some(excluded) = &filters.exclude_job_ids {
-        qb.push(" AND id <> ALL(")
-            .push_bind(excluded.clone())
-            .push(")");
+    for clause in filters.clauses() {
+        let Some(value) = clause.value() else {
+            continue;
+        };
+        let (before, after) = clause
+            .predicate
+            .split_once("{v}")
+            .expect("a filter's predicate names its value as {v}");
+        qb.push(" AND ").push(before);
+        match value.clone() {
+            SqlValue::Texts(v) => qb.push_bind(v),
+            SqlValue::Boolean(v) => qb.push_bind(v),
+            SqlValue::BigInt(v) => qb.push_bind(v),
+        };
+        qb.push(after);
     }
 }
 

@@ -170,7 +170,17 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// One connection; the URL is never printed (it may hold a password).
 async fn connect(db: &Db) -> Result<PgConnection> {
-    let options = match db.db_auth {
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        connect_options(db).await?.connect(),
+    )
+    .await
+    .context("connecting to PostgreSQL timed out")?
+    .map_err(|e| anyhow!("cannot connect to PostgreSQL: {e}"))
+}
+
+async fn connect_options(db: &Db) -> Result<PgConnectOptions> {
+    Ok(match db.db_auth {
         DbAuthArg::Password => PgConnectOptions::from_str(&db.database_url)
             .context("DATABASE_URL is not a valid PostgreSQL URL")?,
         DbAuthArg::Iam => {
@@ -178,25 +188,26 @@ async fn connect(db: &Db) -> Result<PgConnection> {
             db_connect::options_now(&db.database_url, DbAuth::Iam, &aws).await?
         }
     }
-    .application_name("jobmatch-cli");
-    tokio::time::timeout(Duration::from_secs(15), options.connect())
-        .await
-        .context("connecting to PostgreSQL timed out")?
-        .map_err(|e| anyhow!("cannot connect to PostgreSQL: {e}"))
+    .application_name("jobmatch-cli"))
 }
 
 async fn migrate(args: &MigrateArgs) -> Result<()> {
-    let mut conn = connect(&args.db).await?;
-    let migrator = &shared::adapters::postgres::MIGRATOR;
-    // sqlx errors repeat their source in their message: print it once.
-    migrator
-        .run(&mut conn)
+    // A pool of one: shared::adapters::schema::migrate takes a pool.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(15))
+        .connect_with(connect_options(&args.db).await?)
         .await
-        .map_err(|e| anyhow!("migrating: {e}"))?;
-    match migrator.iter().last() {
-        Some(m) => eprintln!("migrations applied: at {} ({})", m.version, m.description),
-        None => eprintln!("no migrations"),
-    }
+        .map_err(|e| anyhow!("cannot connect to PostgreSQL: {e}"))?;
+    // sqlx errors repeat their source in their message: print it once.
+    let outcomes = shared::adapters::schema::migrate(&pool)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut conn = pool.acquire().await?;
+    eprintln!(
+        "migrations applied: {}",
+        shared::adapters::schema::summary(&outcomes)
+    );
     if let Some(password) = &args.functions_password {
         shared::adapters::postgres::grant_functions_login(
             &mut conn,

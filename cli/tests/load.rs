@@ -1,5 +1,5 @@
 //! The loader against the real PostgreSQL + pgvector (DATABASE_URL, e.g. from
-//! `.local/env`): `sqlx::test` gives each test a fresh database with the migrations.
+//! `.local/env`): `sqlx::test` gives each test a fresh database, migrated as `migrate` does (migrations, then db/).
 
 use std::path::PathBuf;
 
@@ -11,6 +11,14 @@ use jobmatch_cli::model::LazyModel;
 use pgvector::Vector;
 use shared::domain::{JobRecord, ProfileRecord};
 use sqlx::{PgPool, Row};
+
+/// A fresh `sqlx::test` database brought to this release's schema as
+/// `migrate` does: the migrations, then db/.
+async fn migrated(pool: &PgPool) {
+    shared::adapters::schema::migrate(pool)
+        .await
+        .expect("migrations and db/");
+}
 
 const JOBS: usize = 120;
 
@@ -83,8 +91,9 @@ async fn title_of(pool: &PgPool, id: &str) -> String {
         .expect("title")
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn loads_a_generated_file_with_its_values(pool: PgPool) {
+    migrated(&pool).await;
     let bytes = generated_jobs();
     let file = TempFile::new("jobs-values.jsonl", &bytes);
     let mut conn = pool.acquire().await.expect("conn");
@@ -160,8 +169,9 @@ async fn loads_a_generated_file_with_its_values(pool: PgPool) {
     assert!(updated_at >= before - chrono::Duration::seconds(5));
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn reloading_upserts_and_the_changed_title_wins(pool: PgPool) {
+    migrated(&pool).await;
     let bytes = generated_jobs();
     let file = TempFile::new("jobs-reload-1.jsonl", &bytes);
     let mut conn = pool.acquire().await.expect("conn");
@@ -191,8 +201,9 @@ async fn reloading_upserts_and_the_changed_title_wins(pool: PgPool) {
     assert_eq!(skills, vec![r"back\slash", "quote\"s", "rust"]);
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn a_bad_line_fails_naming_it_and_commits_nothing(pool: PgPool) {
+    migrated(&pool).await;
     let bytes = generated_jobs();
     let good = TempFile::new("jobs-bad-1.jsonl", &bytes);
     let mut conn = pool.acquire().await.expect("conn");
@@ -237,8 +248,9 @@ async fn index_definitions(pool: &PgPool) -> Vec<String> {
     .expect("indexes")
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn a_big_batch_rebuilds_the_vector_index_as_it_was(pool: PgPool) {
+    migrated(&pool).await;
     let before = index_definitions(&pool).await;
     assert!(
         before.iter().any(|d| d.contains("USING hnsw")),
@@ -282,8 +294,9 @@ async fn a_big_batch_rebuilds_the_vector_index_as_it_was(pool: PgPool) {
 
 /// A file with no embeddings at all: the loader embeds each posting's text and
 /// each resume with the real model, and keeps a vector that a line carries.
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn embeds_the_lines_that_have_no_embedding(pool: PgPool) {
+    migrated(&pool).await;
     let opts = generate::Options {
         jobs: 12,
         profiles: 2,

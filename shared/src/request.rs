@@ -3,8 +3,8 @@
 //! stored form (serde; it accepts unknown fields, so that an older worker
 //! reads a task written by a newer api during a deploy), the HTTP parse and
 //! its 422 answers, and the schema that `openapi.yaml` is checked against.
-//! A filter's SQL is in `migrations/` (`jobmatch_filter`), which receives the
-//! filters as their serde JSON.
+//! A filter's SQL predicate sits beside its in-memory one in
+//! [`Filters::clauses`]; `jobmatch_filter_sql` (db/) is generated from it.
 //!
 //! The HTTP parse answers in the order a client needs: 413 for a body over 64
 //! KiB, 415 for a non-JSON content type, 400 for malformed JSON or a
@@ -111,8 +111,8 @@ macro_rules! request_object {
 
 request_object! {
     /// Filters of a match request; all optional, combined with AND. A new
-    /// filter is a line here, its predicate in [`Filters::admits`] (the
-    /// in-memory index) and its SQL in `jobmatch_filter` (a migration).
+    /// filter is a line here and its clause in [`Filters::clauses`] (its SQL
+    /// and in-memory predicates); the compiler asks for the clause.
     pub struct Filters {
         /// Case-insensitive (Unicode lower case, as PostgreSQL's `lower`), any of.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,28 +162,191 @@ impl Filters {
     }
 
     /// Whether `job` passes the filters at `now`: the in-memory index's
-    /// predicate, the same as `jobmatch_filter`'s SQL.
+    /// predicate, every clause's.
     pub fn admits(&self, job: &JobRecord, now: DateTime<Utc>) -> bool {
-        let reach = job.salary_max.or(job.salary_min);
-        let location = job.location.to_lowercase();
-        self.locations
-            .as_ref()
-            .is_none_or(|ls| ls.iter().any(|l| l.to_lowercase() == location))
-            && self.remote.is_none_or(|r| r == job.remote)
-            && self
-                .employment_types
-                .as_ref()
-                .is_none_or(|ts| ts.contains(&job.employment_type))
-            && self
-                .min_salary
-                .is_none_or(|m| reach.is_some_and(|r| i64::from(r) >= m))
-            && self
-                .posted_within_days
-                .is_none_or(|d| job.posted_at >= now - chrono::Duration::days(d))
-            && self
-                .exclude_job_ids
-                .as_ref()
-                .is_none_or(|ids| !ids.contains(&job.id))
+        self.clauses().iter().all(|c| c.admits(job, now))
+    }
+
+    /// Every filter, each with its SQL predicate and its in-memory predicate
+    /// side by side; the one definition of what a filter means. Listed by
+    /// destructuring, so that a new field does not compile without its clause.
+    pub fn clauses(&self) -> [FilterClause<'_>; 6] {
+        let Filters {
+            locations,
+            remote,
+            employment_types,
+            min_salary,
+            posted_within_days,
+            exclude_job_ids,
+        } = self;
+        [
+            FilterClause::new(
+                "locations",
+                SqlType::LowerTexts,
+                "lower(location) = ANY ({v})",
+                locations.as_ref().map(|ls| {
+                    let ls: Vec<String> = ls.iter().map(|l| l.to_lowercase()).collect();
+                    let test = {
+                        let ls = ls.clone();
+                        move |j: &JobRecord, _: DateTime<Utc>| {
+                            ls.contains(&j.location.to_lowercase())
+                        }
+                    };
+                    (SqlValue::Texts(ls), boxed(test))
+                }),
+            ),
+            FilterClause::new(
+                "remote",
+                SqlType::Boolean,
+                "remote = {v}",
+                remote.map(|r| {
+                    (
+                        SqlValue::Boolean(r),
+                        boxed(move |j: &JobRecord, _| j.remote == r),
+                    )
+                }),
+            ),
+            FilterClause::new(
+                "employment_types",
+                SqlType::Texts,
+                "employment_type = ANY ({v})",
+                employment_types.as_ref().map(|ts| {
+                    let names = ts.iter().map(|t| t.as_str().to_owned()).collect();
+                    let test =
+                        move |j: &JobRecord, _: DateTime<Utc>| ts.contains(&j.employment_type);
+                    (SqlValue::Texts(names), boxed(test))
+                }),
+            ),
+            FilterClause::new(
+                "min_salary",
+                SqlType::BigInt,
+                "coalesce(salary_max, salary_min) >= {v}",
+                min_salary.map(|m| {
+                    let test = move |j: &JobRecord, _: DateTime<Utc>| {
+                        j.salary_max
+                            .or(j.salary_min)
+                            .is_some_and(|r| i64::from(r) >= m)
+                    };
+                    (SqlValue::BigInt(m), boxed(test))
+                }),
+            ),
+            FilterClause::new(
+                "posted_within_days",
+                SqlType::BigInt,
+                "posted_at >= now() - make_interval(days => ({v})::int)",
+                posted_within_days.map(|d| {
+                    let test = move |j: &JobRecord, now: DateTime<Utc>| {
+                        j.posted_at >= now - chrono::Duration::days(d)
+                    };
+                    (SqlValue::BigInt(d), boxed(test))
+                }),
+            ),
+            FilterClause::new(
+                "exclude_job_ids",
+                SqlType::Texts,
+                "id <> ALL ({v})",
+                exclude_job_ids.as_ref().map(|ids| {
+                    let test = move |j: &JobRecord, _: DateTime<Utc>| !ids.contains(&j.id);
+                    (SqlValue::Texts(ids.clone()), boxed(test))
+                }),
+            ),
+        ]
+    }
+
+    /// The predicate of every filter over a row of `jobs`, with the request's
+    /// filters as their serde JSON in `$1` (absent filters absent): the body
+    /// of `jobmatch_filter_sql` (db/, generated by
+    /// `adapters::schema`). Each clause folds to a constant when planned with
+    /// the value, so a filter that is not sent costs nothing and the B-tree
+    /// indexes and the remote graph still apply.
+    pub fn sql_over_json() -> String {
+        Filters::default()
+            .clauses()
+            .iter()
+            .map(|c| {
+                let value = c.sql_type.json_value(c.field);
+                format!(
+                    "($1->'{}' IS NULL OR {})",
+                    c.field,
+                    c.predicate.replace("{v}", &value)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n    AND ")
+    }
+}
+
+/// A filter's in-memory predicate.
+type Admits<'a> = Box<dyn Fn(&JobRecord, DateTime<Utc>) -> bool + Send + Sync + 'a>;
+
+fn boxed<'a>(f: impl Fn(&JobRecord, DateTime<Utc>) -> bool + Send + Sync + 'a) -> Admits<'a> {
+    Box::new(f)
+}
+
+/// The SQL type of a filter's value, and how it is read from the filters' JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlType {
+    /// `text[]`, lower-cased (Unicode, as PostgreSQL's `lower`).
+    LowerTexts,
+    /// `text[]`.
+    Texts,
+    Boolean,
+    BigInt,
+}
+
+impl SqlType {
+    /// The value of field `field` of the JSON in `$1`, as this type.
+    fn json_value(self, field: &str) -> String {
+        match self {
+            SqlType::LowerTexts => format!("jobmatch_texts($1->'{field}', true)"),
+            SqlType::Texts => format!("jobmatch_texts($1->'{field}', false)"),
+            SqlType::Boolean => format!("($1->>'{field}')::boolean"),
+            SqlType::BigInt => format!("($1->>'{field}')::bigint"),
+        }
+    }
+}
+
+/// A filter's value, ready to bind as its [`SqlType`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Texts(Vec<String>),
+    Boolean(bool),
+    BigInt(i64),
+}
+
+/// One filter: its name (the JSON field), its SQL predicate over a row of
+/// `jobs` with `{v}` for its value, and, when the request sets it, the value
+/// and the in-memory predicate.
+pub struct FilterClause<'a> {
+    pub field: &'static str,
+    pub sql_type: SqlType,
+    pub predicate: &'static str,
+    set: Option<(SqlValue, Admits<'a>)>,
+}
+
+impl<'a> FilterClause<'a> {
+    fn new(
+        field: &'static str,
+        sql_type: SqlType,
+        predicate: &'static str,
+        set: Option<(SqlValue, Admits<'a>)>,
+    ) -> Self {
+        FilterClause {
+            field,
+            sql_type,
+            predicate,
+            set,
+        }
+    }
+
+    /// The request's value, when it sets this filter.
+    pub fn value(&self) -> Option<&SqlValue> {
+        self.set.as_ref().map(|(v, _)| v)
+    }
+
+    /// Whether `job` passes this filter at `now` (an absent filter passes all).
+    pub fn admits(&self, job: &JobRecord, now: DateTime<Utc>) -> bool {
+        self.set.as_ref().is_none_or(|(_, test)| test(job, now))
     }
 }
 

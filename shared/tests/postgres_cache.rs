@@ -1,7 +1,9 @@
 //! The cache adapter against the real PostgreSQL + pgvector of the local
-//! stack (`sqlx::test`: a fresh database with the migrations): its tables stay
-//! within their caps, and an entry that expired or whose versions moved on is
+//! stack (`sqlx::test`: a fresh database, migrated as `migrate` does): its
+//! tables stay within their caps, and an entry that expired or whose versions moved on is
 //! never served.
+
+mod common;
 
 use std::time::Duration;
 
@@ -48,8 +50,9 @@ async fn miss(cache: &PgMatchCache, key: &CacheKey) -> shared::ports::DataVersio
     }
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn the_tables_stay_within_their_caps(pool: PgPool) {
+    common::migrated(&pool).await;
     let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 5, 3));
     let versions = miss(&cache, &key(0)).await;
     for i in 0..40 {
@@ -75,8 +78,9 @@ async fn the_tables_stay_within_their_caps(pool: PgPool) {
     assert!(cache.embedding(&key(0)).await.expect("lookup").is_none());
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn expired_or_outdated_entries_are_never_served(pool: PgPool) {
+    common::migrated(&pool).await;
     let expired = PgMatchCache::new(pool.clone(), limits(Duration::ZERO, 100, 100));
     let versions = miss(&expired, &key(1)).await;
     expired
@@ -133,8 +137,9 @@ async fn has_bump_trigger(pool: &PgPool) -> bool {
 /// DDL that no row trigger sees still outdates what was cached: a rewrite
 /// by hand, a migration replacing the matcher, a `jobs` created again (which
 /// gets its trigger back, so its later writes count too).
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn ddl_outdates_cached_results(pool: PgPool) {
+    common::migrated(&pool).await;
     let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 100, 100));
     for ddl in [
         "ALTER TABLE jobs ALTER COLUMN title TYPE text USING upper(title)",
@@ -175,8 +180,9 @@ async fn ddl_outdates_cached_results(pool: PgPool) {
 
 /// A `posted_within_days` result holds until its oldest candidate leaves the
 /// window, computed as the filter's SQL computes the window.
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn a_window_entry_ends_when_its_oldest_candidate_leaves(pool: PgPool) {
+    common::migrated(&pool).await;
     let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 100, 100));
     let posted = |offset: &'static str| {
         let pool = pool.clone();
@@ -228,8 +234,9 @@ async fn a_window_entry_ends_when_its_oldest_candidate_leaves(pool: PgPool) {
 /// The loader's staging table (temporary) does not move the version, a
 /// no-op `IF NOT EXISTS` neither, a DROP does, and a migration may still
 /// drop the row trigger and create it again.
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn temporary_ddl_leaves_the_version_and_the_trigger_can_be_redefined(pool: PgPool) {
+    common::migrated(&pool).await;
     let mut conn = pool.acquire().await.expect("connection");
     let before = jobs_version(&pool).await;
     sqlx::raw_sql(

@@ -1,5 +1,5 @@
 //! The PostgreSQL job index against the real PostgreSQL + pgvector of the local
-//! stack. `sqlx::test` gives each test a fresh database with the migrations.
+//! stack. `sqlx::test` gives each test a fresh database, migrated as `migrate` does (migrations, then db/).
 
 mod common;
 
@@ -45,35 +45,11 @@ fn seeded_jobs() -> Vec<JobRecord> {
 
 /// Inserts `jobs` and analyzes the table.
 async fn seed(pool: &PgPool, jobs: &[JobRecord]) {
-    insert(pool, jobs).await;
+    common::insert_jobs(pool, jobs).await;
     sqlx::query("ANALYZE jobs")
         .execute(pool)
         .await
         .expect("analyze");
-}
-
-async fn insert(pool: &PgPool, jobs: &[JobRecord]) {
-    for j in jobs {
-        sqlx::query(
-            "INSERT INTO jobs (id, title, company, location, remote, employment_type, salary_min, salary_max, \
-             skills, description, posted_at, embedding) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-        )
-        .bind(&j.id)
-        .bind(&j.title)
-        .bind(&j.company)
-        .bind(&j.location)
-        .bind(j.remote)
-        .bind(j.employment_type.as_str())
-        .bind(j.salary_min)
-        .bind(j.salary_max)
-        .bind(&j.skills)
-        .bind(&j.description)
-        .bind(j.posted_at)
-        .bind(j.embedding.clone().map(Vector::from))
-        .execute(pool)
-        .await
-        .expect("insert job");
-    }
 }
 
 /// The expected ids: the seeded jobs passing `keep`, in seeding (similarity) order.
@@ -87,8 +63,9 @@ fn expected(keep: impl Fn(usize, &JobRecord) -> bool, count: usize) -> Vec<Strin
         .collect()
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn both_plans_rank_unfiltered_jobs_exactly(pool: PgPool) {
+    common::migrated(&pool).await;
     seed(&pool, &seeded_jobs()).await;
     for exact_max in [i64::MAX, 0] {
         let index = PgJobIndex::new(pool.clone(), exact_max);
@@ -115,8 +92,9 @@ async fn both_plans_rank_unfiltered_jobs_exactly(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn each_filter_holds_at_its_edges_under_both_plans(pool: PgPool) {
+    common::migrated(&pool).await;
     seed(&pool, &seeded_jobs()).await;
     // 0: every filtered query that passes a row goes through HNSW; MAX: all exact.
     for (exact_max, plan) in [(0, Plan::Hnsw), (i64::MAX, Plan::Exact)] {
@@ -217,8 +195,9 @@ impl Planned<'_> {
     }
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn profile_query_uses_the_stored_profile(pool: PgPool) {
+    common::migrated(&pool).await;
     seed(&pool, &seeded_jobs()).await;
     sqlx::query("INSERT INTO profiles (user_id, skills, embedding) VALUES ('alice', '{rust}', $1)")
         .bind(Vector::from(common::axis(0, 0.0)))
@@ -245,8 +224,9 @@ async fn profile_query_uses_the_stored_profile(pool: PgPool) {
 
 /// The plan follows the rows passing the filters: at most `exact_max` exact,
 /// more through HNSW; either way exactly the expected jobs, in order.
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn the_plan_follows_the_passing_rows(pool: PgPool) {
+    common::migrated(&pool).await;
     seed(&pool, &seeded_jobs()).await;
     let exact_max = 15;
     // Estimates after ANALYZE are close enough at 40 rows for the plan to
@@ -350,8 +330,9 @@ async fn the_plan_follows_the_passing_rows(pool: PgPool) {
 
 /// An HNSW scan cut short (here by `hnsw.max_scan_tuples`, as a filter
 /// misestimated as broad would be) is redone exactly: no row is lost.
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn a_scan_cut_short_is_redone_exactly(pool: PgPool) {
+    common::migrated(&pool).await;
     // 300 jobs nearer to the query than any seeded one, none passing the
     // filter: the scan's first ef_search (100) tuples all fail it.
     let mut jobs = seeded_jobs();
@@ -384,8 +365,9 @@ async fn a_scan_cut_short_is_redone_exactly(pool: PgPool) {
 /// Locations compare case-insensitively beyond ASCII, in SQL as in
 /// `Filters::admits` (the local cluster's builtin C.UTF-8 locale; RDS's
 /// en_US.UTF-8 folds the same letters).
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn locations_fold_every_letter(pool: PgPool) {
+    common::migrated(&pool).await;
     let mut jobs = seeded_jobs();
     jobs[1].location = "München".into();
     jobs[2].location = "MÜNCHEN".into();
@@ -408,8 +390,9 @@ async fn locations_fold_every_letter(pool: PgPool) {
 /// The redo does not trust the table's statistics: rows added since the
 /// last ANALYZE (here 300, to a table analyzed at 40 rows) make the table
 /// larger than its `reltuples` says, and a scan cut short is still redone.
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn a_scan_cut_short_is_redone_with_stale_statistics(pool: PgPool) {
+    common::migrated(&pool).await;
     sqlx::query("ALTER TABLE jobs SET (autovacuum_enabled = false)")
         .execute(&pool)
         .await
@@ -422,7 +405,7 @@ async fn a_scan_cut_short_is_redone_with_stale_statistics(pool: PgPool) {
             j
         })
         .collect();
-    insert(&pool, &near).await;
+    common::insert_jobs(&pool, &near).await;
     let reltuples: f32 =
         sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = 'jobs'::regclass")
             .fetch_one(&pool)
@@ -494,8 +477,9 @@ async fn one_connection(pool: &PgPool) -> PgPool {
 /// `remote = true` goes through the remote jobs' own graph, which holds
 /// nothing the filter would drop; `remote = false` and other filters through
 /// the full graph. Either way the rows are exactly the expected ones.
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn remote_matches_search_the_remote_graph(pool: PgPool) {
+    common::migrated(&pool).await;
     seed(&pool, &seeded_jobs()).await;
     let one = one_connection(&pool).await;
     // Every filtered match through HNSW.
@@ -523,8 +507,9 @@ async fn remote_matches_search_the_remote_graph(pool: PgPool) {
 /// prepared statement, re-executed, and each execution still plans its
 /// candidate query for its own values (the exact plan scans no graph, the
 /// HNSW plan one).
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn prepared_statements_keep_the_chosen_plan(pool: PgPool) {
+    common::migrated(&pool).await;
     seed(&pool, &seeded_jobs()).await;
     // One connection, so that every statement lands in the same statement cache.
     let one = one_connection(&pool).await;
@@ -619,8 +604,9 @@ async fn counting_proxy(server: (String, u16)) -> (u16, Arc<AtomicUsize>) {
 /// whichever plan it takes (after the statement's first, preparing, run):
 /// its one statement, and sqlx's check of the connection as it returns to
 /// the pool, after the answer.
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn a_match_is_at_most_two_round_trips(pool: PgPool) {
+    common::migrated(&pool).await;
     seed(&pool, &seeded_jobs()).await;
     let options = (*pool.connect_options()).clone();
     let (port, trips) = counting_proxy((options.get_host().to_owned(), options.get_port())).await;
@@ -676,8 +662,9 @@ async fn a_match_is_at_most_two_round_trips(pool: PgPool) {
 /// A job's embedding stays in its row even when the row is long (its
 /// description goes to TOAST instead), so the exact plan reads no TOAST
 /// (migration 20261130000007).
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn embeddings_stay_in_the_row(pool: PgPool) {
+    common::migrated(&pool).await;
     let mut job = common::job("long", common::axis(0, 0.0));
     // 1,000 letters that do not compress (xorshift), shorter than the
     // embedding: the row (over 2 kB) must move one of the two out, and
@@ -704,8 +691,9 @@ async fn embeddings_stay_in_the_row(pool: PgPool) {
 }
 
 /// The exact gate and the HNSW plan's ef_search follow the table's size.
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = false)]
 async fn the_gate_and_ef_search_grow_with_the_table(pool: PgPool) {
+    common::migrated(&pool).await;
     let at = |rows: f64, count: i32| {
         let pool = pool.clone();
         async move {

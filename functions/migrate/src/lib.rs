@@ -1,5 +1,5 @@
 //! The migrate function's parts: the custom resource protocol (`handler`),
-//! the migrator that runs the sqlx migrations through RDS Proxy, and the
+//! the migrator that runs the migrations and db/ through RDS Proxy, and the
 //! responder that PUTs the answer to CloudFormation's pre-signed URL.
 
 pub mod handler;
@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use shared::adapters::db_connect::{Db, PoolSize};
-use shared::adapters::postgres::MIGRATOR;
 use shared::config::DbAuth;
 use shared::http_client::HttpClient;
 
@@ -72,16 +71,11 @@ impl handler::Migrate for PgMigrator {
                 Err(e) => return Err(format!("cannot connect to PostgreSQL: {e}")),
             }
         }
-        // Through the pool: `Migrator::run(&mut PgConnection)` is not Send
-        // enough for an async trait method (sqlx's Acquire lifetimes).
-        MIGRATOR
-            .run(self.db.pool().await.map_err(|e| e.to_string())?)
-            .await
-            .map_err(|e| format!("migrating: {e}"))?;
-        let mut done = match MIGRATOR.iter().last() {
-            Some(m) => format!("at {} ({})", m.version, m.description),
-            None => "no migrations".to_owned(),
-        };
+        let outcomes =
+            shared::adapters::schema::migrate(self.db.pool().await.map_err(|e| e.to_string())?)
+                .await
+                .map_err(|e| e.to_string())?;
+        let mut done = shared::adapters::schema::summary(&outcomes);
         if let Some(login) = &self.functions_login {
             let mut conn = self
                 .db

@@ -108,7 +108,7 @@ async fn create_installs_pgvector_and_the_schema_on_an_empty_database_and_update
         assert_eq!(answer["Status"], "SUCCESS", "{answer}");
         assert_eq!(answer["PhysicalResourceId"], handler::PHYSICAL_ID);
     }
-    let last = shared::adapters::postgres::MIGRATOR.iter().last().unwrap();
+    let last = shared::adapters::schema::MIGRATOR.iter().last().unwrap();
     assert!(answers[0]["Data"]["SchemaVersion"]
         .as_str()
         .unwrap()
@@ -137,7 +137,7 @@ async fn create_installs_pgvector_and_the_schema_on_an_empty_database_and_update
         .get(0);
     assert_eq!(
         applied as usize,
-        shared::adapters::postgres::MIGRATOR.iter().count(),
+        shared::adapters::schema::MIGRATOR.iter().count(),
         "each migration applied once"
     );
     db.close().await.unwrap();

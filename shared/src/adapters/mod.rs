@@ -2,7 +2,7 @@
 //! talks to: DynamoDB (tasks, `dynamodb`), SQS (queue, `sqs`), Secrets
 //! Manager (`secrets`), PostgreSQL with pgvector (job index; db_connect builds
 //! the pool, plain URL or RDS IAM auth; cache keeps results and text
-//! embeddings; `postgres`), and in-memory ones for unit tests
+//! embeddings; schema applies migrations/ and db/; `postgres`), and in-memory ones for unit tests
 //! (`test-support`).
 
 #[cfg(feature = "postgres")]
@@ -15,6 +15,8 @@ pub mod dynamo;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+pub mod schema;
 #[cfg(feature = "secrets")]
 pub mod secrets;
 #[cfg(feature = "sqs")]

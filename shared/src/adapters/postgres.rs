@@ -13,11 +13,8 @@ use crate::ports::{JobIndex, Neighbours, Query};
 
 const COMPONENT: &str = "postgres";
 
-/// The migrations of `migrations/`, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
-
-/// The group role of `migrations/20261130000002_functions_role.sql`: it may
-/// read `jobs` and `profiles`, nothing else.
+/// The group role of `migrations/20261130000002_functions_role.sql`; its
+/// rights are in `db/90_grants.sql`.
 pub const READER_ROLE: &str = "jobmatch_reader";
 
 /// Creates (or updates) the functions' login role, `user` with `password`,
@@ -146,9 +143,11 @@ fn db_err(err: sqlx::Error) -> Error {
     }
 }
 
-/// How the nearest candidates are found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// How the nearest candidates are found: SQL's `jobmatch_plan`
+/// (db/50_nearest.sql), decoded and bound as itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "jobmatch_plan", rename_all = "snake_case")]
 pub enum Plan {
     /// Exact distances over the rows that pass the filters (B-tree prefilter).
     Exact,
@@ -156,30 +155,13 @@ pub enum Plan {
     Hnsw,
 }
 
-impl Plan {
-    fn as_str(self) -> &'static str {
-        match self {
-            Plan::Exact => "exact",
-            Plan::Hnsw => "hnsw",
-        }
-    }
-
-    fn parse(name: &str) -> Result<Plan> {
-        [Plan::Exact, Plan::Hnsw]
-            .into_iter()
-            .find(|p| p.as_str() == name)
-            .ok_or_else(|| Error::Internal(format!("jobmatch_nearest: unknown plan {name:?}")))
-    }
-}
-
 /// An iterative scan gives up after visiting this many tuples. Filters that
 /// pass few rows go to the exact plan, so this only bounds a misestimate; a
 /// scan cut short is redone exactly (`jobmatch_nearest`).
 pub const MAX_SCAN_TUPLES: u32 = 20_000;
 
-/// The job index: one call of `jobmatch_nearest` (migration
-/// `20261130000004_nearest_function.sql`; its latest body is in
-/// `20261130000008_matcher_ef_search_and_fixed_costs.sql`) per match, which estimates,
+/// The job index: one call of `jobmatch_nearest` (`db/50_nearest.sql`) per
+/// match, which estimates,
 /// chooses the plan, sets its transaction-local settings and returns the
 /// rows: one statement, one round trip, and the plan logic in one place.
 #[derive(Clone, Debug)]
@@ -232,7 +214,7 @@ impl PgJobIndex {
             .bind(i32::try_from(count).unwrap_or(i32::MAX))
             .bind(self.exact_scan_max_rows)
             .bind(i32::try_from(self.max_scan_tuples).unwrap_or(i32::MAX))
-            .bind(force.map(Plan::as_str))
+            .bind(force)
             .fetch_all(self.db.pool().await?)
             .await
             .map_err(|e| match &e {
@@ -242,7 +224,7 @@ impl PgJobIndex {
                 _ => db_err(e),
             })?;
         let plan = match rows.first() {
-            Some(row) => Plan::parse(row.try_get("plan").map_err(db_err)?)?,
+            Some(row) => row.try_get("plan").map_err(db_err)?,
             // No rows: no plan to report; the exact one is the answer.
             None => Plan::Exact,
         };

@@ -61,3 +61,36 @@ pub fn request(limit: u32) -> MatchRequest {
 pub fn days_ago(days: i64) -> DateTime<Utc> {
     Utc::now() - chrono::Duration::days(days)
 }
+
+/// A fresh `sqlx::test` database brought to this release's schema as
+/// `migrate` does: the migrations, then db/.
+pub async fn migrated(pool: &sqlx::PgPool) {
+    shared::adapters::schema::migrate(pool)
+        .await
+        .expect("migrations and db/");
+}
+
+/// Inserts `jobs` with the contract's columns.
+pub async fn insert_jobs(pool: &sqlx::PgPool, jobs: &[JobRecord]) {
+    for j in jobs {
+        sqlx::query(
+            "INSERT INTO jobs (id, title, company, location, remote, employment_type, salary_min, salary_max, \
+             skills, description, posted_at, embedding) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+        )
+        .bind(&j.id)
+        .bind(&j.title)
+        .bind(&j.company)
+        .bind(&j.location)
+        .bind(j.remote)
+        .bind(j.employment_type.as_str())
+        .bind(j.salary_min)
+        .bind(j.salary_max)
+        .bind(&j.skills)
+        .bind(&j.description)
+        .bind(j.posted_at)
+        .bind(j.embedding.clone().map(pgvector::Vector::from))
+        .execute(pool)
+        .await
+        .expect("insert job");
+    }
+}
