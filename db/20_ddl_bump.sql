@@ -1,4 +1,4 @@
--- revision: 1
+-- revision: 2
 -- DESIGN.md "Cache": any change to `jobs` by any writer, a migration or a
 -- db/ file too, makes every cached result that could differ unusable at once.
 -- The statement trigger of 10_cache_versions.sql sees every INSERT, UPDATE,
@@ -37,8 +37,7 @@ BEGIN
         AND jobs_table IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM pg_trigger WHERE tgrelid = jobs_table AND tgname = 'jobs_version_bump'
         ) THEN
-        CREATE TRIGGER jobs_version_bump AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON jobs
-            FOR EACH STATEMENT EXECUTE FUNCTION bump_jobs_version();
+        PERFORM jobmatch_jobs_version_trigger();
     END IF;
 END
 $$;
