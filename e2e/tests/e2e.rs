@@ -100,7 +100,7 @@ impl Stack {
     /// The plan the matcher (`jobmatch_nearest`, the stack's production
     /// planner) takes for this caller's profile and filters.
     async fn plan_for(&self, sub: &str, filters: &Value, limit: i64) -> String {
-        sqlx::query_scalar("SELECT plan FROM jobmatch_nearest(NULL, $1, $2, $3) LIMIT 1")
+        sqlx::query_scalar("SELECT plan::text FROM jobmatch_nearest(NULL, $1, $2, $3) LIMIT 1")
             .bind(sub)
             .bind(filters)
             .bind((5 * limit).clamp(100, 1000) as i32)
