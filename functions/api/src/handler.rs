@@ -354,7 +354,7 @@ fn health_error(failure: &ProbeFailure) -> String {
     match failure {
         ProbeFailure::TimedOut => format!("no answer within {} ms", HEALTH_TIMEOUT.as_millis()),
         ProbeFailure::Failed(Error::Unavailable { .. }) => "unavailable".into(),
-        ProbeFailure::Failed(other) => other.code().replace('_', " "),
+        ProbeFailure::Failed(other) => other.code().as_str().replace('_', " "),
     }
 }
 
@@ -378,8 +378,7 @@ mod tests {
     use super::*;
     use shared::adapters::memory::{MemoryJobIndex, MemoryQueue, MemoryTaskStore};
     use shared::domain::TaskStatus;
-    use shared::domain::DEAD_LETTERED;
-    use shared::error::UNAVAILABLE_CODE;
+    use shared::error::ErrorCode;
     use shared::ports::TaskWriter;
 
     const SECRET: &[u8] = b"unit-secret";
@@ -604,9 +603,10 @@ mod tests {
     #[tokio::test]
     async fn a_legacy_text_whose_task_failed_is_503_only_when_a_retry_may_pass() {
         for (code, status) in [
-            (UNAVAILABLE_CODE, 503),
-            (DEAD_LETTERED, 500),
-            ("internal", 500),
+            (ErrorCode::DependencyUnavailable, 503),
+            (ErrorCode::DeadLettered, 500),
+            (ErrorCode::Internal, 500),
+            (ErrorCode::Unknown, 500),
         ] {
             let app = app(false);
             let call = app.handle(request(
@@ -616,7 +616,7 @@ mod tests {
                 Some(&token("alice")),
             ));
             let error = TaskError {
-                code: code.into(),
+                code,
                 message: "postgres was unavailable on every attempt".into(),
             };
             let (resp, ()) = tokio::join!(call, finish_when_queued(&app, Some(error)));
