@@ -163,17 +163,10 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
                 (task, false)
             }
         };
-        let status_url = format!("/jobs/match/status/{}", task.task_id);
-        let body = json!({
-            "task_id": task.task_id,
-            "status": task.status,
-            "created_at": task.created_at,
-            "expires_at": http::rfc3339_secs(task.expires_at),
-            "links": {"status": status_url},
-        });
-        let mut resp: Response<Body> = http::json(StatusCode::ACCEPTED, &body);
+        let mut resp: Response<Body> =
+            http::json(StatusCode::ACCEPTED, &http::TaskBody::accepted(&task));
         let headers = resp.headers_mut();
-        if let Ok(location) = status_url.parse() {
+        if let Ok(location) = http::status_path(&task.task_id).parse() {
             headers.insert(header::LOCATION, location);
         }
         headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
