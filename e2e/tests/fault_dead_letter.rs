@@ -11,8 +11,8 @@ use futures::stream::{self, StreamExt};
 use jobmatch_e2e::{env, kill_workers, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use shared::domain::DEAD_LETTERED;
 use shared::domain::{MatchRequest, Task, TaskStatus};
+use shared::error::ErrorCode;
 use shared::ports::{Fence, TaskWriter};
 use sqlx::{Connection, PgConnection};
 
@@ -223,7 +223,7 @@ async fn a_task_whose_worker_dies_on_every_delivery_ends_dead_lettered() {
     assert_eq!(task.status, TaskStatus::Failed);
     assert_eq!(task.attempts, max, "every delivery was tried once");
     let error = task.error.expect("error");
-    assert_eq!(error.code, DEAD_LETTERED, "{}", error.message);
+    assert_eq!(error.code, ErrorCode::DeadLettered, "{}", error.message);
     for mate in &mates {
         assert_eq!(mate.status, TaskStatus::Completed, "{}", mate.task_id);
         assert_eq!(mate.result.as_ref().expect("result").count, 10);
@@ -260,7 +260,7 @@ async fn a_message_put_in_the_dlq_closes_its_pending_task_only() {
         stack.store.create(task).await.expect("create task");
     }
     let error = shared::domain::TaskError {
-        code: "example".into(),
+        code: ErrorCode::Internal,
         message: "closed before its message was dead-lettered".into(),
     };
     assert!(stack
@@ -282,7 +282,7 @@ async fn a_message_put_in_the_dlq_closes_its_pending_task_only() {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(closed.status, TaskStatus::Failed);
-    assert_eq!(closed.error.expect("error").code, DEAD_LETTERED);
+    assert_eq!(closed.error.expect("error").code, ErrorCode::DeadLettered);
     // Both messages went through the same consumer; the finished one by now too.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -316,7 +316,7 @@ async fn a_message_put_in_the_dlq_closes_its_pending_task_only() {
     assert_eq!(kept.status, TaskStatus::Failed);
     assert_eq!(
         kept.error.expect("error").code,
-        "example",
+        ErrorCode::Internal,
         "a finished task is left as it is"
     );
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use jobmatch_e2e::Stack;
 use shared::domain::TaskStatus;
+use shared::error::ErrorCode;
 
 /// Starts PostgreSQL again even when the test fails half-way.
 struct Restart<'a>(&'a Stack);
@@ -61,9 +62,11 @@ async fn postgres_restart_mid_burst_loses_nothing() {
     for t in &failed {
         let error = t.error.as_ref().expect("a failed task has an error");
         assert_eq!(
-            error.code, "dependency_unavailable",
+            error.code,
+            ErrorCode::DependencyUnavailable,
             "{}: {}",
-            t.task_id, error.message
+            t.task_id,
+            error.message
         );
     }
     for t in tasks.iter().filter(|t| t.status == TaskStatus::Completed) {

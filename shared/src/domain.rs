@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorCode;
+
 /// Embedding dimension; the migration declares the same `vector(384)`.
 pub const EMBEDDING_DIM: usize = 384;
 pub use crate::request::{Filters, MatchRequest, QuerySource, DEFAULT_LIMIT, MAX_LIMIT};
@@ -128,27 +130,21 @@ impl TaskStatus {
 /// Why a task failed: a stable machine code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskError {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
-
-/// `error.code` of a task whose message could not be sent: its client was
-/// answered 503, never 202.
-pub const ENQUEUE_FAILED: &str = "enqueue_failed";
-/// `error.code` of a task whose message reached the dead-letter queue.
-pub const DEAD_LETTERED: &str = "dead_lettered";
 
 impl TaskError {
     /// The task's message was never sent, so it was never accepted.
     pub fn never_queued(&self) -> bool {
-        self.code == ENQUEUE_FAILED
+        self.code == ErrorCode::EnqueueFailed
     }
 
     /// The same request may pass if tried again: a dependency was down on
     /// every attempt. Not a dead-lettered task: every delivery of it ended
     /// without an answer, which its input may cause again.
     pub fn may_pass_on_retry(&self) -> bool {
-        self.code == crate::error::UNAVAILABLE_CODE
+        self.code == ErrorCode::DependencyUnavailable
     }
 }
 

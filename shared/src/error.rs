@@ -1,7 +1,7 @@
 //! The one error type of jobmatch and its problem document (RFC 9457,
 //! `Error::problem`); `crate::http::error_response` makes it a response.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a bearer token was refused; the text is the 401's reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,8 +52,99 @@ impl FieldError {
     }
 }
 
-/// `Error::code` of `Error::Unavailable`, which a task's error keeps.
-pub const UNAVAILABLE_CODE: &str = "dependency_unavailable";
+/// The stable machine codes of jobmatch's errors: an [`Error`]'s (its
+/// problem's `type` is `/problems/<code>` with dashes) and a failed task's
+/// `error.code`, kept in the task store as the same string.
+/// [`ErrorCode::as_str`] is their one spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    MalformedJson,
+    InvalidRequest,
+    Unauthorized,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    IdempotencyKeyReused,
+    ProfileNotFound,
+    DependencyUnavailable,
+    StillRunning,
+    Internal,
+    /// A task's only: its message could not be sent, and its client was
+    /// answered 503, never 202.
+    EnqueueFailed,
+    /// A task's only: its message reached the dead-letter queue.
+    DeadLettered,
+    /// A stored code this build does not know (written by a newer release,
+    /// read after a rollback, or by hand). Read as this rather than refused,
+    /// so that the task still shows, with its message; answered as
+    /// `unknown`. Nothing writes it.
+    Unknown,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::InvalidRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::NotFound,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::ProfileNotFound,
+        ErrorCode::DependencyUnavailable,
+        ErrorCode::StillRunning,
+        ErrorCode::Internal,
+        ErrorCode::EnqueueFailed,
+        ErrorCode::DeadLettered,
+        ErrorCode::Unknown,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::ProfileNotFound => "profile_not_found",
+            ErrorCode::DependencyUnavailable => "dependency_unavailable",
+            ErrorCode::StillRunning => "still_running",
+            ErrorCode::Internal => "internal",
+            ErrorCode::EnqueueFailed => "enqueue_failed",
+            ErrorCode::DeadLettered => "dead_lettered",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+
+    /// The code spelled `name`; [`ErrorCode::Unknown`] for any other string.
+    pub fn parse(name: &str) -> ErrorCode {
+        ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == name)
+            .unwrap_or(ErrorCode::Unknown)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        Ok(ErrorCode::parse(&name))
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -101,19 +192,19 @@ impl Error {
     }
 
     /// Stable machine code, used in task errors and problem types.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Error::MalformedJson(_) => "malformed_json",
-            Error::Validation(_) => "invalid_request",
-            Error::Unauthorized(_) => "unauthorized",
-            Error::NotFound(_) | Error::NoRoute(_) => "not_found",
-            Error::PayloadTooLarge(_) => "payload_too_large",
-            Error::UnsupportedMediaType(_) => "unsupported_media_type",
-            Error::IdempotencyConflict => "idempotency_key_reused",
-            Error::ProfileNotFound => "profile_not_found",
-            Error::Unavailable { .. } => UNAVAILABLE_CODE,
-            Error::StillRunning { .. } => "still_running",
-            Error::Internal(_) => "internal",
+            Error::MalformedJson(_) => ErrorCode::MalformedJson,
+            Error::Validation(_) => ErrorCode::InvalidRequest,
+            Error::Unauthorized(_) => ErrorCode::Unauthorized,
+            Error::NotFound(_) | Error::NoRoute(_) => ErrorCode::NotFound,
+            Error::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Error::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            Error::IdempotencyConflict => ErrorCode::IdempotencyKeyReused,
+            Error::ProfileNotFound => ErrorCode::ProfileNotFound,
+            Error::Unavailable { .. } => ErrorCode::DependencyUnavailable,
+            Error::StillRunning { .. } => ErrorCode::StillRunning,
+            Error::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -156,7 +247,7 @@ impl Error {
             other => other.to_string(),
         };
         Problem {
-            kind: format!("/problems/{}", self.code().replace('_', "-")),
+            kind: format!("/problems/{}", self.code().as_str().replace('_', "-")),
             title: self.title(),
             status: self.status(),
             detail,
@@ -181,3 +272,56 @@ pub struct Problem {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The strings on the wire and in stored tasks: changing one breaks
+    /// clients and every task already stored.
+    #[test]
+    fn codes_keep_their_strings_and_read_back() {
+        let names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "malformed_json",
+                "invalid_request",
+                "unauthorized",
+                "not_found",
+                "payload_too_large",
+                "unsupported_media_type",
+                "idempotency_key_reused",
+                "profile_not_found",
+                "dependency_unavailable",
+                "still_running",
+                "internal",
+                "enqueue_failed",
+                "dead_lettered",
+                "unknown",
+            ]
+        );
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).expect("encode");
+            assert_eq!(json, format!("\"{code}\""));
+            let back: ErrorCode = serde_json::from_str(&json).expect("decode");
+            assert_eq!(back, code);
+        }
+    }
+
+    #[test]
+    fn an_unknown_stored_code_reads_as_unknown() {
+        let code: ErrorCode = serde_json::from_str(r#""cancelled_by_owner""#).expect("decode");
+        assert_eq!(code, ErrorCode::Unknown);
+        assert!(serde_json::from_str::<ErrorCode>("7").is_err());
+    }
+
+    #[test]
+    fn problem_types_are_the_codes_with_dashes() {
+        let err = Error::IdempotencyConflict;
+        assert_eq!(err.code(), ErrorCode::IdempotencyKeyReused);
+        assert_eq!(err.problem().kind, "/problems/idempotency-key-reused");
+        let err = Error::unavailable("sqs", "down");
+        assert_eq!(err.problem().kind, "/problems/dependency-unavailable");
+    }
+}

@@ -11,6 +11,7 @@ use ::http::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::auth::{Caller, Verifier};
+use crate::domain::{MatchResult, Task, TaskError, TaskStatus, Timestamp};
 use crate::error::{AuthError, Error, Result};
 
 pub const JSON: &str = "application/json";
@@ -100,6 +101,100 @@ pub fn rfc3339_secs(epoch_secs: i64) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
+/// Where a task's status is read: `GET {STATUS_PATH}{task_id}`.
+pub const STATUS_PATH: &str = "/jobs/match/status/";
+
+/// The status URL of a task (`Location`, `links.status`).
+pub fn status_path(task_id: &str) -> String {
+    format!("{STATUS_PATH}{task_id}")
+}
+
+/// A task as the API answers it (DESIGN.md "HTTP contract"), the one body
+/// for the three answers that carry a task; each constructor picks its
+/// fields, and those it leaves out are absent from the JSON, never `null`.
+/// `status` is the task's own enum, so a new status needs nothing here.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskBody<'a> {
+    task_id: &'a str,
+    status: TaskStatus,
+    created_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at: Option<Timestamp>,
+    /// `null` only for an epoch outside chrono's range (never written).
+    expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a MatchResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a TaskError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    links: Option<Links>,
+}
+
+/// Where to follow a task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Links {
+    status: String,
+}
+
+impl<'a> TaskBody<'a> {
+    /// `GET /jobs/match/status/{task_id}`: everything the task has.
+    pub fn status(task: &'a Task) -> TaskBody<'a> {
+        TaskBody {
+            task_id: &task.task_id,
+            status: task.status,
+            created_at: task.created_at,
+            updated_at: Some(task.updated_at),
+            expires_at: rfc3339_secs(task.expires_at),
+            attempts: Some(task.attempts),
+            started_at: task.started_at,
+            completed_at: task.completed_at,
+            result: task.result.as_ref(),
+            error: task.error.as_ref(),
+            links: None,
+        }
+    }
+
+    /// The 202 of `POST /jobs/match` (a replay shows the task's current
+    /// status): the id, the times and where to poll.
+    pub fn accepted(task: &'a Task) -> TaskBody<'a> {
+        TaskBody {
+            updated_at: None,
+            attempts: None,
+            links: Some(Links {
+                status: status_path(&task.task_id),
+            }),
+            ..TaskBody::bare(task)
+        }
+    }
+
+    /// A task of `GET /jobs/match/tasks`: its state, not its result.
+    pub fn summary(task: &'a Task) -> TaskBody<'a> {
+        TaskBody {
+            links: Some(Links {
+                status: status_path(&task.task_id),
+            }),
+            ..TaskBody::bare(task)
+        }
+    }
+
+    /// The state without the outcome.
+    fn bare(task: &'a Task) -> TaskBody<'a> {
+        TaskBody {
+            started_at: None,
+            completed_at: None,
+            result: None,
+            error: None,
+            ..TaskBody::status(task)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +274,220 @@ mod tests {
             caller(&v, &headers).await.ok(),
             Some(Caller("carol".into()))
         );
+    }
+
+    mod task_body {
+        use super::*;
+        use crate::domain::{EmploymentType, JobMatch, MatchRequest};
+        use crate::error::ErrorCode;
+        use chrono::TimeZone;
+        use serde_json::{json, Value};
+
+        fn at(secs: u32) -> chrono::DateTime<chrono::Utc> {
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, 29, 10, 0, secs)
+                .single()
+                .expect("a time")
+                + chrono::Duration::milliseconds(250)
+        }
+
+        fn pending() -> Task {
+            Task::pending(
+                "t-1".into(),
+                "alice".into(),
+                MatchRequest::default(),
+                at(0),
+                3600,
+            )
+        }
+
+        fn completed() -> Task {
+            let mut task = pending();
+            task.status = TaskStatus::Completed;
+            task.attempts = 1;
+            task.started_at = Some(at(1).into());
+            task.completed_at = Some(at(2).into());
+            task.updated_at = at(2).into();
+            task.result = Some(MatchResult {
+                matches: vec![JobMatch {
+                    job_id: "job-1".into(),
+                    title: "Rust engineer".into(),
+                    company: "Acme".into(),
+                    location: "Berlin".into(),
+                    remote: true,
+                    employment_type: EmploymentType::FullTime,
+                    salary_min: Some(90_000),
+                    salary_max: None,
+                    posted_at: at(0),
+                    similarity: 0.5,
+                    score: 0.6,
+                    matched_skills: vec!["rust".into()],
+                }],
+                count: 1,
+                query_ms: 3.25,
+                cached: false,
+                computed_at: Some(at(2).into()),
+            });
+            task
+        }
+
+        fn failed() -> Task {
+            let mut task = pending();
+            task.status = TaskStatus::Failed;
+            task.attempts = 3;
+            task.started_at = Some(at(1).into());
+            task.updated_at = at(5).into();
+            task.completed_at = Some(at(5).into());
+            task.error = Some(TaskError {
+                code: ErrorCode::DependencyUnavailable,
+                message: "postgres was unavailable on every attempt".into(),
+            });
+            task
+        }
+
+        fn to_json(body: &TaskBody) -> Value {
+            serde_json::to_value(body).expect("encode")
+        }
+
+        #[test]
+        fn a_pending_task_has_no_outcome_fields_at_all() {
+            let task = pending();
+            let text = serde_json::to_string(&TaskBody::status(&task)).expect("encode");
+            assert_eq!(
+                text,
+                r#"{"task_id":"t-1","status":"pending","created_at":"2026-11-29T10:00:00.250Z","updated_at":"2026-11-29T10:00:00.250Z","expires_at":"2026-11-29T11:00:00Z","attempts":0}"#
+            );
+        }
+
+        #[test]
+        fn a_completed_task_shows_its_times_and_result() {
+            let task = completed();
+            assert_eq!(
+                to_json(&TaskBody::status(&task)),
+                json!({
+                    "task_id": "t-1",
+                    "status": "completed",
+                    "created_at": "2026-11-29T10:00:00.250Z",
+                    "updated_at": "2026-11-29T10:00:02.250Z",
+                    "expires_at": "2026-11-29T11:00:00Z",
+                    "attempts": 1,
+                    "started_at": "2026-11-29T10:00:01.250Z",
+                    "completed_at": "2026-11-29T10:00:02.250Z",
+                    "result": {
+                        "matches": [{
+                            "job_id": "job-1", "title": "Rust engineer", "company": "Acme",
+                            "location": "Berlin", "remote": true, "employment_type": "full_time",
+                            "salary_min": 90000, "salary_max": null,
+                            "posted_at": "2026-11-29T10:00:00.250Z",
+                            "similarity": 0.5, "score": 0.6, "matched_skills": ["rust"],
+                        }],
+                        "count": 1, "query_ms": 3.25, "cached": false,
+                        "computed_at": "2026-11-29T10:00:02.250Z",
+                    },
+                })
+            );
+        }
+
+        #[test]
+        fn a_failed_task_shows_its_error_and_no_result() {
+            let task = failed();
+            assert_eq!(
+                to_json(&TaskBody::status(&task)),
+                json!({
+                    "task_id": "t-1",
+                    "status": "failed",
+                    "created_at": "2026-11-29T10:00:00.250Z",
+                    "updated_at": "2026-11-29T10:00:05.250Z",
+                    "expires_at": "2026-11-29T11:00:00Z",
+                    "attempts": 3,
+                    "started_at": "2026-11-29T10:00:01.250Z",
+                    "completed_at": "2026-11-29T10:00:05.250Z",
+                    "error": {
+                        "code": "dependency_unavailable",
+                        "message": "postgres was unavailable on every attempt",
+                    },
+                })
+            );
+        }
+
+        #[test]
+        fn accepted_and_summary_show_the_state_and_where_to_poll() {
+            let task = completed();
+            assert_eq!(
+                to_json(&TaskBody::accepted(&task)),
+                json!({
+                    "task_id": "t-1",
+                    "status": "completed",
+                    "created_at": "2026-11-29T10:00:00.250Z",
+                    "expires_at": "2026-11-29T11:00:00Z",
+                    "links": {"status": "/jobs/match/status/t-1"},
+                })
+            );
+            assert_eq!(
+                to_json(&TaskBody::summary(&task)),
+                json!({
+                    "task_id": "t-1",
+                    "status": "completed",
+                    "created_at": "2026-11-29T10:00:00.250Z",
+                    "updated_at": "2026-11-29T10:00:02.250Z",
+                    "expires_at": "2026-11-29T11:00:00Z",
+                    "attempts": 1,
+                    "links": {"status": "/jobs/match/status/t-1"},
+                })
+            );
+        }
+
+        fn keys(bodies: &[Value]) -> Vec<String> {
+            let mut keys: Vec<String> = bodies
+                .iter()
+                .flat_map(|b| b.as_object().expect("an object").keys().cloned())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        }
+
+        fn strings(v: &Value) -> Vec<String> {
+            let mut s: Vec<String> = match v {
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect(),
+                Value::Object(m) => m.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            s.sort();
+            s
+        }
+
+        /// openapi.yaml's three task schemas have exactly these bodies'
+        /// fields: required the pending task's, properties all of them.
+        #[test]
+        fn openapi_states_each_answer_s_fields() {
+            let doc: Value =
+                serde_norway::from_str(include_str!("../../openapi.yaml")).expect("openapi.yaml");
+            let schemas = &doc["components"]["schemas"];
+            type View = fn(&Task) -> Value;
+            let views: [(&str, View); 3] = [
+                ("TaskStatus", |t| to_json(&TaskBody::status(t))),
+                ("Accepted", |t| to_json(&TaskBody::accepted(t))),
+                ("TaskSummary", |t| to_json(&TaskBody::summary(t))),
+            ];
+            for (name, view) in views {
+                let pending = view(&pending());
+                let every = [pending.clone(), view(&completed()), view(&failed())];
+                assert_eq!(
+                    strings(&schemas[name]["required"]),
+                    keys(&[pending]),
+                    "{name}: required"
+                );
+                assert_eq!(
+                    strings(&schemas[name]["properties"]),
+                    keys(&every),
+                    "{name}: properties"
+                );
+            }
+        }
     }
 
     #[test]

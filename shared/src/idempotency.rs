@@ -130,6 +130,7 @@ mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryQueue, MemoryTaskStore};
     use crate::domain::TaskError;
+    use crate::error::ErrorCode;
     use crate::ports::{Fence, TaskWriter};
 
     fn request(limit: u32) -> MatchRequest {
@@ -234,8 +235,8 @@ mod tests {
         let task = &tasks[&task_id_for("alice", "k")];
         assert_eq!(task.status, TaskStatus::Failed);
         assert_eq!(
-            task.error.as_ref().map(|e| e.code.as_str()),
-            Some("enqueue_failed")
+            task.error.as_ref().map(|e| e.code),
+            Some(ErrorCode::EnqueueFailed)
         );
     }
 
@@ -278,7 +279,7 @@ mod tests {
             .await
             .expect("created");
         let error = TaskError {
-            code: "internal".into(),
+            code: ErrorCode::Internal,
             message: "boom".into(),
         };
         store

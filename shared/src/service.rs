@@ -9,9 +9,9 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{
     candidate_count, MatchRequest, MatchResult, QuerySource, Task, TaskError, TaskMessage,
-    Timestamp, DEAD_LETTERED, ENQUEUE_FAILED,
+    Timestamp,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::ports::{
     CacheKey, Claim, Embedder, Fence, JobIndex, Lookup, MatchCache, PostedWindow, Query, TaskQueue,
     TaskStore,
@@ -53,7 +53,7 @@ pub async fn enqueue<S: TaskStore, Q: TaskQueue>(
         return Ok(());
     };
     let error = TaskError {
-        code: ENQUEUE_FAILED.into(),
+        code: ErrorCode::EnqueueFailed,
         message: "the task could not be queued".into(),
     };
     if let Err(e) = store.fail(task_id, Fence::Pending, &error, now).await {
@@ -72,7 +72,7 @@ pub async fn dead_letter<S: TaskStore>(
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let error = TaskError {
-        code: DEAD_LETTERED.into(),
+        code: ErrorCode::DeadLettered,
         message: "the task could not be run: every delivery of it ended without an answer \
                   from the worker (a crash, a time-out or a failed start)"
             .into(),
@@ -267,7 +267,7 @@ pub enum Outcome {
     Completed { query_ms: f64 },
     /// The task is closed as `failed` with this code (permanent error, or the
     /// last attempt of a transient one).
-    Failed { code: &'static str },
+    Failed { code: ErrorCode },
     /// A duplicate or late delivery of a finished task: nothing changed.
     AlreadyFinished,
     /// Leave the message for redelivery.
@@ -329,7 +329,7 @@ pub fn task_error(err: &Error) -> TaskError {
         _ => "the match failed unexpectedly; it has been logged".to_owned(),
     };
     TaskError {
-        code: err.code().to_owned(),
+        code: err.code(),
         message,
     }
 }
@@ -457,10 +457,10 @@ mod tests {
             Failure::Permanent
         );
         let stored = task_error(&down);
-        assert_eq!(stored.code, "dependency_unavailable");
+        assert_eq!(stored.code, ErrorCode::DependencyUnavailable);
         assert_eq!(stored.message, "postgres was unavailable on every attempt");
         let stored = task_error(&Error::Internal("db password is hunter2".into()));
-        assert_eq!(stored.code, "internal");
+        assert_eq!(stored.code, ErrorCode::Internal);
         assert!(!stored.message.contains("hunter2"), "{stored:?}");
         assert!(task_error(&Error::ProfileNotFound)
             .message
@@ -533,8 +533,8 @@ mod tests {
         let task = tasks.values().next().expect("the task was written");
         assert_eq!(task.status, TaskStatus::Failed);
         assert_eq!(
-            task.error.as_ref().map(|e| e.code.as_str()),
-            Some(ENQUEUE_FAILED)
+            task.error.as_ref().map(|e| e.code),
+            Some(ErrorCode::EnqueueFailed)
         );
     }
 
@@ -560,7 +560,7 @@ mod tests {
                 .expect("task");
             assert_eq!(task.status, TaskStatus::Failed, "from {status:?}");
             let error = task.error.expect("error");
-            assert_eq!(error.code, DEAD_LETTERED);
+            assert_eq!(error.code, ErrorCode::DeadLettered);
         }
         for status in [TaskStatus::Completed, TaskStatus::Failed] {
             let id = task_in(&store, status).await;

@@ -12,6 +12,7 @@ use chrono::{Duration, Utc};
 use shared::adapters::dynamo::{DynamoTaskStore, OWNER_INDEX};
 use shared::adapters::memory::MemoryQueue;
 use shared::domain::{Task, TaskError, TaskStatus};
+use shared::error::ErrorCode;
 use shared::idempotency;
 use shared::ports::{Fence, TaskLister, TaskReader, TaskWriter};
 
@@ -113,7 +114,7 @@ async fn conflicting_body_and_other_callers_are_told_apart() {
         .await
         .expect_err("other body");
     assert_eq!(err.status(), 422);
-    assert_eq!(err.code(), "idempotency_key_reused");
+    assert_eq!(err.code(), ErrorCode::IdempotencyKeyReused);
     let bob = idempotency::submit(&store, &queue, "bob", "k", common::request(5), now, 3600)
         .await
         .expect("bob");
@@ -202,7 +203,7 @@ async fn a_retry_after_a_503_runs_and_a_failed_task_replays() {
     assert_eq!(stored.error, None);
 
     let error = TaskError {
-        code: "internal".into(),
+        code: ErrorCode::Internal,
         message: "boom".into(),
     };
     assert!(store

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::Utc;
 use shared::adapters::dynamo::DynamoTaskStore;
 use shared::domain::{MatchResult, Task, TaskError, TaskStatus};
+use shared::error::ErrorCode;
 use shared::ports::{Claim, Fence, TaskReader, TaskWriter};
 
 async fn store() -> DynamoTaskStore {
@@ -123,7 +124,7 @@ async fn lifecycle_is_fenced_by_conditional_writes() {
         Claim::Finished(TaskStatus::Completed)
     );
     let error = TaskError {
-        code: "x".into(),
+        code: ErrorCode::Internal,
         message: "y".into(),
     };
     assert!(!store
@@ -177,7 +178,7 @@ async fn pending_fence_and_expiry() {
     let store = store().await;
     store.create(&pending("t1", 3600)).await.expect("create");
     let error = TaskError {
-        code: "enqueue_failed".into(),
+        code: ErrorCode::EnqueueFailed,
         message: "m".into(),
     };
     assert!(store

@@ -163,17 +163,10 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
                 (task, false)
             }
         };
-        let status_url = format!("/jobs/match/status/{}", task.task_id);
-        let body = json!({
-            "task_id": task.task_id,
-            "status": task.status,
-            "created_at": task.created_at,
-            "expires_at": http::rfc3339_secs(task.expires_at),
-            "links": {"status": status_url},
-        });
-        let mut resp: Response<Body> = http::json(StatusCode::ACCEPTED, &body);
+        let mut resp: Response<Body> =
+            http::json(StatusCode::ACCEPTED, &http::TaskBody::accepted(&task));
         let headers = resp.headers_mut();
-        if let Ok(location) = status_url.parse() {
+        if let Ok(location) = http::status_path(&task.task_id).parse() {
             headers.insert(header::LOCATION, location);
         }
         headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -354,7 +347,7 @@ fn health_error(failure: &ProbeFailure) -> String {
     match failure {
         ProbeFailure::TimedOut => format!("no answer within {} ms", HEALTH_TIMEOUT.as_millis()),
         ProbeFailure::Failed(Error::Unavailable { .. }) => "unavailable".into(),
-        ProbeFailure::Failed(other) => other.code().replace('_', " "),
+        ProbeFailure::Failed(other) => other.code().as_str().replace('_', " "),
     }
 }
 
@@ -378,8 +371,7 @@ mod tests {
     use super::*;
     use shared::adapters::memory::{MemoryJobIndex, MemoryQueue, MemoryTaskStore};
     use shared::domain::TaskStatus;
-    use shared::domain::DEAD_LETTERED;
-    use shared::error::UNAVAILABLE_CODE;
+    use shared::error::ErrorCode;
     use shared::ports::TaskWriter;
 
     const SECRET: &[u8] = b"unit-secret";
@@ -604,9 +596,10 @@ mod tests {
     #[tokio::test]
     async fn a_legacy_text_whose_task_failed_is_503_only_when_a_retry_may_pass() {
         for (code, status) in [
-            (UNAVAILABLE_CODE, 503),
-            (DEAD_LETTERED, 500),
-            ("internal", 500),
+            (ErrorCode::DependencyUnavailable, 503),
+            (ErrorCode::DeadLettered, 500),
+            (ErrorCode::Internal, 500),
+            (ErrorCode::Unknown, 500),
         ] {
             let app = app(false);
             let call = app.handle(request(
@@ -616,7 +609,7 @@ mod tests {
                 Some(&token("alice")),
             ));
             let error = TaskError {
-                code: code.into(),
+                code,
                 message: "postgres was unavailable on every attempt".into(),
             };
             let (resp, ()) = tokio::join!(call, finish_when_queued(&app, Some(error)));

@@ -96,7 +96,8 @@ impl<S: TaskStore> App<S> {
 mod tests {
     use super::*;
     use shared::adapters::memory::MemoryTaskStore;
-    use shared::domain::{MatchRequest, Task, TaskStatus, DEAD_LETTERED};
+    use shared::domain::{MatchRequest, Task, TaskStatus};
+    use shared::error::ErrorCode;
 
     fn task(store: &MemoryTaskStore, id: &str, status: TaskStatus) {
         let request = MatchRequest {
@@ -118,10 +119,10 @@ mod tests {
         m
     }
 
-    fn status(app: &App<MemoryTaskStore>, id: &str) -> (TaskStatus, Option<String>) {
+    fn status(app: &App<MemoryTaskStore>, id: &str) -> (TaskStatus, Option<ErrorCode>) {
         let tasks = app.store.tasks.lock().expect("lock");
         let t = &tasks[id];
-        (t.status, t.error.as_ref().map(|e| e.code.clone()))
+        (t.status, t.error.as_ref().map(|e| e.code))
     }
 
     #[tokio::test]
@@ -146,11 +147,8 @@ mod tests {
             "nothing is kept: {:?}",
             response.batch_item_failures
         );
-        let dead = Some(DEAD_LETTERED.to_owned());
-        assert_eq!(
-            status(&app, "t-pending"),
-            (TaskStatus::Failed, dead.clone())
-        );
+        let dead = Some(ErrorCode::DeadLettered);
+        assert_eq!(status(&app, "t-pending"), (TaskStatus::Failed, dead));
         assert_eq!(status(&app, "t-processing"), (TaskStatus::Failed, dead));
         assert_eq!(status(&app, "t-completed"), (TaskStatus::Completed, None));
     }

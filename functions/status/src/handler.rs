@@ -11,12 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use shared::auth::{Caller, Verifier};
-use shared::domain::{Task, DEFAULT_LIMIT, MAX_LIMIT};
+use shared::domain::{DEFAULT_LIMIT, MAX_LIMIT};
 use shared::error::{Error, FieldError, Result};
-use shared::http;
+use shared::http::{self, TaskBody, STATUS_PATH};
 use shared::ports::{PageCursor, TaskLister, TaskReader};
 
-const PREFIX: &str = "/jobs/match/status/";
 const TASKS: &str = "/jobs/match/tasks";
 /// Task ids are UUIDs; anything longer is no task (and no DynamoDB key error).
 const MAX_TASK_ID_LEN: usize = 64;
@@ -120,11 +119,11 @@ impl<S: TaskReader + TaskLister> App<S> {
             .store
             .list(&caller.0, Utc::now(), limit, cursor.as_ref())
             .await?;
-        let tasks: Vec<serde_json::Value> = page
+        let tasks: Vec<TaskBody> = page
             .tasks
             .iter()
             .filter(|t| t.owner == caller.0)
-            .map(summary)
+            .map(TaskBody::summary)
             .collect();
         let body = json!({
             "tasks": tasks,
@@ -145,27 +144,7 @@ impl<S: TaskReader + TaskLister> App<S> {
             .await?
             .filter(|t| t.owner == caller.0)
             .ok_or_else(not_found)?;
-        let mut body = json!({
-            "task_id": task.task_id,
-            "status": task.status,
-            "created_at": task.created_at,
-            "updated_at": task.updated_at,
-            "expires_at": http::rfc3339_secs(task.expires_at),
-            "attempts": task.attempts,
-        });
-        if let Some(t) = task.started_at {
-            body["started_at"] = json!(t);
-        }
-        if let Some(t) = task.completed_at {
-            body["completed_at"] = json!(t);
-        }
-        if let Some(r) = &task.result {
-            body["result"] = json!(r);
-        }
-        if let Some(e) = &task.error {
-            body["error"] = json!(e);
-        }
-        let mut resp: Response<Body> = http::json(StatusCode::OK, &body);
+        let mut resp: Response<Body> = http::json(StatusCode::OK, &TaskBody::status(&task));
         if !task.status.is_finished() {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -174,26 +153,18 @@ impl<S: TaskReader + TaskLister> App<S> {
     }
 }
 
-/// A task in the listing: its state, not its result.
-fn summary(task: &Task) -> serde_json::Value {
-    json!({
-        "task_id": task.task_id,
-        "status": task.status,
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "expires_at": http::rfc3339_secs(task.expires_at),
-        "attempts": task.attempts,
-        "links": {"status": format!("{PREFIX}{}", task.task_id)},
-    })
-}
-
 /// The `{task_id}` path parameter; when invoked without API Gateway (no path
 /// parameters), the last segment of the path.
 fn task_id(req: &Request) -> Option<String> {
     req.path_parameters()
         .first("task_id")
         .map(str::to_owned)
-        .or_else(|| req.uri().path().strip_prefix(PREFIX).map(str::to_owned))
+        .or_else(|| {
+            req.uri()
+                .path()
+                .strip_prefix(STATUS_PATH)
+                .map(str::to_owned)
+        })
         .filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
@@ -233,7 +204,7 @@ mod tests {
     fn get(id: &str, sub: &str, with_param: bool) -> Request {
         let token = shared::auth::mint_hs256(SECRET, sub, 60).expect("token");
         let req = lambda_http::http::Request::builder()
-            .uri(format!("{PREFIX}{id}"))
+            .uri(format!("{STATUS_PATH}{id}"))
             .header("authorization", format!("Bearer {token}"))
             .body(Body::Empty)
             .expect("request");
@@ -328,7 +299,7 @@ mod tests {
             for t in page {
                 assert_eq!(
                     t["links"]["status"],
-                    format!("{PREFIX}{}", t["task_id"].as_str().expect("id"))
+                    format!("{STATUS_PATH}{}", t["task_id"].as_str().expect("id"))
                 );
                 assert!(t.get("result").is_none());
                 seen.push(t["task_id"].as_str().expect("id").to_owned());

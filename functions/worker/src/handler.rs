@@ -143,7 +143,7 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
             }
             Outcome::Failed { code } => {
                 metrics::counter!(metric::FAILED).increment(1);
-                tracing::warn!(code, receive_count = delivery.receive_count, "task failed");
+                tracing::warn!(%code, receive_count = delivery.receive_count, "task failed");
             }
             Outcome::AlreadyFinished => metrics::counter!(metric::DUPLICATES).increment(1),
             Outcome::Retry(reason) => {
@@ -170,6 +170,7 @@ mod tests {
     use shared::domain::{
         EmploymentType, JobRecord, MatchRequest, ProfileRecord, Task, TaskStatus, EMBEDDING_DIM,
     };
+    use shared::error::ErrorCode;
     use std::collections::HashMap;
 
     fn unit(i: usize) -> Vec<f32> {
@@ -295,7 +296,7 @@ mod tests {
             let task = app.store.tasks.lock().expect("lock")["t1"].clone();
             if model_down {
                 assert_eq!(task.status, TaskStatus::Failed);
-                assert_eq!(task.error.expect("error").code, "internal");
+                assert_eq!(task.error.expect("error").code, ErrorCode::Internal);
             } else {
                 assert_eq!(task.status, TaskStatus::Completed);
                 let result = task.result.expect("result");
@@ -333,7 +334,10 @@ mod tests {
         // No profile is permanent: failed at once, acknowledged.
         let t2 = &tasks["t2"];
         assert_eq!(t2.status, TaskStatus::Failed);
-        assert_eq!(t2.error.as_ref().expect("error").code, "profile_not_found");
+        assert_eq!(
+            t2.error.as_ref().expect("error").code,
+            ErrorCode::ProfileNotFound
+        );
     }
 
     #[tokio::test]
@@ -374,7 +378,7 @@ mod tests {
         assert_eq!(tasks["t1"].attempts, 2);
         assert_eq!(
             tasks["t1"].error.as_ref().expect("error").code,
-            "dependency_unavailable"
+            ErrorCode::DependencyUnavailable
         );
     }
 
@@ -440,7 +444,7 @@ mod tests {
         assert_eq!(tasks["t1"].status, TaskStatus::Failed);
         assert_eq!(
             tasks["t1"].error.as_ref().expect("error").code,
-            "dependency_unavailable"
+            ErrorCode::DependencyUnavailable
         );
     }
 

@@ -12,10 +12,8 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{
-    MatchResult, Task, TaskError, TaskStatus, Timestamp, EMBEDDING_DIM, ENQUEUE_FAILED,
-};
-use crate::error::{Error, Result};
+use crate::domain::{MatchResult, Task, TaskError, TaskStatus, Timestamp, EMBEDDING_DIM};
+use crate::error::{Error, ErrorCode, Result};
 use crate::ports::{
     Claim, Fence, IdempotentTaskStore, PageCursor, TaskLister, TaskPage, TaskReader, TaskWriter,
 };
@@ -443,7 +441,7 @@ impl IdempotentTaskStore for DynamoTaskStore {
             .expression_attribute_names("#error", "error")
             .expression_attribute_names("#code", "code")
             .expression_attribute_values(":failed", s(TaskStatus::Failed.as_str()))
-            .expression_attribute_values(":enqueue_failed", s(ENQUEUE_FAILED))
+            .expression_attribute_values(":enqueue_failed", s(ErrorCode::EnqueueFailed.as_str()))
             .send()
             .await;
         match put {
@@ -519,6 +517,7 @@ impl TaskLister for DynamoTaskStore {
 mod tests {
     use super::{decode, encode, Item, Update};
     use crate::domain::{EmploymentType, JobMatch, MatchResult, Task, Timestamp, EMBEDDING_DIM};
+    use crate::error::ErrorCode;
     use crate::request::MatchRequest;
     use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -620,6 +619,35 @@ mod tests {
         }
         let err = decode(item).expect_err("12 bytes are not an embedding");
         assert!(err.to_string().contains("12 bytes"), "{err}");
+    }
+
+    /// A failed task's code is a plain string attribute, as before the code
+    /// was typed; a string this build does not know still reads.
+    #[test]
+    fn a_stored_error_code_is_its_string_and_unknown_ones_still_read() {
+        let mut task = task_with(None);
+        task.status = crate::domain::TaskStatus::Failed;
+        task.error = Some(crate::domain::TaskError {
+            code: ErrorCode::DeadLettered,
+            message: "gone".into(),
+        });
+        let mut item = encode(&task).expect("encode");
+        let Some(AttributeValue::M(error)) = item.get_mut("error") else {
+            panic!("no error map: {item:?}");
+        };
+        assert_eq!(
+            error.get("code"),
+            Some(&AttributeValue::S("dead_lettered".into()))
+        );
+        assert_eq!(decode(item.clone()).expect("decode"), task);
+        if let Some(AttributeValue::M(error)) = item.get_mut("error") {
+            error.insert(
+                "code".into(),
+                AttributeValue::S("from_a_newer_release".into()),
+            );
+        }
+        let read = decode(item).expect("an unknown code still reads");
+        assert_eq!(read.error.map(|e| e.code), Some(ErrorCode::Unknown));
     }
 
     /// DynamoDB refuses a name placeholder that its expressions do not use,
