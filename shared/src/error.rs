@@ -77,6 +77,10 @@ pub enum Error {
     IdempotencyConflict,
     #[error("no stored profile for this caller; send an embedding")]
     ProfileNotFound,
+    /// The caller's quota of match requests is used up (DESIGN.md "Fair
+    /// use"); the fields are the answer's `RateLimit` and `Retry-After`.
+    #[error("this caller's quota of match requests is used up; retry after {} s", .0.reset_secs)]
+    QuotaExceeded(crate::quota::RateLimit),
     /// A dependency failed in a way that may pass: retrying makes sense.
     #[error("{component} is unavailable: {message}")]
     Unavailable {
@@ -111,6 +115,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::IdempotencyConflict => "idempotency_key_reused",
             Error::ProfileNotFound => "profile_not_found",
+            Error::QuotaExceeded(_) => "quota_exceeded",
             Error::Unavailable { .. } => UNAVAILABLE_CODE,
             Error::StillRunning { .. } => "still_running",
             Error::Internal(_) => "internal",
@@ -125,6 +130,7 @@ impl Error {
             Error::PayloadTooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
             Error::Validation(_) | Error::ProfileNotFound | Error::IdempotencyConflict => 422,
+            Error::QuotaExceeded(_) => 429,
             Error::Internal(_) => 500,
             Error::Unavailable { .. } | Error::StillRunning { .. } => 503,
         }
@@ -140,6 +146,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "Unsupported media type",
             Error::IdempotencyConflict => "Idempotency key reused",
             Error::ProfileNotFound => "No profile",
+            Error::QuotaExceeded(_) => "Too many requests",
             Error::Unavailable { .. } => "Service unavailable",
             Error::StillRunning { .. } => "Still running",
             Error::Internal(_) => "Internal error",
