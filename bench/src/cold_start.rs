@@ -714,6 +714,11 @@ struct Settings {
     endpoint: String,
     endpoint_sqs: String,
     tasks_table: String,
+    /// The api's quota: the stack's table and settings, so that its runs
+    /// take from demo-user's bucket as the stack's api does.
+    quota_table: String,
+    quota_rate: String,
+    quota_burst: String,
     /// The api's queue.
     queue_url: String,
     functions_database_url: String,
@@ -744,6 +749,9 @@ impl Settings {
             ),
             endpoint_sqs,
             tasks_table: or("TASKS_TABLE", "jobmatch-tasks"),
+            quota_table: or("QUOTA_TABLE", "jobmatch-quota"),
+            quota_rate: or("QUOTA_RATE", "2"),
+            quota_burst: or("QUOTA_BURST", "100"),
             functions_database_url: or(
                 "FUNCTIONS_DATABASE_URL",
                 "postgres://jobmatch_functions@127.0.0.1:55432/jobmatch",
@@ -800,6 +808,9 @@ impl Settings {
                 env.extend([
                     ("TASKS_TABLE", self.tasks_table.clone()),
                     ("QUEUE_URL", self.queue_url.clone()),
+                    ("QUOTA_TABLE", self.quota_table.clone()),
+                    ("QUOTA_RATE", self.quota_rate.clone()),
+                    ("QUOTA_BURST", self.quota_burst.clone()),
                     ("DATABASE_URL", self.functions_database_url.clone()),
                     ("DB_MAX_CONNECTIONS", "2".into()),
                     ("JWT_SECRET", self.jwt_secret.clone()),
@@ -836,6 +847,7 @@ async fn stack_unreachable() -> Option<String> {
         "AWS_ENDPOINT_URL_SQS",
         "FUNCTIONS_DATABASE_URL",
         "TASKS_TABLE",
+        "QUOTA_TABLE",
         "JWT_SECRET",
     ] {
         if var(key).is_none() {

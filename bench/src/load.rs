@@ -1,16 +1,19 @@
 //! `make bench --load-only` (and part of every `make bench`): the local
 //! stack under load, through the gateway as clients use it. One client in a
 //! closed loop first, then `clients` at once, in the same run, so that the
-//! scaling figure compares like with like. Every POST carries a fresh random
+//! scaling figure compares like with like. Each client is one caller (its
+//! own JWT subject, so its own quota) sending one request at a time, as real
+//! traffic comes; a 429 fails the run, since its figures would then measure
+//! the quota (the local QUOTA_BURST covers a client's share of the posts). Every POST carries a fresh random
 //! embedding (no cache hit, no model): the figures are the service's path,
 //! not the model's. With N clients in a closed loop, latency is N ÷
 //! throughput, so throughput is the figure to raise.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use chrono::Utc;
-use futures::stream::{self, StreamExt};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -161,6 +164,11 @@ async fn post(
         .await?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     ensure!(
+        resp.status().as_u16() != 429,
+        "POST answered 429: a client's share of the posts is over its quota \
+         (QUOTA_BURST and QUOTA_RATE of .local/env)"
+    );
+    ensure!(
         resp.status().as_u16() == 202,
         "POST answered {}",
         resp.status()
@@ -211,15 +219,31 @@ async fn phase(
         })
         .collect::<Result<_, _>>()?;
     let (started, first_post) = (Instant::now(), Utc::now());
-    let accepted: Vec<(String, f64)> = stream::iter(0..posts)
-        .map(|i| post(http, load, &tokens[i % clients], seed + i as u64))
-        .buffer_unordered(clients)
-        .collect::<Vec<_>>()
-        .await
+    // The posts go to whichever client is free next, each client in a
+    // closed loop of its own.
+    let next = AtomicUsize::new(0);
+    let loops = tokens.iter().map(|token| {
+        let next = &next;
+        async move {
+            let mut accepted = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= posts {
+                    return Ok::<_, anyhow::Error>(accepted);
+                }
+                accepted.push((i, post(http, load, token, seed + i as u64).await?));
+            }
+        }
+    });
+    let mut accepted: Vec<(usize, (String, f64))> = futures::future::try_join_all(loops)
+        .await?
         .into_iter()
-        .collect::<Result<_>>()?;
+        .flatten()
+        .collect();
+    // In the order sent, about that of completion (see `finished`).
+    accepted.sort_unstable_by_key(|(i, _)| *i);
     let accept_secs = started.elapsed().as_secs_f64();
-    let (ids, post_ms): (Vec<String>, Vec<f64>) = accepted.into_iter().unzip();
+    let (ids, post_ms): (Vec<String>, Vec<f64>) = accepted.into_iter().map(|(_, a)| a).unzip();
     let tasks = finished(store, ids).await?;
     let mut done_ms = Vec::new();
     let mut last_done = first_post;

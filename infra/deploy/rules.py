@@ -348,17 +348,40 @@ class Checker:
             qp = queue.get("Properties", {})
             self.check(qp.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in qp, f"{qname}: encrypted at rest")
 
-        # DynamoDB: DESIGN.md "Data".
-        for tname, table in self.of_type("AWS::DynamoDB::Table").items():
+        # DynamoDB: DESIGN.md "Data"; the tasks are kept, the quota's
+        # buckets (DESIGN.md "Fair use") are disposable state.
+        tables = self.of_type("AWS::DynamoDB::Table")
+        self.check(set(tables) == {"TasksTable", "QuotaTable"}, f"the tables are TasksTable and QuotaTable: {sorted(tables)}")
+        for tname, table in tables.items():
             tp = table.get("Properties", {})
             self.check(tp.get("BillingMode") == "PAY_PER_REQUEST", f"{tname}: on demand")
             self.check(tp.get("TimeToLiveSpecification") == {"AttributeName": "expires_at", "Enabled": True}, f"{tname}: TTL on expires_at")
+            self.check(tp.get("SSESpecification", {}).get("SSEEnabled") is True, f"{tname}: SSE")
+            if tname != "TasksTable":
+                continue
             gsis = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in tp.get("GlobalSecondaryIndexes", [])}
             self.check(gsis.get("owner-created_at") == ["owner", "created_at"], f"{tname}: GSI owner-created_at")
             self.check(tp.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True, f"{tname}: PITR")
-            self.check(tp.get("SSESpecification", {}).get("SSEEnabled") is True, f"{tname}: SSE")
             self.check(table.get("DeletionPolicy") == "Retain" and tp.get("DeletionProtectionEnabled") is True,
                        f"{tname}: deletion protection and Retain")
+        quota = tables.get("QuotaTable", {}).get("Properties", {})
+        self.check([k.get("AttributeName") for k in quota.get("KeySchema", [])] == ["caller"],
+                   "QuotaTable: keyed by caller (shared/src/adapters/dynamo_quota.rs)")
+        # The quota per caller: the api alone takes from it, with one action.
+        for name, fn in functions.items():
+            env = self.env(fn)
+            touches = [st for st in self.statements(fn)
+                       if "QuotaTable" in {ref_name(r) for r in (st.get("Resource") if isinstance(st.get("Resource"), list) else [st.get("Resource")])}]
+            if name == "ApiFunction":
+                self.check(ref_name(env.get("QUOTA_TABLE")) == "QuotaTable"
+                           and ref_name(env.get("QUOTA_RATE")) == "QuotaRate"
+                           and ref_name(env.get("QUOTA_BURST")) == "QuotaBurst",
+                           f"{name}: QUOTA_TABLE, QUOTA_RATE and QUOTA_BURST are QuotaTable and the Quota parameters")
+                self.check(len(touches) == 1 and touches[0].get("Action") == "dynamodb:UpdateItem",
+                           f"{name}: may dynamodb:UpdateItem on QuotaTable, and nothing more on it")
+            else:
+                self.check(not touches and "QuotaTable" not in refs(env),
+                           f"{name}: no access to QuotaTable (the api's alone)")
 
         # Database and proxy.
         for dname, db in self.of_type("AWS::RDS::DBInstance").items():
@@ -525,6 +548,13 @@ def self_test(doc: dict) -> int:
         "no batching window": lambda d: worker_event(d).pop("MaximumBatchingWindowInSeconds"),
         "route dropped": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Events"].pop("Health"),
         "no TTL": lambda d: d["Resources"]["TasksTable"]["Properties"].pop("TimeToLiveSpecification"),
+        "quota buckets kept forever": lambda d: d["Resources"]["QuotaTable"]["Properties"].pop("TimeToLiveSpecification"),
+        "api without its quota's burst": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"].pop("QUOTA_BURST"),
+        "api may not take from the quota": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"].pop(1),
+        "api may read and delete buckets": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"][1].update(
+            Action=["dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan"]),
+        "the worker may write the quota": lambda d: worker(d)["Policies"][0]["Statement"].append(
+            {"Sid": "Quota", "Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": Tagged("!GetAtt", "QuotaTable.Arn")}),
         "proxy without TLS": lambda d: d["Resources"]["DbProxy"]["Properties"].update(RequireTLS=False),
         "too many workers for the proxy": lambda d: d["Parameters"]["WorkerConcurrency"].update(Default=100),
         "wildcard resource": lambda d: d["Resources"]["WorkerFunction"]["Properties"]["Policies"][0]["Statement"][0].update(Resource="*"),

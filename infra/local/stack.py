@@ -78,6 +78,15 @@ QUEUE = "jobmatch-match"
 DLQ = "jobmatch-match-dlq"
 BENCH_QUEUE = "jobmatch-bench"
 TABLE = "jobmatch-tasks"
+# The quota per caller (DESIGN.md "Fair use"): its buckets' table, and each
+# caller's requests a second and at once. The burst covers one caller's share
+# of the project's own load (a client of bench/src/load.rs's one-client phase
+# sends 60 at once, one of e2e/tests/load.rs's 32 about 32, a fault test 70),
+# and the rate is low enough that a burst of QUOTA_BURST + 20
+# (e2e/tests/quota.rs) is refused in part even on a slow stack.
+QUOTA_TABLE = "jobmatch-quota"
+QUOTA_RATE = 2
+QUOTA_BURST = 100
 MAX_RECEIVE_COUNT = 3
 # Instances per function under `cargo lambda watch`, and the poller's
 # invocations at once: as in Lambda, a batch never waits behind another
@@ -283,7 +292,7 @@ def moto_up(env: dict[str, str]) -> None:
 
 
 def aws_resources(env: dict[str, str]) -> dict[str, str]:
-    """Creates the queue, its DLQ and the tasks table; idempotent."""
+    """Creates the queue, its DLQ, the tasks table and the quota's table; idempotent."""
     import boto3
 
     kw = dict(region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
@@ -318,6 +327,16 @@ def aws_resources(env: dict[str, str]) -> dict[str, str]:
         ddb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={
             "AttributeName": "expires_at", "Enabled": True})
         log(f"table {TABLE} created")
+    if QUOTA_TABLE not in ddb.list_tables()["TableNames"]:
+        ddb.create_table(
+            TableName=QUOTA_TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "caller", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "caller", "KeyType": "HASH"}],
+        )
+        ddb.update_time_to_live(TableName=QUOTA_TABLE, TimeToLiveSpecification={
+            "AttributeName": "expires_at", "Enabled": True})
+        log(f"table {QUOTA_TABLE} created")
     return {"QUEUE_URL": queue_url, "DLQ_URL": dlq_url}
 
 
@@ -380,6 +399,9 @@ def base_env() -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "TASKS_TABLE": TABLE,
+        "QUOTA_TABLE": QUOTA_TABLE,
+        "QUOTA_RATE": str(QUOTA_RATE),
+        "QUOTA_BURST": str(QUOTA_BURST),
         "JWT_SECRET": jwt_secret(),
         "MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
         # As template.yaml's BatchSize: the worker's pool (DB_MAX_CONNECTIONS,

@@ -114,6 +114,19 @@ pub struct ApiConfig {
     /// before answering 503 with the task's id; below the function timeout.
     #[serde(default = "default_legacy_text_wait_ms")]
     pub legacy_text_wait_ms: u64,
+    /// The quota per caller (DESIGN.md "Fair use"): its buckets' table, and
+    /// the requests a second and at once. No defaults here: the template's
+    /// parameters and the local stack's `.local/env` set them.
+    pub quota_table: String,
+    pub quota_rate: f64,
+    pub quota_burst: u32,
+}
+
+impl ApiConfig {
+    /// The bucket of `QUOTA_RATE` and `QUOTA_BURST`, checked.
+    pub fn quota_policy(&self) -> Result<crate::quota::Policy, ConfigError> {
+        crate::quota::Policy::new(self.quota_rate, self.quota_burst).map_err(ConfigError)
+    }
 }
 
 /// `worker`: runs queued matches.

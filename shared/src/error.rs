@@ -66,6 +66,7 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     IdempotencyKeyReused,
     ProfileNotFound,
+    QuotaExceeded,
     DependencyUnavailable,
     StillRunning,
     Internal,
@@ -82,7 +83,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
@@ -91,6 +92,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::ProfileNotFound,
+        ErrorCode::QuotaExceeded,
         ErrorCode::DependencyUnavailable,
         ErrorCode::StillRunning,
         ErrorCode::Internal,
@@ -109,6 +111,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::ProfileNotFound => "profile_not_found",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::DependencyUnavailable => "dependency_unavailable",
             ErrorCode::StillRunning => "still_running",
             ErrorCode::Internal => "internal",
@@ -168,6 +171,10 @@ pub enum Error {
     IdempotencyConflict,
     #[error("no stored profile for this caller; send an embedding")]
     ProfileNotFound,
+    /// The caller's quota of match requests is used up (DESIGN.md "Fair
+    /// use"); the fields are the answer's `RateLimit` and `Retry-After`.
+    #[error("this caller's quota of match requests is used up; retry after {} s", .0.reset_secs)]
+    QuotaExceeded(crate::quota::RateLimit),
     /// A dependency failed in a way that may pass: retrying makes sense.
     #[error("{component} is unavailable: {message}")]
     Unavailable {
@@ -202,6 +209,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             Error::IdempotencyConflict => ErrorCode::IdempotencyKeyReused,
             Error::ProfileNotFound => ErrorCode::ProfileNotFound,
+            Error::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Error::Unavailable { .. } => ErrorCode::DependencyUnavailable,
             Error::StillRunning { .. } => ErrorCode::StillRunning,
             Error::Internal(_) => ErrorCode::Internal,
@@ -216,6 +224,7 @@ impl Error {
             Error::PayloadTooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
             Error::Validation(_) | Error::ProfileNotFound | Error::IdempotencyConflict => 422,
+            Error::QuotaExceeded(_) => 429,
             Error::Internal(_) => 500,
             Error::Unavailable { .. } | Error::StillRunning { .. } => 503,
         }
@@ -231,6 +240,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "Unsupported media type",
             Error::IdempotencyConflict => "Idempotency key reused",
             Error::ProfileNotFound => "No profile",
+            Error::QuotaExceeded(_) => "Too many requests",
             Error::Unavailable { .. } => "Service unavailable",
             Error::StillRunning { .. } => "Still running",
             Error::Internal(_) => "Internal error",

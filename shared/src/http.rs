@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::auth::{Caller, Verifier};
 use crate::domain::{MatchResult, Task, TaskError, TaskStatus, Timestamp};
 use crate::error::{AuthError, Error, Result};
+use crate::quota::RateLimit;
 
 pub const JSON: &str = "application/json";
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -53,10 +54,37 @@ pub fn error_response<B: From<String>>(err: &Error) -> Response<B> {
     if let Error::Unavailable { .. } | Error::StillRunning { .. } = err {
         builder = builder.header(RETRY_AFTER, "1");
     }
+    if let Error::QuotaExceeded(limit) = err {
+        // Retry-After is the RateLimit field's `t`: the draft wants it no
+        // earlier than the end of the effective window.
+        builder = builder.header(RETRY_AFTER, limit.reset_secs);
+        for (name, value) in rate_limit_fields(limit) {
+            builder = builder.header(name, value);
+        }
+    }
     let body = serde_json::to_string(&problem).unwrap_or_default();
     builder
         .body(B::from(body))
         .unwrap_or_else(|_| Response::new(B::from(String::new())))
+}
+
+/// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-11)
+/// for a caller's quota.
+fn rate_limit_fields(limit: &RateLimit) -> [(&'static str, String); 2] {
+    [
+        ("ratelimit-policy", limit.policy_field()),
+        ("ratelimit", limit.limit_field()),
+    ]
+}
+
+/// Adds the quota's `RateLimit-Policy` and `RateLimit` to an answer that took
+/// from it, so that clients can pace themselves before a 429.
+pub fn add_rate_limit<B>(resp: &mut Response<B>, limit: &RateLimit) {
+    for (name, value) in rate_limit_fields(limit) {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, value);
+        }
+    }
 }
 
 /// RFC 6750 challenge; a request without a token gets no error code.
@@ -238,6 +266,39 @@ mod tests {
         assert_eq!(resp.status(), 503);
         assert_eq!(resp.headers()[RETRY_AFTER], "1");
         assert!(!resp.body().contains("10.0.0.1"));
+    }
+
+    #[test]
+    fn a_quota_refusal_carries_retry_after_and_the_rate_limit_fields() {
+        let limit = RateLimit {
+            quota: 20,
+            window_secs: 10,
+            remaining: 0,
+            reset_secs: 3,
+        };
+        let resp: Response<String> = error_response(&Error::QuotaExceeded(limit));
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()[CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(resp.headers()[RETRY_AFTER], "3");
+        assert_eq!(resp.headers()["ratelimit-policy"], r#""match";q=20;w=10"#);
+        assert_eq!(resp.headers()["ratelimit"], r#""match";r=0;t=3"#);
+        let b = body(&resp);
+        assert_eq!(b["type"], "/problems/quota-exceeded");
+        assert_eq!(b["status"], 429);
+        assert!(b["detail"].as_str().expect("detail").contains("3 s"), "{b}");
+
+        let mut ok: Response<String> = json(StatusCode::ACCEPTED, &serde_json::json!({}));
+        add_rate_limit(
+            &mut ok,
+            &RateLimit {
+                remaining: 19,
+                reset_secs: 1,
+                ..limit
+            },
+        );
+        assert_eq!(ok.headers()["ratelimit"], r#""match";r=19;t=1"#);
+        assert_eq!(ok.headers()["ratelimit-policy"], r#""match";q=20;w=10"#);
+        assert!(ok.headers().get(RETRY_AFTER).is_none());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{MatchRequest, Task, TaskMessage, TaskStatus};
 use crate::error::{Error, FieldError, Result};
-use crate::ports::{IdempotentTaskStore, TaskQueue, TaskStore};
+use crate::ports::{IdempotentTaskStore, TaskQueue, TaskReader, TaskStore};
 
 /// `Idempotency-Key` length bounds, in characters.
 pub const MAX_KEY_CHARS: usize = 255;
@@ -55,6 +55,61 @@ pub struct Submitted {
     pub replayed: bool,
 }
 
+/// What a live task already under a key means for a request with that key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// Another body: 422.
+    Conflict,
+    /// Its client was answered 503: this request runs it again.
+    NeverQueued,
+    /// Pending too long: replayed, and its message sent again.
+    Resend,
+    /// Replayed as it is.
+    Replay,
+}
+
+fn existing(existing: &Task, owner: &str, request: &MatchRequest, now: DateTime<Utc>) -> Existing {
+    if existing.owner != owner || existing.request != *request {
+        return Existing::Conflict;
+    }
+    if existing.never_queued() {
+        return Existing::NeverQueued;
+    }
+    let waited = now.timestamp() - existing.created_at.get().timestamp();
+    if existing.status == TaskStatus::Pending && waited > RESEND_AFTER_SECS {
+        Existing::Resend
+    } else {
+        Existing::Replay
+    }
+}
+
+/// A replay that needs no write or send, read before the caller's quota is
+/// taken: a request whose key names a live task of the same caller and body
+/// gets that task without counting against the quota, as it asks for no
+/// new work. `Ok(None)`: the request goes through the quota and `submit` (no
+/// task under the key, a task never queued, or a pending one whose message
+/// is due again). Another body under the key: `IdempotencyConflict`.
+pub async fn replay<S: TaskReader>(
+    store: &S,
+    owner: &str,
+    key: &str,
+    request: &MatchRequest,
+    now: DateTime<Utc>,
+) -> Result<Option<Submitted>> {
+    check_key(key)?;
+    let Some(task) = store.get(&task_id_for(owner, key), now).await? else {
+        return Ok(None);
+    };
+    match existing(&task, owner, request, now) {
+        Existing::Conflict => Err(Error::IdempotencyConflict),
+        Existing::Replay => Ok(Some(Submitted {
+            task,
+            replayed: true,
+        })),
+        Existing::NeverQueued | Existing::Resend => Ok(None),
+    }
+}
+
 /// Creates the task for (`owner`, `key`) and enqueues it, or returns the task
 /// an earlier request with the same key and body created.
 pub async fn submit<S, Q>(
@@ -91,9 +146,9 @@ where
                 replayed: false,
             })
         }
-        Some(existing) if existing.owner == owner && existing.request == task.request => {
-            // Its client was answered 503: this retry is the request again.
-            if existing.never_queued() {
+        Some(found) => match existing(&found, owner, &task.request, now) {
+            Existing::Conflict => Err(Error::IdempotencyConflict),
+            Existing::NeverQueued => {
                 if store.replace_unqueued(&task).await? {
                     crate::service::enqueue(store, queue, &task.task_id, now).await?;
                     return Ok(Submitted {
@@ -105,23 +160,25 @@ where
                 let current = store.get(&task.task_id, now).await?.ok_or_else(|| {
                     Error::unavailable("tasks", "a retried task vanished while it was replaced")
                 })?;
-                return Ok(Submitted {
+                Ok(Submitted {
                     task: current,
                     replayed: true,
-                });
+                })
             }
-            let waited = now.timestamp() - existing.created_at.get().timestamp();
-            if existing.status == TaskStatus::Pending && waited > RESEND_AFTER_SECS {
+            Existing::Resend => {
                 if let Err(e) = queue.send(&message).await {
-                    tracing::warn!(task_id = %existing.task_id, error = %e, "re-send of a pending task failed");
+                    tracing::warn!(task_id = %found.task_id, error = %e, "re-send of a pending task failed");
                 }
+                Ok(Submitted {
+                    task: found,
+                    replayed: true,
+                })
             }
-            Ok(Submitted {
-                task: existing,
+            Existing::Replay => Ok(Submitted {
+                task: found,
                 replayed: true,
-            })
-        }
-        Some(_) => Err(Error::IdempotencyConflict),
+            }),
+        },
     }
 }
 
@@ -291,5 +348,70 @@ mod tests {
             .expect("replayed");
         assert!(again.replayed);
         assert_eq!(again.task.status, TaskStatus::Failed);
+    }
+
+    #[tokio::test]
+    async fn a_replay_is_read_without_a_write_only_when_it_needs_none() {
+        let (store, queue) = (MemoryTaskStore::default(), MemoryQueue::default());
+        let now = Utc::now();
+        assert_eq!(
+            replay(&store, "alice", "k", &request(5), now)
+                .await
+                .expect("read"),
+            None,
+            "no task under the key yet"
+        );
+        let first = submit(&store, &queue, "alice", "k", request(5), now, 60)
+            .await
+            .expect("created");
+        let again = replay(&store, "alice", "k", &request(5), now)
+            .await
+            .expect("read")
+            .expect("a replay");
+        assert!(again.replayed);
+        assert_eq!(again.task, first.task);
+        assert!(matches!(
+            replay(&store, "alice", "k", &request(6), now).await,
+            Err(Error::IdempotencyConflict)
+        ));
+        assert_eq!(
+            replay(&store, "bob", "k", &request(5), now)
+                .await
+                .expect("read"),
+            None
+        );
+        // Due for a re-send: it goes through `submit`, which sends.
+        let later = now + chrono::Duration::seconds(RESEND_AFTER_SECS + 1);
+        assert_eq!(
+            replay(&store, "alice", "k", &request(5), later)
+                .await
+                .expect("read"),
+            None
+        );
+        assert!(replay(&store, "alice", "", &request(5), now).await.is_err());
+        assert_eq!(
+            queue.sent.lock().expect("lock").len(),
+            1,
+            "a read sends nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_never_queued_is_no_free_replay() {
+        let store = MemoryTaskStore::default();
+        let down = MemoryQueue {
+            down: true,
+            ..Default::default()
+        };
+        let now = Utc::now();
+        submit(&store, &down, "alice", "k", request(5), now, 60)
+            .await
+            .expect_err("queue down: 503");
+        assert_eq!(
+            replay(&store, "alice", "k", &request(5), now)
+                .await
+                .expect("read"),
+            None
+        );
     }
 }

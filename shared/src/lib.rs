@@ -13,6 +13,7 @@ pub mod http_client;
 pub mod idempotency;
 pub mod jwt_crypto;
 pub mod ports;
+pub mod quota;
 pub mod ranking;
 pub mod request;
 pub mod service;

@@ -290,3 +290,17 @@ pub trait TaskLister: Send + Sync {
         after: Option<&PageCursor>,
     ) -> impl Future<Output = Result<TaskPage>> + Send;
 }
+
+/// The quota of match requests per caller (`crate::quota`), shared by every
+/// api instance.
+pub trait QuotaStore: Send + Sync {
+    /// Takes one request from `caller`'s bucket at `now`: the bucket as it
+    /// is then, or `Error::QuotaExceeded` (429) when it is empty, in which
+    /// case nothing is written. Any other error means the bucket could not
+    /// be read or written; the caller fails the request (closed).
+    fn take(
+        &self,
+        caller: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<crate::quota::RateLimit>> + Send;
+}

@@ -1,7 +1,8 @@
 //! The api function's routes: `POST /jobs/match` (accept a task, optionally
 //! idempotent with `Idempotency-Key`), `POST /jobs/match/legacy` (match inline;
-//! with `text`, through the worker) and `GET /health` (no token). Generic over
-//! the ports so that unit tests run without AWS.
+//! with `text`, through the worker) and `GET /health` (no token). The two
+//! match routes take from the caller's quota. Generic over the ports so that
+//! unit tests run without AWS.
 
 use std::time::{Duration, Instant};
 
@@ -16,16 +17,19 @@ use shared::error::{Error, FieldError, Result};
 use shared::http;
 use shared::idempotency;
 use shared::ports::{
-    IdempotentTaskStore, JobIndex, MatchCache, NoCache, NoModel, TaskQueue, TaskStore,
+    IdempotentTaskStore, JobIndex, MatchCache, NoCache, NoModel, QuotaStore, TaskQueue, TaskStore,
 };
 use shared::request::{check_content_type, parse_match_request};
 use shared::service;
 
 /// Everything a request needs, built once per container.
-pub struct App<S, Q, J, C = NoCache> {
+pub struct App<S, Q, J, R, C = NoCache> {
     pub store: S,
     pub queue: Q,
     pub index: J,
+    /// The callers' buckets (DESIGN.md "Fair use"), taken from before any
+    /// write of a match request.
+    pub quota: R,
     /// Results and text vectors (DESIGN.md "Cache"), for the legacy call's
     /// inline matches. POST never reads it: accepting a task stays free of
     /// PostgreSQL.
@@ -94,7 +98,14 @@ impl Default for HealthCache {
     }
 }
 
-impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCache> App<S, Q, J, C> {
+impl<S, Q, J, R, C> App<S, Q, J, R, C>
+where
+    S: TaskStore + IdempotentTaskStore,
+    Q: TaskQueue,
+    J: JobIndex,
+    R: QuotaStore,
+    C: MatchCache,
+{
     /// Routes a request; every error becomes a problem+json response here.
     pub async fn handle(&self, req: Request) -> Response<Body> {
         http::respond(
@@ -136,8 +147,19 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
             None => None,
         };
         let now = Utc::now();
-        let (task, replayed) = match key {
-            Some(key) => {
+        // A replay that needs no write is answered before the quota: it
+        // costs a read, no work (docs/api.md "Quota").
+        let replay = match key {
+            Some(key) => idempotency::replay(&self.store, &caller.0, key, &request, now).await?,
+            None => None,
+        };
+        let limit = match replay {
+            Some(_) => None,
+            None => Some(self.quota.take(&caller.0, now).await?),
+        };
+        let (task, replayed) = match (replay, key) {
+            (Some(s), _) => (s.task, s.replayed),
+            (None, Some(key)) => {
                 let s = idempotency::submit(
                     &self.store,
                     &self.queue,
@@ -150,7 +172,7 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
                 .await?;
                 (s.task, s.replayed)
             }
-            None => {
+            (None, None) => {
                 let task = service::submit(
                     &self.store,
                     &self.queue,
@@ -176,11 +198,15 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
                 header::HeaderValue::from_static("true"),
             );
         }
+        if let Some(limit) = limit {
+            http::add_rate_limit(&mut resp, &limit);
+        }
         Ok(resp)
     }
 
     async fn legacy(&self, req: &Request) -> Result<Response<Body>> {
         let (caller, request) = self.caller_and_request(req).await?;
+        let limit = self.quota.take(&caller.0, Utc::now()).await?;
         let result = match request.source() {
             // This function loads no model: the worker embeds the text, as
             // for the async path, so both rank alike.
@@ -189,10 +215,12 @@ impl<S: TaskStore + IdempotentTaskStore, Q: TaskQueue, J: JobIndex, C: MatchCach
                 service::run_match(&self.index, &NoModel, &self.cache, &caller.0, &request).await?
             }
         };
-        Ok(http::json(
+        let mut resp = http::json(
             StatusCode::OK,
             &json!({"status": "completed", "result": result}),
-        ))
+        );
+        http::add_rate_limit(&mut resp, &limit);
+        Ok(resp)
     }
 
     /// Submits the request as a task and waits for the worker to finish it.
@@ -369,14 +397,21 @@ impl HealthDetail for String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::adapters::memory::{MemoryJobIndex, MemoryQueue, MemoryTaskStore};
+    use shared::adapters::memory::{MemoryJobIndex, MemoryQueue, MemoryQuota, MemoryTaskStore};
     use shared::domain::TaskStatus;
     use shared::error::ErrorCode;
     use shared::ports::TaskWriter;
 
     const SECRET: &[u8] = b"unit-secret";
 
-    fn app(queue_down: bool) -> App<MemoryTaskStore, MemoryQueue, MemoryJobIndex> {
+    type TestApp = App<MemoryTaskStore, MemoryQueue, MemoryJobIndex, MemoryQuota>;
+
+    /// A bucket no unit test but the quota's own empties: 1,000 at once.
+    fn quota() -> MemoryQuota {
+        MemoryQuota::new(shared::quota::Policy::new(1.0, 1_000).expect("policy"))
+    }
+
+    fn app(queue_down: bool) -> TestApp {
         App {
             store: MemoryTaskStore::default(),
             queue: MemoryQueue {
@@ -384,6 +419,7 @@ mod tests {
                 ..Default::default()
             },
             index: MemoryJobIndex::default(),
+            quota: quota(),
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
@@ -504,16 +540,13 @@ mod tests {
     }
 
     /// Plays the worker: completes the first pending task it finds.
-    async fn complete_when_queued(app: &App<MemoryTaskStore, MemoryQueue, MemoryJobIndex>) {
+    async fn complete_when_queued(app: &TestApp) {
         finish_when_queued(app, None).await;
     }
 
     /// Plays the worker: completes the first pending task it finds, or
     /// fails it with `error`.
-    async fn finish_when_queued(
-        app: &App<MemoryTaskStore, MemoryQueue, MemoryJobIndex>,
-        error: Option<TaskError>,
-    ) {
+    async fn finish_when_queued(app: &TestApp, error: Option<TaskError>) {
         use shared::ports::Fence;
         for _ in 0..100 {
             let queued = app.queue.sent.lock().expect("lock").first().cloned();
@@ -802,6 +835,150 @@ mod tests {
         assert_eq!(resp.status(), 202);
     }
 
+    /// An app whose callers may send `burst` match requests, then one each
+    /// 1,000 s: none comes back while a test runs.
+    fn app_with_burst(burst: u32) -> TestApp {
+        TestApp {
+            quota: MemoryQuota::new(shared::quota::Policy::new(0.001, burst).expect("policy")),
+            ..app(false)
+        }
+    }
+
+    fn embedding_body() -> String {
+        let mut e = vec![0.0f32; shared::domain::EMBEDDING_DIM];
+        e[0] = 1.0;
+        json!({"embedding": e, "limit": 3}).to_string()
+    }
+
+    fn rate_limit(resp: &Response<Body>) -> &str {
+        resp.headers()["ratelimit"].to_str().expect("ascii")
+    }
+
+    #[tokio::test]
+    async fn async_and_legacy_share_the_quota_and_a_refusal_stores_nothing() {
+        let app = app_with_burst(3);
+        let alice = token("alice");
+        let post = |path: &str, body: &str| request("POST", path, body, Some(&alice));
+
+        let first = app.handle(post("/jobs/match", "{}")).await;
+        assert_eq!(first.status(), 202);
+        assert_eq!(rate_limit(&first), r#""match";r=2;t=1000"#);
+        assert_eq!(first.headers()["ratelimit-policy"], r#""match";q=3;w=3000"#);
+        let legacy = app
+            .handle(post("/jobs/match/legacy", &embedding_body()))
+            .await;
+        assert_eq!(legacy.status(), 200);
+        assert_eq!(rate_limit(&legacy), r#""match";r=1;t=1000"#);
+        let third = app.handle(post("/jobs/match", "{}")).await;
+        assert_eq!(third.status(), 202);
+        assert!(rate_limit(&third).starts_with(r#""match";r=0;t="#));
+
+        for (path, body) in [
+            ("/jobs/match", "{}".to_owned()),
+            ("/jobs/match/legacy", embedding_body()),
+            ("/jobs/match/legacy", r#"{"text":"ward nurse"}"#.to_owned()),
+        ] {
+            let refused = app.handle(post(path, &body)).await;
+            let b = assert_problem(&refused, 429, "/problems/quota-exceeded");
+            let retry: u64 = refused.headers()["retry-after"]
+                .to_str()
+                .expect("ascii")
+                .parse()
+                .expect("delay-seconds");
+            assert!((990..=1000).contains(&retry), "{retry}");
+            assert_eq!(rate_limit(&refused), format!(r#""match";r=0;t={retry}"#));
+            assert_eq!(
+                refused.headers()["ratelimit-policy"],
+                r#""match";q=3;w=3000"#
+            );
+            assert!(
+                b["detail"].as_str().expect("detail").contains("quota"),
+                "{b}"
+            );
+        }
+        // The two accepted tasks, nothing of the refusals.
+        assert_eq!(app.store.tasks.lock().expect("lock").len(), 2);
+        assert_eq!(app.queue.sent.lock().expect("lock").len(), 2);
+
+        // Another caller's bucket is their own.
+        let bob = app
+            .handle(request("POST", "/jobs/match", "{}", Some(&token("bob"))))
+            .await;
+        assert_eq!(bob.status(), 202);
+        assert_eq!(rate_limit(&bob), r#""match";r=2;t=1000"#);
+    }
+
+    #[tokio::test]
+    async fn a_replay_takes_nothing_from_the_quota_and_a_new_key_does() {
+        let app = app_with_burst(1);
+        let body = r#"{"limit":5}"#;
+        let first = app.handle(keyed(body, "alice", "order-1")).await;
+        assert_eq!(first.status(), 202);
+        // The bucket is empty now; the replay is answered all the same.
+        let again = app.handle(keyed(body, "alice", "order-1")).await;
+        assert_eq!(again.status(), 202);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert!(again.headers().get("ratelimit").is_none(), "took nothing");
+        assert_eq!(json_body(&again)["task_id"], json_body(&first)["task_id"]);
+        // A conflict is found by the same read: 422, not 429.
+        let other = app
+            .handle(keyed(r#"{"limit":6}"#, "alice", "order-1"))
+            .await;
+        assert_problem(&other, 422, "/problems/idempotency-key-reused");
+        let new_key = app.handle(keyed(body, "alice", "order-2")).await;
+        assert_problem(&new_key, 429, "/problems/quota-exceeded");
+        assert_eq!(app.store.tasks.lock().expect("lock").len(), 1);
+        assert_eq!(app.queue.sent.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn requests_refused_as_invalid_take_nothing_from_the_quota() {
+        let app = app_with_burst(1);
+        let bad = app
+            .handle(request("POST", "/jobs/match", "{", Some(&token("alice"))))
+            .await;
+        assert_eq!(bad.status(), 400);
+        let bad = app
+            .handle(request(
+                "POST",
+                "/jobs/match/legacy",
+                r#"{"limit":0}"#,
+                Some(&token("alice")),
+            ))
+            .await;
+        assert_eq!(bad.status(), 422);
+        let ok = app
+            .handle(request("POST", "/jobs/match", "{}", Some(&token("alice"))))
+            .await;
+        assert_eq!(ok.status(), 202);
+    }
+
+    #[tokio::test]
+    async fn a_quota_store_that_is_down_fails_the_request_closed() {
+        let app = TestApp {
+            quota: MemoryQuota {
+                down: true,
+                ..quota()
+            },
+            ..app(false)
+        };
+        for (path, body) in [
+            ("/jobs/match", "{}".to_owned()),
+            ("/jobs/match/legacy", embedding_body()),
+        ] {
+            let resp = app
+                .handle(request("POST", path, &body, Some(&token("alice"))))
+                .await;
+            assert_problem(&resp, 503, "/problems/dependency-unavailable");
+            assert_eq!(resp.headers()["retry-after"], "1");
+        }
+        assert!(app.store.tasks.lock().expect("lock").is_empty());
+        assert!(app.queue.sent.lock().expect("lock").is_empty());
+        // Health does not take from the quota.
+        let health = app.handle(request("GET", "/health", "", None)).await;
+        assert_eq!(health.status(), 200);
+    }
+
     /// A probe that never answers.
     struct Hangs;
     impl TaskQueue for Hangs {
@@ -819,6 +996,7 @@ mod tests {
             store: MemoryTaskStore::default(),
             queue: Hangs,
             index: MemoryJobIndex::default(),
+            quota: quota(),
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
@@ -861,6 +1039,7 @@ mod tests {
             store: MemoryTaskStore::default(),
             queue: Down,
             index: MemoryJobIndex::default(),
+            quota: quota(),
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
@@ -917,6 +1096,7 @@ mod tests {
             store: MemoryTaskStore::default(),
             queue: CountingQueue::default(),
             index: MemoryJobIndex::default(),
+            quota: quota(),
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
@@ -951,6 +1131,7 @@ mod tests {
             store: MemoryTaskStore::default(),
             queue: Down,
             index: MemoryJobIndex::default(),
+            quota: quota(),
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
@@ -970,6 +1151,7 @@ mod tests {
             store: MemoryTaskStore::default(),
             queue: CountingQueue::default(),
             index: MemoryJobIndex::default(),
+            quota: quota(),
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),

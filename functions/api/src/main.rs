@@ -1,7 +1,7 @@
 //! Entry point of the api function: reads config, builds the AWS clients, the
 //! token verifier (fetching the HS256 secret once when it is in Secrets
-//! Manager), the pool and the metrics collector once per container, then
-//! serves requests with `handler::App`.
+//! Manager), the pool, the quota's buckets and the metrics collector once per
+//! container, then serves requests with `handler::App`.
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use api::handler;
 use lambda_http::{Error, Request, RequestExt};
 use shared::adapters::cache::PgMatchCache;
 use shared::adapters::db_connect::{Db, PoolSize};
+use shared::adapters::dynamo_quota::DynamoQuota;
 use shared::adapters::{dynamo::DynamoTaskStore, postgres, secrets, sqs::SqsTaskQueue};
 use shared::config::{from_env, ApiConfig, AuthConfig, CacheConfig, DbAuthConfig};
 
@@ -19,6 +20,7 @@ async fn main() -> Result<(), Error> {
     let auth: AuthConfig = from_env()?;
     let db_auth: DbAuthConfig = from_env()?;
     let cache: CacheConfig = from_env()?;
+    let quota = config.quota_policy()?;
     let metrics = shared::telemetry::InvocationMetrics::init("api")?;
     let aws = shared::aws::load_for_function().await?;
     let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
@@ -29,8 +31,10 @@ async fn main() -> Result<(), Error> {
         PoolSize::new(config.db_max_connections),
     )
     .await?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let app = handler::App {
-        store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
+        quota: DynamoQuota::new(dynamodb.clone(), config.quota_table, quota),
+        store: DynamoTaskStore::new(dynamodb, config.tasks_table),
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
         index: postgres::PgJobIndex::new(db.clone(), config.exact_scan_max_rows),
         cache: PgMatchCache::new(db, cache.limits()),

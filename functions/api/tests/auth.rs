@@ -13,7 +13,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, DecodingKey, EncodingKey, Header};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-use shared::adapters::memory::{MemoryJobIndex, MemoryQueue, MemoryTaskStore};
+use shared::adapters::memory::{MemoryJobIndex, MemoryQueue, MemoryQuota, MemoryTaskStore};
 use shared::auth::{Jwks, Verifier};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -158,13 +158,15 @@ fn jwks(url: &str, min_refresh: Duration) -> Jwks {
     .expect("jwks client")
 }
 
-type TestApp = App<MemoryTaskStore, MemoryQueue, MemoryJobIndex>;
+type TestApp = App<MemoryTaskStore, MemoryQueue, MemoryJobIndex, MemoryQuota>;
 
 fn app(verifier: Verifier) -> TestApp {
     App {
         store: MemoryTaskStore::default(),
         queue: MemoryQueue::default(),
         index: MemoryJobIndex::default(),
+        // Room for every request of a test: these are about the token.
+        quota: MemoryQuota::new(shared::quota::Policy::new(1.0, 1_000).expect("policy")),
         verifier,
         task_ttl_secs: 3600,
         legacy_text_wait: Duration::from_millis(300),

@@ -8,6 +8,7 @@ use lambda_http::{Body, Request};
 use serde_json::{json, Value};
 use shared::adapters::db_connect::{password_pool, PoolSize};
 use shared::adapters::dynamo::DynamoTaskStore;
+use shared::adapters::memory::MemoryQuota;
 use shared::adapters::postgres::PgJobIndex;
 use shared::adapters::sqs::SqsTaskQueue;
 use shared::auth::Verifier;
@@ -40,7 +41,12 @@ fn get_health() -> Request {
         .expect("request")
 }
 
-async fn health<S, Q, J>(app: &App<S, Q, J>) -> (u16, Value)
+/// Health takes nothing from the quota: any bucket will do.
+fn quota() -> MemoryQuota {
+    MemoryQuota::new(shared::quota::Policy::new(1.0, 1).expect("policy"))
+}
+
+async fn health<S, Q, J>(app: &App<S, Q, J, MemoryQuota>) -> (u16, Value)
 where
     S: shared::ports::TaskStore + shared::ports::IdempotentTaskStore,
     Q: shared::ports::TaskQueue,
@@ -62,6 +68,7 @@ async fn all_up_is_200_with_each_component() {
             password_pool(&env("DATABASE_URL"), PoolSize::new(1)).expect("pool"),
             20_000,
         ),
+        quota: quota(),
         verifier: Verifier::hs256(b"unused", 0),
         task_ttl_secs: 60,
         legacy_text_wait: std::time::Duration::from_millis(300),
@@ -105,6 +112,7 @@ async fn missing_and_hung_dependencies_are_503_and_named() {
             .expect("pool"),
             20_000,
         ),
+        quota: quota(),
         verifier: Verifier::hs256(b"unused", 0),
         task_ttl_secs: 60,
         legacy_text_wait: std::time::Duration::from_millis(300),

@@ -13,9 +13,10 @@ use crate::domain::{
 use crate::error::{Error, Result};
 use crate::ports::{
     CacheKey, Claim, DataVersions, Embedder, Fence, IdempotentTaskStore, JobIndex, Lookup,
-    MatchCache, Neighbours, PageCursor, PostedWindow, Query, TaskLister, TaskPage, TaskQueue,
-    TaskReader, TaskWriter,
+    MatchCache, Neighbours, PageCursor, PostedWindow, Query, QuotaStore, TaskLister, TaskPage,
+    TaskQueue, TaskReader, TaskWriter,
 };
+use crate::quota::{Policy, RateLimit};
 
 fn poisoned() -> Error {
     Error::Internal("lock poisoned".into())
@@ -215,6 +216,43 @@ impl TaskQueue for MemoryQueue {
 
     async fn ping(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// The quota's buckets in memory: each caller's tat (`crate::quota`), with
+/// the same arithmetic as `adapters::dynamo_quota`'s conditional writes.
+#[derive(Debug)]
+pub struct MemoryQuota {
+    pub policy: Policy,
+    pub buckets: Mutex<HashMap<String, i64>>,
+    /// When set, every take fails as if the store were down.
+    pub down: bool,
+}
+
+impl MemoryQuota {
+    pub fn new(policy: Policy) -> MemoryQuota {
+        MemoryQuota {
+            policy,
+            buckets: Mutex::default(),
+            down: false,
+        }
+    }
+}
+
+impl QuotaStore for MemoryQuota {
+    async fn take(&self, caller: &str, now: DateTime<Utc>) -> Result<RateLimit> {
+        if self.down {
+            return Err(Error::unavailable("quota store", "quota store is down"));
+        }
+        let now_us = now.timestamp_micros();
+        let mut buckets = self.buckets.lock().map_err(|_| poisoned())?;
+        match self.policy.take(buckets.get(caller).copied(), now_us) {
+            Ok((tat, limit)) => {
+                buckets.insert(caller.to_owned(), tat);
+                Ok(limit)
+            }
+            Err(limit) => Err(Error::QuotaExceeded(limit)),
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! Adapters implementing the ports, each behind the Cargo feature of what it
-//! talks to: DynamoDB (tasks, `dynamodb`), SQS (queue, `sqs`), Secrets
-//! Manager (`secrets`), PostgreSQL with pgvector (job index; db_connect builds
-//! the pool, plain URL or RDS IAM auth; cache keeps results and text
-//! embeddings; schema applies migrations/ and db/; `postgres`), and in-memory ones for unit tests
-//! (`test-support`).
+//! talks to: DynamoDB (tasks, and the quota's buckets in `dynamo_quota`;
+//! `dynamodb`), SQS (queue, `sqs`), Secrets Manager (`secrets`), PostgreSQL
+//! with pgvector (job index; db_connect builds the pool, plain URL or RDS IAM
+//! auth; cache keeps results and text embeddings; schema applies migrations/
+//! and db/; `postgres`), and in-memory ones for unit tests (`test-support`).
 
 #[cfg(feature = "postgres")]
 pub mod cache;
@@ -11,6 +11,8 @@ pub mod cache;
 pub mod db_connect;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo;
+#[cfg(feature = "dynamodb")]
+pub mod dynamo_quota;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 #[cfg(feature = "postgres")]
