@@ -230,7 +230,7 @@ mod tests {
         let l = p.take(Some(3 * S), 0).expect_err("refused");
         assert_eq!((l.remaining, l.reset_secs), (0, 2));
         let err = Error::QuotaExceeded(l);
-        assert_eq!((err.status(), err.code()), (429, "quota_exceeded"));
+        assert_eq!((err.status(), err.code().as_str()), (429, "quota_exceeded"));
     }
 
     #[test]
