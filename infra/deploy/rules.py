@@ -501,6 +501,11 @@ class Checker:
         outputs = set(self.doc.get("Outputs", {}))
         for o in ("ApiUrl", "QueueUrl", "TasksTableName", "ProxyEndpoint"):
             self.check(o in outputs, f"output {o}")
+        # Its description says the functions' login: the value must be it.
+        user = self.doc.get("Outputs", {}).get("DatabaseUser", {}).get("Value")
+        self.check(isinstance(user, Tagged) and user.tag == "!FindInMap"
+                   and list(user.value) == ["Db", "Settings", "FunctionsUser"],
+                   "output DatabaseUser is the functions' login (Db.Settings.FunctionsUser)")
 
 
 def check(doc: dict) -> Checker:
@@ -579,6 +584,8 @@ def self_test(doc: dict) -> int:
         "model layer not built (no BuildMethod)": lambda d: d["Resources"]["ModelLayer"].pop("Metadata"),
         "model layer from a folder without its Makefile": lambda d: d["Resources"]["ModelLayer"]["Properties"].update(ContentUri=".model"),
         "a JWKS without JwtIssuer": lambda d: d["Rules"].pop("JwksNeedsIssuer"),
+        "DatabaseUser output names the master user": lambda d: d["Outputs"]["DatabaseUser"].update(
+            Value=Tagged("!FindInMap", ["Db", "Settings", "User"])),
     }
     # A base template that already fails would make every break look caught.
     base = check(doc)
