@@ -3,10 +3,11 @@
 //! URL with a key cache, or a JWKS given whole), and HS256 minting for local
 //! use and tests.
 //!
-//! The caller is `sub`, or `id` when `sub` is absent; `exp` is required, `nbf`
-//! honoured, `iss`/`aud` checked when configured, and so are Cognito's
-//! `token_use` and app client (`client_id`, or `aud` of ID tokens). Tokens and
-//! keys are never logged or printed.
+//! The caller's subject is `sub`, or `id` when `sub` is absent; the caller is
+//! that subject qualified by its issuer when more than one issuer is trusted
+//! ([`Caller`]). `exp` is required, `nbf` honoured, `iss`/`aud` checked when
+//! configured, and so are Cognito's `token_use` and app client (`client_id`,
+//! or `aud` of ID tokens). Tokens and keys are never logged or printed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,6 +41,10 @@ struct Claims {
     sub: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id: Option<Value>,
+    /// Read again for the caller's name when several issuers are trusted
+    /// (the validation checks it against `JWT_ISSUER`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<Value>,
     /// Read as any value: the validation judges its presence and format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exp: Option<Value>,
@@ -82,9 +87,56 @@ impl TokenUse {
     }
 }
 
-/// The authenticated caller.
+/// The authenticated caller: the owner of its tasks, idempotency keys,
+/// stored profile (`profiles.user_id`) and quota.
+///
+/// With one trusted issuer it is the token's subject, so that a profile
+/// stored under a JWT subject is the caller's. With several (see
+/// [`Verifier::one_issuer`]) it is `{key}|{iss}|{subject}`: `key` is `hs256`
+/// or `jwks` (what verified the signature: two key sources are two issuers
+/// even when their tokens carry the same `iss`), `iss` the token's (empty
+/// when absent) with `%` and `|` percent-encoded, then the subject as it is.
+/// Neither of the first two parts holds a `|`, so the split is unambiguous and
+/// two issuers never name the same caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub String);
+
+/// Longest caller name, in bytes. The name is the partition key of the
+/// tasks table's owner index, which DynamoDB bounds at 2,048 bytes: a longer
+/// subject is a 401, not a write that fails with a 503 at every retry.
+pub const MAX_CALLER_BYTES: usize = 1024;
+
+impl Caller {
+    /// The caller named by `subject` from `issuer`, `None` meaning the
+    /// verifier trusts one issuer only.
+    fn of(issuer: Option<(KeySource, &str)>, subject: String) -> Caller {
+        match issuer {
+            None => Caller(subject),
+            Some((key, iss)) => {
+                let iss = iss.replace('%', "%25").replace('|', "%7C");
+                Caller(format!("{}|{iss}|{subject}", key.as_str()))
+            }
+        }
+    }
+}
+
+/// What verified a token's signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeySource {
+    /// The shared secret (`JWT_SECRET`, `JWT_SECRET_ARN`).
+    Hs256,
+    /// The identity provider's key set (`JWT_JWKS_URL`, `JWT_JWKS`).
+    Jwks,
+}
+
+impl KeySource {
+    fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Hs256 => "hs256",
+            KeySource::Jwks => "jwks",
+        }
+    }
+}
 
 /// The JOSE header fields read before any verification. `alg` is read as a
 /// string so that `none` and unknown names get their own answer.
@@ -278,6 +330,19 @@ impl Verifier {
         &self.algorithms
     }
 
+    /// Whether this verifier trusts a single issuer, whose callers are named
+    /// by subject alone: one key source, and at most one `iss` (`JWT_ISSUER`).
+    /// A JWKS without a configured `iss` counts as many issuers: an IdP's keys
+    /// may sign the tokens of its other tenants. A shared secret without one
+    /// is one issuer, whoever holds it.
+    pub fn one_issuer(&self) -> bool {
+        match (self.hs256.is_some(), self.jwks.is_some()) {
+            (true, false) => self.issuer.len() <= 1,
+            (false, true) => self.issuer.len() == 1,
+            _ => false,
+        }
+    }
+
     /// Verifies a token and returns the caller.
     pub async fn caller(&self, token: &str) -> Result<Caller, Error> {
         let header = read_header(token)?;
@@ -298,6 +363,10 @@ impl Verifier {
     }
 
     fn verify(&self, token: &str, key: &DecodingKey, alg: Algorithm) -> Result<Caller, AuthError> {
+        let source = match alg {
+            Algorithm::HS256 => KeySource::Hs256,
+            _ => KeySource::Jwks,
+        };
         let mut validation = Validation::new(alg);
         validation.leeway = self.leeway_secs;
         validation.validate_nbf = true;
@@ -341,12 +410,29 @@ impl Verifier {
             Value::Number(n) if n.is_u64() || n.is_i64() => Some(n.to_string()),
             v => name(v),
         };
-        match claims.sub {
+        let subject_claim = if claims.sub.is_some() { "sub" } else { "id" };
+        let subject = match claims.sub {
             Some(sub) => name(sub),
             None => claims.id.and_then(id),
         }
-        .map(Caller)
-        .ok_or(AuthError::MissingSubject)
+        .ok_or(AuthError::MissingSubject)?;
+        let issuer = if self.one_issuer() {
+            None
+        } else {
+            // Without a configured issuer `iss` is unchecked: any string
+            // names its issuer, anything else is refused.
+            let iss = match &claims.iss {
+                None => "",
+                Some(Value::String(iss)) => iss.as_str(),
+                Some(_) => return Err(AuthError::InvalidClaim("iss".into())),
+            };
+            Some((source, iss))
+        };
+        let caller = Caller::of(issuer, subject);
+        if caller.0.len() > MAX_CALLER_BYTES {
+            return Err(AuthError::InvalidClaim(subject_claim.into()));
+        }
+        Ok(caller)
     }
 
     /// `token_use` and the app client, when configured (Cognito: an access
@@ -879,6 +965,170 @@ mod tests {
         assert_eq!(
             reason(&v, &id(json!("app-1x"))).await,
             AuthError::InvalidClaim("aud".into())
+        );
+    }
+
+    /// The RSA key of the api's fixtures.
+    fn rsa_key() -> EncodingKey {
+        let pem = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../functions/api/tests/fixtures/rsa_test_key.pem"
+        ))
+        .expect("fixture");
+        EncodingKey::from_rsa_pem(&pem).expect("rsa key")
+    }
+
+    /// Its public JWK with `kid` and the members of `extra` (`use`, `key_ops`...).
+    fn rsa_jwk(kid: &str, extra: serde_json::Value) -> serde_json::Value {
+        crate::jwt_crypto::install();
+        let jwk =
+            jsonwebtoken::jwk::Jwk::from_encoding_key(&rsa_key(), Algorithm::RS256).expect("jwk");
+        let mut jwk = serde_json::to_value(jwk).expect("jwk json");
+        jwk["kid"] = json!(kid);
+        jwk.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        jwk
+    }
+
+    /// A JWKS document of that key as `kid` "k1", and the key to sign with.
+    fn rsa_jwks(extra: serde_json::Value) -> (String, EncodingKey) {
+        let document = json!({"keys": [rsa_jwk("k1", extra)]}).to_string();
+        (document, rsa_key())
+    }
+
+    fn rs256_with(kid: &str, claims: serde_json::Value, key: &EncodingKey) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.into());
+        encode(&header, &claims, key).expect("sign")
+    }
+
+    fn rs256(claims: serde_json::Value, key: &EncodingKey) -> String {
+        rs256_with("k1", claims, key)
+    }
+
+    async fn caller_of(v: &Verifier, token: &str) -> String {
+        v.caller(token).await.expect("a valid token").0
+    }
+
+    #[tokio::test]
+    async fn with_one_issuer_the_caller_is_the_subject() {
+        let t = |iss: &str| {
+            token(
+                json!({"sub": "alice", "iss": iss, "exp": exp_in(60)}),
+                SECRET,
+            )
+        };
+        let v = Verifier::hs256(SECRET, 0);
+        assert!(v.one_issuer());
+        assert_eq!(caller_of(&v, &t("https://a.example")).await, "alice");
+        let v = Verifier::hs256(SECRET, 0).with_issuer(&["https://a.example"]);
+        assert!(v.one_issuer());
+        assert_eq!(caller_of(&v, &t("https://a.example")).await, "alice");
+        let (jwks, key) = rsa_jwks(json!({}));
+        let jwks = || Jwks::fixed(&jwks).expect("jwks");
+        let v =
+            Verifier::jwks(jwks(), &[Algorithm::RS256], 0).with_issuer(&["https://idp.example"]);
+        assert!(v.one_issuer());
+        let claims = json!({"sub": "alice", "iss": "https://idp.example", "exp": exp_in(60)});
+        assert_eq!(caller_of(&v, &rs256(claims, &key)).await, "alice");
+    }
+
+    #[tokio::test]
+    async fn two_issuers_never_name_the_same_caller() {
+        let t = |iss: &str, sub: &str| {
+            token(json!({"sub": sub, "iss": iss, "exp": exp_in(60)}), SECRET)
+        };
+        let v = Verifier::hs256(SECRET, 0).with_issuer(&["https://a.example", "a|b", "a"]);
+        assert!(!v.one_issuer());
+        let alice_a = caller_of(&v, &t("https://a.example", "alice")).await;
+        assert_eq!(alice_a, "hs256|https://a.example|alice");
+        // `|` and `%` in `iss` are encoded, the subject is kept whole: the
+        // first two `|` split the name.
+        assert_eq!(caller_of(&v, &t("a|b", "c")).await, "hs256|a%7Cb|c");
+        assert_eq!(caller_of(&v, &t("a", "b|c")).await, "hs256|a|b|c");
+        let v = Verifier::hs256(SECRET, 0).with_issuer(&["50%", "50%25"]);
+        assert_eq!(caller_of(&v, &t("50%", "x")).await, "hs256|50%25|x");
+        assert_eq!(caller_of(&v, &t("50%25", "x")).await, "hs256|50%2525|x");
+        // An `id` names the subject as `sub` does.
+        let v = Verifier::hs256(SECRET, 0).with_issuer(&["https://a.example", "https://b.example"]);
+        let by_id = token(
+            json!({"id": 42, "iss": "https://b.example", "exp": exp_in(60)}),
+            SECRET,
+        );
+        assert_eq!(caller_of(&v, &by_id).await, "hs256|https://b.example|42");
+    }
+
+    /// The shared secret and the IdP's keys are two issuers, even for tokens
+    /// that carry the same `iss` and `sub`: a holder of the secret cannot act
+    /// as the IdP's user.
+    #[tokio::test]
+    async fn a_shared_secret_beside_a_jwks_is_another_issuer() {
+        let (document, key) = rsa_jwks(json!({}));
+        let cfg = auth_config(&[
+            ("JWT_JWKS", document.as_str()),
+            ("JWT_ALGORITHMS", "HS256,RS256"),
+            ("JWT_ISSUER", "https://idp.example"),
+        ]);
+        let secret = "s".repeat(32);
+        let v = Verifier::from_config(&cfg, Some(&Secret::new(secret.clone()))).expect("verifier");
+        assert!(!v.one_issuer());
+        let claims = json!({"sub": "alice", "iss": "https://idp.example", "exp": exp_in(60)});
+        assert_eq!(
+            caller_of(&v, &rs256(claims.clone(), &key)).await,
+            "jwks|https://idp.example|alice"
+        );
+        assert_eq!(
+            caller_of(&v, &token(claims, secret.as_bytes())).await,
+            "hs256|https://idp.example|alice"
+        );
+        // A JWKS without a configured issuer may sign for several: `iss`
+        // names the caller's, an absent one is empty.
+        let v = Verifier::jwks(
+            Jwks::fixed(&document).expect("jwks"),
+            &[Algorithm::RS256],
+            0,
+        );
+        assert!(!v.one_issuer());
+        let claims = json!({"sub": "alice", "iss": "https://t2.idp.example", "exp": exp_in(60)});
+        assert_eq!(
+            caller_of(&v, &rs256(claims, &key)).await,
+            "jwks|https://t2.idp.example|alice"
+        );
+        let claims = json!({"sub": "alice", "exp": exp_in(60)});
+        assert_eq!(caller_of(&v, &rs256(claims, &key)).await, "jwks||alice");
+        let claims = json!({"sub": "alice", "iss": 7, "exp": exp_in(60)});
+        assert_eq!(
+            reason(&v, &rs256(claims, &key)).await,
+            AuthError::InvalidClaim("iss".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_caller_name_longer_than_the_owner_index_takes_is_refused() {
+        let v = Verifier::hs256(SECRET, 0);
+        let at_most = token(
+            json!({"sub": "a".repeat(MAX_CALLER_BYTES), "exp": exp_in(60)}),
+            SECRET,
+        );
+        assert_eq!(caller_of(&v, &at_most).await.len(), MAX_CALLER_BYTES);
+        let over = token(
+            json!({"sub": "a".repeat(MAX_CALLER_BYTES + 1), "exp": exp_in(60)}),
+            SECRET,
+        );
+        assert_eq!(
+            reason(&v, &over).await,
+            AuthError::InvalidClaim("sub".into())
+        );
+        // The issuer counts: the whole name is bounded.
+        let v = Verifier::hs256(SECRET, 0).with_issuer(&["i1", "i2"]);
+        let over = token(
+            json!({"id": "a".repeat(MAX_CALLER_BYTES - 8), "iss": "i1", "exp": exp_in(60)}),
+            SECRET,
+        );
+        assert_eq!(
+            reason(&v, &over).await,
+            AuthError::InvalidClaim("id".into())
         );
     }
 }

@@ -209,6 +209,12 @@ fn body(resp: &Response<Body>) -> Value {
     serde_json::from_slice(resp.body().as_ref()).expect("json body")
 }
 
+/// The caller's name beside another trusted issuer: `key` is `hs256` or
+/// `jwks` (see `shared::auth::Caller`).
+fn named(key: &str, subject: &str) -> String {
+    format!("{key}|{ISSUER}|{subject}")
+}
+
 async fn assert_accepted(app: &TestApp, token: &str, who: &str, case: &str) {
     let resp = post(app, Some(token)).await;
     assert_eq!(resp.status(), 202, "{case}: {:?}", resp.body());
@@ -242,16 +248,25 @@ async fn assert_401(app: &TestApp, token: &str, reason: &str, case: &str) {
 async fn good_tokens_of_each_algorithm_are_accepted() {
     let server = JwksServer::start(vec![rsa_jwk(), ec_jwk()]).await;
     let app = app(full_verifier(&server.url));
-    assert_accepted(&app, &hs(&claims(|_| {})), "alice", "HS256").await;
-    assert_accepted(&app, &rs(&claims(|_| {})), "alice", "RS256").await;
-    assert_accepted(&app, &es(&claims(|_| {})), "alice", "ES256").await;
+    // The shared secret and the JWKS are two issuers: names hold theirs.
+    let alice = named("jwks", "alice");
+    assert_accepted(
+        &app,
+        &hs(&claims(|_| {})),
+        &named("hs256", "alice"),
+        "HS256",
+    )
+    .await;
+    assert_accepted(&app, &rs(&claims(|_| {})), &alice, "RS256").await;
+    assert_accepted(&app, &es(&claims(|_| {})), &alice, "ES256").await;
     let id_only = claims(|c| {
         c.as_object_mut().expect("object").remove("sub");
         c["id"] = json!("bob");
     });
-    assert_accepted(&app, &rs(&id_only), "bob", "id when sub is absent").await;
+    let bob = named("jwks", "bob");
+    assert_accepted(&app, &rs(&id_only), &bob, "id when sub is absent").await;
     let aud_list = claims(|c| c["aud"] = json!(["other", AUDIENCE]));
-    assert_accepted(&app, &es(&aud_list), "alice", "aud as a list").await;
+    assert_accepted(&app, &es(&aud_list), &alice, "aud as a list").await;
     // One fetch served both key ids: the keys are cached.
     assert_eq!(server.fetches(), 1);
 }
@@ -403,7 +418,9 @@ async fn confusion_is_an_unsupported_algorithm_when_only_jwks_is_pinned() {
     assert_401(&app, &confused, "unsupported algorithm", "confusion").await;
     // ES256 is not pinned either, even with a valid signature.
     assert_401(&app, &es(&claims(|_| {})), "unsupported algorithm", "ES256").await;
-    assert_accepted(&app, &rs(&claims(|_| {})), "alice", "RS256").await;
+    // A JWKS without a configured issuer: the name holds the token's `iss`.
+    let alice = named("jwks", "alice");
+    assert_accepted(&app, &rs(&claims(|_| {})), &alice, "RS256").await;
 }
 
 #[tokio::test]
@@ -427,7 +444,8 @@ async fn unknown_kids_refresh_the_key_set_at_most_once_per_interval() {
         &[Algorithm::RS256, Algorithm::ES256],
         0,
     ));
-    assert_accepted(&app, &rs(&claims(|_| {})), "alice", "first").await;
+    let alice = named("jwks", "alice");
+    assert_accepted(&app, &rs(&claims(|_| {})), &alice, "first").await;
     assert_eq!(server.fetches(), 1);
     for i in 0..20 {
         let token = sign(
@@ -449,9 +467,10 @@ async fn a_rotated_in_key_is_fetched_on_first_sight() {
         &[Algorithm::RS256, Algorithm::ES256],
         0,
     ));
-    assert_accepted(&app, &rs(&claims(|_| {})), "alice", "RS256").await;
+    let alice = named("jwks", "alice");
+    assert_accepted(&app, &rs(&claims(|_| {})), &alice, "RS256").await;
     server.set_keys(vec![rsa_jwk(), ec_jwk()]);
-    assert_accepted(&app, &es(&claims(|_| {})), "alice", "rotated-in ES256").await;
+    assert_accepted(&app, &es(&claims(|_| {})), &alice, "rotated-in ES256").await;
     assert_eq!(server.fetches(), 2);
 }
 
@@ -609,11 +628,13 @@ async fn beside_a_jwks_hs256_is_accepted_only_when_named() {
     assert_accepted(&unnamed, &rs(&claims(|_| {})), "alice", "RS256 by default").await;
     assert_accepted(&unnamed, &es(&claims(|_| {})), "alice", "ES256 by default").await;
 
-    let named = idp_app(&server.url, &[("JWT_ALGORITHMS", "HS256,RS256")]);
-    assert_accepted(&named, &hs(&claims(|_| {})), "alice", "HS256 named").await;
-    assert_accepted(&named, &rs(&claims(|_| {})), "alice", "RS256 named").await;
+    // Named, the secret is a second issuer: each name holds its own.
+    let both = idp_app(&server.url, &[("JWT_ALGORITHMS", "HS256,RS256")]);
+    let (hs_alice, idp_alice) = (named("hs256", "alice"), named("jwks", "alice"));
+    assert_accepted(&both, &hs(&claims(|_| {})), &hs_alice, "HS256 named").await;
+    assert_accepted(&both, &rs(&claims(|_| {})), &idp_alice, "RS256 named").await;
     assert_401(
-        &named,
+        &both,
         &es(&claims(|_| {})),
         "unsupported algorithm",
         "ES256 not named",
@@ -727,12 +748,13 @@ async fn the_caller_is_a_non_empty_string_sub_or_else_id() {
         remove("sub")(c);
         c["id"] = json!("bob");
     });
-    assert_accepted(&app, &hs(&id_only), "bob", "sub absent, id").await;
+    let bob = named("hs256", "bob");
+    assert_accepted(&app, &hs(&id_only), &bob, "sub absent, id").await;
     assert!(app
         .store
         .tasks
         .lock()
         .expect("lock")
         .values()
-        .all(|t| t.owner == "bob"));
+        .all(|t| t.owner == bob));
 }
