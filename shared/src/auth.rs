@@ -688,25 +688,47 @@ impl FetchedKeys {
     }
 }
 
-/// The usable keys of a JWKS document, by `kid`. Keys without a `kid`, and
-/// keys of kinds jobmatch cannot use (e.g. encryption keys), are skipped.
+/// The usable keys of a JWKS document, by `kid`. Keys without a `kid`, keys
+/// not meant to verify signatures ([`verifies_signatures`]) and keys of kinds
+/// jobmatch cannot use are skipped.
 fn parse_key_set(document: &[u8]) -> Result<HashMap<String, CachedKey>, serde_json::Error> {
     let set: JwkSet = serde_json::from_slice(document)?;
     let mut keys = HashMap::new();
-    for jwk in &set.keys {
+    for jwk in set.keys.iter().filter(|k| verifies_signatures(k)) {
         let Some(kid) = jwk.common.key_id.clone() else {
             continue;
         };
         let Ok(key) = DecodingKey::from_jwk(jwk) else {
             continue;
         };
-        let alg = jwk
-            .common
-            .key_algorithm
-            .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+        let alg = match jwk.common.key_algorithm {
+            None => None,
+            Some(a) => match a.to_string().parse::<Algorithm>() {
+                Ok(alg) => Some(alg),
+                // An algorithm jobmatch cannot name is none it may use.
+                Err(_) => continue,
+            },
+        };
         keys.insert(kid, CachedKey { key, alg });
     }
     Ok(keys)
+}
+
+/// Whether a JWK is meant to verify signatures (RFC 7517 4.2, 4.3): `use`,
+/// when given, is `sig`, and `key_ops`, when given, lists `verify`. An
+/// encryption key of the same IdP (`use: enc`) shares the key type of a
+/// signing key, so without this it would verify a token signed for it.
+fn verifies_signatures(jwk: &jsonwebtoken::jwk::Jwk) -> bool {
+    use jsonwebtoken::jwk::{KeyOperations, PublicKeyUse};
+    let common = &jwk.common;
+    common
+        .public_key_use
+        .as_ref()
+        .is_none_or(|u| *u == PublicKeyUse::Signature)
+        && common
+            .key_operations
+            .as_ref()
+            .is_none_or(|ops| ops.contains(&KeyOperations::Verify))
 }
 
 /// A key that declares its algorithm is only good for that algorithm.
@@ -1130,5 +1152,64 @@ mod tests {
             reason(&v, &over).await,
             AuthError::InvalidClaim("id".into())
         );
+    }
+
+    #[test]
+    fn only_keys_meant_to_verify_signatures_are_kept() {
+        let cases = [
+            (json!({}), true),
+            (json!({"use": "sig"}), true),
+            (json!({"key_ops": ["verify"]}), true),
+            (json!({"key_ops": ["sign", "verify"]}), true),
+            (json!({"use": "sig", "key_ops": ["verify"]}), true),
+            (json!({"alg": "RS256"}), true),
+            (json!({"use": "enc"}), false),
+            (json!({"use": "tls"}), false),
+            (json!({"key_ops": ["encrypt", "wrapKey"]}), false),
+            (json!({"key_ops": ["sign"]}), false),
+            (json!({"key_ops": []}), false),
+            (json!({"use": "sig", "key_ops": ["decrypt"]}), false),
+            (json!({"use": "enc", "key_ops": ["verify"]}), false),
+            // An encryption algorithm, or one jobmatch cannot name.
+            (json!({"alg": "RSA-OAEP"}), false),
+            (json!({"alg": "RS1024"}), false),
+        ];
+        for (extra, kept) in cases {
+            let document = json!({"keys": [rsa_jwk("k1", extra.clone())]}).to_string();
+            let keys = parse_key_set(document.as_bytes()).expect("a JWKS document");
+            assert_eq!(keys.contains_key("k1"), kept, "{extra}");
+        }
+    }
+
+    /// The same key material published twice, for signatures and for
+    /// encryption: a token naming the encryption key's `kid` is refused.
+    #[tokio::test]
+    async fn an_encryption_key_never_verifies_a_signature() {
+        let document = json!({"keys": [
+            rsa_jwk("enc-1", json!({"use": "enc"})),
+            rsa_jwk("ops-1", json!({"key_ops": ["encrypt"]})),
+            rsa_jwk("sig-1", json!({"use": "sig"})),
+        ]})
+        .to_string();
+        let v = Verifier::jwks(
+            Jwks::fixed(&document).expect("jwks"),
+            &[Algorithm::RS256],
+            0,
+        )
+        .with_issuer(&["https://idp.example"]);
+        let claims = json!({"sub": "alice", "iss": "https://idp.example", "exp": exp_in(60)});
+        let key = rsa_key();
+        assert_eq!(
+            caller_of(&v, &rs256_with("sig-1", claims.clone(), &key)).await,
+            "alice"
+        );
+        for kid in ["enc-1", "ops-1"] {
+            let t = rs256_with(kid, claims.clone(), &key);
+            assert_eq!(reason(&v, &t).await, AuthError::UnknownKey, "{kid}");
+        }
+        // A set of encryption keys only is refused at init.
+        let (document, _) = rsa_jwks(json!({"use": "enc"}));
+        let err = Jwks::fixed(&document).err().expect("no signing key");
+        assert!(err.to_string().contains("no signing key"), "{err}");
     }
 }
