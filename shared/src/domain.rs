@@ -172,6 +172,27 @@ pub struct Task {
     /// While `processing`: until when the current attempt owns the task (epoch ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until: Option<i64>,
+    /// The request's `text` as SHA-256 (lower-case hex) and length in
+    /// characters, written with the task: the store drops the text itself
+    /// when the task ends (a resume is personal data that the result no
+    /// longer needs), and these still tell an idempotent replay whether its
+    /// body is the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_chars: Option<u64>,
+}
+
+/// SHA-256 (lower-case hex) and length in characters of a request's text:
+/// what an ended task keeps of it.
+pub fn text_digest(text: &str) -> (String, u64) {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(64);
+    for byte in Sha256::digest(text.as_bytes()) {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    (hex, text.chars().count() as u64)
 }
 
 impl Task {
@@ -183,6 +204,7 @@ impl Task {
         now: DateTime<Utc>,
         ttl_secs: i64,
     ) -> Task {
+        let (text_sha256, text_chars) = request.text.as_deref().map(text_digest).unzip();
         Task {
             task_id,
             owner,
@@ -197,7 +219,32 @@ impl Task {
             completed_at: None,
             expires_at: now.timestamp() + ttl_secs,
             lease_until: None,
+            text_sha256,
+            text_chars,
         }
+    }
+
+    /// Whether this task was created with `request`. An ended task's text
+    /// is gone (`text_sha256` and `text_chars` stand for it), so texts
+    /// compare by digest and the rest of the requests as they are.
+    pub fn was_created_with(&self, request: &MatchRequest) -> bool {
+        let mine = match (&self.text_sha256, self.text_chars) {
+            (Some(sha), Some(chars)) => Some((sha.clone(), chars)),
+            // Written before digests were kept: the text is still there.
+            _ => self.request.text.as_deref().map(text_digest),
+        };
+        let without_text = |r: &MatchRequest| MatchRequest {
+            text: None,
+            ..r.clone()
+        };
+        mine == request.text.as_deref().map(text_digest)
+            && without_text(&self.request) == without_text(request)
+    }
+
+    /// Forgets the request's text, keeping its digest: what a store does
+    /// when the task ends.
+    pub fn drop_text(&mut self) {
+        self.request.text = None;
     }
 
     /// Expired items may still be readable before DynamoDB deletes them.
@@ -360,4 +407,80 @@ pub fn normalise_skills(skills: &[String]) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_digest_is_sha256_hex_and_characters() {
+        assert_eq!(
+            text_digest("ward nurse"),
+            (
+                "43d5da10c2f9f9ebe6e2620110a23f6f6a808aaddd1e066ebc22d86ad621927c".into(),
+                10
+            )
+        );
+        // Characters, not bytes (the limit on `text` counts characters).
+        assert_eq!(
+            text_digest("é"),
+            (
+                "4a99557e4033c3539de2eb65472017cad5f9557f7a0625a09f1c3f6e2ba69c4c".into(),
+                1
+            )
+        );
+    }
+
+    fn with_text(text: Option<&str>, limit: u32) -> MatchRequest {
+        MatchRequest {
+            text: text.map(str::to_owned),
+            limit,
+            ..MatchRequest::default()
+        }
+    }
+
+    #[test]
+    fn an_ended_task_knows_its_request_by_the_text_digest() {
+        let mut task = Task::pending(
+            "t".into(),
+            "alice".into(),
+            with_text(Some("ward nurse"), 5),
+            Utc::now(),
+            60,
+        );
+        assert_eq!(
+            (task.text_sha256.as_deref(), task.text_chars),
+            (
+                Some("43d5da10c2f9f9ebe6e2620110a23f6f6a808aaddd1e066ebc22d86ad621927c"),
+                Some(10)
+            )
+        );
+        for t in [task.clone(), {
+            task.drop_text();
+            task
+        }] {
+            assert!(t.was_created_with(&with_text(Some("ward nurse"), 5)));
+            // Another text of the same length, no text, another limit.
+            assert!(!t.was_created_with(&with_text(Some("ward Nurse"), 5)));
+            assert!(!t.was_created_with(&with_text(None, 5)));
+            assert!(!t.was_created_with(&with_text(Some("ward nurse"), 6)));
+        }
+        // A task without text has no digest, and needs none.
+        let bare = Task::pending("t".into(), "a".into(), with_text(None, 5), Utc::now(), 60);
+        assert_eq!((bare.text_sha256.as_deref(), bare.text_chars), (None, None));
+        assert!(bare.was_created_with(&with_text(None, 5)));
+        assert!(!bare.was_created_with(&with_text(Some("x"), 5)));
+        // Written before digests were kept: the text itself compares.
+        let mut older = Task::pending(
+            "t".into(),
+            "a".into(),
+            with_text(Some("x"), 5),
+            Utc::now(),
+            60,
+        );
+        (older.text_sha256, older.text_chars) = (None, None);
+        assert!(older.was_created_with(&with_text(Some("x"), 5)));
+        assert!(!older.was_created_with(&with_text(Some("y"), 5)));
+    }
 }

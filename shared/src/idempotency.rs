@@ -69,7 +69,7 @@ enum Existing {
 }
 
 fn existing(existing: &Task, owner: &str, request: &MatchRequest, now: DateTime<Utc>) -> Existing {
-    if existing.owner != owner || existing.request != *request {
+    if existing.owner != owner || !existing.was_created_with(request) {
         return Existing::Conflict;
     }
     if existing.never_queued() {
@@ -413,5 +413,82 @@ mod tests {
                 .expect("read"),
             None
         );
+    }
+
+    fn text_request(text: &str) -> MatchRequest {
+        MatchRequest {
+            text: Some(text.into()),
+            ..request(5)
+        }
+    }
+
+    /// An ended task keeps its text's digest only: a replay of the same
+    /// body is still the same request, another text still a conflict.
+    #[tokio::test]
+    async fn a_replay_matches_an_ended_task_by_its_text_digest() {
+        let (store, queue) = (MemoryTaskStore::default(), MemoryQueue::default());
+        let now = Utc::now();
+        let first = submit(&store, &queue, "alice", "k", text_request("ward nurse"), now, 60)
+            .await
+            .expect("created");
+        let error = TaskError {
+            code: ErrorCode::Internal,
+            message: "boom".into(),
+        };
+        store
+            .fail(&first.task.task_id, Fence::Pending, &error, now)
+            .await
+            .expect("fail");
+        let stored = store.tasks.lock().expect("lock")[&first.task.task_id].clone();
+        assert_eq!(stored.request.text, None, "the text is dropped");
+        assert_eq!(stored.text_chars, Some(10));
+        // The read before the quota, and the submission itself.
+        let read = replay(&store, "alice", "k", &text_request("ward nurse"), now)
+            .await
+            .expect("read");
+        assert!(read.is_some_and(|r| r.replayed));
+        let again = submit(&store, &queue, "alice", "k", text_request("ward nurse"), now, 60)
+            .await
+            .expect("replayed");
+        assert!(again.replayed);
+        for other in ["ward Nurse", "ward nurses"] {
+            let err = replay(&store, "alice", "k", &text_request(other), now)
+                .await
+                .expect_err(other);
+            assert!(matches!(err, Error::IdempotencyConflict), "{other}");
+            let err = submit(&store, &queue, "alice", "k", text_request(other), now, 60)
+                .await
+                .expect_err(other);
+            assert!(matches!(err, Error::IdempotencyConflict), "{other}");
+        }
+        let err = submit(&store, &queue, "alice", "k", request(5), now, 60)
+            .await
+            .expect_err("no text");
+        assert!(matches!(err, Error::IdempotencyConflict));
+    }
+
+    /// A task closed because it could not be queued lost its text; the
+    /// retry that writes it again brings the text back for the worker.
+    #[tokio::test]
+    async fn a_retry_after_a_503_brings_the_text_back() {
+        let store = MemoryTaskStore::default();
+        let down = MemoryQueue {
+            down: true,
+            ..Default::default()
+        };
+        let now = Utc::now();
+        submit(&store, &down, "alice", "k", text_request("ward nurse"), now, 60)
+            .await
+            .expect_err("queue down: 503");
+        let id = task_id_for("alice", "k");
+        assert_eq!(store.tasks.lock().expect("lock")[&id].request.text, None);
+        let up = MemoryQueue::default();
+        let retry = submit(&store, &up, "alice", "k", text_request("ward nurse"), now, 60)
+            .await
+            .expect("the retry is accepted");
+        assert!(!retry.replayed);
+        let stored = store.tasks.lock().expect("lock")[&id].clone();
+        assert_eq!(stored.status, TaskStatus::Pending);
+        assert_eq!(stored.request.text.as_deref(), Some("ward nurse"));
     }
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType,
@@ -34,6 +35,11 @@ fn key(name: &str, kind: KeyType) -> KeySchemaElement {
 
 /// A fresh table shaped like the real one (template.yaml): the owner GSI included.
 async fn store() -> DynamoTaskStore {
+    table().await.0
+}
+
+/// The store, its client and its table's name, to read raw items.
+async fn table() -> (DynamoTaskStore, aws_sdk_dynamodb::Client, String) {
     let client = aws_sdk_dynamodb::Client::new(&common::local_aws().await);
     let table = common::unique("tasks-idem");
     client
@@ -60,7 +66,7 @@ async fn store() -> DynamoTaskStore {
         .send()
         .await
         .expect("create table");
-    DynamoTaskStore::new(client, table)
+    (DynamoTaskStore::new(client.clone(), &table), client, table)
 }
 
 #[tokio::test]
@@ -261,4 +267,147 @@ async fn listing_is_newest_first_paged_and_per_owner() {
     assert_eq!(bob.tasks.len(), 1);
     assert_eq!(bob.tasks[0].task_id, "bobs");
     assert!(bob.next.is_none());
+}
+
+/// A resume is kept while its task may run; once the task ends only its
+/// SHA-256 and length stay, in the item and in the owner index, and an
+/// idempotent replay still tells the same body from another.
+#[tokio::test]
+async fn an_ended_task_keeps_only_its_texts_digest() {
+    let (store, client, table) = table().await;
+    let queue = MemoryQueue::default();
+    let now = Utc::now();
+    let resume = "ICU nurse, 6 years";
+    let digest = "f79e38922e6d5584a74d4d7c7bcae48ef6e13f578a945eefe3d7a06f070fa611";
+    let with_text = |text: &str| shared::domain::MatchRequest {
+        text: Some(text.into()),
+        ..common::request(5)
+    };
+    let raw = |id: String| {
+        let (client, table) = (client.clone(), table.clone());
+        async move {
+            let item = client
+                .get_item()
+                .table_name(table)
+                .key("task_id", AttributeValue::S(id))
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("get item")
+                .item
+                .expect("the item");
+            let request = item["request"].as_m().expect("request map").clone();
+            (item, request)
+        }
+    };
+    let indexed = || {
+        let (client, table) = (client.clone(), table.clone());
+        async move {
+            client
+                .query()
+                .table_name(table)
+                .index_name(OWNER_INDEX)
+                .key_condition_expression("#owner = :owner")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", AttributeValue::S("alice".into()))
+                .send()
+                .await
+                .expect("query the owner index")
+                .items
+                .unwrap_or_default()
+        }
+    };
+    let mut ids = Vec::new();
+    for key in ["completes", "fails"] {
+        let task = idempotency::submit(&store, &queue, "alice", key, with_text(resume), now, 3600)
+            .await
+            .expect("created")
+            .task;
+        let (item, request) = raw(task.task_id.clone()).await;
+        assert_eq!(
+            request["text"].as_s().map(String::as_str),
+            Ok(resume),
+            "kept while pending"
+        );
+        assert_eq!(item["text_sha256"].as_s().map(String::as_str), Ok(digest));
+        assert_eq!(item["text_chars"].as_n().map(String::as_str), Ok("18"));
+        ids.push(task.task_id);
+    }
+    let shared::ports::Claim::Claimed(_) = store
+        .claim(&ids[0], now, now.timestamp_millis() + 30_000)
+        .await
+        .expect("claim")
+    else {
+        panic!("claimed");
+    };
+    let result = shared::domain::MatchResult {
+        matches: vec![],
+        count: 0,
+        query_ms: 1.0,
+        cached: false,
+        computed_at: Some(shared::domain::Timestamp::now()),
+    };
+    assert!(store
+        .complete(&ids[0], Fence::Attempt(1), &result, now)
+        .await
+        .expect("complete"));
+    let error = TaskError {
+        code: ErrorCode::DeadLettered,
+        message: "x".into(),
+    };
+    assert!(store
+        .fail(&ids[1], Fence::Unfinished, &error, now)
+        .await
+        .expect("fail"));
+
+    for id in &ids {
+        let (item, request) = raw(id.clone()).await;
+        assert!(!request.contains_key("text"), "{id}: {request:?}");
+        assert_eq!(
+            request["limit"].as_n().map(String::as_str),
+            Ok("5"),
+            "the rest stays"
+        );
+        assert_eq!(item["text_sha256"].as_s().map(String::as_str), Ok(digest));
+        assert_eq!(item["text_chars"].as_n().map(String::as_str), Ok("18"));
+        let task = store.get(id, now).await.expect("get").expect("live");
+        assert!(task.status.is_finished());
+        assert_eq!(task.request.text, None);
+        assert_eq!(task.text_chars, Some(18));
+    }
+    let entries = indexed().await;
+    assert_eq!(entries.len(), 2);
+    for entry in &entries {
+        let request = entry["request"].as_m().expect("request map");
+        assert!(!request.contains_key("text"), "the index: {entry:?}");
+        assert_eq!(entry["text_sha256"].as_s().map(String::as_str), Ok(digest));
+    }
+    let listed = store.list("alice", now, 10, None).await.expect("list");
+    assert!(listed.tasks.iter().all(|t| t.request.text.is_none()));
+
+    let again = idempotency::submit(
+        &store,
+        &queue,
+        "alice",
+        "completes",
+        with_text(resume),
+        now,
+        3600,
+    )
+    .await
+    .expect("the same body replays");
+    assert!(again.replayed);
+    assert_eq!(again.task.task_id, ids[0]);
+    let other = idempotency::submit(
+        &store,
+        &queue,
+        "alice",
+        "completes",
+        with_text("ICU nurse, 7 years"),
+        now,
+        3600,
+    )
+    .await
+    .expect_err("another text of the same length");
+    assert_eq!(other.status(), 422);
 }

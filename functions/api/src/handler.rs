@@ -597,10 +597,12 @@ mod tests {
         let answer = json_body(&resp);
         assert_eq!(answer["status"], "completed");
         assert_eq!(answer["result"]["query_ms"], 1.5);
-        // The task carries the text for the worker; the api embedded nothing.
+        // The task carried the text for the worker (the api embedded
+        // nothing); ended, it keeps the text's digest only.
         let tasks = app.store.tasks.lock().expect("lock").clone();
         let task = tasks.values().next().expect("task");
-        assert_eq!(task.request.text.as_deref(), Some("ward nurse"));
+        assert_eq!(task.request.text, None);
+        assert_eq!(task.text_chars, Some(10));
 
         // Nobody runs the next one: 503 naming the task, which goes on.
         let resp = app
@@ -613,17 +615,18 @@ mod tests {
             .await;
         let problem = assert_problem(&resp, 503, "/problems/still-running");
         let detail = problem["detail"].as_str().expect("detail");
-        let pending: Vec<String> = app
+        let pending: Vec<(String, Option<String>)> = app
             .store
             .tasks
             .lock()
             .expect("lock")
             .values()
             .filter(|t| t.status == TaskStatus::Pending)
-            .map(|t| t.task_id.clone())
+            .map(|t| (t.task_id.clone(), t.request.text.clone()))
             .collect();
         assert_eq!(pending.len(), 1);
-        assert!(detail.contains(&pending[0]), "{detail}");
+        assert!(detail.contains(&pending[0].0), "{detail}");
+        assert_eq!(pending[0].1.as_deref(), Some("ward nurse"));
     }
 
     #[tokio::test]

@@ -27,7 +27,10 @@ const MAX_QUERY_ROUNDS: usize = 5;
 
 /// The state changes the store writes. Each knows its update expression and
 /// the placeholders it uses for DynamoDB's reserved words (`result`,
-/// `error`; `#status` is always named, as every condition reads it).
+/// `error`, `text`; `#status` is always named, as every condition reads it).
+/// A task that ends loses its request's text: only its digest stays
+/// (`Task::text_sha256`), in the table and so in the owner index, which
+/// projects every attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Update {
     /// `pending` (or `processing` with an expired lease) → `processing`.
@@ -47,11 +50,11 @@ impl Update {
             }
             Update::Complete => {
                 "SET #status = :completed, #result = :result, completed_at = :now, \
-                 updated_at = :now REMOVE lease_until"
+                 updated_at = :now REMOVE lease_until, #request.#text"
             }
             Update::Fail => {
                 "SET #status = :failed, #error = :error, completed_at = :now, updated_at = :now \
-                 REMOVE lease_until"
+                 REMOVE lease_until, #request.#text"
             }
             Update::Release => "SET lease_until = :released, updated_at = :now",
         }
@@ -60,8 +63,9 @@ impl Update {
     /// The placeholders besides `#status`, with the attributes they stand for.
     fn names(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Update::Complete => &[("#result", RESULT)],
-            Update::Fail => &[("#error", "error")],
+            // In the order of their names, as the test below reads them.
+            Update::Complete => &[("#request", REQUEST), ("#result", RESULT), ("#text", TEXT)],
+            Update::Fail => &[("#error", "error"), ("#request", REQUEST), ("#text", TEXT)],
             Update::Claim | Update::Release => &[],
         }
     }
@@ -100,6 +104,8 @@ fn now_ts(now: DateTime<Utc>) -> Result<AttributeValue> {
 const REQUEST: &str = "request";
 const RESULT: &str = "result";
 const EMBEDDING: &str = "embedding";
+/// The request's text, dropped when the task ends.
+const TEXT: &str = "text";
 
 /// The two large values of a task are stored in a compact form:
 /// - the request's embedding packed, 384 little-endian f32 in one binary

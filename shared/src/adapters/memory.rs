@@ -103,6 +103,7 @@ impl TaskWriter for MemoryTaskStore {
         self.update(task_id, fence, now, |t| {
             t.status = TaskStatus::Completed;
             t.result = Some(result.clone());
+            t.drop_text();
             t.completed_at = Some(Timestamp::from(now));
             t.updated_at = Timestamp::from(now);
             t.lease_until = None;
@@ -119,6 +120,7 @@ impl TaskWriter for MemoryTaskStore {
         self.update(task_id, fence, now, |t| {
             t.status = TaskStatus::Failed;
             t.error = Some(error.clone());
+            t.drop_text();
             t.completed_at = Some(Timestamp::from(now));
             t.updated_at = Timestamp::from(now);
             t.lease_until = None;
