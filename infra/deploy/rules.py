@@ -501,6 +501,11 @@ class Checker:
         outputs = set(self.doc.get("Outputs", {}))
         for o in ("ApiUrl", "QueueUrl", "TasksTableName", "ProxyEndpoint"):
             self.check(o in outputs, f"output {o}")
+        # Slow-statement lines carry no bind values (query vectors, filters).
+        for name, group in self.of_type("AWS::RDS::DBParameterGroup").items():
+            params = group.get("Properties", {}).get("Parameters", {})
+            for p in ("log_parameter_max_length", "log_parameter_max_length_on_error"):
+                self.check(str(params.get(p)) == "0", f"{name}: {p} = 0 (no bind values in the logs)")
         # Its description says the functions' login: the value must be it.
         user = self.doc.get("Outputs", {}).get("DatabaseUser", {}).get("Value")
         self.check(isinstance(user, Tagged) and user.tag == "!FindInMap"
@@ -584,6 +589,7 @@ def self_test(doc: dict) -> int:
         "model layer not built (no BuildMethod)": lambda d: d["Resources"]["ModelLayer"].pop("Metadata"),
         "model layer from a folder without its Makefile": lambda d: d["Resources"]["ModelLayer"]["Properties"].update(ContentUri=".model"),
         "a JWKS without JwtIssuer": lambda d: d["Rules"].pop("JwksNeedsIssuer"),
+        "slow statements logged with their bind values": lambda d: d["Resources"]["DbParameterGroup"]["Properties"]["Parameters"].pop("log_parameter_max_length"),
         "DatabaseUser output names the master user": lambda d: d["Outputs"]["DatabaseUser"].update(
             Value=Tagged("!FindInMap", ["Db", "Settings", "User"])),
     }

@@ -24,11 +24,30 @@ pub fn init_json_logs() {
         .init();
 }
 
-/// `RUST_LOG`'s directives, or `info` when it is unset or does not parse.
+/// Targets whose TRACE events print payloads: lambda_runtime's
+/// `layers/api_response.rs` each raw invoke event (request bodies: resumes,
+/// query vectors, bearer tokens), and the AWS SDK's `client/orchestrator.rs`
+/// each request as sent (a task item with its text and embedding).
+const PAYLOAD_TARGETS: [&str; 2] = [
+    "lambda_runtime::layers::api_response",
+    "aws_smithy_runtime::client::orchestrator",
+];
+
+/// `RUST_LOG`'s directives, or `info` when it is unset or does not parse;
+/// whatever they ask, [`PAYLOAD_TARGETS`] log at DEBUG at most.
 fn log_filter(rust_log: Option<&str>) -> Targets {
-    rust_log
+    let targets = rust_log
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    PAYLOAD_TARGETS.iter().fold(targets, |targets, target| {
+        // Lowered, never raised: `warn` stays `warn` there. Directives
+        // with the same target replace each other, so this one wins.
+        if targets.would_enable(target, &tracing::Level::TRACE) {
+            targets.with_target(*target, LevelFilter::DEBUG)
+        } else {
+            targets
+        }
+    })
 }
 
 /// Per-invocation EMF metrics: what metrics_cloudwatch_embedded's `lambda`
@@ -104,6 +123,32 @@ mod tests {
         let bad = log_filter(Some("sqlx=loud"));
         assert!(bad.would_enable("api", &Level::INFO));
         assert!(!bad.would_enable("api", &Level::DEBUG));
+    }
+
+    /// `trace`, even named for the very target, never reaches the events that
+    /// print request bodies; other targets keep it, and a lower level stays.
+    #[test]
+    fn payloads_are_never_traced() {
+        let event = "lambda_runtime::layers::api_response";
+        let sdk = "aws_smithy_runtime::client::orchestrator";
+        for rust_log in [
+            "trace",
+            "lambda_runtime=trace,aws_smithy_runtime=trace",
+            "lambda_runtime::layers::api_response=trace,aws_smithy_runtime::client::orchestrator=trace,info",
+        ] {
+            let f = log_filter(Some(rust_log));
+            for target in [event, sdk, "aws_smithy_runtime::client::orchestrator::auth"] {
+                assert!(!f.would_enable(target, &Level::TRACE), "{rust_log}: {target}");
+                assert!(f.would_enable(target, &Level::DEBUG), "{rust_log}: {target}");
+            }
+        }
+        let f = log_filter(Some("trace"));
+        assert!(f.would_enable("lambda_runtime::runtime", &Level::TRACE));
+        assert!(f.would_enable("worker", &Level::TRACE));
+        let f = log_filter(Some("warn"));
+        assert!(!f.would_enable(event, &Level::INFO));
+        assert!(f.would_enable(event, &Level::WARN));
+        assert!(!log_filter(None).would_enable(sdk, &Level::DEBUG));
     }
 
     /// The only test that installs the process's metrics recorder.
