@@ -404,3 +404,36 @@ async fn unknown_routes_and_methods_are_problem_404s() {
         }
     }
 }
+
+/// Another spelling of a match route (a trailing slash) reaches the local
+/// gateway's `$default` route, whose throttle is not the route's; the api
+/// refuses it with a problem+json 404 and stores nothing, so that a slash
+/// cannot take the legacy route out of its own limit.
+#[tokio::test]
+async fn a_trailing_slash_is_not_its_route() {
+    let api = api();
+    let caller = unique("slash");
+    for (method, path) in [
+        (reqwest::Method::POST, "/jobs/match/"),
+        (reqwest::Method::POST, "/jobs/match/legacy/"),
+        (reqwest::Method::POST, "/jobs/match//legacy"),
+        (reqwest::Method::GET, "/health/"),
+    ] {
+        let req = api
+            .http
+            .request(method.clone(), format!("{}{path}", api.base))
+            .bearer_auth(api.token(&caller))
+            .header("content-type", "application/json")
+            .body(r#"{"limit": 5}"#);
+        let body = problem(send(req).await, 404, "/problems/not-found").await;
+        assert_eq!(
+            body["detail"],
+            format!("no route for {method} {path}"),
+            "{body}"
+        );
+    }
+    let listed = send(api.get("/jobs/match/tasks", &caller)).await;
+    assert_eq!(listed.status().as_u16(), 200);
+    let listed: Value = listed.json().await.expect("json");
+    assert_eq!(listed["tasks"], json!([]), "nothing stored: {listed}");
+}

@@ -7,8 +7,9 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use lambda_http::http::{header, Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::http::{header, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
 use shared::auth::{Caller, Verifier};
@@ -40,6 +41,45 @@ pub struct App<S, Q, J, R, C = NoCache> {
     pub legacy_text_wait: Duration,
     /// This instance's last `/health` answer (`HealthCache::default()`).
     pub health_cache: HealthCache,
+}
+
+/// The api's routes (template.yaml's `HttpApi` events of `ApiFunction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Submit,
+    Legacy,
+    Health,
+}
+
+impl Route {
+    const ALL: [Route; 3] = [Route::Submit, Route::Legacy, Route::Health];
+
+    /// The HttpApi route key: the method and the exact path.
+    fn key(self) -> &'static str {
+        match self {
+            Route::Submit => "POST /jobs/match",
+            Route::Legacy => "POST /jobs/match/legacy",
+            Route::Health => "GET /health",
+        }
+    }
+
+    /// The route a request is for: its method and path exactly (no
+    /// trailing slash, no other spelling), and, behind API Gateway, the
+    /// route the gateway matched. Route throttles are per route key
+    /// (`RouteSettings`): a spelling that reached the `$default` route was
+    /// counted against its limits, not the route's, and serving it would
+    /// open the legacy route to `$default`'s rate. It is a 404 instead.
+    fn of(req: &Request) -> Option<Route> {
+        let asked = format!("{} {}", req.method(), req.uri().path());
+        let route = Route::ALL.into_iter().find(|r| r.key() == asked)?;
+        match req.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => {
+                (ctx.route_key.as_deref() == Some(route.key())).then_some(route)
+            }
+            // Invoked directly (tests, `cargo lambda invoke`): no gateway limits to keep.
+            _ => Some(route),
+        }
+    }
 }
 
 /// Each health probe gets this long; the checks run concurrently, so
@@ -108,14 +148,16 @@ where
 {
     /// Routes a request; every error becomes a problem+json response here.
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        http::respond(
-            match (req.method(), req.uri().path().trim_end_matches('/')) {
-                (&Method::POST, "/jobs/match") => self.submit(&req).await,
-                (&Method::POST, "/jobs/match/legacy") => self.legacy(&req).await,
-                (&Method::GET, "/health") => Ok(self.health().await),
-                (method, path) => Err(Error::NoRoute(format!("{method} {path}"))),
-            },
-        )
+        http::respond(match Route::of(&req) {
+            Some(Route::Submit) => self.submit(&req).await,
+            Some(Route::Legacy) => self.legacy(&req).await,
+            Some(Route::Health) => Ok(self.health().await),
+            None => Err(Error::NoRoute(format!(
+                "{} {}",
+                req.method(),
+                req.uri().path()
+            ))),
+        })
     }
 
     /// Authentication first, then the body: 413, 415, 400, 422 in that order.
@@ -1173,5 +1215,96 @@ mod tests {
         let resp = app(false).handle(request("GET", "/nope", "", None)).await;
         assert_eq!(resp.status(), 404);
         assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    }
+
+    /// What API Gateway sends the api for a route key (payload 2.0), as
+    /// `lambda_http` reads it.
+    fn via_gateway(method: &str, path: &str, route_key: &str, body: &str) -> Request {
+        let event = serde_json::json!({
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": path,
+            "rawQueryString": "",
+            "headers": {
+                "content-type": "application/json",
+                "authorization": format!("Bearer {}", token("alice")),
+            },
+            "requestContext": {
+                "accountId": "000000000000",
+                "apiId": "api",
+                "domainName": "api.example",
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                         "sourceIp": "192.0.2.1", "userAgent": "t"},
+                "requestId": "r",
+                "routeKey": route_key,
+                "stage": "$default",
+                "time": "01/Jan/2026:00:00:00 +0000",
+                "timeEpoch": 0,
+            },
+            "body": body,
+            "isBase64Encoded": false,
+        });
+        lambda_http::request::from_str(&event.to_string()).expect("a payload 2.0 event")
+    }
+
+    /// A path served is its route's exactly: a trailing slash or another
+    /// spelling, and anything API Gateway matched to `$default` (whose
+    /// throttle is not the route's), is a 404 and nothing is written.
+    #[tokio::test]
+    async fn only_a_route_exactly_as_declared_is_served() {
+        let app = app(false);
+        let alice = token("alice");
+        for (method, path) in [
+            ("POST", "/jobs/match/"),
+            ("POST", "/jobs/match/legacy/"),
+            ("POST", "/jobs/match//legacy"),
+            ("POST", "/Jobs/match"),
+            ("GET", "/health/"),
+        ] {
+            let resp = app.handle(request(method, path, "{}", Some(&alice))).await;
+            let body = assert_problem(&resp, 404, "/problems/not-found");
+            assert_eq!(
+                body["detail"],
+                format!("no route for {method} {path}"),
+                "{path}"
+            );
+            let routed = app
+                .handle(via_gateway(method, path, "$default", "{}"))
+                .await;
+            assert_problem(&routed, 404, "/problems/not-found");
+        }
+        // Had the gateway matched a spelling to the legacy route itself, its
+        // throttle applied; still only the declared path is served.
+        let resp = app
+            .handle(via_gateway(
+                "POST",
+                "/jobs/match/legacy/",
+                "POST /jobs/match/legacy",
+                "{}",
+            ))
+            .await;
+        assert_problem(&resp, 404, "/problems/not-found");
+        // The exact path through `$default` (never so on AWS, where a full
+        // match wins) is not served either.
+        let resp = app
+            .handle(via_gateway("POST", "/jobs/match", "$default", "{}"))
+            .await;
+        assert_problem(&resp, 404, "/problems/not-found");
+        assert!(app.store.tasks.lock().expect("lock").is_empty());
+        assert!(app.queue.sent.lock().expect("lock").is_empty());
+        // The route as declared, under its own key, is served.
+        let resp = app
+            .handle(via_gateway(
+                "POST",
+                "/jobs/match",
+                "POST /jobs/match",
+                r#"{"limit":5}"#,
+            ))
+            .await;
+        assert_eq!(resp.status(), 202, "{:?}", resp.body());
+        let resp = app
+            .handle(via_gateway("GET", "/health", "GET /health", ""))
+            .await;
+        assert_ne!(resp.status(), 404);
     }
 }
