@@ -428,9 +428,17 @@ mod tests {
     async fn a_replay_matches_an_ended_task_by_its_text_digest() {
         let (store, queue) = (MemoryTaskStore::default(), MemoryQueue::default());
         let now = Utc::now();
-        let first = submit(&store, &queue, "alice", "k", text_request("ward nurse"), now, 60)
-            .await
-            .expect("created");
+        let first = submit(
+            &store,
+            &queue,
+            "alice",
+            "k",
+            text_request("ward nurse"),
+            now,
+            60,
+        )
+        .await
+        .expect("created");
         let error = TaskError {
             code: ErrorCode::Internal,
             message: "boom".into(),
@@ -447,9 +455,17 @@ mod tests {
             .await
             .expect("read");
         assert!(read.is_some_and(|r| r.replayed));
-        let again = submit(&store, &queue, "alice", "k", text_request("ward nurse"), now, 60)
-            .await
-            .expect("replayed");
+        let again = submit(
+            &store,
+            &queue,
+            "alice",
+            "k",
+            text_request("ward nurse"),
+            now,
+            60,
+        )
+        .await
+        .expect("replayed");
         assert!(again.replayed);
         for other in ["ward Nurse", "ward nurses"] {
             let err = replay(&store, "alice", "k", &text_request(other), now)
@@ -477,15 +493,31 @@ mod tests {
             ..Default::default()
         };
         let now = Utc::now();
-        submit(&store, &down, "alice", "k", text_request("ward nurse"), now, 60)
-            .await
-            .expect_err("queue down: 503");
+        submit(
+            &store,
+            &down,
+            "alice",
+            "k",
+            text_request("ward nurse"),
+            now,
+            60,
+        )
+        .await
+        .expect_err("queue down: 503");
         let id = task_id_for("alice", "k");
         assert_eq!(store.tasks.lock().expect("lock")[&id].request.text, None);
         let up = MemoryQueue::default();
-        let retry = submit(&store, &up, "alice", "k", text_request("ward nurse"), now, 60)
-            .await
-            .expect("the retry is accepted");
+        let retry = submit(
+            &store,
+            &up,
+            "alice",
+            "k",
+            text_request("ward nurse"),
+            now,
+            60,
+        )
+        .await
+        .expect("the retry is accepted");
         assert!(!retry.replayed);
         let stored = store.tasks.lock().expect("lock")[&id].clone();
         assert_eq!(stored.status, TaskStatus::Pending);

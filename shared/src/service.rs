@@ -17,9 +17,8 @@ use crate::ports::{
     TaskStore,
 };
 
-/// Milliseconds the model took for a request's text (EMF histogram).
-pub const EMBED_MS: &str = "EmbedMs";
 use crate::ranking::rank;
+use crate::telemetry::{CacheKind, Counter, Histogram};
 
 /// Creates a pending task, then enqueues it: the worker never receives a
 /// message for a task that is not written yet.
@@ -85,9 +84,6 @@ pub fn new_task_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Cache metrics (EMF counters), by `kind`: `result` or `embedding`.
-pub const CACHE_HITS: &str = "CacheHits";
-pub const CACHE_MISSES: &str = "CacheMisses";
 /// A cache call that takes longer is abandoned: the match goes on without it.
 const CACHE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Bumped when the ranking or the result's shape changes, so that no entry
@@ -163,10 +159,10 @@ async fn embed_cached<E: Embedder, C: MatchCache>(
     let key = embedding_key(embedder.model_id(), text);
     match within(cache.embedding(&key)).await {
         Ok(Some(vector)) => {
-            metrics::counter!(CACHE_HITS, "kind" => "embedding").increment(1);
+            Counter::CacheHits(CacheKind::Embedding).increment();
             return Ok(vector);
         }
-        Ok(None) => metrics::counter!(CACHE_MISSES, "kind" => "embedding").increment(1),
+        Ok(None) => Counter::CacheMisses(CacheKind::Embedding).increment(),
         Err(e) => tracing::warn!(error = %e, "embedding cache unavailable; embedding anyway"),
     }
     let started = Instant::now();
@@ -175,7 +171,7 @@ async fn embed_cached<E: Embedder, C: MatchCache>(
         .await?
         .pop()
         .ok_or_else(|| Error::Internal("the model returned no vector".into()))?;
-    metrics::histogram!(EMBED_MS).record(started.elapsed().as_secs_f64() * 1000.0);
+    Histogram::EmbedMs.record(started.elapsed().as_secs_f64() * 1000.0);
     if let Err(e) = within(cache.store_embedding(&key, &vector)).await {
         tracing::warn!(error = %e, "cannot cache the embedding");
     }
@@ -207,13 +203,13 @@ pub async fn run_match<J: JobIndex, E: Embedder, C: MatchCache>(
     if let Some(key) = &key {
         match within(cache.lookup(key, profile_user)).await {
             Ok(Lookup::Hit(mut result)) => {
-                metrics::counter!(CACHE_HITS, "kind" => "result").increment(1);
+                Counter::CacheHits(CacheKind::Result).increment();
                 result.cached = true;
                 result.query_ms = elapsed_ms(started);
                 return Ok(result);
             }
             Ok(Lookup::Miss(at)) => {
-                metrics::counter!(CACHE_MISSES, "kind" => "result").increment(1);
+                Counter::CacheMisses(CacheKind::Result).increment();
                 versions = Some(at);
             }
             Err(e) => tracing::warn!(error = %e, "result cache unavailable; searching"),

@@ -50,6 +50,125 @@ fn log_filter(rust_log: Option<&str>) -> Targets {
     })
 }
 
+/// The counts jobmatch writes (unit `Count`); with [`Histogram`], every
+/// metric of namespace `jobmatch`, dimension `function`. docs/operations.md
+/// "Metrics" says what each means. The names are what alarms
+/// (template.yaml) and dashboards read: they must not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    ColdStart,
+    TasksCompleted,
+    TasksFailed,
+    TasksRetried,
+    DuplicateDeliveries,
+    MessagesPoisoned,
+    MessagesNotStarted,
+    TasksDeadLettered,
+    DeadLettersIgnored,
+    /// A cache answered, with dimension `kind`.
+    CacheHits(CacheKind),
+    CacheMisses(CacheKind),
+}
+
+/// The `kind` dimension of the cache counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheKind {
+    Result,
+    Embedding,
+}
+
+impl CacheKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CacheKind::Result => "result",
+            CacheKind::Embedding => "embedding",
+        }
+    }
+}
+
+impl Counter {
+    /// Every counter (the cache ones with one of their kinds).
+    pub const ALL: [Counter; 11] = [
+        Counter::ColdStart,
+        Counter::TasksCompleted,
+        Counter::TasksFailed,
+        Counter::TasksRetried,
+        Counter::DuplicateDeliveries,
+        Counter::MessagesPoisoned,
+        Counter::MessagesNotStarted,
+        Counter::TasksDeadLettered,
+        Counter::DeadLettersIgnored,
+        Counter::CacheHits(CacheKind::Result),
+        Counter::CacheMisses(CacheKind::Result),
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::ColdStart => "ColdStart",
+            Counter::TasksCompleted => "TasksCompleted",
+            Counter::TasksFailed => "TasksFailed",
+            Counter::TasksRetried => "TasksRetried",
+            Counter::DuplicateDeliveries => "DuplicateDeliveries",
+            Counter::MessagesPoisoned => "MessagesPoisoned",
+            Counter::MessagesNotStarted => "MessagesNotStarted",
+            Counter::TasksDeadLettered => "TasksDeadLettered",
+            Counter::DeadLettersIgnored => "DeadLettersIgnored",
+            Counter::CacheHits(_) => "CacheHits",
+            Counter::CacheMisses(_) => "CacheMisses",
+        }
+    }
+
+    pub const fn unit(self) -> metrics::Unit {
+        metrics::Unit::Count
+    }
+
+    /// Counts one.
+    pub fn increment(self) {
+        match self {
+            Counter::CacheHits(kind) | Counter::CacheMisses(kind) => {
+                metrics::counter!(self.name(), "kind" => kind.as_str()).increment(1)
+            }
+            _ => metrics::counter!(self.name()).increment(1),
+        }
+    }
+}
+
+/// The durations jobmatch writes (unit `Milliseconds`); see [`Counter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Histogram {
+    QueueWaitMs,
+    ProcessingMs,
+    QueryMs,
+    EmbedMs,
+}
+
+impl Histogram {
+    pub const ALL: [Histogram; 4] = [
+        Histogram::QueueWaitMs,
+        Histogram::ProcessingMs,
+        Histogram::QueryMs,
+        Histogram::EmbedMs,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Histogram::QueueWaitMs => "QueueWaitMs",
+            Histogram::ProcessingMs => "ProcessingMs",
+            Histogram::QueryMs => "QueryMs",
+            Histogram::EmbedMs => "EmbedMs",
+        }
+    }
+
+    pub const fn unit(self) -> metrics::Unit {
+        metrics::Unit::Milliseconds
+    }
+
+    /// Records one duration in milliseconds.
+    pub fn record(self, ms: f64) {
+        metrics::histogram!(self.name()).record(ms);
+    }
+}
+
 /// Per-invocation EMF metrics: what metrics_cloudwatch_embedded's `lambda`
 /// layer does, without that feature (it pulls all of lambda_http's event
 /// types into the bootstraps): the RequestId property, ColdStart once, and a
@@ -69,6 +188,13 @@ impl InvocationMetrics {
             .cloudwatch_namespace("jobmatch")
             .with_dimension("function", function)
             .init()?;
+        // The recorder keeps each name's unit, which EMF writes beside it.
+        for c in Counter::ALL {
+            metrics::describe_counter!(c.name(), c.unit(), "");
+        }
+        for h in Histogram::ALL {
+            metrics::describe_histogram!(h.name(), h.unit(), "");
+        }
         Ok(InvocationMetrics {
             collector,
             cold: std::sync::atomic::AtomicBool::new(true),
@@ -89,8 +215,8 @@ impl InvocationMetrics {
         self.collector
             .set_property("RequestId", request_id.to_owned());
         if self.cold.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            let unit = Some(metrics::Unit::Count);
-            if let Err(e) = self.collector.write_single("ColdStart", unit, 1, out) {
+            let (name, unit) = (Counter::ColdStart.name(), Counter::ColdStart.unit());
+            if let Err(e) = self.collector.write_single(name, Some(unit), 1, out) {
                 tracing::warn!(error = %e, "cannot write the ColdStart metric");
             }
         }
@@ -168,11 +294,112 @@ mod tests {
         metrics.start_to("req-2", &mut second);
         assert!(second.is_empty(), "{}", text(second));
         metrics::counter!("Probe").increment(2);
+        Histogram::QueryMs.record(3.5);
+        Counter::TasksCompleted.increment();
+        Counter::CacheHits(CacheKind::Embedding).increment();
         let mut flushed = Vec::new();
         metrics.finish_to(&mut flushed);
         let flushed = text(flushed);
         assert!(flushed.contains(r#""Probe":2"#), "{flushed}");
         assert!(flushed.contains(r#""RequestId":"req-2""#), "{flushed}");
         assert!(!flushed.contains("ColdStart"), "{flushed}");
+        // Each with its unit; the cache counter with its kind.
+        assert!(
+            flushed.contains(r#"{"Name":"QueryMs","Unit":"Milliseconds"}"#),
+            "{flushed}"
+        );
+        assert!(
+            flushed.contains(r#"{"Name":"TasksCompleted","Unit":"Count"}"#),
+            "{flushed}"
+        );
+        // Not its count: the service's tests, in this process, count cache hits too.
+        assert!(flushed.contains(r#""kind":"embedding""#), "{flushed}");
+        assert!(
+            flushed.contains(r#"{"Name":"CacheHits","Unit":"Count"}"#),
+            "{flushed}"
+        );
+    }
+
+    fn names() -> Vec<&'static str> {
+        let counters = Counter::ALL.iter().map(|c| c.name());
+        counters
+            .chain(Histogram::ALL.iter().map(|h| h.name()))
+            .collect()
+    }
+
+    /// The names on the wire: alarms and dashboards read them.
+    #[test]
+    fn metric_names_stay_as_they_are() {
+        assert_eq!(
+            names(),
+            [
+                "ColdStart",
+                "TasksCompleted",
+                "TasksFailed",
+                "TasksRetried",
+                "DuplicateDeliveries",
+                "MessagesPoisoned",
+                "MessagesNotStarted",
+                "TasksDeadLettered",
+                "DeadLettersIgnored",
+                "CacheHits",
+                "CacheMisses",
+                "QueueWaitMs",
+                "ProcessingMs",
+                "QueryMs",
+                "EmbedMs",
+            ]
+        );
+    }
+
+    /// Every `jobmatch` metric an alarm of template.yaml reads is one of ours.
+    #[test]
+    fn the_template_alarms_read_metrics_defined_here() {
+        let template = include_str!("../../template.yaml");
+        let mut namespace = "";
+        let mut read = Vec::new();
+        for line in template.lines().map(str::trim) {
+            if let Some(ns) = line.strip_prefix("Namespace:") {
+                namespace = ns.trim();
+            } else if let Some(name) = line.strip_prefix("MetricName:") {
+                if namespace == "jobmatch" {
+                    read.push(name.trim());
+                }
+            }
+        }
+        assert!(!read.is_empty(), "template.yaml reads no jobmatch metric");
+        for name in read {
+            assert!(names().contains(&name), "template.yaml reads {name}");
+        }
+    }
+
+    /// docs/operations.md's table lists each metric once, with its unit.
+    #[test]
+    fn the_operations_guide_lists_each_metric_with_its_unit() {
+        let guide = include_str!("../../docs/operations.md");
+        let section = guide
+            .split("### Metrics")
+            .nth(1)
+            .and_then(|s| s.split("\n#").next())
+            .expect("a Metrics section");
+        let mut listed: Vec<(&str, &str)> = section
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.strip_prefix("| `")?.split('|');
+                let name = cells.next()?.trim().strip_suffix('`')?;
+                Some((name, cells.next()?.trim()))
+            })
+            .collect();
+        listed.sort_unstable();
+        let unit = |u: metrics::Unit| match u {
+            metrics::Unit::Count => "count",
+            metrics::Unit::Milliseconds => "ms",
+            other => panic!("no spelling for {other:?}"),
+        };
+        let counters = Counter::ALL.iter().map(|c| (c.name(), unit(c.unit())));
+        let histograms = Histogram::ALL.iter().map(|h| (h.name(), unit(h.unit())));
+        let mut ours: Vec<(&str, &str)> = counters.chain(histograms).collect();
+        ours.sort_unstable();
+        assert_eq!(listed, ours);
     }
 }

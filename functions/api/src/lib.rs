@@ -2,3 +2,4 @@
 //! handler over the real adapters (see `tests/`).
 
 pub mod handler;
+pub mod health;

@@ -41,7 +41,7 @@ async fn main() -> Result<(), Error> {
         verifier,
         task_ttl_secs: config.task_ttl_secs,
         legacy_text_wait: Duration::from_millis(config.legacy_text_wait_ms),
-        health_cache: handler::HealthCache::default(),
+        health_cache: api::health::HealthCache::default(),
     };
     let app = &app;
     let metrics = &metrics;

@@ -3,7 +3,8 @@
 //! is missing or an endpoint accepts connections and never answers, and then
 //! the answer still comes, cut by the 2 s probe timeout.
 
-use api::handler::{App, HEALTH_TIMEOUT};
+use api::handler::App;
+use api::health::HEALTH_TIMEOUT;
 use lambda_http::{Body, Request};
 use serde_json::{json, Value};
 use shared::adapters::db_connect::{password_pool, PoolSize};

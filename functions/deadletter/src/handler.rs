@@ -13,15 +13,7 @@ use futures::stream::{self, StreamExt};
 use shared::domain::TaskMessage;
 use shared::ports::TaskStore;
 use shared::service;
-
-/// Metric names; docs/operations.md "Metrics" explains each.
-pub mod metric {
-    /// Tasks this consumer closed as `failed` (`dead_lettered`).
-    pub const TASKS_DEAD_LETTERED: &str = "TasksDeadLettered";
-    /// Dead-lettered messages with no task to close: unparseable, unknown or
-    /// expired ids, and tasks that had finished after all.
-    pub const DEAD_LETTERS_IGNORED: &str = "DeadLettersIgnored";
-}
+use shared::telemetry::Counter;
 
 /// Messages closed at once; each is one conditional write.
 const CONCURRENCY: usize = 10;
@@ -59,7 +51,7 @@ impl<S: TaskStore> App<S> {
                 attributes,
                 "dead letter without a task id"
             );
-            metrics::counter!(metric::DEAD_LETTERS_IGNORED).increment(1);
+            Counter::DeadLettersIgnored.increment();
             return None;
         };
         let task_id = message.task_id.as_str();
@@ -71,7 +63,7 @@ impl<S: TaskStore> App<S> {
                     attributes,
                     "dead-lettered task closed as failed"
                 );
-                metrics::counter!(metric::TASKS_DEAD_LETTERED).increment(1);
+                Counter::TasksDeadLettered.increment();
                 None
             }
             Ok(false) => {
@@ -81,7 +73,7 @@ impl<S: TaskStore> App<S> {
                     attributes,
                     "dead letter of a finished, expired or unknown task; nothing to close"
                 );
-                metrics::counter!(metric::DEAD_LETTERS_IGNORED).increment(1);
+                Counter::DeadLettersIgnored.increment();
                 None
             }
             Err(err) => {

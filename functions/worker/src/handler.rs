@@ -1,7 +1,7 @@
 //! The worker function: takes an SQS batch of task messages, processes them
 //! concurrently (bounded by the pool size), and reports the messages to retry
 //! as partial batch failures; the rest are deleted by the event source.
-//! Emits the outcome metrics (CloudWatch EMF through the `metrics` facade).
+//! Emits the outcome metrics (`shared::telemetry`'s, CloudWatch EMF).
 
 use std::time::{Duration, Instant};
 
@@ -13,19 +13,7 @@ use tracing::Instrument;
 use shared::domain::TaskMessage;
 use shared::ports::{Embedder, JobIndex, MatchCache, NoCache, TaskStore};
 use shared::service::{self, Delivery, Outcome, Retry};
-
-/// Metric names; docs/operations.md "Metrics" explains each.
-pub mod metric {
-    pub const QUEUE_WAIT_MS: &str = "QueueWaitMs";
-    pub const PROCESSING_MS: &str = "ProcessingMs";
-    pub const QUERY_MS: &str = "QueryMs";
-    pub const COMPLETED: &str = "TasksCompleted";
-    pub const FAILED: &str = "TasksFailed";
-    pub const RETRIED: &str = "TasksRetried";
-    pub const DUPLICATES: &str = "DuplicateDeliveries";
-    pub const POISONED: &str = "MessagesPoisoned";
-    pub const NOT_STARTED: &str = "MessagesNotStarted";
-}
+use shared::telemetry::{Counter, Histogram};
 
 /// The invocation deadline in epoch ms. A runtime that sends none (`cargo
 /// lambda watch` sends 0) gets `now + fallback`, so that leases still end.
@@ -84,7 +72,7 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
         else {
             // Left for the redrive policy to move to the dead-letter queue.
             tracing::error!(message_id, "unparseable message");
-            metrics::counter!(metric::POISONED).increment(1);
+            Counter::MessagesPoisoned.increment();
             return Some(message_id);
         };
         let span = tracing::info_span!("task", task_id = %message.task_id, message_id);
@@ -104,7 +92,7 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
         };
         if let Some(sent_ms) = attribute("SentTimestamp") {
             let wait = (Utc::now().timestamp_millis() - sent_ms).max(0);
-            metrics::histogram!(metric::QUEUE_WAIT_MS).record(wait as f64);
+            Histogram::QueueWaitMs.record(wait as f64);
         }
         let delivery = Delivery {
             receive_count: attribute("ApproximateReceiveCount")
@@ -134,23 +122,23 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
             Err(_) => Outcome::Retry(Retry::Stopped),
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        metrics::histogram!(metric::PROCESSING_MS).record(elapsed_ms);
+        Histogram::ProcessingMs.record(elapsed_ms);
         match &outcome {
             Outcome::Completed { query_ms } => {
-                metrics::histogram!(metric::QUERY_MS).record(*query_ms);
-                metrics::counter!(metric::COMPLETED).increment(1);
+                Histogram::QueryMs.record(*query_ms);
+                Counter::TasksCompleted.increment();
                 tracing::info!(elapsed_ms, query_ms, "task completed");
             }
             Outcome::Failed { code } => {
-                metrics::counter!(metric::FAILED).increment(1);
+                Counter::TasksFailed.increment();
                 tracing::warn!(%code, receive_count = delivery.receive_count, "task failed");
             }
-            Outcome::AlreadyFinished => metrics::counter!(metric::DUPLICATES).increment(1),
+            Outcome::AlreadyFinished => Counter::DuplicateDeliveries.increment(),
             Outcome::Retry(reason) => {
                 if reason == &Retry::NotStarted {
-                    metrics::counter!(metric::NOT_STARTED).increment(1);
+                    Counter::MessagesNotStarted.increment();
                 }
-                metrics::counter!(metric::RETRIED).increment(1);
+                Counter::TasksRetried.increment();
                 tracing::warn!(
                     %reason,
                     receive_count = delivery.receive_count,
