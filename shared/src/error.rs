@@ -303,6 +303,7 @@ mod tests {
                 "unsupported_media_type",
                 "idempotency_key_reused",
                 "profile_not_found",
+                "quota_exceeded",
                 "dependency_unavailable",
                 "still_running",
                 "internal",
