@@ -7,7 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use api::handler::{App, HealthCache};
+use api::handler::App;
+use api::health::HealthCache;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType,
