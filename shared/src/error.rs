@@ -87,6 +87,10 @@ pub enum Error {
     /// on, and its status can be polled.
     #[error("the match did not finish within {waited_ms} ms; it goes on as task {task_id}, at /jobs/match/status/{task_id}")]
     StillRunning { task_id: String, waited_ms: u64 },
+    /// The work could not finish before its deadline (`crate::deadline`):
+    /// not started, or stopped. Another attempt with more time may pass.
+    #[error("out of time: {0}")]
+    OutOfTime(String),
     /// A bug or a broken invariant; details go to the log, not the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -111,7 +115,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::IdempotencyConflict => "idempotency_key_reused",
             Error::ProfileNotFound => "profile_not_found",
-            Error::Unavailable { .. } => UNAVAILABLE_CODE,
+            Error::Unavailable { .. } | Error::OutOfTime(_) => UNAVAILABLE_CODE,
             Error::StillRunning { .. } => "still_running",
             Error::Internal(_) => "internal",
         }
@@ -126,7 +130,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => 415,
             Error::Validation(_) | Error::ProfileNotFound | Error::IdempotencyConflict => 422,
             Error::Internal(_) => 500,
-            Error::Unavailable { .. } | Error::StillRunning { .. } => 503,
+            Error::Unavailable { .. } | Error::StillRunning { .. } | Error::OutOfTime(_) => 503,
         }
     }
 
@@ -140,7 +144,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "Unsupported media type",
             Error::IdempotencyConflict => "Idempotency key reused",
             Error::ProfileNotFound => "No profile",
-            Error::Unavailable { .. } => "Service unavailable",
+            Error::Unavailable { .. } | Error::OutOfTime(_) => "Service unavailable",
             Error::StillRunning { .. } => "Still running",
             Error::Internal(_) => "Internal error",
         }
@@ -153,6 +157,7 @@ impl Error {
             Error::Unavailable { component, .. } => {
                 format!("{component} is unavailable; retry later")
             }
+            Error::OutOfTime(_) => "the match could not finish in time; retry later".to_owned(),
             other => other.to_string(),
         };
         Problem {
