@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{MatchRequest, Task, TaskMessage, TaskStatus};
+use crate::domain::{MatchRequest, Routing, Task, TaskMessage, TaskStatus};
 use crate::error::{Error, FieldError, Result};
 use crate::ports::{IdempotentTaskStore, TaskQueue, TaskStore};
 
@@ -85,7 +85,7 @@ where
         None => {
             // Written first, sent second: a duplicate that loses the write
             // must never send a message for a task that does not exist.
-            crate::service::enqueue(store, queue, &task.task_id, now).await?;
+            crate::service::enqueue(store, queue, &task.task_id, owner, now).await?;
             Ok(Submitted {
                 task,
                 replayed: false,
@@ -95,7 +95,7 @@ where
             // Its client was answered 503: this retry is the request again.
             if existing.never_queued() {
                 if store.replace_unqueued(&task).await? {
-                    crate::service::enqueue(store, queue, &task.task_id, now).await?;
+                    crate::service::enqueue(store, queue, &task.task_id, owner, now).await?;
                     return Ok(Submitted {
                         task,
                         replayed: false,
@@ -112,7 +112,7 @@ where
             }
             let waited = now.timestamp() - existing.created_at.get().timestamp();
             if existing.status == TaskStatus::Pending && waited > RESEND_AFTER_SECS {
-                if let Err(e) = queue.send(&message).await {
+                if let Err(e) = queue.send(&message, &Routing::of_owner(owner)).await {
                     tracing::warn!(task_id = %existing.task_id, error = %e, "re-send of a pending task failed");
                 }
             }

@@ -812,7 +812,11 @@ mod tests {
     /// A probe that never answers.
     struct Hangs;
     impl TaskQueue for Hangs {
-        async fn send(&self, _: &shared::domain::TaskMessage) -> Result<()> {
+        async fn send(
+            &self,
+            _: &shared::domain::TaskMessage,
+            _: &shared::domain::Routing,
+        ) -> Result<()> {
             std::future::pending().await
         }
         async fn ping(&self) -> Result<()> {
@@ -854,7 +858,11 @@ mod tests {
     /// A queue whose every call fails at once.
     struct Down;
     impl TaskQueue for Down {
-        async fn send(&self, _: &shared::domain::TaskMessage) -> Result<()> {
+        async fn send(
+            &self,
+            _: &shared::domain::TaskMessage,
+            _: &shared::domain::Routing,
+        ) -> Result<()> {
             Err(Error::unavailable("sqs", "connection refused at 10.0.0.7"))
         }
         async fn ping(&self) -> Result<()> {
@@ -908,7 +916,11 @@ mod tests {
         pings: std::sync::atomic::AtomicUsize,
     }
     impl TaskQueue for CountingQueue {
-        async fn send(&self, _: &shared::domain::TaskMessage) -> Result<()> {
+        async fn send(
+            &self,
+            _: &shared::domain::TaskMessage,
+            _: &shared::domain::Routing,
+        ) -> Result<()> {
             Ok(())
         }
         async fn ping(&self) -> Result<()> {
