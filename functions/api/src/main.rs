@@ -1,7 +1,8 @@
 //! Entry point of the api function: reads config, builds the AWS clients, the
 //! token verifier (fetching the HS256 secret once when it is in Secrets
-//! Manager), the pool and the metrics collector once per container, then
-//! serves requests with `handler::App`.
+//! Manager), the pool, the text bound (the bundled tokenizer) and the
+//! metrics collector once per container, then serves requests with
+//! `handler::App`.
 
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ async fn main() -> Result<(), Error> {
     let db_auth: DbAuthConfig = from_env()?;
     let cache: CacheConfig = from_env()?;
     let metrics = shared::telemetry::InvocationMetrics::init("api")?;
+    // The tokenizer (the bound on a text) is parsed on the blocking pool
+    // while the init waits on the network below.
+    let word_pieces = tokio::task::spawn_blocking(embed::tokenizer::WordPieces::bundled);
     let aws = shared::aws::load_for_function().await?;
     let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
     let db = Db::connect(
@@ -29,6 +33,9 @@ async fn main() -> Result<(), Error> {
         PoolSize::new(config.db_max_connections),
     )
     .await?;
+    let word_pieces = word_pieces
+        .await?
+        .map_err(|e| format!("the bundled tokenizer: {e}"))?;
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
@@ -37,6 +44,7 @@ async fn main() -> Result<(), Error> {
         verifier,
         task_ttl_secs: config.task_ttl_secs,
         legacy_text_wait: Duration::from_millis(config.legacy_text_wait_ms),
+        text_bound: embed::tokenizer::TextBound::new(word_pieces, config.max_text_word_pieces),
         health_cache: handler::HealthCache::default(),
     };
     let app = &app;
