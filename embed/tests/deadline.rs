@@ -129,7 +129,7 @@ async fn a_long_text_that_cannot_finish_in_time_does_not_start_beside_another() 
 async fn the_worker_embedder_refuses_a_text_over_its_bound() {
     let embedder = ModelEmbedder::new(model(), 1).with_max_word_pieces(10);
     let err = embedder
-        .embed(vec![vec!["word"; 11].join(" ")])
+        .embed(vec![["word"; 11].join(" ")])
         .await
         .expect_err("over the bound");
     match err {
@@ -140,7 +140,7 @@ async fn the_worker_embedder_refuses_a_text_over_its_bound() {
         other => panic!("{other:?}"),
     }
     embedder
-        .embed(vec![vec!["word"; 10].join(" ")])
+        .embed(vec![["word"; 10].join(" ")])
         .await
         .expect("at the bound");
 }
