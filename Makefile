@@ -67,17 +67,19 @@ test: bootstrap lint unit template deploy-check integration ## every check, from
 # starts each against a local Runtime API. --cold-start-only needs neither the
 # perf watch nor the stack: without the stack it measures init alone (and
 # migrate's first invocation, which needs no stack).
-# --load-only measures the stack of `make up` through its gateway, so it
-# starts no perf watch (a second runtime, idle or building, beside the load).
+# --load-only and --fairness-only measure the stack of `make up` through its
+# gateway, so they start no perf watch (a second runtime, idle or building,
+# beside the load). --text-bound-only (what the bound on a text costs the
+# api) needs no stack.
 BENCH_ARGS ?=
-bench: ## exact scan vs naive HNSW vs the matcher, whole path, relevance, embedding speed, cold starts
-	@if [[ " $(BENCH_ARGS) " == *" --cold-start-only "* ]]; then \
+bench: ## exact scan vs naive HNSW vs the matcher, whole path, relevance, embedding speed, cold starts, text bound, fairness
+	@if [[ " $(BENCH_ARGS) " == *" --cold-start-only "* || " $(BENCH_ARGS) " == *" --text-bound-only "* ]]; then \
 	  if [[ -f .local/env ]]; then set -a; . .local/env; set +a; fi; \
 	  exec cargo run --quiet --profile perf -p jobmatch-bench -- $(BENCH_ARGS); \
 	fi; \
 	if ! $(STACK) status >/dev/null 2>&1; then echo "make bench needs the local stack: run make up first" >&2; exit 1; fi; \
 	set -a; . .local/env; set +a; \
-	if [[ " $(BENCH_ARGS) " == *" --load-only "* ]]; then \
+	if [[ " $(BENCH_ARGS) " == *" --load-only "* || " $(BENCH_ARGS) " == *" --fairness-only "* ]]; then \
 	  exec cargo run --quiet --profile perf -p jobmatch-bench -- $(BENCH_ARGS); \
 	fi; \
 	url=$$($(STACK) perf-watch start | tail -1); \

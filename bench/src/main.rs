@@ -3,17 +3,20 @@
 //! query and jobmatch's matcher, sweeps filter selectivity to locate the plan
 //! threshold, measures the whole path on the local stack, the ranking's
 //! relevance on the demo database, the embedding model's speed on one
-//! thread and the functions' cold starts (release bootstraps against a local
-//! Runtime API), then prints a table and writes the figures as JSON.
+//! thread, the functions' cold starts (release bootstraps against a local
+//! Runtime API), what the bound on a text costs the api, and fairness
+//! between callers, then prints a table and writes the figures as JSON.
 
 mod classes;
 mod cold_start;
 mod data;
 mod embed_speed;
+mod fairness;
 mod halfvec;
 mod load;
 mod measure;
 mod relevance;
+mod text_bound;
 mod whole_path;
 
 use std::path::PathBuf;
@@ -93,6 +96,22 @@ struct Args {
     /// Only the load figures (the local stack through its gateway).
     #[arg(long, conflicts_with_all = ["skip_load", "whole_path_only", "relevance_only", "embed_speed_only"])]
     load_only: bool,
+    /// Only what the bound on a text costs the api (no stack needed).
+    #[arg(long, conflicts_with_all = ["skip_text_bound", "load_only", "whole_path_only", "relevance_only", "embed_speed_only", "cold_start_only"])]
+    text_bound_only: bool,
+    #[arg(long)]
+    skip_text_bound: bool,
+    /// Only the fairness figures (the local stack through its gateway).
+    #[arg(long, conflicts_with_all = ["skip_fairness", "text_bound_only", "load_only", "whole_path_only", "relevance_only", "embed_speed_only", "cold_start_only"])]
+    fairness_only: bool,
+    #[arg(long)]
+    skip_fairness: bool,
+    /// The fairness figures' backlog: caller A's resumes of 1,400 words.
+    #[arg(long, default_value_t = 100)]
+    fairness_backlog: usize,
+    /// Caller B's short texts while that backlog is queued.
+    #[arg(long, default_value_t = 5)]
+    fairness_probes: usize,
     /// Skip the load figures.
     #[arg(long)]
     skip_load: bool,
@@ -154,6 +173,8 @@ struct Report {
     measured_crossover_rows: Option<f64>,
     whole_path: Option<whole_path::WholePath>,
     load: Option<load::LoadFigures>,
+    text_bound: Option<text_bound::TextBound>,
+    fairness: Option<fairness::FairnessFigures>,
     relevance: Option<relevance::Relevance>,
     embed_speed: Option<embed_speed::EmbedSpeed>,
     cold_start: Option<cold_start::ColdStart>,
@@ -211,8 +232,12 @@ async fn run(args: Args) -> Result<()> {
         || args.relevance_only
         || args.embed_speed_only
         || args.cold_start_only
-        || args.load_only;
+        || args.load_only
+        || args.text_bound_only
+        || args.fairness_only;
     let run_load = !args.skip_load && (!only || args.load_only);
+    let run_text_bound = !args.skip_text_bound && (!only || args.text_bound_only);
+    let run_fairness = !args.skip_fairness && (!only || args.fairness_only);
     let run_classes = !only;
     let run_whole_path = !args.skip_whole_path && (!only || args.whole_path_only);
     let run_relevance = !args.skip_relevance && (!only || args.relevance_only);
@@ -232,6 +257,12 @@ async fn run(args: Args) -> Result<()> {
         );
         let runs = args.embed_runs;
         Some(tokio::task::spawn_blocking(move || embed_speed::measure(runs)).await??)
+    } else {
+        None
+    };
+    let text_bound = if run_text_bound {
+        eprintln!("bench: the text bound's cost in the api (tokenizer load and counts)");
+        Some(tokio::task::spawn_blocking(|| text_bound::measure(30)).await??)
     } else {
         None
     };
@@ -314,6 +345,29 @@ async fn run(args: Args) -> Result<()> {
         None
     };
 
+    // After the load, for the same reason: it queues minutes of work.
+    let fairness = if run_fairness {
+        let f = fairness::Fairness {
+            api_url: args
+                .api_url
+                .clone()
+                .context("API_URL is not set: run `make up` (or pass --skip-fairness)")?
+                .trim_end_matches('/')
+                .to_owned(),
+            jwt_secret: args.jwt_secret.clone().context("JWT_SECRET is not set")?,
+            tasks_table: args.tasks_table.clone().context("TASKS_TABLE is not set")?,
+            backlog: args.fairness_backlog,
+            probes: args.fairness_probes,
+        };
+        eprintln!(
+            "bench: fairness ({} long texts from one caller, {} short ones from another)",
+            f.backlog, f.probes
+        );
+        Some(fairness::measure(&f).await?)
+    } else {
+        None
+    };
+
     let relevance = if run_relevance {
         let pool = password_pool(database_url()?, PoolSize::new(2))?;
         Some(relevance::measure(&pool, args.relevance_exact_scan_max_rows, &queries).await?)
@@ -334,6 +388,8 @@ async fn run(args: Args) -> Result<()> {
         relevance,
         embed_speed,
         load,
+        text_bound,
+        fairness,
         cold_start,
     };
     print_report(&report);
@@ -342,6 +398,12 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(load) = &report.load {
         load::print(load);
+    }
+    if let Some(t) = &report.text_bound {
+        text_bound::print(t);
+    }
+    if let Some(f) = &report.fairness {
+        fairness::print(f);
     }
     std::fs::create_dir_all(&work_dir)?;
     std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)

@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 use shared::adapters::dynamo::DynamoTaskStore;
 use shared::adapters::postgres::PgJobIndex;
 use shared::adapters::sqs::SqsTaskQueue;
-use shared::domain::{Filters, MatchRequest, Task, TaskMessage, TaskStatus};
+use shared::domain::{Filters, MatchRequest, Routing, Task, TaskMessage, TaskStatus};
 use shared::ports::{Claim, Fence, TaskQueue, TaskReader, TaskWriter};
 use shared::service;
 
@@ -349,6 +349,8 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
     );
     // Tasks written only to time the writes: never queued, deleted below.
     let mut probe_tasks = Vec::new();
+    // As the api sends them: in the caller's fair-queue group.
+    let routing = Routing::of_owner(owner);
     for i in 0..runs {
         let (t, resp) = invoke_api(&http, &api_url, &post).await?;
         if resp["statusCode"] != 202 {
@@ -369,9 +371,12 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
         probe_tasks.push(task.task_id);
         let t = Instant::now();
         probe
-            .send(&TaskMessage {
-                task_id: format!("bench-probe-{i}"),
-            })
+            .send(
+                &TaskMessage {
+                    task_id: format!("bench-probe-{i}"),
+                },
+                &routing,
+            )
             .await?;
         sends.push(ms(t));
         in_order.push(put + ms(t));
@@ -381,7 +386,7 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
             task_id: format!("bench-probe-both-{i}"),
         };
         let t = Instant::now();
-        let (created, sent) = tokio::join!(store.create(&task), probe.send(&message));
+        let (created, sent) = tokio::join!(store.create(&task), probe.send(&message, &routing));
         both.push(ms(t));
         probe_tasks.push(task.task_id);
         created?;

@@ -50,6 +50,7 @@ pub const DEMO_FAMILY: &str = "backend";
 const WORLD_STREAM: u64 = 0;
 const JOB_STREAM: u64 = 1;
 const PROFILE_STREAM: u64 = 2;
+const LONG_RESUME_STREAM: u64 = 3;
 
 fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -536,6 +537,29 @@ pub fn write_profiles(world: &World, opts: &Options, out: &mut impl Write) -> io
     Ok(opts.profiles + 1)
 }
 
+/// A long resume of exactly `words` words, seeded: resumes of one family and
+/// postings laid end to end, as a career history's sections read (the
+/// fair-use tests' and benchmark's "resume of 1,400 words"). Different seeds
+/// give different texts, so that no cache serves one for another.
+pub fn long_resume(seed: u64, words: usize) -> String {
+    let world = World::new(seed);
+    let mut rng = rng(seed, LONG_RESUME_STREAM);
+    let family = world.families.sample(&mut rng);
+    let as_of = as_of_instant(today());
+    let mut out: Vec<String> = Vec::with_capacity(words + 100);
+    let mut n = 0;
+    while out.len() < words {
+        n += 1;
+        let (profile, _) = world.profile(&mut rng, "long-resume", Some(family));
+        let text = profile.text.unwrap_or_default();
+        out.extend(text.split_whitespace().map(str::to_owned));
+        let (job, _) = world.job(&mut rng, n, as_of);
+        out.extend(job.description.split_whitespace().map(str::to_owned));
+    }
+    out.truncate(words);
+    out.join(" ")
+}
+
 fn write_line(out: &mut impl Write, record: &impl serde::Serialize) -> io::Result<()> {
     serde_json::to_writer(&mut *out, record)?;
     out.write_all(b"\n")
@@ -888,6 +912,14 @@ mod tests {
             .filter(|w| (MIN_WORDS..=MAX_WORDS).contains(w))
             .count();
         assert!(in_range * 100 >= lengths.len() * 95, "{in_range} of 2000");
+    }
+
+    #[test]
+    fn long_resumes_have_their_length_and_differ_by_seed() {
+        let a = long_resume(1, 1_400);
+        assert_eq!(a.split_whitespace().count(), 1_400);
+        assert_eq!(a, long_resume(1, 1_400), "seeded");
+        assert_ne!(a, long_resume(2, 1_400));
     }
 
     #[test]

@@ -208,13 +208,12 @@ async fn a_rewrite_of_jobs_by_ddl_is_seen_by_the_next_identical_request() {
     // and only a job at distance 0 is sure to be found again by the new one
     // (a random vector's top 5 may change with the graph, as CI saw).
     let mut db = db().await;
-    let (top_id, vector): (String, Vector) = sqlx::query_as(
-        "SELECT id, embedding FROM jobs ORDER BY id OFFSET $1 LIMIT 1",
-    )
-    .bind(i64::from(run.as_bytes()[2]))
-    .fetch_one(&mut db)
-    .await
-    .expect("a job to query with");
+    let (top_id, vector): (String, Vector) =
+        sqlx::query_as("SELECT id, embedding FROM jobs ORDER BY id OFFSET $1 LIMIT 1")
+            .bind(i64::from(run.as_bytes()[2]))
+            .fetch_one(&mut db)
+            .await
+            .expect("a job to query with");
     let body = json!({"embedding": vector.to_vec(), "limit": 5});
     let first = legacy(&stack, &token, &body).await;
     assert!(

@@ -41,9 +41,10 @@ MODEL_DIR = "/opt/all-minilm-l6-v2"
 # Lambda gives one full vCPU at 1,769 MB, and the worker's embedding is
 # CPU-bound; below it inference slows in proportion (template.yaml, worker).
 ONE_VCPU_MB = 1769
-# A maximal text (20,000 characters) is ~20 windows of 256 word pieces, each
-# ~0.13 s at one vCPU (measured, release build, one thread).
-MAX_TEXT_WINDOWS = 20
+# A maximal text (MaxTextWordPieces, DESIGN.md "Fair use") is cut into
+# windows of 254 word pieces (embed::WINDOW - 2), each ~0.13 s at one vCPU
+# (measured, release build, one thread).
+WINDOW_PIECES = 254
 WINDOW_SECONDS = 0.13
 
 # Memory (GiB) of the instance classes the template allows. PostgreSQL on RDS
@@ -226,7 +227,20 @@ class Checker:
                 timeout = self.number(self.prop(fn, "Timeout"))
                 queue_events = [e for e in (fn.get("Properties", {}).get("Events") or {}).values() if e.get("Type") == "SQS"]
                 batch = max((self.number(e.get("Properties", {}).get("BatchSize", 10)) or 10 for e in queue_events), default=1)
-                worst = batch * MAX_TEXT_WINDOWS * WINDOW_SECONDS * max(1.0, ONE_VCPU_MB / (memory or 1))
+                # The bound on a text (DESIGN.md "Fair use"): the api's 422
+                # and the worker's own check are one setting.
+                bound = self.env(fn).get("MAX_TEXT_WORD_PIECES")
+                api_bound = self.env(functions.get("ApiFunction", {})).get("MAX_TEXT_WORD_PIECES")
+                max_pieces = self.number(bound) or 0
+                self.check(max_pieces > 0 and ref_name(bound) is not None and ref_name(bound) == ref_name(api_bound),
+                           f"{name}: MAX_TEXT_WORD_PIECES is the api's, one parameter: {bound!r}, api {api_bound!r}")
+                max_windows = math.ceil(max_pieces / WINDOW_PIECES)
+                # A task out of time is handed back to its queue as a new message.
+                sends = [st for st in self.statements(fn) if st.get("Action") == "sqs:SendMessage"]
+                self.check(ref_name(self.env(fn).get("QUEUE_URL")) == "MatchQueue"
+                           and any(ref_name(st.get("Resource")) == "MatchQueue" for st in sends),
+                           f"{name}: QUEUE_URL is MatchQueue and it may sqs:SendMessage there (handing tasks back)")
+                worst = batch * max_windows * WINDOW_SECONDS * max(1.0, ONE_VCPU_MB / (memory or 1))
                 self.check(timeout is not None and worst <= timeout / 2,
                            f"{name}: a batch of {batch:g} maximal texts (~{worst:.0f} s of embedding at {memory} MB) "
                            f"within half its Timeout ({timeout})")
@@ -583,7 +597,9 @@ def self_test(doc: dict) -> int:
         "model layer on the api": lambda d: d["Resources"]["ApiFunction"]["Properties"].update(Layers=[Tagged("!Ref", "ModelLayer")]),
         "MODEL_DIR on status": lambda d: d["Resources"]["StatusFunction"]["Properties"]["Environment"]["Variables"].update(MODEL_DIR=MODEL_DIR),
         "worker under one vCPU": lambda d: worker(d).update(MemorySize=512),
-        "worker timeout too short for a batch of texts": lambda d: worker(d).update(Timeout=15),
+        "worker timeout too short for a batch of texts": lambda d: worker(d).update(Timeout=8),
+        "a larger text bound in the worker than in the api": lambda d: worker(d)["Environment"]["Variables"].update(MAX_TEXT_WORD_PIECES="20000"),
+        "worker cannot hand a task back": lambda d: worker(d)["Policies"][0]["Statement"].pop(1),
         "model layer for x86_64": lambda d: d["Resources"]["ModelLayer"]["Properties"].update(CompatibleArchitectures=["x86_64"]),
         "model layer for another runtime": lambda d: d["Resources"]["ModelLayer"]["Properties"].update(CompatibleRuntimes=["provided.al2"]),
         "model layer not built (no BuildMethod)": lambda d: d["Resources"]["ModelLayer"].pop("Metadata"),

@@ -95,6 +95,11 @@ MAX_RECEIVE_COUNT = 3
 # spends most of an invocation waiting on moto or PostgreSQL.
 LAMBDA_CONCURRENCY = int(os.environ.get("JOBMATCH_CONCURRENCY") or 2 * (os.cpu_count() or 1))
 # Short locally so that redelivery after a failure takes seconds, not minutes.
+# The template's proportions (a 60 s worker, 360 s of visibility) would make
+# a crash cost six minutes here. The worker's 8 s (FALLBACK_TIMEOUT_MS) is
+# short for a batch of long texts on two cores, but running out of time
+# costs a task none of its receives: the worker hands it back as a new
+# message (DESIGN.md "Fair use"; docs/operations.md "Deferrals").
 VISIBILITY_TIMEOUT = 10
 # Real postings embedded by the model at the first `make up` (about 2 minutes
 # on 2 cores); enough that the HNSW path still matters.
@@ -407,6 +412,9 @@ def base_env() -> dict[str, str]:
         # As template.yaml's BatchSize: the worker's pool (DB_MAX_CONNECTIONS,
         # 4), so that every message of a batch starts at once.
         "POLLER_BATCH_SIZE": "4",
+        # The bound on a request's text, as the template's MaxTextWordPieces
+        # (the api and the worker read it).
+        "MAX_TEXT_WORD_PIECES": "2048",
         "POLLER_CONCURRENCY": str(LAMBDA_CONCURRENCY),
         # cargo lambda watch sends no deadline: the worker's leases end after
         # this, before the message becomes visible again.

@@ -96,6 +96,16 @@ fn default_acquire_timeout_ms() -> u64 {
 fn default_legacy_text_wait_ms() -> u64 {
     20_000
 }
+/// DESIGN.md "Fair use": 2,048 word pieces, 8 of the model's windows.
+fn default_max_text_word_pieces() -> usize {
+    2_048
+}
+/// Handed back this often, a task waited at least 20 invocations' time
+/// (2 min locally, 20 min in AWS) without getting to run: something else
+/// than its turn is wrong, and its receives count again.
+fn default_max_deferrals() -> u32 {
+    20
+}
 
 /// `api`: submit, legacy match, health.
 #[derive(Debug, Deserialize)]
@@ -120,6 +130,10 @@ pub struct ApiConfig {
     pub quota_table: String,
     pub quota_rate: f64,
     pub quota_burst: u32,
+    /// A `text` of more word pieces (by the model's tokenizer) is refused
+    /// with 422 before anything is stored.
+    #[serde(default = "default_max_text_word_pieces")]
+    pub max_text_word_pieces: usize,
 }
 
 impl ApiConfig {
@@ -133,6 +147,8 @@ impl ApiConfig {
 #[derive(Debug, Deserialize)]
 pub struct WorkerConfig {
     pub tasks_table: String,
+    /// The match queue, where a task out of time is handed back.
+    pub queue_url: String,
     pub database_url: Secret,
     /// Must equal the queue's redrive `maxReceiveCount`.
     #[serde(default = "default_max_receive_count")]
@@ -149,6 +165,14 @@ pub struct WorkerConfig {
     /// No message starts, or runs on, closer than this to the invocation deadline.
     #[serde(default = "default_deadline_margin_ms")]
     pub deadline_margin_ms: u64,
+    /// A task out of time is handed back as a new message at most this
+    /// often; then it is retried like any transient failure.
+    #[serde(default = "default_max_deferrals")]
+    pub max_deferrals: u32,
+    /// The api's bound, checked again: a text of more word pieces fails its
+    /// task (`invalid_request`) instead of being embedded.
+    #[serde(default = "default_max_text_word_pieces")]
+    pub max_text_word_pieces: usize,
     /// Pool acquisition gives up after this; keep it below the function timeout.
     #[serde(default = "default_acquire_timeout_ms")]
     pub db_acquire_timeout_ms: u64,

@@ -315,6 +315,38 @@ pub struct TaskMessage {
     pub task_id: String,
 }
 
+/// What travels beside a message's body, as SQS metadata: the caller's
+/// group (`MessageGroupId`, by which SQS fair queues keep one caller's
+/// backlog from delaying the others) and how often the task was handed back
+/// for lack of time (the `deferrals` message attribute).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Routing {
+    /// `None`: the message is its own group, as SQS treats one without.
+    pub group: Option<String>,
+    pub deferrals: u32,
+}
+
+impl Routing {
+    /// The first message of `owner`'s task: its group is a hash of the
+    /// caller, so that no identity reaches the queue's metadata and any
+    /// caller fits `MessageGroupId`'s 128 characters.
+    pub fn of_owner(owner: &str) -> Routing {
+        Routing {
+            group: Some(caller_group(owner)),
+            deferrals: 0,
+        }
+    }
+}
+
+/// The fair-queue group of a caller: 32 hex digits of SHA-256 of its identity.
+pub fn caller_group(owner: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(owner.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A job line of the loader's JSON Lines input (DESIGN.md "Data").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

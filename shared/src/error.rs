@@ -185,6 +185,10 @@ pub enum Error {
     /// on, and its status can be polled.
     #[error("the match did not finish within {waited_ms} ms; it goes on as task {task_id}, at /jobs/match/status/{task_id}")]
     StillRunning { task_id: String, waited_ms: u64 },
+    /// The work could not finish before its deadline (`crate::deadline`):
+    /// not started, or stopped. Another attempt with more time may pass.
+    #[error("out of time: {0}")]
+    OutOfTime(String),
     /// A bug or a broken invariant; details go to the log, not the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -210,7 +214,7 @@ impl Error {
             Error::IdempotencyConflict => ErrorCode::IdempotencyKeyReused,
             Error::ProfileNotFound => ErrorCode::ProfileNotFound,
             Error::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
-            Error::Unavailable { .. } => ErrorCode::DependencyUnavailable,
+            Error::Unavailable { .. } | Error::OutOfTime(_) => ErrorCode::DependencyUnavailable,
             Error::StillRunning { .. } => ErrorCode::StillRunning,
             Error::Internal(_) => ErrorCode::Internal,
         }
@@ -226,7 +230,7 @@ impl Error {
             Error::Validation(_) | Error::ProfileNotFound | Error::IdempotencyConflict => 422,
             Error::QuotaExceeded(_) => 429,
             Error::Internal(_) => 500,
-            Error::Unavailable { .. } | Error::StillRunning { .. } => 503,
+            Error::Unavailable { .. } | Error::StillRunning { .. } | Error::OutOfTime(_) => 503,
         }
     }
 
@@ -241,7 +245,7 @@ impl Error {
             Error::IdempotencyConflict => "Idempotency key reused",
             Error::ProfileNotFound => "No profile",
             Error::QuotaExceeded(_) => "Too many requests",
-            Error::Unavailable { .. } => "Service unavailable",
+            Error::Unavailable { .. } | Error::OutOfTime(_) => "Service unavailable",
             Error::StillRunning { .. } => "Still running",
             Error::Internal(_) => "Internal error",
         }
@@ -254,6 +258,7 @@ impl Error {
             Error::Unavailable { component, .. } => {
                 format!("{component} is unavailable; retry later")
             }
+            Error::OutOfTime(_) => "the match could not finish in time; retry later".to_owned(),
             other => other.to_string(),
         };
         Problem {

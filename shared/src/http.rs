@@ -51,7 +51,7 @@ pub fn error_response<B: From<String>>(err: &Error) -> Response<B> {
     if let Error::Unauthorized(reason) = err {
         builder = builder.header(WWW_AUTHENTICATE, www_authenticate(reason));
     }
-    if let Error::Unavailable { .. } | Error::StillRunning { .. } = err {
+    if let Error::Unavailable { .. } | Error::StillRunning { .. } | Error::OutOfTime(_) = err {
         builder = builder.header(RETRY_AFTER, "1");
     }
     if let Error::QuotaExceeded(limit) = err {

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{MatchRequest, Task, TaskMessage, TaskStatus};
+use crate::domain::{MatchRequest, Routing, Task, TaskMessage, TaskStatus};
 use crate::error::{Error, FieldError, Result};
 use crate::ports::{IdempotentTaskStore, TaskQueue, TaskReader, TaskStore};
 
@@ -140,7 +140,7 @@ where
         None => {
             // Written first, sent second: a duplicate that loses the write
             // must never send a message for a task that does not exist.
-            crate::service::enqueue(store, queue, &task.task_id, now).await?;
+            crate::service::enqueue(store, queue, &task.task_id, owner, now).await?;
             Ok(Submitted {
                 task,
                 replayed: false,
@@ -150,7 +150,7 @@ where
             Existing::Conflict => Err(Error::IdempotencyConflict),
             Existing::NeverQueued => {
                 if store.replace_unqueued(&task).await? {
-                    crate::service::enqueue(store, queue, &task.task_id, now).await?;
+                    crate::service::enqueue(store, queue, &task.task_id, owner, now).await?;
                     return Ok(Submitted {
                         task,
                         replayed: false,
@@ -166,7 +166,7 @@ where
                 })
             }
             Existing::Resend => {
-                if let Err(e) = queue.send(&message).await {
+                if let Err(e) = queue.send(&message, &Routing::of_owner(owner)).await {
                     tracing::warn!(task_id = %found.task_id, error = %e, "re-send of a pending task failed");
                 }
                 Ok(Submitted {

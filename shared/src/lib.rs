@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod auth;
 pub mod aws;
 pub mod config;
+pub mod deadline;
 pub mod domain;
 pub mod error;
 pub mod http;

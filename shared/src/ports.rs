@@ -6,7 +6,9 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Candidate, Filters, MatchResult, Task, TaskError, TaskMessage, TaskStatus};
+use crate::domain::{
+    Candidate, Filters, MatchResult, Routing, Task, TaskError, TaskMessage, TaskStatus,
+};
 use crate::error::Result;
 
 /// The outcome of trying to take a task for processing.
@@ -90,7 +92,12 @@ impl<T: TaskReader + TaskWriter> TaskStore for T {}
 
 /// The match queue.
 pub trait TaskQueue: Send + Sync {
-    fn send(&self, message: &TaskMessage) -> impl Future<Output = Result<()>> + Send;
+    /// Sends `message` as its body, `routing` as its metadata.
+    fn send(
+        &self,
+        message: &TaskMessage,
+        routing: &Routing,
+    ) -> impl Future<Output = Result<()>> + Send;
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
 }
 

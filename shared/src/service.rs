@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{
-    candidate_count, MatchRequest, MatchResult, QuerySource, Task, TaskError, TaskMessage,
+    candidate_count, MatchRequest, MatchResult, QuerySource, Routing, Task, TaskError, TaskMessage,
     Timestamp,
 };
 use crate::error::{Error, ErrorCode, Result};
@@ -32,23 +32,25 @@ pub async fn submit<S: TaskStore, Q: TaskQueue>(
 ) -> Result<Task> {
     let task = Task::pending(new_task_id(), owner.to_owned(), request, now, ttl_secs);
     store.create(&task).await?;
-    enqueue(store, queue, &task.task_id, now).await?;
+    enqueue(store, queue, &task.task_id, owner, now).await?;
     Ok(task)
 }
 
-/// Sends the message of a task just written. When the send fails the task
+/// Sends the message of `owner`'s task just written, in the caller's
+/// fair-queue group. When the send fails the task
 /// is closed as `failed` (`enqueue_failed`), so that nothing the client was
 /// refused stays pending; both submit paths end this way.
 pub async fn enqueue<S: TaskStore, Q: TaskQueue>(
     store: &S,
     queue: &Q,
     task_id: &str,
+    owner: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let message = TaskMessage {
         task_id: task_id.to_owned(),
     };
-    let Err(send_err) = queue.send(&message).await else {
+    let Err(send_err) = queue.send(&message, &Routing::of_owner(owner)).await else {
         return Ok(());
     };
     let error = TaskError {
@@ -256,7 +258,8 @@ pub async fn run_match<J: JobIndex, E: Embedder, C: MatchCache>(
     Ok(result)
 }
 
-/// What became of one delivery; the worker acknowledges all but `Retry`.
+/// What became of one delivery; the worker acknowledges all but `Retry`
+/// (`OutOfTime` once it has handed the task back).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The match ran and its result is stored.
@@ -266,6 +269,11 @@ pub enum Outcome {
     Failed { code: ErrorCode },
     /// A duplicate or late delivery of a finished task: nothing changed.
     AlreadyFinished,
+    /// Not started, or stopped, for lack of time, and the task's lease
+    /// released: the worker hands the task back as a new message, which
+    /// costs none of its receives (only for a [`Delivery`] that `may_defer`).
+    /// `owner` is the task's caller when it was claimed.
+    OutOfTime { owner: Option<String> },
     /// Leave the message for redelivery.
     Retry(Retry),
 }
@@ -303,7 +311,7 @@ pub enum Failure {
 impl Failure {
     pub fn of(err: &Error) -> Failure {
         match err {
-            Error::Unavailable { .. } => Failure::Transient,
+            Error::Unavailable { .. } | Error::OutOfTime(_) => Failure::Transient,
             _ => Failure::Permanent,
         }
     }
@@ -319,21 +327,21 @@ pub fn task_error(err: &Error) -> TaskError {
         Error::Unavailable { component, .. } => {
             format!("{component} was unavailable on every attempt")
         }
-        Error::Validation(_) | Error::MalformedJson(_) => {
-            "the stored request is not valid".to_owned()
+        Error::OutOfTime(_) => {
+            "the match could not finish before the invocation deadline on any attempt".to_owned()
         }
+        Error::Validation(errors) => match errors.iter().find(|e| e.field == "text") {
+            // The worker's own bound on a text (a task queued before the
+            // api's bound, or under a larger one): its reason is the client's.
+            Some(text) => format!("text {}", text.message),
+            None => "the stored request is not valid".to_owned(),
+        },
+        Error::MalformedJson(_) => "the stored request is not valid".to_owned(),
         _ => "the match failed unexpectedly; it has been logged".to_owned(),
     };
     TaskError {
         code: err.code(),
         message,
-    }
-}
-
-impl Outcome {
-    /// Whether the message is done with and may be deleted.
-    pub fn is_ack(&self) -> bool {
-        !matches!(self, Outcome::Retry(_))
     }
 }
 
@@ -349,6 +357,10 @@ pub struct Delivery {
     /// No match starts after this (epoch ms), and a running one is abandoned
     /// here, leaving time to record the outcome before the deadline.
     pub stop_at_ms: i64,
+    /// Out of time, the task may be handed back as a new message
+    /// ([`Outcome::OutOfTime`]) rather than retried: lack of time then costs
+    /// none of its receives. False once it was handed back too often.
+    pub may_defer: bool,
 }
 
 impl Delivery {
@@ -368,9 +380,13 @@ impl Delivery {
 
 /// Claims the task, runs the match and records the result.
 ///
-/// Out of time before the match can start, a delivery is left for the next
-/// one, except the last: that one claims the task and closes it as `failed`,
-/// so that no task is stranded when its message moves to the DLQ.
+/// The match runs under the delivery's deadline (`crate::deadline`): the
+/// model stops between windows and the search's statement times out there.
+/// Out of time (before the match could start, or stopped), a delivery that
+/// `may_defer` releases the task and answers [`Outcome::OutOfTime`], so that
+/// the worker hands it back. One that may not is left for the next delivery,
+/// except the last: that one claims the task and closes it as `failed`, so
+/// that no task is stranded when its message moves to the DLQ.
 pub async fn process<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache>(
     store: &S,
     index: &J,
@@ -379,8 +395,13 @@ pub async fn process<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache>(
     task_id: &str,
     delivery: Delivery,
 ) -> Result<Outcome> {
-    if delivery.time_left().is_none() && !delivery.is_last() {
-        return Ok(Outcome::Retry(Retry::NotStarted));
+    if delivery.time_left().is_none() {
+        if delivery.may_defer {
+            return Ok(Outcome::OutOfTime { owner: None });
+        }
+        if !delivery.is_last() {
+            return Ok(Outcome::Retry(Retry::NotStarted));
+        }
     }
     let task = match store
         .claim(task_id, Utc::now(), delivery.deadline_ms)
@@ -398,16 +419,21 @@ pub async fn process<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache>(
         Claim::Missing => return Ok(Outcome::Retry(Retry::NoSuchTask)),
     };
     let fence = Fence::Attempt(task.attempts);
-    let out_of_time = || {
-        Error::unavailable(
-            "deadline",
-            "the match could not finish before the invocation deadline",
-        )
-    };
+    let out_of_time =
+        || Error::OutOfTime("the match could not finish before the invocation deadline".into());
+    // The match stops itself at `stop_at_ms` (the model between windows,
+    // the search by its statement timeout), so that nothing of it runs on
+    // once it is answered. The timeout is a backstop for what cannot stop
+    // itself, three quarters into the margin: the rest is for recording the
+    // outcome before the invocation's deadline.
+    let grace = u64::try_from((delivery.deadline_ms - delivery.stop_at_ms) * 3 / 4).unwrap_or(0);
     let matched = match delivery.time_left() {
         Some(left) => tokio::time::timeout(
-            left,
-            run_match(index, embedder, cache, &task.owner, &task.request),
+            left + Duration::from_millis(grace),
+            crate::deadline::within(
+                crate::deadline::instant_at(delivery.stop_at_ms),
+                run_match(index, embedder, cache, &task.owner, &task.request),
+            ),
         )
         .await
         .unwrap_or_else(|_| Err(out_of_time())),
@@ -421,6 +447,13 @@ pub async fn process<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache>(
                 return Ok(Outcome::Retry(Retry::LeaseLost));
             }
             Ok(Outcome::Completed { query_ms })
+        }
+        Err(Error::OutOfTime(why)) if delivery.may_defer => {
+            tracing::info!(reason = %why, attempts = task.attempts, "out of time; handing the task back");
+            store.release(task_id, task.attempts, Utc::now()).await?;
+            Ok(Outcome::OutOfTime {
+                owner: Some(task.owner),
+            })
         }
         Err(err) if Failure::of(&err) == Failure::Transient && !delivery.is_last() => {
             tracing::warn!(error = %err, attempts = task.attempts, "transient failure; will retry");
@@ -483,7 +516,7 @@ mod tests {
     }
 
     impl TaskQueue for WitnessQueue<'_> {
-        async fn send(&self, message: &TaskMessage) -> Result<()> {
+        async fn send(&self, message: &TaskMessage, _routing: &Routing) -> Result<()> {
             let exists = self
                 .store
                 .tasks

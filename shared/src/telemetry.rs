@@ -65,6 +65,8 @@ pub enum Counter {
     MessagesNotStarted,
     TasksDeadLettered,
     DeadLettersIgnored,
+    /// A task out of time handed back as a new message (a deferral).
+    TasksDeferred,
     /// A cache answered, with dimension `kind`.
     CacheHits(CacheKind),
     CacheMisses(CacheKind),
@@ -88,7 +90,7 @@ impl CacheKind {
 
 impl Counter {
     /// Every counter (the cache ones with one of their kinds).
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 12] = [
         Counter::ColdStart,
         Counter::TasksCompleted,
         Counter::TasksFailed,
@@ -98,6 +100,7 @@ impl Counter {
         Counter::MessagesNotStarted,
         Counter::TasksDeadLettered,
         Counter::DeadLettersIgnored,
+        Counter::TasksDeferred,
         Counter::CacheHits(CacheKind::Result),
         Counter::CacheMisses(CacheKind::Result),
     ];
@@ -113,6 +116,7 @@ impl Counter {
             Counter::MessagesNotStarted => "MessagesNotStarted",
             Counter::TasksDeadLettered => "TasksDeadLettered",
             Counter::DeadLettersIgnored => "DeadLettersIgnored",
+            Counter::TasksDeferred => "TasksDeferred",
             Counter::CacheHits(_) => "CacheHits",
             Counter::CacheMisses(_) => "CacheMisses",
         }

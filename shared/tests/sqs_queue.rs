@@ -2,8 +2,9 @@
 
 mod common;
 
-use shared::adapters::sqs::SqsTaskQueue;
-use shared::domain::TaskMessage;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use shared::adapters::sqs::{SqsTaskQueue, DEFERRALS_ATTRIBUTE};
+use shared::domain::{Routing, TaskMessage};
 use shared::ports::TaskQueue;
 
 /// The one message waiting on `url`: its body.
@@ -34,14 +35,45 @@ async fn sends_the_task_message_as_json() {
         .expect("queue url");
     let queue = SqsTaskQueue::new(client.clone(), url.clone());
     queue.ping().await.expect("ping");
+    let message = TaskMessage {
+        task_id: "t-42".into(),
+    };
     queue
-        .send(&TaskMessage {
-            task_id: "t-42".into(),
-        })
+        .send(&message, &Routing::default())
         .await
         .expect("send");
     let body: TaskMessage = serde_json::from_str(&receive_one(&client, &url).await).expect("json");
     assert_eq!(body.task_id, "t-42");
+
+    // A caller's group (a fair queue's tenant) and a handed-back task's count
+    // travel as metadata; the body stays `{"task_id"}`.
+    let routing = Routing {
+        group: Some("3f7a".into()),
+        deferrals: 2,
+    };
+    queue.send(&message, &routing).await.expect("send");
+    let received = client
+        .receive_message()
+        .queue_url(&url)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive");
+    let m = &received.messages.unwrap_or_default()[0];
+    assert_eq!(m.body.as_deref(), Some(r#"{"task_id":"t-42"}"#));
+    let group = m
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId));
+    assert_eq!(group.map(String::as_str), Some("3f7a"));
+    let deferrals = m
+        .message_attributes
+        .as_ref()
+        .and_then(|a| a.get(DEFERRALS_ATTRIBUTE))
+        .and_then(|v| v.string_value.as_deref());
+    assert_eq!(deferrals, Some("2"));
     client
         .delete_queue()
         .queue_url(&url)

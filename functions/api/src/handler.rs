@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use embed::tokenizer::TextBound;
 use lambda_http::http::{header, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -41,6 +42,8 @@ pub struct App<S, Q, J, R, C = NoCache> {
     pub task_ttl_secs: i64,
     /// How long a legacy call with `text` waits for the worker.
     pub legacy_text_wait: Duration,
+    /// The bound on a request's `text` in word pieces (DESIGN.md "Fair use").
+    pub text_bound: TextBound,
     /// This instance's last `/health` answer (`HealthCache::default()`).
     pub health_cache: HealthCache,
 }
@@ -106,7 +109,8 @@ where
         })
     }
 
-    /// Authentication first, then the body: 413, 415, 400, 422 in that order.
+    /// Authentication first, then the body: 413, 415, 400, 422 in that
+    /// order; a `text` over the bound is a 422 too, before anything is stored.
     async fn caller_and_request(&self, req: &Request) -> Result<(Caller, MatchRequest)> {
         let caller = http::caller(&self.verifier, req.headers()).await?;
         let body = req.body().as_ref();
@@ -120,7 +124,9 @@ where
             None => None,
         };
         check_content_type(content_type, body)?;
-        Ok((caller, parse_match_request(body)?))
+        let request = parse_match_request(body)?;
+        self.text_bound.check(&request)?;
+        Ok((caller, request))
     }
 
     async fn submit(&self, req: &Request) -> Result<Response<Body>> {
@@ -299,6 +305,7 @@ pub(crate) mod tests {
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
+            text_bound: text_bound(),
             health_cache: HealthCache::default(),
             cache: NoCache,
         }
@@ -339,6 +346,77 @@ pub(crate) mod tests {
 
     fn token(sub: &str) -> String {
         shared::auth::mint_hs256(SECRET, sub, 60).expect("token")
+    }
+
+    /// The deployed bound: the bundled tokenizer, 2,048 word pieces.
+    pub(crate) fn text_bound() -> TextBound {
+        TextBound::bundled(embed::tokenizer::DEFAULT_MAX_TEXT_WORD_PIECES)
+            .expect("the bundled tokenizer")
+    }
+
+    #[tokio::test]
+    async fn a_text_over_the_bound_is_422_naming_text_on_both_routes_and_nothing_is_stored() {
+        let app = app(false);
+        // 20,000 characters are allowed, but each `!` is a word piece.
+        let bangs = serde_json::json!({ "text": "!".repeat(20_000) }).to_string();
+        for path in ["/jobs/match", "/jobs/match/legacy"] {
+            let resp = app
+                .handle(request("POST", path, &bangs, Some(&token("alice"))))
+                .await;
+            let b = assert_problem(&resp, 422, "/problems/invalid-request");
+            assert_eq!(b["errors"][0]["field"], "text", "{b}");
+            let message = b["errors"][0]["message"].as_str().expect("message");
+            assert!(message.contains("20000 word pieces"), "{message}");
+            assert!(message.contains("2048"), "{message}");
+        }
+        assert!(app.store.tasks.lock().expect("lock").is_empty());
+        assert!(app.queue.sent.lock().expect("lock").is_empty());
+
+        // At the bound exactly: accepted. "a" is one word piece; with the
+        // spaces, 2,048 of them are 2,048 pieces.
+        let at_bound = serde_json::json!({ "text": vec!["a"; 2_048].join(" ") }).to_string();
+        let resp = app
+            .handle(request(
+                "POST",
+                "/jobs/match",
+                &at_bound,
+                Some(&token("alice")),
+            ))
+            .await;
+        assert_eq!(resp.status(), 202, "{:?}", resp.body());
+        let over = serde_json::json!({ "text": vec!["a"; 2_049].join(" ") }).to_string();
+        let resp = app
+            .handle(request("POST", "/jobs/match", &over, Some(&token("alice"))))
+            .await;
+        assert_problem(&resp, 422, "/problems/invalid-request");
+        assert_eq!(app.queue.sent.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_queue_message_carries_the_callers_group() {
+        let app = app(false);
+        for sub in ["alice", "bob", "alice"] {
+            let resp = app
+                .handle(request("POST", "/jobs/match", "{}", Some(&token(sub))))
+                .await;
+            assert_eq!(resp.status(), 202);
+        }
+        let groups: Vec<Option<String>> = app
+            .queue
+            .routing
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|r| r.group.clone())
+            .collect();
+        assert_eq!(groups[0], groups[2], "one caller, one group");
+        assert_ne!(groups[0], groups[1]);
+        let alice = groups[0].as_deref().expect("a group");
+        assert_eq!(alice.len(), 32);
+        assert!(
+            !alice.contains("alice"),
+            "no identity in the queue's metadata"
+        );
     }
 
     pub(crate) fn json_body(resp: &Response<Body>) -> serde_json::Value {

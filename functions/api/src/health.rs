@@ -195,7 +195,11 @@ mod tests {
     /// A probe that never answers.
     struct Hangs;
     impl TaskQueue for Hangs {
-        async fn send(&self, _: &shared::domain::TaskMessage) -> Result<()> {
+        async fn send(
+            &self,
+            _: &shared::domain::TaskMessage,
+            _: &shared::domain::Routing,
+        ) -> Result<()> {
             std::future::pending().await
         }
         async fn ping(&self) -> Result<()> {
@@ -213,6 +217,7 @@ mod tests {
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
+            text_bound: crate::handler::tests::text_bound(),
             health_cache: HealthCache::default(),
             cache: NoCache,
         };
@@ -238,7 +243,11 @@ mod tests {
     /// A queue whose every call fails at once.
     struct Down;
     impl TaskQueue for Down {
-        async fn send(&self, _: &shared::domain::TaskMessage) -> Result<()> {
+        async fn send(
+            &self,
+            _: &shared::domain::TaskMessage,
+            _: &shared::domain::Routing,
+        ) -> Result<()> {
             Err(Error::unavailable("sqs", "connection refused at 10.0.0.7"))
         }
         async fn ping(&self) -> Result<()> {
@@ -256,6 +265,7 @@ mod tests {
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
+            text_bound: crate::handler::tests::text_bound(),
             health_cache: HealthCache::default(),
             cache: NoCache,
         };
@@ -293,7 +303,11 @@ mod tests {
         pings: std::sync::atomic::AtomicUsize,
     }
     impl TaskQueue for CountingQueue {
-        async fn send(&self, _: &shared::domain::TaskMessage) -> Result<()> {
+        async fn send(
+            &self,
+            _: &shared::domain::TaskMessage,
+            _: &shared::domain::Routing,
+        ) -> Result<()> {
             Ok(())
         }
         async fn ping(&self) -> Result<()> {
@@ -313,6 +327,7 @@ mod tests {
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
+            text_bound: crate::handler::tests::text_bound(),
             health_cache: HealthCache::default(),
             cache: NoCache,
         };
@@ -348,6 +363,7 @@ mod tests {
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
+            text_bound: crate::handler::tests::text_bound(),
             health_cache: HealthCache::default(),
             cache: NoCache,
         };
@@ -368,6 +384,7 @@ mod tests {
             verifier: Verifier::hs256(SECRET, 0),
             task_ttl_secs: 3600,
             legacy_text_wait: Duration::from_millis(300),
+            text_bound: crate::handler::tests::text_bound(),
             health_cache: HealthCache::new(Duration::ZERO),
             cache: NoCache,
         };

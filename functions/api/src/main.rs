@@ -1,7 +1,8 @@
 //! Entry point of the api function: reads config, builds the AWS clients, the
 //! token verifier (fetching the HS256 secret once when it is in Secrets
-//! Manager), the pool, the quota's buckets and the metrics collector once per
-//! container, then serves requests with `handler::App`.
+//! Manager), the pool, the quota's buckets, the text bound (the bundled
+//! tokenizer) and the metrics collector once per container, then serves
+//! requests with `handler::App`.
 
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ async fn main() -> Result<(), Error> {
     let cache: CacheConfig = from_env()?;
     let quota = config.quota_policy()?;
     let metrics = shared::telemetry::InvocationMetrics::init("api")?;
+    // The tokenizer (the bound on a text) is parsed on the blocking pool
+    // while the init waits on the network below.
+    let word_pieces = tokio::task::spawn_blocking(embed::tokenizer::WordPieces::bundled);
     let aws = shared::aws::load_for_function().await?;
     let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
     let db = Db::connect(
@@ -32,6 +36,9 @@ async fn main() -> Result<(), Error> {
     )
     .await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let word_pieces = word_pieces
+        .await?
+        .map_err(|e| format!("the bundled tokenizer: {e}"))?;
     let app = handler::App {
         quota: DynamoQuota::new(dynamodb.clone(), config.quota_table, quota),
         store: DynamoTaskStore::new(dynamodb, config.tasks_table),
@@ -41,6 +48,7 @@ async fn main() -> Result<(), Error> {
         verifier,
         task_ttl_secs: config.task_ttl_secs,
         legacy_text_wait: Duration::from_millis(config.legacy_text_wait_ms),
+        text_bound: embed::tokenizer::TextBound::new(word_pieces, config.max_text_word_pieces),
         health_cache: api::health::HealthCache::default(),
     };
     let app = &app;

@@ -170,6 +170,7 @@ fn app(verifier: Verifier) -> TestApp {
         verifier,
         task_ttl_secs: 3600,
         legacy_text_wait: Duration::from_millis(300),
+        text_bound: embed::tokenizer::TextBound::bundled(2_048).expect("the bundled tokenizer"),
         health_cache: Default::default(),
         cache: shared::ports::NoCache,
     }

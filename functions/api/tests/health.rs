@@ -73,6 +73,7 @@ async fn all_up_is_200_with_each_component() {
         verifier: Verifier::hs256(b"unused", 0),
         task_ttl_secs: 60,
         legacy_text_wait: std::time::Duration::from_millis(300),
+        text_bound: embed::tokenizer::TextBound::bundled(2_048).expect("the bundled tokenizer"),
         health_cache: Default::default(),
         cache: shared::ports::NoCache,
     };
@@ -117,6 +118,7 @@ async fn missing_and_hung_dependencies_are_503_and_named() {
         verifier: Verifier::hs256(b"unused", 0),
         task_ttl_secs: 60,
         legacy_text_wait: std::time::Duration::from_millis(300),
+        text_bound: embed::tokenizer::TextBound::bundled(2_048).expect("the bundled tokenizer"),
         health_cache: Default::default(),
         cache: shared::ports::NoCache,
     };

@@ -113,6 +113,7 @@ async fn app() -> (QuotaApp, aws_sdk_sqs::Client, String) {
         verifier: Verifier::hs256(SECRET, 0),
         task_ttl_secs: 600,
         legacy_text_wait: Duration::from_millis(300),
+        text_bound: embed::tokenizer::TextBound::bundled(2_048).expect("the bundled tokenizer"),
         health_cache: HealthCache::default(),
         cache: NoCache,
     };

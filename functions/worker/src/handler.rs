@@ -1,6 +1,8 @@
 //! The worker function: takes an SQS batch of task messages, processes them
 //! concurrently (bounded by the pool size), and reports the messages to retry
 //! as partial batch failures; the rest are deleted by the event source.
+//! A task out of time is handed back as a new message (a deferral) rather
+//! than retried, so that waiting for its turn costs none of its receives.
 //! Emits the outcome metrics (`shared::telemetry`'s, CloudWatch EMF).
 
 use std::time::{Duration, Instant};
@@ -10,8 +12,9 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use tracing::Instrument;
 
-use shared::domain::TaskMessage;
-use shared::ports::{Embedder, JobIndex, MatchCache, NoCache, TaskStore};
+use shared::adapters::sqs::DEFERRALS_ATTRIBUTE;
+use shared::domain::{caller_group, Routing, TaskMessage};
+use shared::ports::{Embedder, JobIndex, MatchCache, NoCache, TaskQueue, TaskStore};
 use shared::service::{self, Delivery, Outcome, Retry};
 use shared::telemetry::{Counter, Histogram};
 
@@ -25,14 +28,19 @@ pub fn deadline_or(context_deadline_ms: u64, fallback: Duration) -> i64 {
     }
 }
 
-pub struct App<S, J, E, C = NoCache> {
+pub struct App<S, J, E, Q, C = NoCache> {
     pub store: S,
     pub index: J,
+    /// The match queue, where a task out of time is handed back.
+    pub queue: Q,
     /// The model, for requests that carry `text`.
     pub embedder: E,
     /// Results and text vectors (DESIGN.md "Cache").
     pub cache: C,
     pub max_receive_count: u32,
+    /// A task is handed back for lack of time at most this often; then it
+    /// is retried as any transient failure (burning receives).
+    pub max_deferrals: u32,
     /// How many messages run at once: the pool's size.
     pub concurrency: usize,
     /// No message starts, and none runs on, closer than this to the deadline,
@@ -40,7 +48,7 @@ pub struct App<S, J, E, C = NoCache> {
     pub deadline_margin: Duration,
 }
 
-impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
+impl<S: TaskStore, J: JobIndex, E: Embedder, Q: TaskQueue, C: MatchCache> App<S, J, E, Q, C> {
     pub async fn handle(&self, event: SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
         tracing::info!(
             messages = event.records.len(),
@@ -94,6 +102,12 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
             let wait = (Utc::now().timestamp_millis() - sent_ms).max(0);
             Histogram::QueueWaitMs.record(wait as f64);
         }
+        let deferrals = record
+            .message_attributes
+            .get(DEFERRALS_ATTRIBUTE)
+            .and_then(|a| a.string_value.as_deref())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0);
         let delivery = Delivery {
             receive_count: attribute("ApproximateReceiveCount")
                 .and_then(|c| u32::try_from(c).ok())
@@ -101,6 +115,7 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
             max_receive_count: self.max_receive_count,
             deadline_ms,
             stop_at_ms: deadline_ms - i64::try_from(self.deadline_margin.as_millis()).unwrap_or(0),
+            may_defer: deferrals < self.max_deferrals,
         };
         let started = Instant::now();
         // The store calls themselves get until the deadline; the lease ends
@@ -117,6 +132,16 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
             delivery,
         );
         let outcome = match tokio::time::timeout(hard_stop, run).await {
+            Ok(Ok(Outcome::OutOfTime { owner })) => {
+                // The event source's group, else the caller's, else none
+                // (then SQS treats the message as a group of its own).
+                let group = record
+                    .attributes
+                    .get("MessageGroupId")
+                    .cloned()
+                    .or_else(|| owner.as_deref().map(caller_group));
+                self.defer(&message, group, deferrals + 1).await
+            }
             Ok(Ok(outcome)) => outcome,
             Ok(Err(err)) => Outcome::Retry(Retry::Transient(err.to_string())),
             Err(_) => Outcome::Retry(Retry::Stopped),
@@ -134,6 +159,13 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
                 tracing::warn!(%code, receive_count = delivery.receive_count, "task failed");
             }
             Outcome::AlreadyFinished => Counter::DuplicateDeliveries.increment(),
+            Outcome::OutOfTime { .. } => {
+                Counter::TasksDeferred.increment();
+                tracing::info!(
+                    deferrals = deferrals + 1,
+                    "task handed back for lack of time"
+                );
+            }
             Outcome::Retry(reason) => {
                 if reason == &Retry::NotStarted {
                     Counter::MessagesNotStarted.increment();
@@ -146,7 +178,21 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
                 );
             }
         }
-        !outcome.is_ack()
+        matches!(outcome, Outcome::Retry(_))
+    }
+
+    /// Hands a task that ran out of time back to the queue as a new message
+    /// (its receive count starts again): `OutOfTime`, acknowledged. If the
+    /// send fails, the delivery is retried instead.
+    async fn defer(&self, message: &TaskMessage, group: Option<String>, deferrals: u32) -> Outcome {
+        let routing = Routing { group, deferrals };
+        match self.queue.send(message, &routing).await {
+            Ok(()) => Outcome::OutOfTime { owner: None },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand the task back; it will be retried");
+                Outcome::Retry(Retry::Transient(e.to_string()))
+            }
+        }
     }
 }
 
@@ -154,7 +200,7 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache> App<S, J, E, C> {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use shared::adapters::memory::{MemoryEmbedder, MemoryJobIndex, MemoryTaskStore};
+    use shared::adapters::memory::{MemoryEmbedder, MemoryJobIndex, MemoryQueue, MemoryTaskStore};
     use shared::domain::{
         EmploymentType, JobRecord, MatchRequest, ProfileRecord, Task, TaskStatus, EMBEDDING_DIM,
     };
@@ -184,9 +230,12 @@ mod tests {
         }
     }
 
-    fn app(down: bool) -> App<MemoryTaskStore, MemoryJobIndex, MemoryEmbedder> {
+    type TestApp = App<MemoryTaskStore, MemoryJobIndex, MemoryEmbedder, MemoryQueue>;
+
+    fn app(down: bool) -> TestApp {
         App {
             store: MemoryTaskStore::default(),
+            queue: MemoryQueue::default(),
             index: MemoryJobIndex {
                 jobs: vec![job("near", 0, &["rust"]), job("far", 1, &[])],
                 profiles: vec![ProfileRecord {
@@ -201,12 +250,15 @@ mod tests {
             embedder: MemoryEmbedder::default(),
             cache: NoCache,
             max_receive_count: 3,
+            max_deferrals: MAX_DEFERRALS,
             concurrency: 4,
             deadline_margin: Duration::from_millis(500),
         }
     }
 
-    fn add_task(app: &App<MemoryTaskStore, MemoryJobIndex, MemoryEmbedder>, id: &str, owner: &str) {
+    const MAX_DEFERRALS: u32 = 5;
+
+    fn add_task(app: &TestApp, id: &str, owner: &str) {
         let request = MatchRequest {
             embedding: None,
             text: None,
@@ -382,30 +434,65 @@ mod tests {
         assert_eq!(failed_ids(&resp), ["m1"]);
     }
 
+    /// A message with `deferrals` in its attributes, as a handed-back task's.
+    fn deferred_message(id: &str, body: &str, receive_count: u32, deferrals: u32) -> SqsMessage {
+        let mut m = message(id, body, receive_count);
+        let mut count = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+        count.string_value = Some(deferrals.to_string());
+        count.data_type = Some("Number".into());
+        m.message_attributes = HashMap::from([(DEFERRALS_ATTRIBUTE.to_string(), count)]);
+        m
+    }
+
     #[tokio::test]
-    async fn nothing_starts_inside_the_deadline_margin() {
+    async fn a_batch_out_of_time_is_handed_back_untouched_without_burning_receives() {
         let app = app(false);
         add_task(&app, "t1", "alice");
         add_task(&app, "t2", "alice");
-        // 100 ms left, margin 500 ms: both are left for redelivery, untouched.
+        // 100 ms left, margin 500 ms: nothing starts; both are sent again as
+        // new messages (receive counts start over) and acknowledged, even
+        // the one on its last receive.
         let near = Utc::now().timestamp_millis() + 100;
+        let mut m2 = deferred_message("m2", r#"{"task_id":"t2"}"#, 3, 2);
+        m2.attributes
+            .insert("MessageGroupId".into(), "the-event-group".into());
         let resp = app
             .handle(
-                event(vec![
-                    message("m1", r#"{"task_id":"t1"}"#, 1),
-                    message("m2", r#"{"task_id":"t2"}"#, 1),
-                ]),
+                event(vec![message("m1", r#"{"task_id":"t1"}"#, 1), m2]),
                 near,
             )
             .await;
-        let mut failed = failed_ids(&resp);
-        failed.sort();
-        assert_eq!(failed, ["m1", "m2"]);
+        assert!(failed_ids(&resp).is_empty(), "{:?}", failed_ids(&resp));
         let tasks = app.store.tasks.lock().expect("lock");
         for id in ["t1", "t2"] {
             assert_eq!(tasks[id].status, TaskStatus::Pending);
             assert_eq!(tasks[id].attempts, 0);
         }
+        let sent = app.queue.sent.lock().expect("lock").clone();
+        let routing = app.queue.routing.lock().expect("lock").clone();
+        let mut handed_back: Vec<(String, Routing)> =
+            sent.into_iter().map(|m| m.task_id).zip(routing).collect();
+        handed_back.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            handed_back,
+            [
+                // Not claimed, so no owner known: a group of its own.
+                (
+                    "t1".to_string(),
+                    Routing {
+                        group: None,
+                        deferrals: 1
+                    }
+                ),
+                (
+                    "t2".to_string(),
+                    Routing {
+                        group: Some("the-event-group".into()),
+                        deferrals: 3
+                    }
+                ),
+            ]
+        );
     }
 
     #[test]
@@ -419,21 +506,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_last_delivery_out_of_time_closes_the_task() {
+    async fn a_last_delivery_out_of_time_and_of_deferrals_closes_the_task() {
         let app = app(false);
         add_task(&app, "t1", "alice");
         let near = Utc::now().timestamp_millis() + 100;
-        let resp = app
-            .handle(event(vec![message("m1", r#"{"task_id":"t1"}"#, 3)]), near)
-            .await;
+        let m1 = deferred_message("m1", r#"{"task_id":"t1"}"#, 3, MAX_DEFERRALS);
+        let resp = app.handle(event(vec![m1]), near).await;
         // Acknowledged: the task is closed instead of being stranded by the DLQ.
         assert!(resp.batch_item_failures.is_empty());
+        assert!(app.queue.sent.lock().expect("lock").is_empty());
         let tasks = app.store.tasks.lock().expect("lock");
         assert_eq!(tasks["t1"].status, TaskStatus::Failed);
         assert_eq!(
             tasks["t1"].error.as_ref().expect("error").code,
             ErrorCode::DependencyUnavailable
         );
+    }
+
+    #[tokio::test]
+    async fn out_of_deferrals_a_delivery_out_of_time_is_retried() {
+        let app = app(false);
+        add_task(&app, "t1", "alice");
+        let near = Utc::now().timestamp_millis() + 100;
+        let m1 = deferred_message("m1", r#"{"task_id":"t1"}"#, 1, MAX_DEFERRALS);
+        let resp = app.handle(event(vec![m1]), near).await;
+        assert_eq!(failed_ids(&resp), ["m1"]);
+        assert!(app.queue.sent.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_task_that_cannot_be_handed_back_is_retried() {
+        let mut app = app(false);
+        app.queue.down = true;
+        add_task(&app, "t1", "alice");
+        let near = Utc::now().timestamp_millis() + 100;
+        let resp = app
+            .handle(event(vec![message("m1", r#"{"task_id":"t1"}"#, 1)]), near)
+            .await;
+        assert_eq!(failed_ids(&resp), ["m1"]);
     }
 
     /// The model, slowed down: every call takes `delay`.
@@ -454,21 +564,23 @@ mod tests {
     }
 
     /// Runs a batch of `size` one-second text tasks with 1.6 s left (margin
-    /// 0.1 s) on a pool of 4; returns the ids left for retry and the tasks
-    /// still unfinished.
-    async fn one_second_tasks(size: usize) -> (Vec<String>, usize) {
+    /// 0.2 s) on a pool of 4; returns the ids left for retry, the tasks
+    /// still unfinished and those handed back.
+    async fn one_second_tasks(size: usize) -> (Vec<String>, usize, usize) {
         let base = app(false);
         let app = App {
             store: base.store,
             index: base.index,
+            queue: MemoryQueue::default(),
             embedder: SlowEmbedder {
                 inner: MemoryEmbedder::default(),
                 delay: Duration::from_secs(1),
             },
             cache: NoCache,
             max_receive_count: 3,
+            max_deferrals: MAX_DEFERRALS,
             concurrency: 4,
-            deadline_margin: Duration::from_millis(100),
+            deadline_margin: Duration::from_millis(200),
         };
         let mut messages = Vec::new();
         for i in 0..size {
@@ -502,25 +614,88 @@ mod tests {
             .values()
             .filter(|t| t.status != TaskStatus::Completed)
             .count();
+        let handed_back = app.queue.sent.lock().expect("lock").len();
         (
             failed_ids(&resp).into_iter().map(str::to_owned).collect(),
             left,
+            handed_back,
         )
+    }
+
+    /// The model itself (the test hook is a short deadline): a task whose
+    /// deadline passes mid-embedding stops between windows, is released and
+    /// handed back, and nothing of it runs on once the batch is answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_whose_deadline_passes_mid_embedding_stops_and_is_handed_back() {
+        let model = embed::MiniLm::load(&embed::default_dir())
+            .unwrap_or_else(|e| panic!("{e} (infra/model/fetch.sh puts the model in .model/)"));
+        let embedder = embed::ModelEmbedder::new(model, 2).with_max_word_pieces(2_048);
+        let base = app(false);
+        let app = App {
+            store: base.store,
+            index: base.index,
+            queue: MemoryQueue::default(),
+            embedder: embedder.clone(),
+            cache: NoCache,
+            max_receive_count: 3,
+            max_deferrals: MAX_DEFERRALS,
+            concurrency: 4,
+            deadline_margin: Duration::from_millis(1_000),
+        };
+        // 8 windows of the bound's 2,048 word pieces ("word" is one).
+        let request = MatchRequest {
+            embedding: None,
+            text: Some(vec!["word"; 2_000].join(" ")),
+            skills: None,
+            filters: Default::default(),
+            limit: 2,
+        };
+        let task = Task::pending("t1".into(), "alice".into(), request, Utc::now(), 3600);
+        app.store
+            .tasks
+            .lock()
+            .expect("lock")
+            .insert("t1".into(), task);
+        // 1.3 s left, of which 1 s margin: the text starts alone (so it is
+        // admitted) and is stopped after a window or two.
+        let deadline = Utc::now().timestamp_millis() + 1_300;
+        let resp = app
+            .handle(
+                event(vec![message("m1", r#"{"task_id":"t1"}"#, 3)]),
+                deadline,
+            )
+            .await;
+        assert!(embedder.idle(), "the embedding ran on after the answer");
+        assert!(
+            embedder.windows_run() < 8,
+            "{} windows",
+            embedder.windows_run()
+        );
+        assert!(resp.batch_item_failures.is_empty(), "acknowledged");
+        let task = app.store.tasks.lock().expect("lock")["t1"].clone();
+        assert_eq!(task.status, TaskStatus::Processing, "claimed once");
+        assert_eq!(task.attempts, 1);
+        let sent = app.queue.sent.lock().expect("lock").clone();
+        assert_eq!(sent.len(), 1, "handed back");
+        assert_eq!(sent[0].task_id, "t1");
+        let routing = app.queue.routing.lock().expect("lock")[0].clone();
+        assert_eq!(routing.deferrals, 1);
+        assert_eq!(routing.group, Some(caller_group("alice")));
     }
 
     /// Why the event source's BatchSize equals the pool (template.yaml, the
     /// local poller): then every message of a batch starts at once, and none
     /// waits for a slot until the deadline has eaten its time. A batch twice
     /// the pool runs in two waves, and the second cannot finish in time: those
-    /// deliveries come back as retries, a receive burnt for each.
+    /// tasks are handed back, a queue round trip each (no receive is burnt).
     #[tokio::test]
     async fn a_batch_the_size_of_the_pool_runs_in_one_wave() {
-        let (retried, unfinished) = one_second_tasks(4).await;
+        let (retried, unfinished, handed_back) = one_second_tasks(4).await;
         assert!(retried.is_empty(), "retried: {retried:?}");
-        assert_eq!(unfinished, 0);
+        assert_eq!((unfinished, handed_back), (0, 0));
 
-        let (retried, unfinished) = one_second_tasks(8).await;
-        assert_eq!(retried.len(), 4, "the second wave: {retried:?}");
-        assert_eq!(unfinished, 4);
+        let (retried, unfinished, handed_back) = one_second_tasks(8).await;
+        assert!(retried.is_empty(), "retried: {retried:?}");
+        assert_eq!((unfinished, handed_back), (4, 4), "the second wave");
     }
 }

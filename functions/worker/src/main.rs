@@ -1,6 +1,6 @@
 //! Entry point of the worker function: config, the embedding model, the
-//! DynamoDB client, the PostgreSQL pool and the metrics collector once per
-//! container, then `handler::App` for each SQS batch.
+//! DynamoDB and SQS clients, the PostgreSQL pool and the metrics collector
+//! once per container, then `handler::App` for each SQS batch.
 
 mod handler;
 
@@ -10,7 +10,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::cache::PgMatchCache;
 use shared::adapters::db_connect::{Db, PoolSize};
-use shared::adapters::{dynamo::DynamoTaskStore, postgres};
+use shared::adapters::{dynamo::DynamoTaskStore, postgres, sqs::SqsTaskQueue};
 use shared::config::{from_env, CacheConfig, DbAuthConfig, WorkerConfig};
 
 #[tokio::main]
@@ -29,7 +29,8 @@ async fn main() -> Result<(), Error> {
         "embedding model loaded"
     );
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let embedder = embed::ModelEmbedder::new(model, cores);
+    let embedder =
+        embed::ModelEmbedder::new(model, cores).with_max_word_pieces(config.max_text_word_pieces);
     let aws = shared::aws::load_for_function().await?;
     let db = Db::connect(
         config.database_url.expose(),
@@ -42,9 +43,11 @@ async fn main() -> Result<(), Error> {
     let app = handler::App {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
         index: postgres::PgJobIndex::new(db.clone(), config.exact_scan_max_rows),
+        queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
         embedder,
         cache: PgMatchCache::new(db, cache.limits()),
         max_receive_count: config.max_receive_count,
+        max_deferrals: config.max_deferrals,
         concurrency: config.db_max_connections as usize,
         deadline_margin: Duration::from_millis(config.deadline_margin_ms),
     };

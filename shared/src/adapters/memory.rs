@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Candidate, Filters, JobRecord, MatchResult, ProfileRecord, Task, TaskError, TaskMessage,
-    TaskStatus, Timestamp,
+    Candidate, Filters, JobRecord, MatchResult, ProfileRecord, Routing, Task, TaskError,
+    TaskMessage, TaskStatus, Timestamp,
 };
 use crate::error::{Error, Result};
 use crate::ports::{
@@ -200,19 +200,21 @@ impl TaskLister for MemoryTaskStore {
 #[derive(Default, Debug)]
 pub struct MemoryQueue {
     pub sent: Mutex<Vec<TaskMessage>>,
+    /// The routing of each message in `sent`, in the same order.
+    pub routing: Mutex<Vec<Routing>>,
     /// When set, every send fails as if SQS were down.
     pub down: bool,
 }
 
 impl TaskQueue for MemoryQueue {
-    async fn send(&self, message: &TaskMessage) -> Result<()> {
+    async fn send(&self, message: &TaskMessage, routing: &Routing) -> Result<()> {
         if self.down {
             return Err(Error::unavailable("sqs", "queue is down"));
         }
-        self.sent
-            .lock()
-            .map_err(|_| poisoned())?
-            .push(message.clone());
+        let mut sent = self.sent.lock().map_err(|_| poisoned())?;
+        let mut routed = self.routing.lock().map_err(|_| poisoned())?;
+        sent.push(message.clone());
+        routed.push(routing.clone());
         Ok(())
     }
 

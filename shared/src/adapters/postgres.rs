@@ -19,7 +19,7 @@ pub const READER_ROLE: &str = "jobmatch_reader";
 
 /// Creates (or updates) the functions' login role, `user` with `password`,
 /// as a member of [`READER_ROLE`] and nothing more, with
-/// [`FUNCTIONS_STATEMENT_TIMEOUT`]; run by `migrate` after
+/// [`FUNCTIONS_STATEMENT_TIMEOUT_MS`]; run by `migrate` after
 /// the migrations, as the master user. The password reaches the server only
 /// as its SCRAM-SHA-256 verifier ([`scram_verifier`]): role statements are
 /// DDL, which the database logs (`log_statement = ddl` in template.yaml), and
@@ -47,7 +47,7 @@ pub async fn grant_functions_login(
     .bind(user)
     .bind(verifier)
     .bind(READER_ROLE)
-    .bind(FUNCTIONS_STATEMENT_TIMEOUT)
+    .bind(format!("{FUNCTIONS_STATEMENT_TIMEOUT_MS}ms"))
     .fetch_all(&mut *conn)
     .await?;
     for statement in statements {
@@ -58,11 +58,12 @@ pub async fn grant_functions_login(
     Ok(())
 }
 
-/// Every statement of the functions ends by then: a match is one statement
-/// (`jobmatch_nearest`), so a setting in its transaction could not bound it,
-/// and a session `SET` would pin RDS Proxy. Below the HttpApi's 30 s, so a
-/// slow legacy match answers 503 problem+json, not the gateway's 504.
-pub const FUNCTIONS_STATEMENT_TIMEOUT: &str = "10s";
+/// Every statement of the functions ends by then (the role's setting): a
+/// setting inside `jobmatch_nearest` could not bound its own statement, and
+/// a session `SET` would pin RDS Proxy. Below the HttpApi's 30 s, so a slow
+/// legacy match answers 503 problem+json, not the gateway's 504. A worker's
+/// search gets less when its task has less time left ([`fetch_within`]).
+pub const FUNCTIONS_STATEMENT_TIMEOUT_MS: u64 = 10_000;
 
 /// PBKDF2 rounds of the verifier: PostgreSQL's own default
 /// (`scram_iterations`).
@@ -207,22 +208,31 @@ impl PgJobIndex {
             Query::Embedding(e) => (Some(Vector::from(e.to_vec())), None),
             Query::Profile(user) => (None, Some(user)),
         };
-        let rows = sqlx::query(NEAREST)
+        let statement = sqlx::query(NEAREST)
             .bind(embedding)
             .bind(user)
             .bind(sqlx::types::Json(filters))
             .bind(i32::try_from(count).unwrap_or(i32::MAX))
             .bind(self.exact_scan_max_rows)
             .bind(i32::try_from(self.max_scan_tuples).unwrap_or(i32::MAX))
-            .bind(force)
-            .fetch_all(self.db.pool().await?)
-            .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.code().as_deref() == Some(NO_DATA_FOUND) => {
-                    Error::ProfileNotFound
-                }
-                _ => db_err(e),
-            })?;
+            .bind(force);
+        let pool = self.db.pool().await?;
+        let rows = match crate::deadline::remaining() {
+            None => statement.fetch_all(pool).await,
+            Some(left) => fetch_within(pool, left, statement).await?,
+        }
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.code().as_deref() == Some(NO_DATA_FOUND) => {
+                Error::ProfileNotFound
+            }
+            sqlx::Error::Database(d)
+                if d.code().as_deref() == Some(QUERY_CANCELED)
+                    && crate::deadline::stop_at().is_some() =>
+            {
+                Error::OutOfTime("the search was stopped at the task's deadline".into())
+            }
+            _ => db_err(e),
+        })?;
         let plan = match rows.first() {
             Some(row) => row.try_get("plan").map_err(db_err)?,
             // No rows: no plan to report; the exact one is the answer.
@@ -249,6 +259,41 @@ impl PgJobIndex {
 
 /// The matcher's one statement.
 const NEAREST: &str = "SELECT * FROM jobmatch_nearest($1, $2, $3, $4, $5, $6, $7)";
+
+/// `statement_timeout` cancelled the statement.
+const QUERY_CANCELED: &str = "57014";
+
+/// Runs `statement` under a statement timeout of the time `left` to the
+/// task's deadline (at most the role's own), so that a search that cannot
+/// finish in time is stopped by the server rather than run on after its
+/// task was handed back. The setting is transaction-local (`set_config(...,
+/// true)`), as RDS Proxy needs: a session `SET` would pin the connection and
+/// outlive the task. Costs BEGIN, the setting and COMMIT: three round trips.
+/// The outer error is the deadline itself (nothing left to run with).
+async fn fetch_within<'q>(
+    pool: &sqlx::PgPool,
+    left: std::time::Duration,
+    statement: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<std::result::Result<Vec<PgRow>, sqlx::Error>> {
+    let ms = u64::try_from(left.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(FUNCTIONS_STATEMENT_TIMEOUT_MS);
+    // 0 would mean "no timeout".
+    if ms == 0 {
+        return Err(Error::OutOfTime("no time left for the search".into()));
+    }
+    let run = async {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+            .bind(format!("{ms}ms"))
+            .execute(&mut *tx)
+            .await?;
+        let rows = statement.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows)
+    };
+    Ok(run.await)
+}
 
 /// `jobmatch_nearest`'s answer when the profile does not exist.
 const NO_DATA_FOUND: &str = "P0002";

@@ -1,14 +1,16 @@
 //! The match queue on SQS.
 
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use aws_sdk_sqs::Client;
 
-use crate::domain::TaskMessage;
+use crate::domain::{Routing, TaskMessage};
 use crate::error::{Error, Result};
 use crate::ports::TaskQueue;
 
 const COMPONENT: &str = "sqs";
+/// The message attribute that counts a task's deferrals (`Routing::deferrals`).
+pub const DEFERRALS_ATTRIBUTE: &str = "deferrals";
 
 #[derive(Clone, Debug)]
 pub struct SqsTaskQueue {
@@ -26,13 +28,25 @@ impl SqsTaskQueue {
 }
 
 impl TaskQueue for SqsTaskQueue {
-    async fn send(&self, message: &TaskMessage) -> Result<()> {
+    async fn send(&self, message: &TaskMessage, routing: &Routing) -> Result<()> {
         let body = serde_json::to_string(message).map_err(|e| Error::Internal(e.to_string()))?;
-        self.client
+        let mut send = self
+            .client
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
-            .send()
+            // On a standard queue a group makes it a fair queue, the group
+            // being the caller; unlike a FIFO queue's, it orders nothing.
+            .set_message_group_id(routing.group.clone());
+        if routing.deferrals > 0 {
+            let count = MessageAttributeValue::builder()
+                .data_type("Number")
+                .string_value(routing.deferrals.to_string())
+                .build()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            send = send.message_attributes(DEFERRALS_ATTRIBUTE, count);
+        }
+        send.send()
             .await
             .map_err(|e| Error::unavailable(COMPONENT, DisplayErrorContext(e)))?;
         Ok(())

@@ -1,0 +1,146 @@
+//! The model stops at its deadline (DESIGN.md "Fair use"): checked before
+//! each window, so that no window starts after it, and when the caller stops
+//! waiting; the worker's embedder holds its permit until its thread is done,
+//! so nothing runs on beside the next text. The deadlines here are short on
+//! purpose (the test hook is the deadline itself); what is asserted is which
+//! windows ran, never how long anything took.
+
+use std::time::{Duration, Instant};
+
+use embed::{EmbedError, MiniLm, ModelEmbedder, Stop};
+use shared::ports::Embedder;
+
+fn model() -> MiniLm {
+    MiniLm::load(&embed::default_dir()).unwrap_or_else(|e| {
+        panic!("{e}\n(infra/model/fetch.sh puts the model in .model/; `make bootstrap` runs it)")
+    })
+}
+
+/// 20 windows: "word" is one word piece.
+fn long_text() -> String {
+    vec!["word"; 20 * (embed::WINDOW - 2)].join(" ")
+}
+
+#[test]
+fn no_window_starts_after_the_deadline() {
+    let model = model();
+    let text = long_text();
+    let deadline = Instant::now() + Duration::from_millis(300);
+    match model.embed_until(&[&text], &Stop::at(deadline)) {
+        Err(EmbedError::Stopped {
+            done,
+            total,
+            last_started,
+        }) => {
+            assert_eq!(total, 20);
+            assert!(done < total, "{done} of {total}");
+            if let Some(at) = last_started {
+                assert!(at < deadline, "a window started after the deadline");
+            }
+        }
+        other => panic!("not stopped: {:?}", other.map(|v| v.len())),
+    }
+    // A deadline already past: nothing runs.
+    let past = model.embed_until(&[&text], &Stop::at(Instant::now()));
+    assert!(
+        matches!(past, Err(EmbedError::Stopped { done: 0, .. })),
+        "{past:?}"
+    );
+}
+
+#[test]
+fn stoppable_batches_give_the_same_vectors() {
+    let model = model();
+    let long = long_text();
+    let texts = ["a short one", "ICU nurse, night shifts", long.as_str()];
+    let batched = model.embed(&texts).expect("embed");
+    let stoppable = model.embed_until(&texts, &Stop::never()).expect("embed");
+    for (a, b) in batched.iter().zip(&stoppable) {
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{worst}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_embedder_stops_at_the_task_deadline_and_frees_its_permit() {
+    let embedder = ModelEmbedder::new(model(), 2);
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let result =
+        shared::deadline::within(deadline, embedder.embed(vec![long_text(), long_text()])).await;
+    assert!(
+        matches!(result, Err(shared::Error::OutOfTime(_))),
+        "{result:?}"
+    );
+    let ran = embedder.windows_run();
+    assert!(ran < 40, "{ran} windows ran of 40");
+    // The answer came after its thread ended: nothing runs on.
+    assert!(embedder.idle());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_stops_waiting_stops_the_embedding_within_one_window() {
+    let embedder = ModelEmbedder::new(model(), 2);
+    let waited = tokio::time::timeout(
+        Duration::from_millis(300),
+        embedder.embed(vec![long_text()]),
+    )
+    .await;
+    assert!(waited.is_err(), "20 windows took under 300 ms?");
+    let at_drop = embedder.windows_run();
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while !embedder.idle() {
+        assert!(Instant::now() < give_up, "the embedding ran on");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let after = embedder.windows_run() - at_drop;
+    assert!(after <= 1, "{after} windows ran after the caller left");
+    assert!(embedder.windows_run() < 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_text_that_cannot_finish_in_time_does_not_start_beside_another() {
+    let embedder = ModelEmbedder::new(model(), 2);
+    // One long text holds a permit (and teaches the embedder a window's time).
+    let busy = {
+        let embedder = embedder.clone();
+        tokio::spawn(async move { embedder.embed(vec![long_text()]).await })
+    };
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while embedder.windows_run() < 2 {
+        assert!(Instant::now() < give_up, "the first text did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // 20 windows cannot run in 50 ms: refused before its first window.
+    let deadline = Instant::now() + Duration::from_millis(50);
+    let refused = shared::deadline::within(deadline, embedder.embed(vec![long_text()])).await;
+    match refused {
+        Err(shared::Error::OutOfTime(why)) => assert!(why.contains("are left"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    busy.await.expect("join").expect("the first text");
+    assert_eq!(embedder.windows_run(), 20, "only the first text ran");
+}
+
+#[tokio::test]
+async fn the_worker_embedder_refuses_a_text_over_its_bound() {
+    let embedder = ModelEmbedder::new(model(), 1).with_max_word_pieces(10);
+    let err = embedder
+        .embed(vec![["word"; 11].join(" ")])
+        .await
+        .expect_err("over the bound");
+    match err {
+        shared::Error::Validation(errors) => {
+            assert_eq!(errors[0].field, "text");
+            assert!(errors[0].message.contains("11 word pieces"), "{errors:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    embedder
+        .embed(vec![["word"; 10].join(" ")])
+        .await
+        .expect("at the bound");
+}
