@@ -346,6 +346,7 @@ mod tests {
                 "MessagesNotStarted",
                 "TasksDeadLettered",
                 "DeadLettersIgnored",
+                "TasksDeferred",
                 "CacheHits",
                 "CacheMisses",
                 "QueueWaitMs",
