@@ -1,6 +1,7 @@
 //! Entry point of the api function: reads config, builds the AWS clients, the
-//! token verifier (fetching the HS256 secret once when it is in Secrets
-//! Manager), the pool and the metrics collector once per container, then
+//! token verifier and the cache's MAC key (fetching the HS256 secret and the
+//! key once, side by side, when they are in Secrets Manager), the pool and
+//! the metrics collector once per container, then
 //! serves requests with `handler::App`.
 
 use std::time::Duration;
@@ -21,7 +22,11 @@ async fn main() -> Result<(), Error> {
     let cache: CacheConfig = from_env()?;
     let metrics = shared::telemetry::InvocationMetrics::init("api")?;
     let aws = shared::aws::load_for_function().await?;
-    let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
+    let secrets_client = aws_sdk_secretsmanager::Client::new(&aws);
+    let (verifier, mac) = tokio::try_join!(
+        secrets::verifier(&auth, &secrets_client),
+        secrets::cache_mac(&cache, &secrets_client)
+    )?;
     let db = Db::connect(
         config.database_url.expose(),
         db_auth.db_auth,
@@ -33,7 +38,7 @@ async fn main() -> Result<(), Error> {
         store: DynamoTaskStore::new(aws_sdk_dynamodb::Client::new(&aws), config.tasks_table),
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
         index: postgres::PgJobIndex::new(db.clone(), config.exact_scan_max_rows),
-        cache: PgMatchCache::new(db, cache.limits()),
+        cache: PgMatchCache::new(db, cache.limits(), mac),
         verifier,
         task_ttl_secs: config.task_ttl_secs,
         legacy_text_wait: Duration::from_millis(config.legacy_text_wait_ms),
