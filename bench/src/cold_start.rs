@@ -16,8 +16,10 @@
 //!   MB buys one vCPU; here the bootstrap has a core of this machine), and
 //!   init-time network calls: the deployed api and status read the HS256
 //!   secret from Secrets Manager at init (`JWT_SECRET_ARN`, one round trip),
-//!   and the deployed functions sign an RDS IAM token (`DB_AUTH=iam`, CPU
-//!   only); here the secret is `JWT_SECRET` and the login a password.
+//!   the api and worker the cache's MAC key (`CACHE_MAC_KEY_ARN`; the api's
+//!   beside the HS256 secret, the worker's while its model loads), and the
+//!   deployed functions sign an RDS IAM token (`DB_AUTH=iam`, CPU only); here
+//!   the secrets are `JWT_SECRET` and `CACHE_MAC_KEY`, the login a password.
 //! - first invocation: from handing the bootstrap one representative event
 //!   (the answer to that `/next`) to the arrival of its response: Lambda's
 //!   `Duration` of a cold start's invocation, without the network hop. It
@@ -724,6 +726,7 @@ struct Settings {
     functions_database_url: String,
     database_url: String,
     jwt_secret: String,
+    cache_mac_key: String,
     model_dir: PathBuf,
     exact_scan_max_rows: Option<String>,
 }
@@ -763,6 +766,10 @@ impl Settings {
             jwt_secret: or(
                 "JWT_SECRET",
                 "cold-start-placeholder-secret-of-32-bytes-or-more",
+            ),
+            cache_mac_key: or(
+                "CACHE_MAC_KEY",
+                "cold-start-placeholder-cache-key-of-32-bytes-or-more",
             ),
             model_dir: embed::default_dir(),
             exact_scan_max_rows: var("EXACT_SCAN_MAX_ROWS"),
@@ -814,6 +821,7 @@ impl Settings {
                     ("DATABASE_URL", self.functions_database_url.clone()),
                     ("DB_MAX_CONNECTIONS", "2".into()),
                     ("JWT_SECRET", self.jwt_secret.clone()),
+                    ("CACHE_MAC_KEY", self.cache_mac_key.clone()),
                 ]);
                 env.extend(exact.map(|v| ("EXACT_SCAN_MAX_ROWS", v)));
             }
@@ -829,6 +837,7 @@ impl Settings {
                     ("MAX_RECEIVE_COUNT", "3".into()),
                     ("MODEL_DIR", self.model_dir.display().to_string()),
                     ("RAYON_NUM_THREADS", "1".into()),
+                    ("CACHE_MAC_KEY", self.cache_mac_key.clone()),
                 ]);
                 env.extend(exact.map(|v| ("EXACT_SCAN_MAX_ROWS", v)));
             }

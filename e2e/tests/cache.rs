@@ -1,7 +1,8 @@
 //! The cache on the real stack (DESIGN.md "Cache"): a repeated request is
 //! answered from it (`"cached": true`, the original `computed_at`), on the
 //! async path and the legacy call alike; a job inserted by hand with SQL, or
-//! a profile updated by hand, is seen by the very next identical request.
+//! a profile updated by hand, is seen by the very next identical request;
+//! an entry changed with the functions' own database login is not served.
 
 use std::time::Duration;
 
@@ -301,4 +302,40 @@ async fn a_window_request_is_served_from_the_cache_until_its_window_drops_a_cand
         Some(true),
         "the entry ends when that job leaves the window"
     );
+}
+
+/// A result changed in the cache with the functions' own database login (a
+/// leaked credential may write the cache's tables) is never served: its MAC
+/// does not verify, so the next identical request computes its answer and
+/// stores it over the changed row, and the one after is a hit again.
+#[tokio::test]
+async fn a_result_changed_with_the_functions_login_is_not_served() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::connect().await;
+    let run = uuid::Uuid::new_v4();
+    let token = stack.token(&format!("cache-plant-{run}"));
+    let body = json!({"embedding": embedding(run.as_u64_pair().0), "limit": 5});
+    let first = legacy(&stack, &token, &body).await;
+    assert!(!first.cached);
+    let mut forged = first.clone();
+    forged.matches.truncate(1);
+    forged.matches[0].job_id = format!("planted-{run}");
+    forged.count = 1;
+    let mut functions = PgConnection::connect(&env("FUNCTIONS_DATABASE_URL"))
+        .await
+        .expect("the functions' login");
+    let changed = sqlx::query("UPDATE match_cache SET result_json = $1 WHERE computed_at = $2")
+        .bind(serde_json::to_vec(&forged).expect("json"))
+        .bind(first.computed_at.expect("computed_at").get())
+        .execute(&mut functions)
+        .await
+        .expect("the functions' login may write the cache")
+        .rows_affected();
+    assert_eq!(changed, 1, "the entry, found by its computed_at");
+    let again = legacy(&stack, &token, &body).await;
+    assert!(!again.cached, "the changed entry is a miss");
+    assert_eq!(again.matches, first.matches);
+    let third = legacy(&stack, &token, &body).await;
+    assert!(third.cached, "stored over the changed row");
+    assert_eq!(third.computed_at, again.computed_at);
 }

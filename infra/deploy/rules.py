@@ -453,6 +453,20 @@ class Checker:
         groups = self.of_type("AWS::RDS::DBProxyTargetGroup")
         self.check(len(groups) == 1, "one proxy target group")
 
+        # The cache's entries are authenticated (shared/src/cache_mac.rs) by a
+        # key that is no database credential: the functions that use the cache
+        # read it by ARN, and no other function may read it.
+        self.check("CacheMacKey" in self.of_type("AWS::SecretsManager::Secret"), "a CacheMacKey secret")
+        for name, fn in functions.items():
+            env = self.env(fn)
+            reads = any("CacheMacKey" in refs(st.get("Resource")) for st in self.statements(fn))
+            if name in ("ApiFunction", "WorkerFunction"):
+                self.check(ref_name(env.get("CACHE_MAC_KEY_ARN")) == "CacheMacKey" and reads,
+                           f"{name}: CACHE_MAC_KEY_ARN is CacheMacKey, which it may read")
+                self.check("CACHE_MAC_KEY" not in env, f"{name}: the cache's MAC key by ARN, not in a variable")
+            else:
+                self.check(not reads and "CACHE_MAC_KEY_ARN" not in env, f"{name}: may not read CacheMacKey")
+
         # The connection arithmetic of the template's header, for the defaults.
         api, worker = functions.get("ApiFunction"), functions.get("WorkerFunction")
         if api and worker and groups:
@@ -608,6 +622,10 @@ def self_test(doc: dict) -> int:
         "slow statements logged with their bind values": lambda d: d["Resources"]["DbParameterGroup"]["Properties"]["Parameters"].pop("log_parameter_max_length"),
         "DatabaseUser output names the master user": lambda d: d["Outputs"]["DatabaseUser"].update(
             Value=Tagged("!FindInMap", ["Db", "Settings", "User"])),
+        "worker without the cache's MAC key": lambda d: worker(d)["Environment"]["Variables"].pop("CACHE_MAC_KEY_ARN"),
+        "the cache's MAC key in a variable": lambda d: worker(d)["Environment"]["Variables"].update(CACHE_MAC_KEY="k" * 64),
+        "status may read the cache's MAC key": lambda d: d["Resources"]["StatusFunction"]["Properties"]["Policies"][0]["Statement"].append(
+            {"Sid": "Mac", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": Tagged("!Ref", "CacheMacKey")}),
     }
     # A base template that already fails would make every break look caught.
     base = check(doc)

@@ -356,6 +356,16 @@ def jwt_secret() -> str:
     return path.read_text().strip()
 
 
+def cache_mac_key() -> str:
+    """The key of the cache entries' MACs (shared/src/cache_mac.rs): not a
+    database credential, so a database login alone cannot plant an entry."""
+    path = STATE / "cache_mac_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 FUNCTIONS_DB_USER = "jobmatch_functions"
 
 
@@ -408,6 +418,7 @@ def base_env() -> dict[str, str]:
         "QUOTA_RATE": str(QUOTA_RATE),
         "QUOTA_BURST": str(QUOTA_BURST),
         "JWT_SECRET": jwt_secret(),
+        "CACHE_MAC_KEY": cache_mac_key(),
         "MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
         # As template.yaml's BatchSize: the worker's pool (DB_MAX_CONNECTIONS,
         # 4), so that every message of a batch starts at once.

@@ -201,6 +201,13 @@ pub struct CacheConfig {
     pub cache_embedding_ttl_secs: u64,
     #[serde(default = "default_cache_max_embeddings")]
     pub cache_max_embeddings: i64,
+    /// The key of the entries' MACs (`shared::cache_mac`), at least 32
+    /// bytes; or `CACHE_MAC_KEY_ARN`, a Secrets Manager secret holding it,
+    /// fetched once at init. One of them is required.
+    #[serde(default)]
+    pub cache_mac_key: Option<Secret>,
+    #[serde(default)]
+    pub cache_mac_key_arn: Option<String>,
 }
 
 #[cfg(feature = "postgres")]

@@ -1,7 +1,8 @@
 //! The cache adapter against the real PostgreSQL + pgvector of the local
 //! stack (`sqlx::test`: a fresh database, migrated as `migrate` does): its
-//! tables stay within their caps, and an entry that expired or whose versions moved on is
-//! never served.
+//! tables stay within their caps, an entry that expired or whose versions
+//! moved on is never served, and neither is one that a database login alone
+//! planted or changed (its MAC does not verify).
 
 mod common;
 
@@ -9,6 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::adapters::cache::{CacheLimits, PgMatchCache};
+use shared::cache_mac::CacheMac;
+use shared::config::Secret;
 use shared::domain::{MatchResult, Timestamp, EMBEDDING_DIM};
 use shared::ports::{CacheKey, Lookup, MatchCache, PostedWindow};
 use sqlx::PgPool;
@@ -25,6 +28,14 @@ fn result() -> MatchResult {
 
 fn key(i: u8) -> CacheKey {
     [i; 32]
+}
+
+fn mac() -> CacheMac {
+    CacheMac::new(
+        &Secret::new("a test key of thirty-two bytes or more".into()),
+        "CACHE_MAC_KEY",
+    )
+    .expect("key")
 }
 
 fn limits(ttl: Duration, max_results: i64, max_embeddings: i64) -> CacheLimits {
@@ -53,7 +64,7 @@ async fn miss(cache: &PgMatchCache, key: &CacheKey) -> shared::ports::DataVersio
 #[sqlx::test(migrations = false)]
 async fn the_tables_stay_within_their_caps(pool: PgPool) {
     common::migrated(&pool).await;
-    let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 5, 3));
+    let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 5, 3), mac());
     let versions = miss(&cache, &key(0)).await;
     for i in 0..40 {
         cache
@@ -81,7 +92,7 @@ async fn the_tables_stay_within_their_caps(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn expired_or_outdated_entries_are_never_served(pool: PgPool) {
     common::migrated(&pool).await;
-    let expired = PgMatchCache::new(pool.clone(), limits(Duration::ZERO, 100, 100));
+    let expired = PgMatchCache::new(pool.clone(), limits(Duration::ZERO, 100, 100), mac());
     let versions = miss(&expired, &key(1)).await;
     expired
         .store(&key(1), None, versions, &result(), None)
@@ -89,7 +100,11 @@ async fn expired_or_outdated_entries_are_never_served(pool: PgPool) {
         .expect("store");
     miss(&expired, &key(1)).await;
 
-    let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 100, 100));
+    let cache = PgMatchCache::new(
+        pool.clone(),
+        limits(Duration::from_secs(3600), 100, 100),
+        mac(),
+    );
     let versions = miss(&cache, &key(2)).await;
     cache
         .store(&key(2), None, versions, &result(), None)
@@ -140,7 +155,11 @@ async fn has_bump_trigger(pool: &PgPool) -> bool {
 #[sqlx::test(migrations = false)]
 async fn ddl_outdates_cached_results(pool: PgPool) {
     common::migrated(&pool).await;
-    let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 100, 100));
+    let cache = PgMatchCache::new(
+        pool.clone(),
+        limits(Duration::from_secs(3600), 100, 100),
+        mac(),
+    );
     for ddl in [
         "ALTER TABLE jobs ALTER COLUMN title TYPE text USING upper(title)",
         "CREATE OR REPLACE FUNCTION jobmatch_ef_search(table_rows double precision, count integer) \
@@ -183,7 +202,11 @@ async fn ddl_outdates_cached_results(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn a_window_entry_ends_when_its_oldest_candidate_leaves(pool: PgPool) {
     common::migrated(&pool).await;
-    let cache = PgMatchCache::new(pool.clone(), limits(Duration::from_secs(3600), 100, 100));
+    let cache = PgMatchCache::new(
+        pool.clone(),
+        limits(Duration::from_secs(3600), 100, 100),
+        mac(),
+    );
     let posted = |offset: &'static str| {
         let pool = pool.clone();
         async move {
@@ -264,4 +287,220 @@ async fn temporary_ddl_leaves_the_version_and_the_trigger_can_be_redefined(pool:
     .await
     .expect("the trigger redefined, as migration 3 does");
     assert!(has_bump_trigger(&pool).await);
+}
+
+fn hit(lookup: Lookup) -> MatchResult {
+    match lookup {
+        Lookup::Hit(result) => result,
+        Lookup::Miss(_) => panic!("expected a hit"),
+    }
+}
+
+/// Runs `sql` as the functions' role (`jobmatch_reader`, whose rights a
+/// leaked functions' login has): the planting below needs no more.
+async fn as_functions(pool: &PgPool, sql: &str, bind: &[&[u8]]) {
+    let mut tx = pool.begin().await.expect("transaction");
+    sqlx::query("SET LOCAL ROLE jobmatch_reader")
+        .execute(&mut *tx)
+        .await
+        .expect("the functions' role");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in bind {
+        query = query.bind(*b);
+    }
+    query.execute(&mut *tx).await.expect(sql);
+    tx.commit().await.expect("commit");
+}
+
+/// A row written by SQL alone, at the current versions and unexpired, is
+/// never served: without a MAC, with a made-up one, with the MAC and body of
+/// another key's entry, or as the release before wrote rows (`result`
+/// jsonb). A result, a version or an end changed after a proper store is a
+/// miss too. The next proper store replaces such a row and is served.
+#[sqlx::test(migrations = false)]
+async fn a_result_planted_or_changed_by_sql_is_a_miss(pool: PgPool) {
+    common::migrated(&pool).await;
+    let cache = PgMatchCache::new(
+        pool.clone(),
+        limits(Duration::from_secs(3600), 100, 100),
+        mac(),
+    );
+    let versions = miss(&cache, &key(10)).await;
+    let stored = result();
+    cache
+        .store(&key(10), None, versions, &stored, None)
+        .await
+        .expect("store");
+    let served = hit(cache.lookup(&key(10), None).await.expect("lookup"));
+    assert_eq!(
+        served.computed_at, stored.computed_at,
+        "a proper store is a hit"
+    );
+
+    let mut forged = result();
+    forged.count = 99;
+    forged.query_ms = 42.0;
+    let forged = serde_json::to_vec(&forged).expect("json");
+    let plant = |key: u8, mac: Option<Vec<u8>>| {
+        let pool = pool.clone();
+        let forged = forged.clone();
+        async move {
+            let mac = mac.unwrap_or_default();
+            as_functions(
+                &pool,
+                "INSERT INTO match_cache (key, jobs_version, result_json, mac, computed_at, expires_at) \
+                 SELECT $1, version, $2, nullif($3, ''::bytea), now(), now() + interval '1 hour' \
+                 FROM jobs_version",
+                &[&[key; 32], &forged, &mac],
+            )
+            .await;
+        }
+    };
+    plant(11, None).await;
+    miss(&cache, &key(11)).await;
+    plant(12, Some(vec![0xAB; 32])).await;
+    miss(&cache, &key(12)).await;
+    // Another key's valid entry, copied whole: the MAC covers the key.
+    as_functions(
+        &pool,
+        "INSERT INTO match_cache (key, jobs_version, profile_user, profile_version, result_json, \
+                                  mac, computed_at, expires_at) \
+         SELECT $1, jobs_version, profile_user, profile_version, result_json, mac, computed_at, \
+                expires_at FROM match_cache WHERE key = $2",
+        &[&key(13), &key(10)],
+    )
+    .await;
+    miss(&cache, &key(13)).await;
+    // As the release before this one stored it: jsonb, no MAC.
+    as_functions(
+        &pool,
+        "INSERT INTO match_cache (key, jobs_version, result, computed_at, expires_at) \
+         SELECT $1, version, convert_from($2, 'UTF8')::jsonb, now(), now() + interval '1 hour' \
+         FROM jobs_version",
+        &[&key(14), &forged],
+    )
+    .await;
+    miss(&cache, &key(14)).await;
+
+    // Changes to the proper entry, each undone before the next.
+    for change in [
+        "UPDATE match_cache SET result_json = convert_to(replace(convert_from(result_json, 'UTF8'), \
+         '\"count\":0', '\"count\":1'), 'UTF8') WHERE key = $1",
+        "UPDATE match_cache SET expires_at = expires_at + interval '1 day' WHERE key = $1",
+    ] {
+        let saved: (Vec<u8>, DateTime<Utc>) =
+            sqlx::query_as("SELECT result_json, expires_at FROM match_cache WHERE key = $1")
+                .bind(&key(10)[..])
+                .fetch_one(&pool)
+                .await
+                .expect("the entry");
+        as_functions(&pool, change, &[&key(10)]).await;
+        miss(&cache, &key(10)).await;
+        sqlx::query("UPDATE match_cache SET result_json = $2, expires_at = $3 WHERE key = $1")
+            .bind(&key(10)[..])
+            .bind(&saved.0)
+            .bind(saved.1)
+            .execute(&pool)
+            .await
+            .expect("undo");
+        hit(cache.lookup(&key(10), None).await.expect("lookup"));
+    }
+    // A result outdated by a write to jobs, moved to the current version.
+    sqlx::query("UPDATE jobs SET title = title WHERE false")
+        .execute(&pool)
+        .await
+        .expect("update");
+    let versions = miss(&cache, &key(10)).await;
+    as_functions(
+        &pool,
+        "UPDATE match_cache SET jobs_version = (SELECT version FROM jobs_version) WHERE key = $1",
+        &[&key(10)],
+    )
+    .await;
+    miss(&cache, &key(10)).await;
+
+    // Another key (a rotation): every entry is a miss, and stores replace them.
+    let rotated = PgMatchCache::new(
+        pool.clone(),
+        limits(Duration::from_secs(3600), 100, 100),
+        CacheMac::new(
+            &Secret::new("another key of thirty-two bytes or more".into()),
+            "CACHE_MAC_KEY",
+        )
+        .expect("key"),
+    );
+    miss(&rotated, &key(10)).await;
+    for k in [10, 11, 12, 14] {
+        rotated
+            .store(&key(k), None, versions, &stored, None)
+            .await
+            .expect("store");
+        let served = hit(rotated.lookup(&key(k), None).await.expect("lookup"));
+        assert_eq!(served.count, 0, "the planted row is replaced");
+    }
+}
+
+/// The same for text vectors: one planted, changed or copied from another
+/// key by SQL is a miss.
+#[sqlx::test(migrations = false)]
+async fn an_embedding_planted_or_changed_by_sql_is_a_miss(pool: PgPool) {
+    common::migrated(&pool).await;
+    let cache = PgMatchCache::new(
+        pool.clone(),
+        limits(Duration::from_secs(3600), 100, 100),
+        mac(),
+    );
+    let vector = common::axis(3, 0.25);
+    cache
+        .store_embedding(&key(20), &vector)
+        .await
+        .expect("store");
+    assert_eq!(
+        cache.embedding(&key(20)).await.expect("lookup"),
+        Some(vector.clone()),
+        "a proper store is a hit, bit for bit"
+    );
+
+    as_functions(
+        &pool,
+        "INSERT INTO embedding_cache (key, embedding, created_at, expires_at) \
+         SELECT $1, embedding, now(), now() + interval '1 hour' FROM embedding_cache WHERE key = $2",
+        &[&key(21), &key(20)],
+    )
+    .await;
+    assert_eq!(
+        cache.embedding(&key(21)).await.expect("lookup"),
+        None,
+        "no MAC"
+    );
+    as_functions(
+        &pool,
+        "INSERT INTO embedding_cache (key, embedding, mac, created_at, expires_at) \
+         SELECT $1, embedding, mac, now(), now() + interval '1 hour' FROM embedding_cache WHERE key = $2",
+        &[&key(22), &key(20)],
+    )
+    .await;
+    assert_eq!(
+        cache.embedding(&key(22)).await.expect("lookup"),
+        None,
+        "another key's MAC"
+    );
+    let other = pgvector::Vector::from(common::axis(7, 0.0));
+    let mut tx = pool.begin().await.expect("transaction");
+    sqlx::query("SET LOCAL ROLE jobmatch_reader")
+        .execute(&mut *tx)
+        .await
+        .expect("role");
+    sqlx::query("UPDATE embedding_cache SET embedding = $2 WHERE key = $1")
+        .bind(&key(20)[..])
+        .bind(other)
+        .execute(&mut *tx)
+        .await
+        .expect("change");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        cache.embedding(&key(20)).await.expect("lookup"),
+        None,
+        "changed"
+    );
 }

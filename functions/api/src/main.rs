@@ -1,8 +1,8 @@
 //! Entry point of the api function: reads config, builds the AWS clients, the
-//! token verifier (fetching the HS256 secret once when it is in Secrets
-//! Manager), the pool, the quota's buckets, the text bound (the bundled
-//! tokenizer) and the metrics collector once per container, then serves
-//! requests with `handler::App`.
+//! token verifier and the cache's MAC key (fetching the HS256 secret and the
+//! key once, side by side, when they are in Secrets Manager), the pool, the
+//! quota's buckets, the text bound (the bundled tokenizer) and the metrics
+//! collector once per container, then serves requests with `handler::App`.
 
 use std::time::Duration;
 
@@ -27,7 +27,11 @@ async fn main() -> Result<(), Error> {
     // while the init waits on the network below.
     let word_pieces = tokio::task::spawn_blocking(embed::tokenizer::WordPieces::bundled);
     let aws = shared::aws::load_for_function().await?;
-    let verifier = secrets::verifier(&auth, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
+    let secrets_client = aws_sdk_secretsmanager::Client::new(&aws);
+    let (verifier, mac) = tokio::try_join!(
+        secrets::verifier(&auth, &secrets_client),
+        secrets::cache_mac(&cache, &secrets_client)
+    )?;
     let db = Db::connect(
         config.database_url.expose(),
         db_auth.db_auth,
@@ -44,7 +48,7 @@ async fn main() -> Result<(), Error> {
         store: DynamoTaskStore::new(dynamodb, config.tasks_table),
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
         index: postgres::PgJobIndex::new(db.clone(), config.exact_scan_max_rows),
-        cache: PgMatchCache::new(db, cache.limits()),
+        cache: PgMatchCache::new(db, cache.limits(), mac),
         verifier,
         task_ttl_secs: config.task_ttl_secs,
         legacy_text_wait: Duration::from_millis(config.legacy_text_wait_ms),

@@ -40,9 +40,9 @@ impl FunctionsLogin {
             username: String,
             password: String,
         }
-        let raw = shared::adapters::secrets::fetch_secret(client, arn)
+        let raw = shared::adapters::secrets::fetch_secret(client, arn, "FUNCTIONS_DB_SECRET_ARN")
             .await
-            .map_err(|e| format!("FUNCTIONS_DB_SECRET_ARN: {e}"))?;
+            .map_err(|e| e.to_string())?;
         let login: Login = serde_json::from_str(raw.expose()).map_err(|e| {
             format!("FUNCTIONS_DB_SECRET_ARN: not {{\"username\", \"password\"}}: {e}")
         })?;

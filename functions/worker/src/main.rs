@@ -1,6 +1,8 @@
 //! Entry point of the worker function: config, the embedding model, the
-//! DynamoDB and SQS clients, the PostgreSQL pool and the metrics collector
-//! once per container, then `handler::App` for each SQS batch.
+//! cache's MAC key (fetched while the model loads when it is in Secrets
+//! Manager), the DynamoDB and SQS clients, the PostgreSQL pool and the
+//! metrics collector once per container, then `handler::App` for each SQS
+//! batch.
 
 mod handler;
 
@@ -10,7 +12,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::cache::PgMatchCache;
 use shared::adapters::db_connect::{Db, PoolSize};
-use shared::adapters::{dynamo::DynamoTaskStore, postgres, sqs::SqsTaskQueue};
+use shared::adapters::{dynamo::DynamoTaskStore, postgres, secrets, sqs::SqsTaskQueue};
 use shared::config::{from_env, CacheConfig, DbAuthConfig, WorkerConfig};
 
 #[tokio::main]
@@ -20,6 +22,12 @@ async fn main() -> Result<(), Error> {
     let db_auth: DbAuthConfig = from_env()?;
     let cache: CacheConfig = from_env()?;
     let metrics = shared::telemetry::InvocationMetrics::init("worker")?;
+    let aws = shared::aws::load_for_function().await?;
+    // The cache's MAC key (a Secrets Manager round trip in AWS) is fetched
+    // while the model loads.
+    let limits = cache.limits();
+    let secrets_client = aws_sdk_secretsmanager::Client::new(&aws);
+    let mac = tokio::spawn(async move { secrets::cache_mac(&cache, &secrets_client).await });
     // A missing or corrupt model stops the function here, naming its path.
     let loading = std::time::Instant::now();
     let model = embed::MiniLm::load(&config.model_dir)?;
@@ -31,7 +39,7 @@ async fn main() -> Result<(), Error> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let embedder =
         embed::ModelEmbedder::new(model, cores).with_max_word_pieces(config.max_text_word_pieces);
-    let aws = shared::aws::load_for_function().await?;
+    let mac = mac.await??;
     let db = Db::connect(
         config.database_url.expose(),
         db_auth.db_auth,
@@ -45,7 +53,7 @@ async fn main() -> Result<(), Error> {
         index: postgres::PgJobIndex::new(db.clone(), config.exact_scan_max_rows),
         queue: SqsTaskQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
         embedder,
-        cache: PgMatchCache::new(db, cache.limits()),
+        cache: PgMatchCache::new(db, limits, mac),
         max_receive_count: config.max_receive_count,
         max_deferrals: config.max_deferrals,
         concurrency: config.db_max_connections as usize,
