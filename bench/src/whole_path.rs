@@ -371,20 +371,13 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
         probe_tasks.push(task.task_id);
         let t = Instant::now();
         probe
-            .send(
-                &TaskMessage {
-                    task_id: format!("bench-probe-{i}"),
-                },
-                &routing,
-            )
+            .send(&TaskMessage::new(format!("bench-probe-{i}")), &routing)
             .await?;
         sends.push(ms(t));
         in_order.push(put + ms(t));
         puts.push(put);
         let task = new_task(owner);
-        let message = TaskMessage {
-            task_id: format!("bench-probe-both-{i}"),
-        };
+        let message = TaskMessage::new(format!("bench-probe-both-{i}"));
         let t = Instant::now();
         let (created, sent) = tokio::join!(store.create(&task), probe.send(&message, &routing));
         both.push(ms(t));

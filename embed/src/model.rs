@@ -22,7 +22,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config, DTYPE};
 use sha2::{Digest, Sha256};
 
-use shared::domain::EMBEDDING_DIM;
+use shared::domain::{EmbedProgress, EMBEDDING_DIM};
 use shared::ports::Embedder;
 
 use crate::tokenizer::{too_long, WordPieces};
@@ -71,7 +71,29 @@ pub enum EmbedError {
         done: usize,
         total: usize,
         last_started: Option<Instant>,
+        /// The work done, to go on from ([`MiniLm::embed_from`]).
+        partial: Partial,
     },
+}
+
+/// The windows run so far (the first `done`, in the model's order) and, per
+/// text, the sum of their tokens' vectors and the tokens summed: what the
+/// mean pooling needs to go on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partial {
+    pub done: usize,
+    pub sums: Vec<Vec<f32>>,
+    pub counts: Vec<usize>,
+}
+
+impl Partial {
+    fn empty(texts: usize) -> Partial {
+        Partial {
+            done: 0,
+            sums: vec![vec![0f32; EMBEDDING_DIM]; texts],
+            counts: vec![0; texts],
+        }
+    }
 }
 
 impl From<candle_core::Error> for EmbedError {
@@ -226,6 +248,7 @@ impl MiniLm {
             texts.len(),
             MAX_BATCH_TOKENS,
             None,
+            None,
             &mut |_, _, _| {},
         )
     }
@@ -234,31 +257,56 @@ impl MiniLm {
     /// full window (or short ones up to its length), so that a stop is seen
     /// within one window. The same vectors as `embed`, up to float rounding.
     pub fn embed_until(&self, texts: &[&str], stop: &Stop) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_from(texts, stop, None)
+    }
+
+    /// [`MiniLm::embed_until`], going on from the `partial` work of an
+    /// earlier, stopped call on the same texts: the vectors are those of an
+    /// uninterrupted run, bit for bit.
+    pub fn embed_from(
+        &self,
+        texts: &[&str],
+        stop: &Stop,
+        partial: Option<Partial>,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let windows = self.windows(texts)?;
         self.run(
             windows,
             texts.len(),
             STOPPABLE_BATCH_TOKENS,
             Some(stop),
+            partial,
             &mut |_, _, _| {},
         )
     }
 
     /// Runs `windows` (of `texts` texts) in batches of at most `max_tokens`
-    /// padded tokens, checking `stop` before each; `on_batch` gets each
-    /// batch's windows, padded tokens and time.
+    /// padded tokens, checking `stop` before each, from `partial` on (a
+    /// partial of other texts starts again); `on_batch` gets each batch's
+    /// windows, padded tokens and time.
     fn run(
         &self,
         mut windows: Vec<Window>,
         texts: usize,
         max_tokens: usize,
         stop: Option<&Stop>,
+        partial: Option<Partial>,
         on_batch: &mut dyn FnMut(usize, usize, Duration),
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        // A stable sort: the same texts give the same order on every call.
         windows.sort_by_key(|w| w.ids.len());
-        let mut sums = vec![vec![0f32; EMBEDDING_DIM]; texts];
-        let mut counts = vec![0usize; texts];
-        let mut start = 0;
+        let Partial {
+            done: mut start,
+            mut sums,
+            mut counts,
+        } = partial
+            .filter(|p| {
+                p.done <= windows.len()
+                    && p.counts.len() == texts
+                    && p.sums.len() == texts
+                    && p.sums.iter().all(|s| s.len() == EMBEDDING_DIM)
+            })
+            .unwrap_or_else(|| Partial::empty(texts));
         let mut last_started = None;
         while start < windows.len() {
             if stop.is_some_and(Stop::reached) {
@@ -266,6 +314,11 @@ impl MiniLm {
                     done: start,
                     total: windows.len(),
                     last_started,
+                    partial: Partial {
+                        done: start,
+                        sums,
+                        counts,
+                    },
                 });
             }
             // Sorted ascending: the last window of a batch is its longest.
@@ -402,12 +455,15 @@ fn model_id(dir: &Path, config: &[u8], tokenizer: &[u8]) -> String {
 /// per core: a second on a busy core only slows both); a text of one window
 /// never waits behind long ones (it costs less than one of their windows).
 ///
-/// Under a deadline (`shared::deadline`) a long text starts only when it is
-/// expected to finish in time (its windows at the time windows have taken
-/// here lately), or when nothing else runs; it stops before the first window
-/// that would start past the deadline, and when its caller stops waiting.
-/// Either way it answers `Error::OutOfTime`, and its permit is released only
-/// when its thread is done: nothing runs on beside the next text.
+/// Under a deadline (`shared::deadline`) a long text starts only when one
+/// window is expected to fit (at the time windows have taken here lately);
+/// several texts at once only when all of them fit, or when nothing else
+/// runs. It stops before the first window that would start past the
+/// deadline, and when its caller stops waiting. Either way it answers
+/// `Error::OutOfTime`, and its permit is released only when its thread is
+/// done: nothing runs on beside the next text. A single text leaves its
+/// progress (`shared::progress`) when it stops and goes on from the progress
+/// it finds, so every delivery that runs a window moves it forward.
 #[derive(Clone)]
 pub struct ModelEmbedder {
     model: Arc<MiniLm>,
@@ -482,6 +538,22 @@ impl Embedder for ModelEmbedder {
 
     async fn embed(&self, texts: Vec<String>) -> shared::Result<Vec<Vec<f32>>> {
         let stop_at = shared::deadline::stop_at();
+        // A single text (the worker's) goes on from an earlier delivery's
+        // progress, and leaves its own if it stops (shared::progress).
+        let single = match texts.as_slice() {
+            [text] => Some(text.clone()),
+            _ => None,
+        };
+        let partial = single.as_deref().and_then(|text| {
+            let progress = shared::progress::current()?;
+            let sum = progress.sum_for(self.model.id(), text)?;
+            Some(Partial {
+                done: usize::try_from(progress.windows).ok()?,
+                sums: vec![sum],
+                counts: vec![usize::try_from(progress.tokens).ok()?],
+            })
+        });
+        let done = partial.as_ref().map_or(0, |p| p.done);
         // Tokenizing a maximal text takes milliseconds: off the runtime too.
         let model = self.model.clone();
         let (windows, texts) = tokio::task::spawn_blocking(move || {
@@ -503,15 +575,22 @@ impl Embedder for ModelEmbedder {
         let permit = if windows.len() > 1 {
             let permit = self.gate.clone().acquire_owned().await.map_err(internal)?;
             if let Some(at) = stop_at {
-                let tokens: usize = windows.iter().map(|w| w.ids.len()).sum();
-                let expected = Duration::from_secs_f64(
-                    tokens as f64 / WINDOW as f64 * self.window_ms() / 1000.0,
-                );
-                let alone = self.gate.available_permits() + 1 == self.permits;
                 let left = at.saturating_duration_since(Instant::now());
-                if expected > left && !alone {
+                // With its progress kept, a text may start whenever one
+                // window fits: every window run is kept. Without (several
+                // texts at once), only when all of them fit, or alone.
+                let needed = if single.is_some() {
+                    self.window_ms()
+                } else {
+                    let tokens: usize = windows.iter().map(|w| w.ids.len()).sum();
+                    tokens as f64 / WINDOW as f64 * self.window_ms()
+                };
+                let expected = Duration::from_secs_f64(needed / 1000.0);
+                let alone = self.gate.available_permits() + 1 == self.permits;
+                if expected > left && (single.is_some() || !alone) {
                     return Err(shared::Error::OutOfTime(format!(
-                        "{} windows need about {} ms, {} ms are left",
+                        "{} of {} windows left need about {} ms, {} ms are left",
+                        windows.len() - done.min(windows.len()),
                         windows.len(),
                         expected.as_millis(),
                         left.as_millis()
@@ -534,6 +613,7 @@ impl Embedder for ModelEmbedder {
                 texts,
                 STOPPABLE_BATCH_TOKENS,
                 Some(&stop),
+                partial,
                 &mut |count, tokens, took| {
                     windows_run.fetch_add(count, Ordering::Relaxed);
                     // Short batches say little about a full window's time.
@@ -551,8 +631,26 @@ impl Embedder for ModelEmbedder {
             .map_err(|e| internal(format!("embedding task: {e}")))?
         {
             Ok(vectors) => Ok(vectors),
-            Err(stopped @ EmbedError::Stopped { .. }) => {
-                Err(shared::Error::OutOfTime(stopped.to_string()))
+            Err(EmbedError::Stopped {
+                done,
+                total,
+                partial,
+                ..
+            }) => {
+                if let (Some(text), [sum], [count]) =
+                    (single.as_deref(), &partial.sums[..], &partial.counts[..])
+                {
+                    shared::progress::record(EmbedProgress::new(
+                        self.model.id(),
+                        text,
+                        u32::try_from(partial.done).unwrap_or(u32::MAX),
+                        u32::try_from(*count).unwrap_or(u32::MAX),
+                        sum,
+                    ));
+                }
+                Err(shared::Error::OutOfTime(format!(
+                    "embedding stopped after {done} of {total} windows"
+                )))
             }
             Err(e) => Err(internal(e)),
         }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use embed::{EmbedError, MiniLm, ModelEmbedder, Stop};
+use embed::{EmbedError, MiniLm, ModelEmbedder, Partial, Stop};
 use shared::ports::Embedder;
 
 fn model() -> MiniLm {
@@ -31,7 +31,9 @@ fn no_window_starts_after_the_deadline() {
             done,
             total,
             last_started,
+            partial,
         }) => {
+            assert_eq!(partial.done, done);
             assert_eq!(total, 20);
             assert!(done < total, "{done} of {total}");
             if let Some(at) = last_started {
@@ -102,7 +104,7 @@ async fn a_caller_that_stops_waiting_stops_the_embedding_within_one_window() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_text_that_cannot_finish_in_time_does_not_start_beside_another() {
+async fn a_text_with_no_time_for_one_window_does_not_start_beside_another() {
     let embedder = ModelEmbedder::new(model(), 2);
     // One long text holds a permit (and teaches the embedder a window's time).
     let busy = {
@@ -114,7 +116,7 @@ async fn a_long_text_that_cannot_finish_in_time_does_not_start_beside_another() 
         assert!(Instant::now() < give_up, "the first text did not start");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // 20 windows cannot run in 50 ms: refused before its first window.
+    // Not one window fits in 50 ms: refused before its first window.
     let deadline = Instant::now() + Duration::from_millis(50);
     let refused = shared::deadline::within(deadline, embedder.embed(vec![long_text()])).await;
     match refused {
@@ -143,4 +145,97 @@ async fn the_worker_embedder_refuses_a_text_over_its_bound() {
         .embed(vec![["word"; 10].join(" ")])
         .await
         .expect("at the bound");
+}
+
+/// 6 windows: enough to be stopped several times.
+fn six_windows() -> String {
+    (0..6 * (embed::WINDOW - 2))
+        .map(|i| ["nurse", "ward", "rust", "night", "shift", "care"][i % 6])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn a_stopped_text_goes_on_where_it_stopped_and_gives_the_same_vector_bit_for_bit() {
+    let model = model();
+    let text = six_windows();
+    let whole = model
+        .embed_until(&[&text], &Stop::never())
+        .expect("uninterrupted");
+    let mut partial: Option<Partial> = None;
+    let mut stops = 0;
+    let resumed = loop {
+        // About one window a call: the stop is checked before each.
+        let stop = Stop::at(Instant::now() + Duration::from_millis(20));
+        match model.embed_from(&[&text], &stop, partial.clone()) {
+            Ok(v) => break v,
+            Err(EmbedError::Stopped { partial: p, .. }) => {
+                let before = partial.as_ref().map_or(0, |q| q.done);
+                assert!(
+                    p.done >= before,
+                    "progress went back: {before} then {}",
+                    p.done
+                );
+                stops += 1;
+                assert!(stops < 500, "no progress");
+                partial = Some(p);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(
+        stops >= 2,
+        "stopped {stops} times: the test did not interrupt it"
+    );
+    assert_eq!(resumed, whole, "the same vector as an uninterrupted run");
+    // Another text's progress is not used: it starts again.
+    let other = model
+        .embed_from(&["ICU nurse"], &Stop::never(), partial)
+        .expect("embed");
+    assert_eq!(other, model.embed(&["ICU nurse"]).expect("embed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_embedder_leaves_its_progress_and_every_delivery_moves_it_forward() {
+    let embedder = ModelEmbedder::new(model(), 1);
+    let text = long_text();
+    let whole = embedder
+        .embed(vec![text.clone()])
+        .await
+        .expect("uninterrupted");
+    let mut progress = None;
+    let mut deliveries = 0;
+    let resumed = loop {
+        deliveries += 1;
+        assert!(deliveries < 300, "no progress");
+        // Each "delivery" has time for a few of the 20 windows (the
+        // embedder has learnt a window's time above, and starts only if one
+        // fits: beside the other tests' models it may not, for a while).
+        let deadline = Instant::now() + Duration::from_millis(1_000);
+        let (result, left) = shared::progress::tracked(
+            progress.clone(),
+            shared::deadline::within(deadline, embedder.embed(vec![text.clone()])),
+        )
+        .await;
+        match result {
+            Ok(v) => break v,
+            Err(shared::Error::OutOfTime(_)) => {
+                let before = progress
+                    .as_ref()
+                    .map_or(0, |p: &shared::domain::EmbedProgress| p.windows);
+                let after = left.as_ref().map_or(0, |p| p.windows);
+                assert!(after >= before, "{before} then {after}");
+                if after == before {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                progress = left;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(
+        deliveries >= 2,
+        "one delivery did it all: nothing was resumed"
+    );
+    assert_eq!(resumed, whole);
 }

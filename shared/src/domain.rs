@@ -313,6 +313,84 @@ pub struct MatchResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskMessage {
     pub task_id: String,
+    /// The embedding work of earlier deliveries, on a task handed back for
+    /// lack of time (a deferral): the next delivery goes on from there, so
+    /// that every deferral of a long text moves it forward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<EmbedProgress>,
+}
+
+impl TaskMessage {
+    /// The first message of a task: no work done yet.
+    pub fn new(task_id: impl Into<String>) -> TaskMessage {
+        TaskMessage {
+            task_id: task_id.into(),
+            progress: None,
+        }
+    }
+}
+
+/// A text's embedding stopped part way: the windows run so far (in the
+/// model's order) and the sum of their tokens' vectors, which the mean
+/// pooling goes on adding to. Kept in the message rather than the task item:
+/// only the worker writes it, and it lives as long as the delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbedProgress {
+    /// SHA-256 (hex) of the text and the model: progress of another text,
+    /// or another model, is ignored.
+    pub key: String,
+    pub windows: u32,
+    pub tokens: u32,
+    /// `EMBEDDING_DIM` little-endian `f32`, base64: the sum exactly as it
+    /// was, so that the finished vector is the one an uninterrupted run gives.
+    pub sum: String,
+}
+
+impl EmbedProgress {
+    pub fn new(
+        model_id: &str,
+        text: &str,
+        windows: u32,
+        tokens: u32,
+        sum: &[f32],
+    ) -> EmbedProgress {
+        use base64::Engine;
+        let bytes: Vec<u8> = sum.iter().flat_map(|v| v.to_le_bytes()).collect();
+        EmbedProgress {
+            key: EmbedProgress::key_of(model_id, text),
+            windows,
+            tokens,
+            sum: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+
+    fn key_of(model_id: &str, text: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update((model_id.len() as u64).to_le_bytes());
+        h.update(model_id.as_bytes());
+        h.update(text.as_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The sum, if this is progress of `text` under `model_id` and well formed.
+    pub fn sum_for(&self, model_id: &str, text: &str) -> Option<Vec<f32>> {
+        use base64::Engine;
+        if self.key != EmbedProgress::key_of(model_id, text) {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&self.sum)
+            .ok()?;
+        if bytes.len() != EMBEDDING_DIM * 4 {
+            return None;
+        }
+        let sum: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        sum.iter().all(|v| v.is_finite()).then_some(sum)
+    }
 }
 
 /// What travels beside a message's body, as SQS metadata: the caller's

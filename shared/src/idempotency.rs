@@ -133,9 +133,7 @@ where
         now,
         ttl_secs,
     );
-    let message = TaskMessage {
-        task_id: task.task_id.clone(),
-    };
+    let message = TaskMessage::new(task.task_id.clone());
     match store.create_or_get(&task, now).await? {
         None => {
             // Written first, sent second: a duplicate that loses the write

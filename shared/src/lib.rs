@@ -15,6 +15,7 @@ pub mod http_client;
 pub mod idempotency;
 pub mod jwt_crypto;
 pub mod ports;
+pub mod progress;
 pub mod quota;
 pub mod ranking;
 pub mod request;

@@ -47,9 +47,7 @@ pub async fn enqueue<S: TaskStore, Q: TaskQueue>(
     owner: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let message = TaskMessage {
-        task_id: task_id.to_owned(),
-    };
+    let message = TaskMessage::new(task_id);
     let Err(send_err) = queue.send(&message, &Routing::of_owner(owner)).await else {
         return Ok(());
     };

@@ -35,9 +35,7 @@ async fn sends_the_task_message_as_json() {
         .expect("queue url");
     let queue = SqsTaskQueue::new(client.clone(), url.clone());
     queue.ping().await.expect("ping");
-    let message = TaskMessage {
-        task_id: "t-42".into(),
-    };
+    let message = TaskMessage::new("t-42");
     queue
         .send(&message, &Routing::default())
         .await

@@ -13,7 +13,7 @@ use futures::stream::{self, StreamExt};
 use tracing::Instrument;
 
 use shared::adapters::sqs::DEFERRALS_ATTRIBUTE;
-use shared::domain::{caller_group, Routing, TaskMessage};
+use shared::domain::{caller_group, EmbedProgress, Routing, TaskMessage};
 use shared::ports::{Embedder, JobIndex, MatchCache, NoCache, TaskQueue, TaskStore};
 use shared::service::{self, Delivery, Outcome, Retry};
 use shared::telemetry::{Counter, Histogram};
@@ -131,8 +131,12 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, Q: TaskQueue, C: MatchCache> App<S,
             &message.task_id,
             delivery,
         );
+        // The embedding goes on from the progress the message carries, and
+        // leaves its own if it stops (shared::progress).
+        let run = shared::progress::tracked(message.progress.clone(), run);
+        let mut deferred = deferrals;
         let outcome = match tokio::time::timeout(hard_stop, run).await {
-            Ok(Ok(Outcome::OutOfTime { owner })) => {
+            Ok((Ok(Outcome::OutOfTime { owner }), progress)) => {
                 // The event source's group, else the caller's, else none
                 // (then SQS treats the message as a group of its own).
                 let group = record
@@ -140,10 +144,21 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, Q: TaskQueue, C: MatchCache> App<S,
                     .get("MessageGroupId")
                     .cloned()
                     .or_else(|| owner.as_deref().map(caller_group));
-                self.defer(&message, group, deferrals + 1).await
+                // Only a delivery that moved the task no further counts
+                // against its deferrals: the windows of a text are few
+                // (MAX_TEXT_WORD_PIECES), so handing back with progress ends.
+                let windows = |p: &Option<EmbedProgress>| p.as_ref().map_or(0, |p| p.windows);
+                if windows(&progress) <= windows(&message.progress) {
+                    deferred += 1;
+                }
+                let next = TaskMessage {
+                    task_id: message.task_id.clone(),
+                    progress,
+                };
+                self.defer(&next, group, deferred).await
             }
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(err)) => Outcome::Retry(Retry::Transient(err.to_string())),
+            Ok((Ok(outcome), _)) => outcome,
+            Ok((Err(err), _)) => Outcome::Retry(Retry::Transient(err.to_string())),
             Err(_) => Outcome::Retry(Retry::Stopped),
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -161,10 +176,7 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, Q: TaskQueue, C: MatchCache> App<S,
             Outcome::AlreadyFinished => Counter::DuplicateDeliveries.increment(),
             Outcome::OutOfTime { .. } => {
                 Counter::TasksDeferred.increment();
-                tracing::info!(
-                    deferrals = deferrals + 1,
-                    "task handed back for lack of time"
-                );
+                tracing::info!(deferrals = deferred, "task handed back for lack of time");
             }
             Outcome::Retry(reason) => {
                 if reason == &Retry::NotStarted {
@@ -679,8 +691,51 @@ mod tests {
         assert_eq!(sent.len(), 1, "handed back");
         assert_eq!(sent[0].task_id, "t1");
         let routing = app.queue.routing.lock().expect("lock")[0].clone();
-        assert_eq!(routing.deferrals, 1);
         assert_eq!(routing.group, Some(caller_group("alice")));
+        // The windows it ran travel with it, and a delivery that moved the
+        // task forward does not count against its deferrals.
+        let windows = |m: &TaskMessage| m.progress.as_ref().map_or(0, |p| p.windows);
+        let mut done = windows(&sent[0]);
+        assert_eq!(done as usize, embedder.windows_run(), "what ran is kept");
+        assert_eq!(routing.deferrals, u32::from(done == 0));
+
+        // Handed back until done: each delivery goes on where the last stopped.
+        for round in 0.. {
+            assert!(round < 20, "never completed");
+            let (last, routing) = {
+                let sent = app.queue.sent.lock().expect("lock");
+                let routing = app.queue.routing.lock().expect("lock");
+                (
+                    sent[sent.len() - 1].clone(),
+                    routing[routing.len() - 1].clone(),
+                )
+            };
+            let body = serde_json::to_string(&last).expect("json");
+            let deadline = Utc::now().timestamp_millis() + 2_500;
+            let resp = app
+                .handle(
+                    event(vec![deferred_message("m", &body, 1, routing.deferrals)]),
+                    deadline,
+                )
+                .await;
+            assert!(resp.batch_item_failures.is_empty());
+            let task = app.store.tasks.lock().expect("lock")["t1"].clone();
+            if task.status == TaskStatus::Completed {
+                break;
+            }
+            let next = app
+                .queue
+                .sent
+                .lock()
+                .expect("lock")
+                .last()
+                .cloned()
+                .expect("sent");
+            assert!(windows(&next) >= done, "progress went back");
+            done = windows(&next);
+        }
+        let ran = embedder.windows_run();
+        assert_eq!(ran, 8, "each of the 8 windows ran once: {ran}");
     }
 
     /// Why the event source's BatchSize equals the pool (template.yaml, the
