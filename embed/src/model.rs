@@ -300,8 +300,9 @@ impl MiniLm {
             mut sums,
             mut counts,
         } = partial
+            // An honest stop always leaves a window to run.
             .filter(|p| {
-                p.done <= windows.len()
+                p.done < windows.len()
                     && p.counts.len() == texts
                     && p.sums.len() == texts
                     && p.sums.iter().all(|s| s.len() == EMBEDDING_DIM)

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use ring::hmac;
 
 use crate::config::{ConfigError, Secret};
+use crate::domain::EmbedProgress;
 use crate::ports::{CacheKey, DataVersions};
 
 /// Shorter keys are refused at init: HMAC-SHA256's security needs 256 bits.
@@ -22,6 +23,7 @@ pub const MIN_KEY_BYTES: usize = 32;
 
 const RESULT_FORMAT: &[u8] = b"jobmatch match_cache v1";
 const EMBEDDING_FORMAT: &[u8] = b"jobmatch embedding_cache v1";
+const PROGRESS_FORMAT: &[u8] = b"jobmatch embedding progress v1";
 
 /// The key that signs and verifies the cache's entries.
 #[derive(Clone)]
@@ -114,6 +116,38 @@ impl CacheMac {
         hmac::verify(&self.key, &embedding_input(key, embedding), mac)
             .map_err(|_| Rejection::Mismatch)
     }
+
+    /// `progress` of task `task_id`, sealed: its `mac` set. A handed-back
+    /// task's progress travels through the queue, which more principals can
+    /// write than the worker; an unsealed one could choose a text's vector,
+    /// which the cache would then serve to everyone (issue 27's review).
+    pub fn seal_progress(&self, task_id: &str, mut progress: EmbedProgress) -> EmbedProgress {
+        use base64::Engine;
+        let tag = hmac::sign(&self.key, &progress_input(task_id, &progress));
+        progress.mac = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
+        progress
+    }
+
+    /// `progress` if it was sealed for `task_id` with this key (constant-time).
+    pub fn open_progress(&self, task_id: &str, progress: EmbedProgress) -> Option<EmbedProgress> {
+        use base64::Engine;
+        let mac = base64::engine::general_purpose::STANDARD
+            .decode(&progress.mac)
+            .ok()?;
+        hmac::verify(&self.key, &progress_input(task_id, &progress), &mac).ok()?;
+        Some(progress)
+    }
+}
+
+fn progress_input(task_id: &str, p: &EmbedProgress) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + p.sum.len());
+    field(&mut out, PROGRESS_FORMAT);
+    field(&mut out, task_id.as_bytes());
+    field(&mut out, p.key.as_bytes());
+    field(&mut out, &p.windows.to_be_bytes());
+    field(&mut out, &p.tokens.to_be_bytes());
+    field(&mut out, p.sum.as_bytes());
+    out
 }
 
 /// `t` truncated to what a `timestamptz` keeps, so that the time signed is
@@ -372,5 +406,29 @@ mod tests {
     fn times_are_signed_as_postgresql_keeps_them() {
         let t = DateTime::from_timestamp(1_800_000_000, 123_456_789).expect("time");
         assert_eq!(to_micros(t).timestamp_subsec_nanos(), 123_456_000);
+    }
+
+    #[test]
+    fn progress_opens_only_for_its_task_and_unchanged() {
+        let p = EmbedProgress::new("model", "a resume", 3, 700, &[0.25; 384]);
+        let sealed = mac().seal_progress("t1", p.clone());
+        assert!(!sealed.mac.is_empty());
+        assert_eq!(
+            mac().open_progress("t1", sealed.clone()),
+            Some(sealed.clone())
+        );
+        assert_eq!(
+            mac().open_progress("t2", sealed.clone()),
+            None,
+            "another task"
+        );
+        assert_eq!(mac().open_progress("t1", p.clone()), None, "unsealed");
+        let moved = EmbedProgress {
+            windows: 4,
+            ..sealed.clone()
+        };
+        assert_eq!(mac().open_progress("t1", moved), None, "changed");
+        let other_key = CacheMac::new(&Secret::new("j".repeat(32)), "K").expect("key");
+        assert_eq!(other_key.open_progress("t1", sealed), None, "another key");
     }
 }

@@ -313,27 +313,21 @@ pub struct MatchResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskMessage {
     pub task_id: String,
-    /// The embedding work of earlier deliveries, on a task handed back for
-    /// lack of time (a deferral): the next delivery goes on from there, so
-    /// that every deferral of a long text moves it forward.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progress: Option<EmbedProgress>,
 }
 
 impl TaskMessage {
-    /// The first message of a task: no work done yet.
     pub fn new(task_id: impl Into<String>) -> TaskMessage {
         TaskMessage {
             task_id: task_id.into(),
-            progress: None,
         }
     }
 }
 
 /// A text's embedding stopped part way: the windows run so far (in the
 /// model's order) and the sum of their tokens' vectors, which the mean
-/// pooling goes on adding to. Kept in the message rather than the task item:
-/// only the worker writes it, and it lives as long as the delivery.
+/// pooling goes on adding to. It travels with a handed-back task's message
+/// (`Routing::progress`) rather than in the task item, sealed by the worker
+/// for that task (`mac`), and lives as long as the delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmbedProgress {
     /// SHA-256 (hex) of the text and the model: progress of another text,
@@ -344,6 +338,11 @@ pub struct EmbedProgress {
     /// `EMBEDDING_DIM` little-endian `f32`, base64: the sum exactly as it
     /// was, so that the finished vector is the one an uninterrupted run gives.
     pub sum: String,
+    /// HMAC-SHA256 (base64) over the task and the above, under the cache's
+    /// key (`CacheMac::seal_progress`): the worker uses no progress it did
+    /// not seal itself for this task.
+    #[serde(default)]
+    pub mac: String,
 }
 
 impl EmbedProgress {
@@ -361,6 +360,7 @@ impl EmbedProgress {
             windows,
             tokens,
             sum: base64::engine::general_purpose::STANDARD.encode(bytes),
+            mac: String::new(),
         }
     }
 
@@ -402,6 +402,9 @@ pub struct Routing {
     /// `None`: the message is its own group, as SQS treats one without.
     pub group: Option<String>,
     pub deferrals: u32,
+    /// The embedding work done by earlier deliveries (the `progress` message
+    /// attribute), so that every deferral of a long text moves it forward.
+    pub progress: Option<EmbedProgress>,
 }
 
 impl Routing {
@@ -412,6 +415,7 @@ impl Routing {
         Routing {
             group: Some(caller_group(owner)),
             deferrals: 0,
+            progress: None,
         }
     }
 }

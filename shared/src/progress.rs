@@ -78,19 +78,8 @@ mod tests {
             ..p.clone()
         };
         assert_eq!(short.sum_for("model-a", "a resume"), None);
-        let json = serde_json::to_string(&crate::domain::TaskMessage {
-            task_id: "t".into(),
-            progress: Some(p.clone()),
-        })
-        .expect("json");
-        let back: crate::domain::TaskMessage = serde_json::from_str(&json).expect("back");
-        assert_eq!(back.progress, Some(p));
-        let plain: crate::domain::TaskMessage =
-            serde_json::from_str(r#"{"task_id":"t"}"#).expect("an older message");
-        assert_eq!(plain, crate::domain::TaskMessage::new("t"));
-        assert_eq!(
-            serde_json::to_string(&plain).expect("json"),
-            r#"{"task_id":"t"}"#
-        );
+        let json = serde_json::to_string(&p).expect("json");
+        let back: EmbedProgress = serde_json::from_str(&json).expect("back");
+        assert_eq!(back, p);
     }
 }

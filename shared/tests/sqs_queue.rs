@@ -3,7 +3,7 @@
 mod common;
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use shared::adapters::sqs::{SqsTaskQueue, DEFERRALS_ATTRIBUTE};
+use shared::adapters::sqs::{SqsTaskQueue, DEFERRALS_ATTRIBUTE, PROGRESS_ATTRIBUTE};
 use shared::domain::{Routing, TaskMessage};
 use shared::ports::TaskQueue;
 
@@ -45,9 +45,11 @@ async fn sends_the_task_message_as_json() {
 
     // A caller's group (a fair queue's tenant) and a handed-back task's count
     // travel as metadata; the body stays `{"task_id"}`.
+    let progress = shared::domain::EmbedProgress::new("model", "a resume", 3, 700, &[0.25; 384]);
     let routing = Routing {
         group: Some("3f7a".into()),
         deferrals: 2,
+        progress: Some(progress.clone()),
     };
     queue.send(&message, &routing).await.expect("send");
     let received = client
@@ -72,6 +74,13 @@ async fn sends_the_task_message_as_json() {
         .and_then(|a| a.get(DEFERRALS_ATTRIBUTE))
         .and_then(|v| v.string_value.as_deref());
     assert_eq!(deferrals, Some("2"));
+    let carried = m
+        .message_attributes
+        .as_ref()
+        .and_then(|a| a.get(PROGRESS_ATTRIBUTE))
+        .and_then(|v| v.string_value.as_deref())
+        .map(|json| serde_json::from_str(json).expect("progress json"));
+    assert_eq!(carried, Some(progress));
     client
         .delete_queue()
         .queue_url(&url)

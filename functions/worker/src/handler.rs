@@ -12,7 +12,8 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use tracing::Instrument;
 
-use shared::adapters::sqs::DEFERRALS_ATTRIBUTE;
+use shared::adapters::sqs::{DEFERRALS_ATTRIBUTE, PROGRESS_ATTRIBUTE};
+use shared::cache_mac::CacheMac;
 use shared::domain::{caller_group, EmbedProgress, Routing, TaskMessage};
 use shared::ports::{Embedder, JobIndex, MatchCache, NoCache, TaskQueue, TaskStore};
 use shared::service::{self, Delivery, Outcome, Retry};
@@ -37,6 +38,9 @@ pub struct App<S, J, E, Q, C = NoCache> {
     pub embedder: E,
     /// Results and text vectors (DESIGN.md "Cache").
     pub cache: C,
+    /// Seals the embedding progress a handed-back task carries, and opens
+    /// only what it sealed (the cache's key).
+    pub progress_mac: CacheMac,
     pub max_receive_count: u32,
     /// A task is handed back for lack of time at most this often; then it
     /// is retried as any transient failure (burning receives).
@@ -108,6 +112,14 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, Q: TaskQueue, C: MatchCache> App<S,
             .and_then(|a| a.string_value.as_deref())
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(0);
+        // Progress that does not parse (or, in the embedder, is of another
+        // text) is ignored: the text starts again, nothing worse.
+        let progress: Option<EmbedProgress> = record
+            .message_attributes
+            .get(PROGRESS_ATTRIBUTE)
+            .and_then(|a| a.string_value.as_deref())
+            .and_then(|v| serde_json::from_str(v).ok())
+            .and_then(|p| self.progress_mac.open_progress(&message.task_id, p));
         let delivery = Delivery {
             receive_count: attribute("ApproximateReceiveCount")
                 .and_then(|c| u32::try_from(c).ok())
@@ -133,7 +145,8 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, Q: TaskQueue, C: MatchCache> App<S,
         );
         // The embedding goes on from the progress the message carries, and
         // leaves its own if it stops (shared::progress).
-        let run = shared::progress::tracked(message.progress.clone(), run);
+        let before = progress.as_ref().map_or(0, |p| p.windows);
+        let run = shared::progress::tracked(progress, run);
         let mut deferred = deferrals;
         let outcome = match tokio::time::timeout(hard_stop, run).await {
             Ok((Ok(Outcome::OutOfTime { owner }), progress)) => {
@@ -147,15 +160,16 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, Q: TaskQueue, C: MatchCache> App<S,
                 // Only a delivery that moved the task no further counts
                 // against its deferrals: the windows of a text are few
                 // (MAX_TEXT_WORD_PIECES), so handing back with progress ends.
-                let windows = |p: &Option<EmbedProgress>| p.as_ref().map_or(0, |p| p.windows);
-                if windows(&progress) <= windows(&message.progress) {
+                if progress.as_ref().map_or(0, |p| p.windows) <= before {
                     deferred += 1;
                 }
-                let next = TaskMessage {
-                    task_id: message.task_id.clone(),
-                    progress,
+                let routing = Routing {
+                    group,
+                    deferrals: deferred,
+                    progress: progress
+                        .map(|p| self.progress_mac.seal_progress(&message.task_id, p)),
                 };
-                self.defer(&next, group, deferred).await
+                self.defer(&message, routing).await
             }
             Ok((Ok(outcome), _)) => outcome,
             Ok((Err(err), _)) => Outcome::Retry(Retry::Transient(err.to_string())),
@@ -196,8 +210,7 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, Q: TaskQueue, C: MatchCache> App<S,
     /// Hands a task that ran out of time back to the queue as a new message
     /// (its receive count starts again): `OutOfTime`, acknowledged. If the
     /// send fails, the delivery is retried instead.
-    async fn defer(&self, message: &TaskMessage, group: Option<String>, deferrals: u32) -> Outcome {
-        let routing = Routing { group, deferrals };
+    async fn defer(&self, message: &TaskMessage, routing: Routing) -> Outcome {
         match self.queue.send(message, &routing).await {
             Ok(()) => Outcome::OutOfTime { owner: None },
             Err(e) => {
@@ -261,6 +274,7 @@ mod tests {
             },
             embedder: MemoryEmbedder::default(),
             cache: NoCache,
+            progress_mac: test_mac(),
             max_receive_count: 3,
             max_deferrals: MAX_DEFERRALS,
             concurrency: 4,
@@ -447,6 +461,14 @@ mod tests {
     }
 
     /// A message with `deferrals` in its attributes, as a handed-back task's.
+    fn test_mac() -> CacheMac {
+        CacheMac::new(
+            &shared::config::Secret::new("k".repeat(32)),
+            "CACHE_MAC_KEY",
+        )
+        .expect("key")
+    }
+
     fn deferred_message(id: &str, body: &str, receive_count: u32, deferrals: u32) -> SqsMessage {
         let mut m = message(id, body, receive_count);
         let mut count = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
@@ -493,14 +515,16 @@ mod tests {
                     "t1".to_string(),
                     Routing {
                         group: None,
-                        deferrals: 1
+                        deferrals: 1,
+                        progress: None,
                     }
                 ),
                 (
                     "t2".to_string(),
                     Routing {
                         group: Some("the-event-group".into()),
-                        deferrals: 3
+                        deferrals: 3,
+                        progress: None,
                     }
                 ),
             ]
@@ -589,6 +613,7 @@ mod tests {
                 delay: Duration::from_secs(1),
             },
             cache: NoCache,
+            progress_mac: test_mac(),
             max_receive_count: 3,
             max_deferrals: MAX_DEFERRALS,
             concurrency: 4,
@@ -649,6 +674,7 @@ mod tests {
             queue: MemoryQueue::default(),
             embedder: embedder.clone(),
             cache: NoCache,
+            progress_mac: test_mac(),
             max_receive_count: 3,
             max_deferrals: MAX_DEFERRALS,
             concurrency: 4,
@@ -694,8 +720,8 @@ mod tests {
         assert_eq!(routing.group, Some(caller_group("alice")));
         // The windows it ran travel with it, and a delivery that moved the
         // task forward does not count against its deferrals.
-        let windows = |m: &TaskMessage| m.progress.as_ref().map_or(0, |p| p.windows);
-        let mut done = windows(&sent[0]);
+        let windows = |r: &Routing| r.progress.as_ref().map_or(0, |p| p.windows);
+        let mut done = windows(&routing);
         assert_eq!(done as usize, embedder.windows_run(), "what ran is kept");
         assert_eq!(routing.deferrals, u32::from(done == 0));
 
@@ -711,13 +737,17 @@ mod tests {
                 )
             };
             let body = serde_json::to_string(&last).expect("json");
+            let mut delivery = deferred_message("m", &body, 1, routing.deferrals);
+            if let Some(progress) = &routing.progress {
+                let mut value = delivery.message_attributes[DEFERRALS_ATTRIBUTE].clone();
+                value.string_value = Some(serde_json::to_string(progress).expect("json"));
+                value.data_type = Some("String".into());
+                delivery
+                    .message_attributes
+                    .insert(PROGRESS_ATTRIBUTE.into(), value);
+            }
             let deadline = Utc::now().timestamp_millis() + 2_500;
-            let resp = app
-                .handle(
-                    event(vec![deferred_message("m", &body, 1, routing.deferrals)]),
-                    deadline,
-                )
-                .await;
+            let resp = app.handle(event(vec![delivery]), deadline).await;
             assert!(resp.batch_item_failures.is_empty());
             let task = app.store.tasks.lock().expect("lock")["t1"].clone();
             if task.status == TaskStatus::Completed {
@@ -725,7 +755,7 @@ mod tests {
             }
             let next = app
                 .queue
-                .sent
+                .routing
                 .lock()
                 .expect("lock")
                 .last()

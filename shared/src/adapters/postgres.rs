@@ -217,9 +217,9 @@ impl PgJobIndex {
             .bind(i32::try_from(self.max_scan_tuples).unwrap_or(i32::MAX))
             .bind(force);
         let pool = self.db.pool().await?;
-        let rows = match crate::deadline::remaining() {
+        let rows = match crate::deadline::stop_at() {
             None => statement.fetch_all(pool).await,
-            Some(left) => fetch_within(pool, left, statement).await?,
+            Some(at) => fetch_within(pool, at, statement).await?,
         }
         .map_err(|e| match &e {
             sqlx::Error::Database(d) if d.code().as_deref() == Some(NO_DATA_FOUND) => {
@@ -272,18 +272,24 @@ const QUERY_CANCELED: &str = "57014";
 /// The outer error is the deadline itself (nothing left to run with).
 async fn fetch_within<'q>(
     pool: &sqlx::PgPool,
-    left: std::time::Duration,
+    stop_at: std::time::Instant,
     statement: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
 ) -> Result<std::result::Result<Vec<PgRow>, sqlx::Error>> {
-    let ms = u64::try_from(left.as_millis())
+    let no_time = || Error::OutOfTime("no time left for the search".into());
+    let left = || stop_at.saturating_duration_since(std::time::Instant::now());
+    // Waiting for a connection counts against the deadline too.
+    let Ok(tx) = tokio::time::timeout(left(), pool.begin()).await else {
+        return Err(no_time());
+    };
+    // The time left once the connection is had; 0 would mean "no timeout".
+    let ms = u64::try_from(left().as_millis())
         .unwrap_or(u64::MAX)
         .min(FUNCTIONS_STATEMENT_TIMEOUT_MS);
-    // 0 would mean "no timeout".
     if ms == 0 {
-        return Err(Error::OutOfTime("no time left for the search".into()));
+        return Err(no_time());
     }
     let run = async {
-        let mut tx = pool.begin().await?;
+        let mut tx = tx?;
         sqlx::query("SELECT set_config('statement_timeout', $1, true)")
             .bind(format!("{ms}ms"))
             .execute(&mut *tx)

@@ -11,6 +11,9 @@ use crate::ports::TaskQueue;
 const COMPONENT: &str = "sqs";
 /// The message attribute that counts a task's deferrals (`Routing::deferrals`).
 pub const DEFERRALS_ATTRIBUTE: &str = "deferrals";
+/// The message attribute with a handed-back task's embedding progress
+/// (`Routing::progress`, JSON): the body stays `{"task_id"}`.
+pub const PROGRESS_ATTRIBUTE: &str = "progress";
 
 #[derive(Clone, Debug)]
 pub struct SqsTaskQueue {
@@ -45,6 +48,16 @@ impl TaskQueue for SqsTaskQueue {
                 .build()
                 .map_err(|e| Error::Internal(e.to_string()))?;
             send = send.message_attributes(DEFERRALS_ATTRIBUTE, count);
+        }
+        if let Some(progress) = &routing.progress {
+            let json =
+                serde_json::to_string(progress).map_err(|e| Error::Internal(e.to_string()))?;
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(json)
+                .build()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            send = send.message_attributes(PROGRESS_ATTRIBUTE, value);
         }
         send.send()
             .await
