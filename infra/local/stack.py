@@ -94,6 +94,8 @@ MAX_RECEIVE_COUNT = 3
 # place it is set: JOBMATCH_CONCURRENCY, or two per core, since an instance
 # spends most of an invocation waiting on moto or PostgreSQL.
 LAMBDA_CONCURRENCY = int(os.environ.get("JOBMATCH_CONCURRENCY") or 2 * (os.cpu_count() or 1))
+# The worker poller's lane for callers with nothing in flight (poller.py).
+QUIET_LANES = 1
 # Short locally so that redelivery after a failure takes seconds, not minutes.
 # The template's proportions (a 60 s worker, 360 s of visibility) would make
 # a crash cost six minutes here. The worker's 8 s (FALLBACK_TIMEOUT_MS) is
@@ -427,6 +429,9 @@ def base_env() -> dict[str, str]:
         # (the api and the worker read it).
         "MAX_TEXT_WORD_PIECES": "2048",
         "POLLER_CONCURRENCY": str(LAMBDA_CONCURRENCY),
+        # One more dispatcher, for callers with nothing in flight, on an
+        # instance of its own (the watch runs one more): poller.py says why.
+        "POLLER_QUIET_LANES": str(QUIET_LANES),
         # cargo lambda watch sends no deadline: the worker's leases end after
         # this, before the message becomes visible again.
         "FALLBACK_TIMEOUT_MS": str((VISIBILITY_TIMEOUT - 2) * 1000),
@@ -476,7 +481,7 @@ def start_watch(env: dict[str, str]) -> None:
     watch_env = {**functions_env(env), "RUST_LOG": env.get("RUST_LOG", "info")}
     port = env["LAMBDA_URL"].rsplit(":", 1)[1]  # the port .local/env was written with
     start("watch", ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", port,
-                    "--concurrency", str(LAMBDA_CONCURRENCY)], watch_env)
+                    "--concurrency", str(LAMBDA_CONCURRENCY + QUIET_LANES)], watch_env)
 
 
 def perf_watch(action: str) -> None:
@@ -557,7 +562,7 @@ def start_part(part: str, env: dict[str, str]) -> None:
     part_env = dict(env)
     if part == "poller-dlq":
         part_env.update(POLLER_QUEUE_URL=env["DLQ_URL"], POLLER_WORKER="deadletter",
-                        POLLER_CONCURRENCY="1")
+                        POLLER_CONCURRENCY="1", POLLER_QUIET_LANES="0")
     start(part, [str(VENV / "bin" / "python"), str(ROOT / "infra" / "local" / f"{script}.py")],
           part_env)
 
