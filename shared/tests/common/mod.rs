@@ -44,6 +44,7 @@ pub fn job(id: &str, embedding: Vec<f32>) -> JobRecord {
         skills: vec!["rust".into()],
         description: String::new(),
         posted_at: Utc::now(),
+        valid_through: None,
         embedding: Some(embedding),
     }
 }
@@ -75,7 +76,8 @@ pub async fn insert_jobs(pool: &sqlx::PgPool, jobs: &[JobRecord]) {
     for j in jobs {
         sqlx::query(
             "INSERT INTO jobs (id, title, company, location, remote, employment_type, salary_min, salary_max, \
-             skills, description, posted_at, embedding) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+             skills, description, posted_at, embedding, valid_through) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
         )
         .bind(&j.id)
         .bind(&j.title)
@@ -89,6 +91,7 @@ pub async fn insert_jobs(pool: &sqlx::PgPool, jobs: &[JobRecord]) {
         .bind(&j.description)
         .bind(j.posted_at)
         .bind(j.embedding.clone().map(pgvector::Vector::from))
+        .bind(j.valid_through)
         .execute(pool)
         .await
         .expect("insert job");
