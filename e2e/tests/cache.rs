@@ -320,8 +320,8 @@ async fn a_posting_past_its_valid_through_never_matches_cached_or_not() {
     let ends: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
         "INSERT INTO jobs (id, title, company, location, employment_type, embedding, posted_at, valid_through) \
          VALUES ($1, 'Filled', 'Acme', 'Berlin', 'full_time', $3, now() - interval '2 days', now() - interval '1 day'), \
-                ($2, 'Open', 'Acme', 'Berlin', 'full_time', $3, now() - interval '2 days', now() + interval '1 hour') \
-         RETURNING (SELECT now() + interval '1 hour')",
+                ($2, 'Open', 'Acme', 'Berlin', 'full_time', $3, now() - interval '2 days', now() + interval '30 minutes') \
+         RETURNING (SELECT now() + interval '30 minutes')",
     )
     .bind(&ended)
     .bind(&live)
