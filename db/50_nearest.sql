@@ -1,4 +1,4 @@
--- revision: 1
+-- revision: 2
 -- The matcher in one call: a match is one statement, so one round trip,
 -- and its plan logic lives here alone. Its settings are set_config(...,
 -- true), local to the statement's own transaction, so RDS Proxy never pins
@@ -16,12 +16,15 @@ CREATE TYPE jobmatch_plan AS ENUM ('exact', 'hnsw');
 CREATE TYPE jobmatch_candidate AS (
     id text, title text, company text, location text, remote boolean,
     employment_type text, salary_min integer, salary_max integer,
-    posted_at timestamptz, skills text[], similarity double precision
+    posted_at timestamptz, skills text[], valid_through timestamptz,
+    similarity double precision
 );
 
 -- The `count` jobs nearest to `query` (or to the stored profile of
 -- `profile_user`) among those passing `filters`, with the plan that found
--- them and the profile's skills. The plan:
+-- them and the profile's skills. Only live postings pass (`valid_through`
+-- unset or still ahead: shared::domain::JobRecord::live_at), before any
+-- filter. The plan:
 -- * PostgreSQL's estimate of the passing rows (EXPLAIN; the table's size
 --   without filters) at most the gate (`exact_max_rows`, or the derived
 --   jobmatch_exact_gate): the exact scan, over at most gate + 1 passing rows
@@ -45,17 +48,19 @@ CREATE FUNCTION jobmatch_nearest(
 ) RETURNS TABLE (
     id text, title text, company text, location text, remote boolean,
     employment_type text, salary_min integer, salary_max integer,
-    posted_at timestamptz, skills text[], similarity double precision,
-    plan jobmatch_plan, profile_skills text[]
+    posted_at timestamptz, skills text[], valid_through timestamptz,
+    similarity double precision, plan jobmatch_plan, profile_skills text[]
 )
 LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $fn$
 DECLARE
     q vector := query;
     pskills text[];
     f jsonb := jsonb_strip_nulls(coalesce(filters, '{}'::jsonb));
-    -- No filters, no predicate: it folds to nothing but still costs its
-    -- parsing and planning.
-    pass constant text := CASE WHEN f = '{}'::jsonb THEN 'true' ELSE jobmatch_filter_sql() END;
+    live constant text := '(valid_through IS NULL OR valid_through > now())';
+    -- No filters, no filter predicate: it folds to nothing but still costs
+    -- its parsing and planning.
+    pass constant text := CASE WHEN f = '{}'::jsonb THEN live
+                               ELSE live || ' AND (' || jobmatch_filter_sql() || ')' END;
     table_rows double precision;
     gate bigint;
     estimated double precision;
@@ -67,12 +72,12 @@ DECLARE
         || pass || ' LIMIT $4), '
         || 'top AS (SELECT d.tid, d.distance FROM d ORDER BY d.distance, d.id LIMIT $3) '
         || 'SELECT array_agg(ROW(j.id, j.title, j.company, j.location, j.remote, j.employment_type, '
-        || 'j.salary_min, j.salary_max, j.posted_at, j.skills, 1 - top.distance)::jobmatch_candidate '
+        || 'j.salary_min, j.salary_max, j.posted_at, j.skills, j.valid_through, 1 - top.distance)::jobmatch_candidate '
         || 'ORDER BY top.distance, j.id), (SELECT count(*) FROM d) '
         || 'FROM top JOIN jobs j ON j.ctid = top.tid';
     hnsw_sql constant text :=
         'SELECT array_agg(c) FROM (SELECT ROW(j.id, j.title, j.company, j.location, j.remote, '
-        || 'j.employment_type, j.salary_min, j.salary_max, j.posted_at, j.skills, '
+        || 'j.employment_type, j.salary_min, j.salary_max, j.posted_at, j.skills, j.valid_through, '
         || '1 - (j.embedding <=> $2))::jobmatch_candidate AS c FROM jobs j WHERE '
         || pass || ' ORDER BY j.embedding <=> $2 LIMIT $3) r';
 BEGIN

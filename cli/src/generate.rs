@@ -277,6 +277,7 @@ impl World {
             skills: normalise_skills(&picked),
             description,
             posted_at,
+            valid_through: None,
             embedding: Some(embedding),
         };
         (record, f)

@@ -132,9 +132,10 @@ impl Record for JobRecord {
         "description",
         "posted_at",
         "embedding",
+        "valid_through",
     ];
     const SELECT: &'static str = "id, title, company, location, remote, employment_type, \
-         salary_min, salary_max, skills, description, posted_at, embedding";
+         salary_min, salary_max, skills, description, posted_at, embedding, valid_through";
 
     fn key(&self) -> &str {
         &self.id
@@ -168,6 +169,18 @@ impl Record for JobRecord {
                 ));
             }
         }
+        if let Some(end) = self.valid_through {
+            if end < self.posted_at {
+                return Err(invalid(
+                    "valid_through",
+                    format!(
+                        "{} is before posted_at {}",
+                        end.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                        self.posted_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+                    ),
+                ));
+            }
+        }
         self.embedding.as_deref().map_or(Ok(()), check_vector)
     }
 
@@ -194,6 +207,10 @@ impl Record for JobRecord {
             .text(&vector_literal(
                 self.embedding.as_deref().unwrap_or_default(),
             ))
+            .opt(
+                self.valid_through
+                    .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            )
             .end();
     }
 }
@@ -773,6 +790,10 @@ mod tests {
         );
         let e = error_of(with("c", "posted_at", "yesterday".into()));
         assert!(e.starts_with("jobs.jsonl:4: "), "{e}");
+        assert_eq!(
+            error_of(with("c", "valid_through", "2025-01-01T00:00:00Z".into())),
+            "jobs.jsonl:4: valid_through: 2025-01-01T00:00:00Z is before posted_at 2025-01-02T03:04:05Z"
+        );
     }
 
     #[test]

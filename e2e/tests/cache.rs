@@ -304,6 +304,66 @@ async fn a_window_request_is_served_from_the_cache_until_its_window_drops_a_cand
     );
 }
 
+/// A posting past its `valid_through` is stored and never matched; one with
+/// a `valid_through` ahead matches, and a cached result holding it ends then
+/// (DESIGN.md "Catalogue operations": no cached result may still show it).
+#[tokio::test]
+async fn a_posting_past_its_valid_through_never_matches_cached_or_not() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::connect().await;
+    let run = uuid::Uuid::new_v4();
+    let token = stack.token(&format!("cache-valid-{run}"));
+    let query = embedding(run.as_u64_pair().0);
+    let (ended, live) = (format!("job-ended-{run}"), format!("job-live-{run}"));
+    let mut db = db().await;
+    // Both exactly at the query: the nearest of all, were they to match.
+    let ends: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "INSERT INTO jobs (id, title, company, location, employment_type, embedding, posted_at, valid_through) \
+         VALUES ($1, 'Filled', 'Acme', 'Berlin', 'full_time', $3, now() - interval '2 days', now() - interval '1 day'), \
+                ($2, 'Open', 'Acme', 'Berlin', 'full_time', $3, now() - interval '2 days', now() + interval '30 minutes') \
+         RETURNING (SELECT now() + interval '30 minutes')",
+    )
+    .bind(&ended)
+    .bind(&live)
+    .bind(Vector::from(query.clone()))
+    .fetch_one(&mut db)
+    .await
+    .expect("insert by hand");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = $1")
+        .bind(&ended)
+        .fetch_one(&mut db)
+        .await
+        .expect("count");
+    let body = json!({"embedding": query, "limit": 5});
+    let first = legacy(&stack, &token, &body).await;
+    let again = legacy(&stack, &token, &body).await;
+    let entry_ends: Option<bool> = sqlx::query_scalar(
+        "SELECT expires_at = $1 FROM match_cache WHERE computed_at = $2",
+    )
+    .bind(ends)
+    .bind(first.computed_at.expect("computed_at").get())
+    .fetch_optional(&mut db)
+    .await
+    .expect("the entry");
+    sqlx::query("DELETE FROM jobs WHERE id = ANY($1)")
+        .bind(vec![ended.clone(), live.clone()])
+        .execute(&mut db)
+        .await
+        .expect("clean up");
+    assert_eq!(stored, 1, "the ended posting is stored");
+    assert_eq!(first.matches[0].job_id, live);
+    assert!(
+        first.matches.iter().all(|m| m.job_id != ended),
+        "an ended posting never matches"
+    );
+    assert!(again.cached);
+    assert_eq!(
+        entry_ends,
+        Some(true),
+        "the entry ends when the live posting's valid_through passes"
+    );
+}
+
 /// A result changed in the cache with the functions' own database login (a
 /// leaked credential may write the cache's tables) is never served: its MAC
 /// does not verify, so the next identical request computes its answer and

@@ -273,6 +273,10 @@ pub struct Candidate {
     pub salary_max: Option<i32>,
     pub posted_at: DateTime<Utc>,
     pub skills: Vec<String>,
+    /// The posting stops matching at this moment (DESIGN.md "Catalogue
+    /// operations"); it bounds how long a result holding it is cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_through: Option<DateTime<Utc>>,
     pub similarity: f64,
 }
 
@@ -444,12 +448,21 @@ pub struct JobRecord {
     pub skills: Vec<String>,
     pub description: String,
     pub posted_at: DateTime<Utc>,
+    /// Past it the posting never matches (RFC 3339; not before `posted_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_through: Option<DateTime<Utc>>,
     /// Absent: the loader embeds `JobRecord::embedding_text` with the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<Vec<f32>>,
 }
 
 impl JobRecord {
+    /// Whether the posting may match at `now`: the predicate
+    /// db/50_nearest.sql puts before every filter (`live`).
+    pub fn live_at(&self, now: DateTime<Utc>) -> bool {
+        self.valid_through.is_none_or(|end| end > now)
+    }
+
     /// What the model embeds for a posting without an embedding: the title,
     /// the skills and the description, one line each (docs/api.md "Text matching").
     pub fn embedding_text(&self) -> String {

@@ -166,6 +166,30 @@ pub struct PostedWindow {
     pub days: i64,
 }
 
+/// How long a result stays exact beyond its age limit: until the first of
+/// its candidates stops passing, by leaving the request's window or by its
+/// `valid_through` (`first_valid_through`: the earliest among the
+/// candidates). A posting that was no candidate changes nothing when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Holds {
+    pub window: Option<PostedWindow>,
+    pub first_valid_through: Option<DateTime<Utc>>,
+}
+
+impl Holds {
+    /// The moment the result stops being exact, if any.
+    pub fn until(&self) -> Option<DateTime<Utc>> {
+        let left = self.window.and_then(|w| {
+            w.oldest_posted_at
+                .checked_add_signed(chrono::Duration::try_days(w.days)?)
+        });
+        match (left, self.first_valid_through) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// A result lookup: the cached result, or the versions to store one at.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
@@ -185,15 +209,16 @@ pub trait MatchCache: Send + Sync {
         key: &CacheKey,
         profile_user: Option<&str>,
     ) -> impl Future<Output = Result<Lookup>> + Send;
-    /// Stores `result`, usable until its age limit or, with `window`, until
-    /// the window drops one of its candidates, whichever comes first.
+    /// Stores `result`, usable until its age limit or until `holds` ends
+    /// (a candidate leaves the window or reaches its `valid_through`),
+    /// whichever comes first.
     fn store(
         &self,
         key: &CacheKey,
         profile_user: Option<&str>,
         versions: DataVersions,
         result: &MatchResult,
-        window: Option<PostedWindow>,
+        holds: Holds,
     ) -> impl Future<Output = Result<()>> + Send;
     /// The vector stored for a text (the key holds the model's identity).
     fn embedding(&self, key: &CacheKey) -> impl Future<Output = Result<Option<Vec<f32>>>> + Send;
@@ -223,7 +248,7 @@ impl MatchCache for NoCache {
         _profile_user: Option<&str>,
         _versions: DataVersions,
         _result: &MatchResult,
-        _window: Option<PostedWindow>,
+        _holds: Holds,
     ) -> Result<()> {
         Ok(())
     }

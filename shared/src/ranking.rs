@@ -76,6 +76,7 @@ mod tests {
             salary_min: None,
             salary_max: None,
             posted_at: chrono::DateTime::from_timestamp(0, 0).expect("epoch"),
+            valid_through: None,
             skills: skills.iter().map(|s| s.to_string()).collect(),
             similarity,
         }

@@ -13,7 +13,7 @@ use crate::domain::{
 };
 use crate::error::{Error, ErrorCode, Result};
 use crate::ports::{
-    CacheKey, Claim, Embedder, Fence, JobIndex, Lookup, MatchCache, PostedWindow, Query, TaskQueue,
+    CacheKey, Claim, Embedder, Fence, Holds, JobIndex, Lookup, MatchCache, PostedWindow, Query, TaskQueue,
     TaskStore,
 };
 
@@ -94,7 +94,8 @@ const CACHE_FORMAT: u32 = 2;
 /// and limit (DESIGN.md "Cache"). A profile's key holds its owner, so that it
 /// serves only them; a text's holds the model's identity (`model_id`), so that
 /// a new model never serves the old one's rankings. A `posted_within_days`
-/// result is stored with its `PostedWindow`, which bounds how long it holds.
+/// result is stored with its `PostedWindow`, and any result with its
+/// candidates' first `valid_through` (`Holds`), which bound how long it holds.
 pub fn result_key(owner: &str, model_id: &str, request: &MatchRequest) -> Option<CacheKey> {
     #[derive(serde::Serialize)]
     enum Source<'a> {
@@ -228,13 +229,20 @@ pub async fn run_match<J: JobIndex, E: Embedder, C: MatchCache>(
     let neighbours = index
         .nearest(query, &request.filters, candidate_count(request.limit))
         .await?;
-    let window = request.filters.posted_within_days.and_then(|days| {
-        let oldest = neighbours.candidates.iter().map(|c| c.posted_at).min()?;
-        Some(PostedWindow {
-            oldest_posted_at: oldest,
-            days,
-        })
-    });
+    let holds = Holds {
+        window: request.filters.posted_within_days.and_then(|days| {
+            let oldest = neighbours.candidates.iter().map(|c| c.posted_at).min()?;
+            Some(PostedWindow {
+                oldest_posted_at: oldest,
+                days,
+            })
+        }),
+        first_valid_through: neighbours
+            .candidates
+            .iter()
+            .filter_map(|c| c.valid_through)
+            .min(),
+    };
     let skills = request
         .skills
         .clone()
@@ -249,7 +257,7 @@ pub async fn run_match<J: JobIndex, E: Embedder, C: MatchCache>(
         computed_at: Some(Timestamp::now()),
     };
     if let (Some(key), Some(versions)) = (key, versions) {
-        if let Err(e) = within(cache.store(&key, profile_user, versions, &result, window)).await {
+        if let Err(e) = within(cache.store(&key, profile_user, versions, &result, holds)).await {
             tracing::warn!(error = %e, "cannot cache the result");
         }
     }
@@ -636,6 +644,7 @@ mod tests {
                 skills: vec![],
                 description: String::new(),
                 posted_at: Utc::now(),
+                valid_through: None,
                 embedding: Some(embedding),
             }
         }
@@ -771,6 +780,36 @@ mod tests {
                 .await
                 .expect("later");
             assert!(!later.cached);
+        }
+
+        #[tokio::test]
+        async fn a_result_holds_until_its_first_candidates_valid_through() {
+            let (embedder, cache) = (MemoryEmbedder::default(), MemoryCache::default());
+            let soon = Utc::now() + chrono::Duration::hours(1);
+            let later = Utc::now() + chrono::Duration::hours(5);
+            let mut jobs = index();
+            jobs.jobs[0].valid_through = Some(later);
+            jobs.jobs[1].valid_through = Some(soon);
+            let mut request = text("rust engineer");
+            request.limit = 5;
+            let first = run_match(&jobs, &embedder, &cache, "bob", &request)
+                .await
+                .expect("first");
+            assert_eq!(first.count, 2, "both live");
+            let key = result_key("bob", embedder.model_id(), &request).expect("a key");
+            let until = cache.results.lock().expect("lock")[&key].2;
+            assert_eq!(until, Some(soon), "the first valid_through ends the entry");
+            // Past it, the posting is gone from the answer.
+            jobs.jobs[1].valid_through = Some(Utc::now() - chrono::Duration::seconds(1));
+            if let Some(entry) = cache.results.lock().expect("lock").get_mut(&key) {
+                entry.2 = Some(Utc::now() - chrono::Duration::seconds(1));
+            }
+            let after = run_match(&jobs, &embedder, &cache, "bob", &request)
+                .await
+                .expect("after");
+            assert!(!after.cached);
+            assert_eq!(after.count, 1);
+            assert_ne!(after.matches[0].job_id, jobs.jobs[1].id);
         }
 
         #[tokio::test]

@@ -13,7 +13,7 @@ use shared::adapters::cache::{CacheLimits, PgMatchCache};
 use shared::cache_mac::CacheMac;
 use shared::config::Secret;
 use shared::domain::{MatchResult, Timestamp, EMBEDDING_DIM};
-use shared::ports::{CacheKey, Lookup, MatchCache, PostedWindow};
+use shared::ports::{CacheKey, Holds, Lookup, MatchCache, PostedWindow};
 use sqlx::PgPool;
 
 fn result() -> MatchResult {
@@ -68,7 +68,7 @@ async fn the_tables_stay_within_their_caps(pool: PgPool) {
     let versions = miss(&cache, &key(0)).await;
     for i in 0..40 {
         cache
-            .store(&key(i), None, versions, &result(), None)
+            .store(&key(i), None, versions, &result(), Holds::default())
             .await
             .expect("store");
         let vector = vec![1.0 / (EMBEDDING_DIM as f32).sqrt(); EMBEDDING_DIM];
@@ -95,7 +95,7 @@ async fn expired_or_outdated_entries_are_never_served(pool: PgPool) {
     let expired = PgMatchCache::new(pool.clone(), limits(Duration::ZERO, 100, 100), mac());
     let versions = miss(&expired, &key(1)).await;
     expired
-        .store(&key(1), None, versions, &result(), None)
+        .store(&key(1), None, versions, &result(), Holds::default())
         .await
         .expect("store");
     miss(&expired, &key(1)).await;
@@ -107,7 +107,7 @@ async fn expired_or_outdated_entries_are_never_served(pool: PgPool) {
     );
     let versions = miss(&cache, &key(2)).await;
     cache
-        .store(&key(2), None, versions, &result(), None)
+        .store(&key(2), None, versions, &result(), Holds::default())
         .await
         .expect("store");
     let Lookup::Hit(hit) = cache.lookup(&key(2), None).await.expect("lookup") else {
@@ -126,7 +126,7 @@ async fn expired_or_outdated_entries_are_never_served(pool: PgPool) {
     assert_eq!(moved.jobs, versions.jobs + 1);
     // The next store evicts the outdated entry.
     cache
-        .store(&key(3), None, moved, &result(), None)
+        .store(&key(3), None, moved, &result(), Holds::default())
         .await
         .expect("store");
     assert_eq!(rows(&pool, "match_cache").await, 1);
@@ -167,7 +167,7 @@ async fn ddl_outdates_cached_results(pool: PgPool) {
     ] {
         let versions = miss(&cache, &key(4)).await;
         cache
-            .store(&key(4), None, versions, &result(), None)
+            .store(&key(4), None, versions, &result(), Holds::default())
             .await
             .expect("store");
         assert!(matches!(
@@ -225,7 +225,16 @@ async fn a_window_entry_ends_when_its_oldest_candidate_leaves(pool: PgPool) {
     };
     let versions = miss(&cache, &key(5)).await;
     cache
-        .store(&key(5), None, versions, &result(), Some(inside))
+        .store(
+            &key(5),
+            None,
+            versions,
+            &result(),
+            Holds {
+                window: Some(inside),
+                ..Holds::default()
+            },
+        )
         .await
         .expect("store");
     assert!(matches!(
@@ -248,7 +257,16 @@ async fn a_window_entry_ends_when_its_oldest_candidate_leaves(pool: PgPool) {
         days: 30,
     };
     cache
-        .store(&key(6), None, versions, &result(), Some(left))
+        .store(
+            &key(6),
+            None,
+            versions,
+            &result(),
+            Holds {
+                window: Some(left),
+                ..Holds::default()
+            },
+        )
         .await
         .expect("store");
     miss(&cache, &key(6)).await;
@@ -328,7 +346,7 @@ async fn a_result_planted_or_changed_by_sql_is_a_miss(pool: PgPool) {
     let versions = miss(&cache, &key(10)).await;
     let stored = result();
     cache
-        .store(&key(10), None, versions, &stored, None)
+        .store(&key(10), None, versions, &stored, Holds::default())
         .await
         .expect("store");
     let served = hit(cache.lookup(&key(10), None).await.expect("lookup"));
@@ -432,7 +450,7 @@ async fn a_result_planted_or_changed_by_sql_is_a_miss(pool: PgPool) {
     miss(&rotated, &key(10)).await;
     for k in [10, 11, 12, 14] {
         rotated
-            .store(&key(k), None, versions, &stored, None)
+            .store(&key(k), None, versions, &stored, Holds::default())
             .await
             .expect("store");
         let served = hit(rotated.lookup(&key(k), None).await.expect("lookup"));

@@ -195,6 +195,51 @@ impl Planned<'_> {
     }
 }
 
+/// Past its `valid_through` a posting never matches, with filters or
+/// without, under either plan; one still ahead matches and says when it ends.
+#[sqlx::test(migrations = false)]
+async fn a_posting_past_its_valid_through_never_matches_under_either_plan(pool: PgPool) {
+    common::migrated(&pool).await;
+    let now = chrono::Utc::now();
+    let mut jobs = seeded_jobs();
+    // j00 (the nearest) has ended; j01 ends in an hour.
+    jobs[0].posted_at = now - chrono::Duration::days(3);
+    jobs[0].valid_through = Some(now - chrono::Duration::days(1));
+    jobs[1].valid_through = Some(now + chrono::Duration::hours(1));
+    seed(&pool, &jobs).await;
+    for (exact_max, plan) in [(0, Plan::Hnsw), (i64::MAX, Plan::Exact)] {
+        let index = PgJobIndex::new(pool.clone(), exact_max);
+        let everything = Planned(&index, plan).ids(Filters::default(), 40).await;
+        assert_eq!(everything.len(), 39, "{plan:?}");
+        assert!(!everything.contains(&"j00".to_string()), "{plan:?}");
+        assert_eq!(everything[0], "j01", "{plan:?}");
+        let berlin = Filters {
+            locations: Some(vec!["Berlin".into()]),
+            ..Default::default()
+        };
+        let filtered = Planned(&index, plan).ids(berlin, 40).await;
+        assert!(!filtered.contains(&"j00".to_string()), "{plan:?}");
+        assert_eq!(filtered[0], "j01", "{plan:?}");
+        let (n, _) = index
+            .nearest_planned(
+                Query::Embedding(&common::axis(0, 0.0)),
+                &Filters::default(),
+                1,
+                None,
+            )
+            .await
+            .expect("nearest");
+        let ends = n.candidates[0].valid_through.expect("j01's end");
+        assert!((ends - jobs[1].valid_through.expect("set")).num_milliseconds().abs() < 1);
+    }
+    // The database refuses an end before the posting.
+    let refused = sqlx::query("UPDATE jobs SET valid_through = posted_at - interval '1 second' WHERE id = 'j02'")
+        .execute(&pool)
+        .await
+        .expect_err("valid_through before posted_at");
+    assert!(refused.to_string().contains("jobs_valid_through_after_posted"), "{refused}");
+}
+
 #[sqlx::test(migrations = false)]
 async fn profile_query_uses_the_stored_profile(pool: PgPool) {
     common::migrated(&pool).await;

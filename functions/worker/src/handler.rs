@@ -251,6 +251,7 @@ mod tests {
             skills: skills.iter().map(|s| s.to_string()).collect(),
             description: String::new(),
             posted_at: Utc::now(),
+            valid_through: None,
             embedding: Some(unit(axis)),
         }
     }
@@ -766,6 +767,39 @@ mod tests {
         }
         let ran = embedder.windows_run();
         assert_eq!(ran, 8, "each of the 8 windows ran once: {ran}");
+
+        // A progress the worker did not seal for this task (forged, or
+        // another task's) is ignored: the text starts again.
+        let text = vec!["word"; 2_000].join(" ");
+        let forged = EmbedProgress::new(embedder.model_id(), &text, 7, 1_778, &[9.0; 384]);
+        let other_task = test_mac().seal_progress("t1", forged.clone());
+        for (id, progress) in [("t2", forged), ("t3", other_task)] {
+            let request = MatchRequest {
+                embedding: None,
+                text: Some(text.clone()),
+                skills: None,
+                filters: Default::default(),
+                limit: 2,
+            };
+            let task = Task::pending(id.into(), "alice".into(), request, Utc::now(), 3600);
+            app.store.tasks.lock().expect("lock").insert(id.into(), task);
+            let mut delivery = deferred_message(id, &format!(r#"{{"task_id":"{id}"}}"#), 1, 0);
+            let mut value = delivery.message_attributes[DEFERRALS_ATTRIBUTE].clone();
+            value.string_value = Some(serde_json::to_string(&progress).expect("json"));
+            value.data_type = Some("String".into());
+            delivery
+                .message_attributes
+                .insert(PROGRESS_ATTRIBUTE.into(), value);
+            let before = embedder.windows_run();
+            let deadline = Utc::now().timestamp_millis() + 60_000;
+            let resp = app.handle(event(vec![delivery]), deadline).await;
+            assert!(resp.batch_item_failures.is_empty());
+            assert_eq!(
+                app.store.tasks.lock().expect("lock")[id].status,
+                TaskStatus::Completed
+            );
+            assert_eq!(embedder.windows_run() - before, 8, "{id}: all 8 windows ran");
+        }
     }
 
     /// Why the event source's BatchSize equals the pool (template.yaml, the

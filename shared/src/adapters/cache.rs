@@ -19,7 +19,7 @@ use crate::adapters::db_connect::Db;
 use crate::cache_mac::{to_micros, CacheMac, Rejection, ResultEntry};
 use crate::domain::MatchResult;
 use crate::error::{Error, Result};
-use crate::ports::{CacheKey, DataVersions, Lookup, MatchCache, PostedWindow};
+use crate::ports::{CacheKey, DataVersions, Holds, Lookup, MatchCache};
 
 const COMPONENT: &str = "cache";
 /// Rows one store may evict: keeps each store's cost bounded; the table
@@ -69,20 +69,16 @@ fn refused(table: &'static str, why: Rejection) {
     );
 }
 
-/// When a result stored now stops being served: its age limit or, with a
-/// window, when its oldest candidate leaves it (`posted_at` + the window's
-/// days, as the filter's SQL counts them in UTC, sqlx's session time zone).
-/// Computed here rather than in SQL so that the MAC covers it.
-fn expires_at(now: DateTime<Utc>, ttl: Duration, window: Option<PostedWindow>) -> DateTime<Utc> {
+/// When a result stored now stops being served: its age limit or when it
+/// stops holding (`Holds::until`: a candidate leaving the window, as the
+/// filter's SQL counts days in UTC, sqlx's session time zone, or reaching its
+/// `valid_through`). Computed here rather than in SQL so that the MAC covers it.
+fn expires_at(now: DateTime<Utc>, ttl: Duration, holds: Holds) -> DateTime<Utc> {
     let aged = chrono::Duration::from_std(ttl)
         .ok()
         .and_then(|ttl| now.checked_add_signed(ttl))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    let left = window.and_then(|w| {
-        w.oldest_posted_at
-            .checked_add_signed(chrono::Duration::try_days(w.days)?)
-    });
-    to_micros(left.map_or(aged, |left| left.min(aged)))
+    to_micros(holds.until().map_or(aged, |left| left.min(aged)))
 }
 
 impl MatchCache for PgMatchCache {
@@ -151,11 +147,11 @@ impl MatchCache for PgMatchCache {
         profile_user: Option<&str>,
         versions: DataVersions,
         result: &MatchResult,
-        window: Option<PostedWindow>,
+        holds: Holds,
     ) -> Result<()> {
         let computed_at = result.computed_at.map(|t| t.get());
         let json = serde_json::to_vec(result).map_err(|e| Error::Internal(e.to_string()))?;
-        let expires_at = expires_at(Utc::now(), self.limits.result_ttl, window);
+        let expires_at = expires_at(Utc::now(), self.limits.result_ttl, holds);
         let mac = self.mac.sign_result(&ResultEntry {
             key,
             profile_user,

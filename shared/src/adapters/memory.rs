@@ -13,7 +13,7 @@ use crate::domain::{
 use crate::error::{Error, Result};
 use crate::ports::{
     CacheKey, Claim, DataVersions, Embedder, Fence, IdempotentTaskStore, JobIndex, Lookup,
-    MatchCache, Neighbours, PageCursor, PostedWindow, Query, QuotaStore, TaskLister, TaskPage,
+    Holds, MatchCache, Neighbours, PageCursor, Query, QuotaStore, TaskLister, TaskPage,
     TaskQueue, TaskReader, TaskWriter,
 };
 use crate::quota::{Policy, RateLimit};
@@ -301,7 +301,7 @@ impl JobIndex for MemoryJobIndex {
         let mut candidates: Vec<Candidate> = self
             .jobs
             .iter()
-            .filter(|j| filters.admits(j, now))
+            .filter(|j| j.live_at(now) && filters.admits(j, now))
             .filter_map(|j| Some((j, j.embedding.as_deref()?)))
             .map(|(j, e)| Candidate {
                 job_id: j.id.clone(),
@@ -314,6 +314,7 @@ impl JobIndex for MemoryJobIndex {
                 salary_max: j.salary_max,
                 posted_at: j.posted_at,
                 skills: j.skills.clone(),
+                valid_through: j.valid_through,
                 similarity: cosine_similarity(&embedding, e),
             })
             .collect();
@@ -437,10 +438,10 @@ impl MatchCache for MemoryCache {
         _profile_user: Option<&str>,
         versions: DataVersions,
         result: &MatchResult,
-        window: Option<PostedWindow>,
+        holds: Holds,
     ) -> Result<()> {
         self.check()?;
-        let until = window.map(|w| w.oldest_posted_at + chrono::Duration::days(w.days));
+        let until = holds.until();
         self.results
             .lock()
             .map_err(|_| poisoned())?

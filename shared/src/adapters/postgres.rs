@@ -319,6 +319,7 @@ fn candidate_from_row(row: &PgRow) -> Result<Candidate> {
         salary_max: row.try_get("salary_max").map_err(db_err)?,
         posted_at: row.try_get("posted_at").map_err(db_err)?,
         skills: row.try_get("skills").map_err(db_err)?,
+        valid_through: row.try_get("valid_through").map_err(db_err)?,
         similarity: row.try_get("similarity").map_err(db_err)?,
     })
 }

@@ -44,6 +44,7 @@ pub fn job(id: &str, embedding: Vec<f32>) -> JobRecord {
         skills: vec!["rust".into()],
         description: String::new(),
         posted_at: Utc::now(),
+        valid_through: None,
         embedding: Some(embedding),
     }
 }
@@ -73,10 +74,17 @@ pub async fn migrated(pool: &sqlx::PgPool) {
 /// Inserts `jobs` with the contract's columns.
 pub async fn insert_jobs(pool: &sqlx::PgPool, jobs: &[JobRecord]) {
     for j in jobs {
-        sqlx::query(
+        // `valid_through` only when set: schema.rs inserts into the schema
+        // of a release before it.
+        let sql = if j.valid_through.is_some() {
             "INSERT INTO jobs (id, title, company, location, remote, employment_type, salary_min, salary_max, \
-             skills, description, posted_at, embedding) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-        )
+             skills, description, posted_at, embedding, valid_through) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
+        } else {
+            "INSERT INTO jobs (id, title, company, location, remote, employment_type, salary_min, salary_max, \
+             skills, description, posted_at, embedding) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"
+        };
+        let query = sqlx::query(sql)
         .bind(&j.id)
         .bind(&j.title)
         .bind(&j.company)
@@ -88,7 +96,12 @@ pub async fn insert_jobs(pool: &sqlx::PgPool, jobs: &[JobRecord]) {
         .bind(&j.skills)
         .bind(&j.description)
         .bind(j.posted_at)
-        .bind(j.embedding.clone().map(pgvector::Vector::from))
+        .bind(j.embedding.clone().map(pgvector::Vector::from));
+        let query = match j.valid_through {
+            Some(end) => query.bind(end),
+            None => query,
+        };
+        query
         .execute(pool)
         .await
         .expect("insert job");
