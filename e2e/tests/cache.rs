@@ -337,14 +337,13 @@ async fn a_posting_past_its_valid_through_never_matches_cached_or_not() {
     let body = json!({"embedding": query, "limit": 5});
     let first = legacy(&stack, &token, &body).await;
     let again = legacy(&stack, &token, &body).await;
-    let entry_ends: Option<bool> = sqlx::query_scalar(
-        "SELECT expires_at = $1 FROM match_cache WHERE computed_at = $2",
-    )
-    .bind(ends)
-    .bind(first.computed_at.expect("computed_at").get())
-    .fetch_optional(&mut db)
-    .await
-    .expect("the entry");
+    let entry_ends: Option<bool> =
+        sqlx::query_scalar("SELECT expires_at = $1 FROM match_cache WHERE computed_at = $2")
+            .bind(ends)
+            .bind(first.computed_at.expect("computed_at").get())
+            .fetch_optional(&mut db)
+            .await
+            .expect("the entry");
     sqlx::query("DELETE FROM jobs WHERE id = ANY($1)")
         .bind(vec![ended.clone(), live.clone()])
         .execute(&mut db)

@@ -13,8 +13,8 @@ use crate::domain::{
 };
 use crate::error::{Error, ErrorCode, Result};
 use crate::ports::{
-    CacheKey, Claim, Embedder, Fence, Holds, JobIndex, Lookup, MatchCache, PostedWindow, Query, TaskQueue,
-    TaskStore,
+    CacheKey, Claim, Embedder, Fence, Holds, JobIndex, Lookup, MatchCache, PostedWindow, Query,
+    TaskQueue, TaskStore,
 };
 
 use crate::ranking::rank;

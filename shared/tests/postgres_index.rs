@@ -230,14 +230,26 @@ async fn a_posting_past_its_valid_through_never_matches_under_either_plan(pool: 
             .await
             .expect("nearest");
         let ends = n.candidates[0].valid_through.expect("j01's end");
-        assert!((ends - jobs[1].valid_through.expect("set")).num_milliseconds().abs() < 1);
+        assert!(
+            (ends - jobs[1].valid_through.expect("set"))
+                .num_milliseconds()
+                .abs()
+                < 1
+        );
     }
     // The database refuses an end before the posting.
-    let refused = sqlx::query("UPDATE jobs SET valid_through = posted_at - interval '1 second' WHERE id = 'j02'")
-        .execute(&pool)
-        .await
-        .expect_err("valid_through before posted_at");
-    assert!(refused.to_string().contains("jobs_valid_through_after_posted"), "{refused}");
+    let refused = sqlx::query(
+        "UPDATE jobs SET valid_through = posted_at - interval '1 second' WHERE id = 'j02'",
+    )
+    .execute(&pool)
+    .await
+    .expect_err("valid_through before posted_at");
+    assert!(
+        refused
+            .to_string()
+            .contains("jobs_valid_through_after_posted"),
+        "{refused}"
+    );
 }
 
 #[sqlx::test(migrations = false)]

@@ -782,7 +782,11 @@ mod tests {
                 limit: 2,
             };
             let task = Task::pending(id.into(), "alice".into(), request, Utc::now(), 3600);
-            app.store.tasks.lock().expect("lock").insert(id.into(), task);
+            app.store
+                .tasks
+                .lock()
+                .expect("lock")
+                .insert(id.into(), task);
             let mut delivery = deferred_message(id, &format!(r#"{{"task_id":"{id}"}}"#), 1, 0);
             let mut value = delivery.message_attributes[DEFERRALS_ATTRIBUTE].clone();
             value.string_value = Some(serde_json::to_string(&progress).expect("json"));
@@ -798,7 +802,11 @@ mod tests {
                 app.store.tasks.lock().expect("lock")[id].status,
                 TaskStatus::Completed
             );
-            assert_eq!(embedder.windows_run() - before, 8, "{id}: all 8 windows ran");
+            assert_eq!(
+                embedder.windows_run() - before,
+                8,
+                "{id}: all 8 windows ran"
+            );
         }
     }
 

@@ -12,9 +12,9 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::ports::{
-    CacheKey, Claim, DataVersions, Embedder, Fence, IdempotentTaskStore, JobIndex, Lookup,
-    Holds, MatchCache, Neighbours, PageCursor, Query, QuotaStore, TaskLister, TaskPage,
-    TaskQueue, TaskReader, TaskWriter,
+    CacheKey, Claim, DataVersions, Embedder, Fence, Holds, IdempotentTaskStore, JobIndex, Lookup,
+    MatchCache, Neighbours, PageCursor, Query, QuotaStore, TaskLister, TaskPage, TaskQueue,
+    TaskReader, TaskWriter,
 };
 use crate::quota::{Policy, RateLimit};
 

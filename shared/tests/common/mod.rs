@@ -85,25 +85,22 @@ pub async fn insert_jobs(pool: &sqlx::PgPool, jobs: &[JobRecord]) {
              skills, description, posted_at, embedding) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"
         };
         let query = sqlx::query(sql)
-        .bind(&j.id)
-        .bind(&j.title)
-        .bind(&j.company)
-        .bind(&j.location)
-        .bind(j.remote)
-        .bind(j.employment_type.as_str())
-        .bind(j.salary_min)
-        .bind(j.salary_max)
-        .bind(&j.skills)
-        .bind(&j.description)
-        .bind(j.posted_at)
-        .bind(j.embedding.clone().map(pgvector::Vector::from));
+            .bind(&j.id)
+            .bind(&j.title)
+            .bind(&j.company)
+            .bind(&j.location)
+            .bind(j.remote)
+            .bind(j.employment_type.as_str())
+            .bind(j.salary_min)
+            .bind(j.salary_max)
+            .bind(&j.skills)
+            .bind(&j.description)
+            .bind(j.posted_at)
+            .bind(j.embedding.clone().map(pgvector::Vector::from));
         let query = match j.valid_through {
             Some(end) => query.bind(end),
             None => query,
         };
-        query
-        .execute(pool)
-        .await
-        .expect("insert job");
+        query.execute(pool).await.expect("insert job");
     }
 }
