@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use shared::adapters::dynamo::DynamoTaskStore;
-use shared::domain::{Task, EMBEDDING_DIM};
+use shared::domain::{Task, TaskStatus, EMBEDDING_DIM};
 use shared::ports::TaskReader;
 
 pub fn env(key: &str) -> String {
@@ -174,6 +174,21 @@ impl Stack {
             }
         }
         done
+    }
+
+    /// Asserts that every task completed with `count` matches, naming the
+    /// first that did not and its error.
+    pub fn assert_completed(tasks: &[Task], count: usize) {
+        for t in tasks {
+            assert_eq!(
+                t.status,
+                TaskStatus::Completed,
+                "{} {:?}",
+                t.task_id,
+                t.error
+            );
+            assert_eq!(t.result.as_ref().expect("result").count, count);
+        }
     }
 
     /// Runs `infra/local/stack.py restart <what>` (pg-stop, pg-start, watch).

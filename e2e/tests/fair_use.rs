@@ -95,16 +95,7 @@ async fn eight_long_resumes_from_one_caller_at_once_all_complete() {
         "fair use: 8 resumes of 1,400 words from one caller: all finished in {:.1} s; attempts {attempts:?}",
         started.elapsed().as_secs_f64()
     );
-    for t in &tasks {
-        assert_eq!(
-            t.status,
-            TaskStatus::Completed,
-            "{} {:?}",
-            t.task_id,
-            t.error
-        );
-        assert_eq!(t.result.as_ref().expect("result").count, 10);
-    }
+    Stack::assert_completed(&tasks, 10);
 }
 
 /// A text near the bound (2,000 word pieces by the model's tokenizer, 8

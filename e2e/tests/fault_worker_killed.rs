@@ -61,16 +61,7 @@ async fn killed_worker_mid_batch_loses_nothing() {
         tasks.len(),
         started.elapsed().as_secs_f64()
     );
-    for t in &tasks {
-        assert_eq!(
-            t.status,
-            TaskStatus::Completed,
-            "{} {:?}",
-            t.task_id,
-            t.error
-        );
-        assert_eq!(t.result.as_ref().expect("result").count, 10);
-    }
+    Stack::assert_completed(&tasks, 10);
     // The tasks the dead worker held were redelivered and taken again.
     assert!(retried >= 1, "no task was taken again after the crash");
 }
