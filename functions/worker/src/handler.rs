@@ -470,6 +470,15 @@ mod tests {
         .expect("key")
     }
 
+    /// `m` carrying `progress` as its `progress` attribute, as a hand-back does.
+    fn with_progress(m: &mut SqsMessage, progress: &EmbedProgress) {
+        let mut value = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+        value.string_value = Some(serde_json::to_string(progress).expect("json"));
+        value.data_type = Some("String".into());
+        m.message_attributes
+            .insert(PROGRESS_ATTRIBUTE.to_string(), value);
+    }
+
     fn deferred_message(id: &str, body: &str, receive_count: u32, deferrals: u32) -> SqsMessage {
         let mut m = message(id, body, receive_count);
         let mut count = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
@@ -740,12 +749,7 @@ mod tests {
             let body = serde_json::to_string(&last).expect("json");
             let mut delivery = deferred_message("m", &body, 1, routing.deferrals);
             if let Some(progress) = &routing.progress {
-                let mut value = delivery.message_attributes[DEFERRALS_ATTRIBUTE].clone();
-                value.string_value = Some(serde_json::to_string(progress).expect("json"));
-                value.data_type = Some("String".into());
-                delivery
-                    .message_attributes
-                    .insert(PROGRESS_ATTRIBUTE.into(), value);
+                with_progress(&mut delivery, progress);
             }
             let deadline = Utc::now().timestamp_millis() + 2_500;
             let resp = app.handle(event(vec![delivery]), deadline).await;
@@ -788,12 +792,7 @@ mod tests {
                 .expect("lock")
                 .insert(id.into(), task);
             let mut delivery = deferred_message(id, &format!(r#"{{"task_id":"{id}"}}"#), 1, 0);
-            let mut value = delivery.message_attributes[DEFERRALS_ATTRIBUTE].clone();
-            value.string_value = Some(serde_json::to_string(&progress).expect("json"));
-            value.data_type = Some("String".into());
-            delivery
-                .message_attributes
-                .insert(PROGRESS_ATTRIBUTE.into(), value);
+            with_progress(&mut delivery, &progress);
             let before = embedder.windows_run();
             let deadline = Utc::now().timestamp_millis() + 60_000;
             let resp = app.handle(event(vec![delivery]), deadline).await;
