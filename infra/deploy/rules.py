@@ -47,6 +47,11 @@ ONE_VCPU_MB = 1769
 WINDOW_PIECES = 254
 WINDOW_SECONDS = 0.13
 
+# The writer's database login (DESIGN.md "Database roles"): rights on `jobs`
+# alone, for these functions only; every other function reads.
+WRITER_LOGIN = "jobmatch_writer_login"
+WRITER_FUNCTIONS = {"IngestFunction", "CatalogueFunction"}
+
 # Memory (GiB) of the instance classes the template allows. PostgreSQL on RDS
 # sets max_connections = LEAST(DBInstanceClassMemory / 9531392, 5000), and
 # DBInstanceClassMemory is the memory less what the OS and RDS keep: taken
@@ -421,6 +426,16 @@ class Checker:
             self.check(all(a.get("IAMAuth") == "REQUIRED" for a in pp.get("Auth", [])) and pp.get("Auth"), f"{pname}: IAM auth required")
             self.check(any(ref_name(a.get("SecretArn")) == "FunctionsDbSecret" for a in pp.get("Auth", [])),
                        f"{pname}: an auth entry for the functions' own login (FunctionsDbSecret)")
+            self.check(any(ref_name(a.get("SecretArn")) == "WriterDbSecret" for a in pp.get("Auth", [])),
+                       f"{pname}: an auth entry for the writer's login (WriterDbSecret)")
+            role = self.res.get(ref_name(pp.get("RoleArn")) or "", {})
+            readable = set()
+            for policy in role.get("Properties", {}).get("Policies", []) or []:
+                for st in policy.get("PolicyDocument", {}).get("Statement", []):
+                    if st.get("Action") == "secretsmanager:GetSecretValue":
+                        readable |= refs(st.get("Resource"))
+            self.check({"FunctionsDbSecret", "WriterDbSecret"} <= readable,
+                       f"{pname}: its role may read the logins' secrets (FunctionsDbSecret, WriterDbSecret): {sorted(readable)}")
 
         # Least privilege (DESIGN.md "Database roles"): the master user runs
         # migrations alone; the others log in as the read-only role, and may
@@ -428,6 +443,14 @@ class Checker:
         db_map = self.doc.get("Mappings", {}).get("Db", {}).get("Settings", {})
         master, reader = db_map.get("User"), db_map.get("FunctionsUser")
         self.check(bool(reader) and reader != master, f"Mappings Db.Settings.FunctionsUser is not the master user: {reader!r}")
+        writer = db_map.get("WriterUser")
+        self.check(writer == WRITER_LOGIN, f"Mappings Db.Settings.WriterUser is {WRITER_LOGIN} (db/ grants it jobmatch_writer): {writer!r}")
+        secret = self.res.get("WriterDbSecret", {}).get("Properties", {}).get("GenerateSecretString", {})
+        template = secret.get("SecretStringTemplate")
+        self.check(isinstance(template, Tagged) and isinstance(template.value, list) and len(template.value) == 2
+                   and template.value[1].get("User") == Tagged("!FindInMap", ["Db", "Settings", "WriterUser"])
+                   and secret.get("GenerateStringKey") == "password",
+                   "WriterDbSecret: {username: Db.Settings.WriterUser, password: generated}")
 
         def db_user(value) -> str | None:
             """The Db.Settings key a !Sub [.., {User: !FindInMap [Db, Settings, KEY]}] names."""
@@ -450,6 +473,18 @@ class Checker:
             if is_migrate:
                 self.check(ref_name(env.get("FUNCTIONS_DB_SECRET_ARN")) == "FunctionsDbSecret",
                            f"{name}: FUNCTIONS_DB_SECRET_ARN is FunctionsDbSecret (it makes the functions' login role)")
+                self.check(ref_name(env.get("WRITER_DB_SECRET_ARN")) == "WriterDbSecret",
+                           f"{name}: WRITER_DB_SECRET_ARN is WriterDbSecret (it makes the writer's login role)")
+        # The writer's password: migrate alone reads it (to make the role);
+        # the writer's functions present IAM tokens.
+        for name, fn in functions.items():
+            is_migrate = fn.get("Metadata", {}).get("BuildProperties", {}).get("Binary") == "migrate"
+            reads = any("WriterDbSecret" in refs(st.get("Resource")) for st in self.statements(fn))
+            named = "WriterDbSecret" in refs(self.env(fn))
+            if is_migrate:
+                self.check(reads and named, f"{name}: may read WriterDbSecret, named by WRITER_DB_SECRET_ARN")
+            else:
+                self.check(not reads and not named, f"{name}: no access to WriterDbSecret (migrate's alone)")
         groups = self.of_type("AWS::RDS::DBProxyTargetGroup")
         self.check(len(groups) == 1, "one proxy target group")
 
@@ -579,7 +614,13 @@ def self_test(doc: dict) -> int:
             {"Sid": "Master", "Effect": "Allow", "Action": "rds-db:connect",
              "Resource": Tagged("!Sub", ["arn:dbuser:${User}", {"User": Tagged("!FindInMap", ["Db", "Settings", "User"])}])}),
         "migrate without the functions' login": lambda d: d["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"].pop("FUNCTIONS_DB_SECRET_ARN"),
-        "proxy without the functions' login": lambda d: d["Resources"]["DbProxy"]["Properties"]["Auth"].pop(),
+        "proxy without the functions' login": lambda d: d["Resources"]["DbProxy"]["Properties"]["Auth"].pop(1),
+        "proxy without the writer's login": lambda d: d["Resources"]["DbProxy"]["Properties"]["Auth"].pop(2),
+        "proxy role may not read the writer's secret": lambda d: d["Resources"]["ProxyRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]["Resource"].pop(2),
+        "migrate without the writer's login": lambda d: d["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"].pop("WRITER_DB_SECRET_ARN"),
+        "the writer's login renamed": lambda d: d["Mappings"]["Db"]["Settings"].update(WriterUser="jobmatch_functions"),
+        "the api may read the writer's password": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"].append(
+            {"Sid": "Writer", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": Tagged("!Ref", "WriterDbSecret")}),
         "visibility timeout too short": lambda d: d["Resources"]["MatchQueue"]["Properties"].update(VisibilityTimeout=60),
         "MAX_RECEIVE_COUNT drift": lambda d: d["Resources"]["WorkerFunction"]["Properties"]["Environment"]["Variables"].update(MAX_RECEIVE_COUNT="5"),
         "no MaximumConcurrency": lambda d: worker_event(d).pop("ScalingConfig"),
