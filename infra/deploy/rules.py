@@ -15,6 +15,7 @@ of the template's header, and the embedding model's layer, memory and time.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import sys
 from pathlib import Path
@@ -51,6 +52,8 @@ WINDOW_SECONDS = 0.13
 # alone, for these functions only; every other function reads.
 WRITER_LOGIN = "jobmatch_writer_login"
 WRITER_FUNCTIONS = {"IngestFunction", "CatalogueFunction"}
+# The functions that embed, and so load the model from its layer.
+MODEL_FUNCTIONS = {"WorkerFunction", "IngestFunction"}
 
 # Memory (GiB) of the instance classes the template allows. PostgreSQL on RDS
 # sets max_connections = LEAST(DBInstanceClassMemory / 9531392, 5000), and
@@ -116,6 +119,38 @@ def ref_name(value) -> str | None:
         if k == "Fn::GetAtt":
             return v.split(".")[0] if isinstance(v, str) else v[0]
     return None
+
+
+def sub_text(value) -> str | None:
+    """The template string of a !Sub (short or long form), or a literal string."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Tagged) and value.tag == "!Sub":
+        v = value.value
+        return v if isinstance(v, str) else (v[0] if isinstance(v, list) and v and isinstance(v[0], str) else None)
+    if isinstance(value, dict) and len(value) == 1 and "Fn::Sub" in value:
+        v = value["Fn::Sub"]
+        return v if isinstance(v, str) else (v[0] if isinstance(v, list) and v and isinstance(v[0], str) else None)
+    return None
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def names_writer(value) -> bool:
+    """Whether a value anywhere names the writer's login (its Db.Settings key or its name)."""
+    if isinstance(value, Tagged):
+        if value.tag == "!FindInMap" and list(value.value)[:3] == ["Db", "Settings", "WriterUser"]:
+            return True
+        return names_writer(value.value)
+    if isinstance(value, dict):
+        if list(value.get("Fn::FindInMap", []))[:3] == ["Db", "Settings", "WriterUser"]:
+            return True
+        return any(names_writer(v) for v in value.values())
+    if isinstance(value, list):
+        return any(names_writer(v) for v in value)
+    return isinstance(value, str) and WRITER_LOGIN in value
 
 
 def refs(value) -> set[str]:
@@ -192,17 +227,19 @@ class Checker:
                 action = stmt.get("Action")
                 self.check(resource != "*" and "*" not in (resource if isinstance(resource, list) else []),
                            f"{name}: policy statement {stmt.get('Sid')} names its resources (no '*')")
-                self.check(action != "*" and not (isinstance(action, str) and action.endswith(":*")),
+                self.check(all(isinstance(a, str) and a != "*" and not a.endswith(":*") for a in as_list(action)),
                            f"{name}: policy statement {stmt.get('Sid')} names its actions")
             env = self.env(fn)
-            if "DATABASE_URL" in env:
+            for var in ("DATABASE_URL", "WRITER_DATABASE_URL"):
+                if var not in env:
+                    continue
                 self.check(env.get("DB_AUTH") == "iam", f"{name}: reaches the database with DB_AUTH=iam")
                 self.check("VpcConfig" in fn.get("Properties", {}), f"{name}: runs in the VPC (the proxy is private)")
                 self.check(any(s.get("Action") == "rds-db:connect" for s in self.statements(fn)), f"{name}: may rds-db:connect")
-                url = env["DATABASE_URL"]
+                url = env[var]
                 text = url.value[0] if isinstance(url, Tagged) and isinstance(url.value, list) else url
                 self.check(isinstance(text, str) and "sslmode=verify-full" in text and ":" not in text.split("@")[0].removeprefix("postgres://"),
-                           f"{name}: DATABASE_URL has no password and verifies TLS")
+                           f"{name}: {var} has no password and verifies TLS")
 
         # The embedding model: a layer for the worker alone.
         layers = self.of_type("AWS::Serverless::LayerVersion")
@@ -221,12 +258,13 @@ class Checker:
         for name, fn in functions.items():
             fn_layers = [ref_name(x) for x in fn.get("Properties", {}).get("Layers", []) or []]
             model_dir = self.env(fn).get("MODEL_DIR")
-            if name == "WorkerFunction":
+            if name in MODEL_FUNCTIONS:
                 self.check(bool(layers) and fn_layers == sorted(layers), f"{name}: has the model layer {sorted(layers)}: {fn_layers}")
                 self.check(model_dir == MODEL_DIR, f"{name}: MODEL_DIR is {MODEL_DIR}, where the layer puts the model: {model_dir!r}")
                 memory = self.number(self.prop(fn, "MemorySize"))
                 self.check(memory is not None and memory >= ONE_VCPU_MB,
                            f"{name}: MemorySize >= {ONE_VCPU_MB} (one vCPU for the embedding): {memory}")
+            if name == "WorkerFunction":
                 # The worst batch embeds within half the timeout: the other
                 # half is for a slower arm64 core and the matches.
                 timeout = self.number(self.prop(fn, "Timeout"))
@@ -249,7 +287,7 @@ class Checker:
                 self.check(timeout is not None and worst <= timeout / 2,
                            f"{name}: a batch of {batch:g} maximal texts (~{worst:.0f} s of embedding at {memory} MB) "
                            f"within half its Timeout ({timeout})")
-            else:
+            elif name not in MODEL_FUNCTIONS:
                 self.check(not fn_layers, f"{name}: no layers (it loads no model): {fn_layers}")
                 self.check(model_dir is None, f"{name}: no MODEL_DIR (it loads no model)")
 
@@ -310,7 +348,9 @@ class Checker:
             self.check(any("dynamodb:UpdateItem" in (s.get("Action") if isinstance(s.get("Action"), list) else [s.get("Action")])
                            for s in self.statements(functions[consumer])),
                        f"{consumer}: may dynamodb:UpdateItem (it closes dead-lettered tasks)")
-        self.check(set(by_queue) <= {"MatchQueue", match_dlq}, f"SQS event sources only on MatchQueue and its DLQ: {sorted(map(str, by_queue))}")
+        self.check(by_queue.get("IngestQueue") == ["IngestFunction"], f"IngestQueue feeds the ingest alone: {by_queue.get('IngestQueue')}")
+        self.check(set(by_queue) <= {"MatchQueue", match_dlq, "IngestQueue"},
+                   f"SQS event sources only on MatchQueue, its DLQ and IngestQueue: {sorted(map(str, by_queue))}")
         for name, fn, ev in sqs_events:
             props = ev.get("Properties", {})
             self.check(props.get("FunctionResponseTypes") == ["ReportBatchItemFailures"],
@@ -320,7 +360,9 @@ class Checker:
                        f"{name}: SQS event properties are spelled as SAM knows them: {sorted(props)}")
             batch = self.number(props.get("BatchSize", 10))
             window = self.number(props.get("MaximumBatchingWindowInSeconds"))
-            self.check(window is not None and 0 < window <= 20, f"{name}: a batching window (1..20 s)")
+            # A batch of one is full at its first message: no window to wait.
+            self.check((batch == 1 and window is None) or (window is not None and 0 < window <= 20),
+                       f"{name}: a batching window (1..20 s), none with BatchSize 1")
             self.check(batch is not None and 1 <= batch <= 10, f"{name}: BatchSize 1..10")
             max_conc = self.number(props.get("ScalingConfig", {}).get("MaximumConcurrency"))
             reserved = self.number(fn.get("Properties", {}).get("ReservedConcurrentExecutions"))
@@ -337,6 +379,28 @@ class Checker:
             vis = self.number(qp.get("VisibilityTimeout", 30))
             self.check(timeout is not None and vis is not None and vis >= 6 * timeout,
                        f"{qname}: VisibilityTimeout ({vis}) >= 6 x {name} Timeout ({timeout})")
+            redrive = qp.get("RedrivePolicy", {})
+            dlq = ref_name(redrive.get("deadLetterTargetArn"))
+            mrc = redrive.get("maxReceiveCount")
+            all_alarms = self.of_type("AWS::CloudWatch::Alarm").values()
+            if qname == "IngestQueue":
+                # One object a message: a failing object fails alone.
+                self.check(batch == 1, f"{name}: BatchSize 1 on {qname} (one object an invocation)")
+                self.check(dlq in queues and dlq != qname, f"{qname}: RedrivePolicy.deadLetterTargetArn is a queue of the template")
+                self.check(isinstance(mrc, int) and mrc >= 2, f"{qname}: maxReceiveCount >= 2 (a retry before the DLQ)")
+                self.check(not by_queue.get(dlq), f"{dlq}: no consumer (an object that failed 3 times waits for an operator)")
+                if dlq in queues:
+                    retention = self.number(queues[dlq].get("Properties", {}).get("MessageRetentionPeriod", 345600))
+                    self.check(retention is not None and retention >= 7 * 86400, f"{dlq}: keeps messages >= 7 days")
+                    self.check(any(a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+                                   and any(ref_name(d.get("Value")) == dlq for d in a["Properties"].get("Dimensions", []))
+                                   for a in all_alarms),
+                               f"{dlq}: an alarm on its depth (ApproximateNumberOfMessagesVisible)")
+                sends = [st for st in self.statements(fn) if "sqs:SendMessage" in as_list(st.get("Action"))]
+                self.check(ref_name(self.env(fn).get("INGEST_QUEUE_URL")) == qname
+                           and any(ref_name(st.get("Resource")) == qname for st in sends),
+                           f"{name}: INGEST_QUEUE_URL is {qname} and it may sqs:SendMessage there (continuing a large object)")
+                continue
             if qname != "MatchQueue":
                 continue
             # One wave per invocation: a message that waits for a pool slot
@@ -344,17 +408,13 @@ class Checker:
             pool = self.number(self.env(fn).get("DB_MAX_CONNECTIONS"))
             self.check(batch is not None and pool is not None and batch <= pool,
                        f"{name}: BatchSize ({batch}) <= DB_MAX_CONNECTIONS ({pool}), so every message of a batch starts at once")
-            redrive = qp.get("RedrivePolicy", {})
-            dlq = ref_name(redrive.get("deadLetterTargetArn"))
             self.check(dlq in queues, f"{qname}: RedrivePolicy.deadLetterTargetArn is a queue of the template")
-            mrc = redrive.get("maxReceiveCount")
             self.check(isinstance(mrc, int) and mrc >= 2, f"{qname}: maxReceiveCount >= 2 (a retry before the DLQ)")
             self.check(str(self.env(fn).get("MAX_RECEIVE_COUNT")) == str(mrc),
                        f"{name}: MAX_RECEIVE_COUNT equals {qname}'s maxReceiveCount (the last attempt records failed)")
             if dlq in queues:
                 retention = self.number(queues[dlq].get("Properties", {}).get("MessageRetentionPeriod", 345600))
                 self.check(retention is not None and retention >= 7 * 86400, f"{dlq}: keeps messages >= 7 days")
-                all_alarms = self.of_type("AWS::CloudWatch::Alarm").values()
                 alarms = [a for a in all_alarms
                           if any(ref_name(d.get("Value")) == dlq for d in a["Properties"].get("Dimensions", []))]
                 self.check(any(a["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage" for a in alarms),
@@ -370,19 +430,23 @@ class Checker:
         # DynamoDB: DESIGN.md "Data"; the tasks are kept, the quota's
         # buckets (DESIGN.md "Fair use") are disposable state.
         tables = self.of_type("AWS::DynamoDB::Table")
-        self.check(set(tables) == {"TasksTable", "QuotaTable"}, f"the tables are TasksTable and QuotaTable: {sorted(tables)}")
+        self.check(set(tables) == {"TasksTable", "QuotaTable", "IngestsTable"},
+                   f"the tables are TasksTable, QuotaTable and IngestsTable: {sorted(tables)}")
         for tname, table in tables.items():
             tp = table.get("Properties", {})
             self.check(tp.get("BillingMode") == "PAY_PER_REQUEST", f"{tname}: on demand")
             self.check(tp.get("TimeToLiveSpecification") == {"AttributeName": "expires_at", "Enabled": True}, f"{tname}: TTL on expires_at")
             self.check(tp.get("SSESpecification", {}).get("SSEEnabled") is True, f"{tname}: SSE")
-            if tname != "TasksTable":
+            if tname == "QuotaTable":
                 continue
-            gsis = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in tp.get("GlobalSecondaryIndexes", [])}
-            self.check(gsis.get("owner-created_at") == ["owner", "created_at"], f"{tname}: GSI owner-created_at")
             self.check(tp.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True, f"{tname}: PITR")
             self.check(table.get("DeletionPolicy") == "Retain" and tp.get("DeletionProtectionEnabled") is True,
                        f"{tname}: deletion protection and Retain")
+            if tname == "IngestsTable":
+                self.check([k.get("AttributeName") for k in tp.get("KeySchema", [])] == ["ingest_id"], f"{tname}: keyed by ingest_id")
+                continue
+            gsis = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in tp.get("GlobalSecondaryIndexes", [])}
+            self.check(gsis.get("owner-created_at") == ["owner", "created_at"], f"{tname}: GSI owner-created_at")
         quota = tables.get("QuotaTable", {}).get("Properties", {})
         self.check([k.get("AttributeName") for k in quota.get("KeySchema", [])] == ["caller"],
                    "QuotaTable: keyed by caller (shared/src/adapters/dynamo_quota.rs)")
@@ -485,6 +549,125 @@ class Checker:
                 self.check(reads and named, f"{name}: may read WriterDbSecret, named by WRITER_DB_SECRET_ARN")
             else:
                 self.check(not reads and not named, f"{name}: no access to WriterDbSecret (migrate's alone)")
+
+        # The writer (DESIGN.md "Database roles"): the ingest and the
+        # catalogue alone connect as jobmatch_writer_login, and have no other
+        # login; every other function keeps the reader's login or none.
+        for name, fn in functions.items():
+            env = self.env(fn)
+            connects = [st for st in self.statements(fn) if "rds-db:connect" in as_list(st.get("Action"))]
+            users = [db_user(st.get("Resource")) for st in connects]
+            self.check(None not in users, f"{name}: each rds-db:connect names one Db.Settings user (no wildcard dbuser)")
+            if name in WRITER_FUNCTIONS:
+                self.check(db_user(env.get("WRITER_DATABASE_URL")) == "WriterUser" and "DATABASE_URL" not in env,
+                           f"{name}: WRITER_DATABASE_URL logs in as Db.Settings.WriterUser, and it has no other database URL")
+                self.check(bool(users) and set(users) == {"WriterUser"},
+                           f"{name}: rds-db:connect names Db.Settings.WriterUser alone: {users}")
+            else:
+                self.check("WriterUser" not in users and not any(names_writer(st.get("Resource")) for st in connects),
+                           f"{name}: no rds-db:connect as the writer ({WRITER_LOGIN})")
+                self.check("WRITER_DATABASE_URL" not in env and not names_writer(env),
+                           f"{name}: no WRITER_DATABASE_URL, nor the writer's login in any variable")
+        for name in ("ApiFunction", "WorkerFunction"):
+            self.check(db_user(self.env(functions.get(name, {})).get("DATABASE_URL")) == "FunctionsUser",
+                       f"{name}: keeps the reader's login (DATABASE_URL as Db.Settings.FunctionsUser)")
+
+        # The ingest bucket (DESIGN.md "Catalogue operations").
+        bucket = self.res.get("IngestBucket", {})
+        bp = bucket.get("Properties", {})
+        self.check(bucket.get("Type") == "AWS::S3::Bucket", "IngestBucket: an S3 bucket")
+        self.check(bp.get("VersioningConfiguration", {}).get("Status") == "Enabled",
+                   "IngestBucket: versioning on (the ingest reads the version it was notified of)")
+        pab = bp.get("PublicAccessBlockConfiguration", {})
+        self.check(all(pab.get(k) is True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")),
+                   "IngestBucket: public access blocked (all four settings)")
+        self.check(bool(bp.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration")), "IngestBucket: encrypted at rest")
+        qconfs = bp.get("NotificationConfiguration", {}).get("QueueConfigurations", [])
+        prefixes = [[r.get("Value") for r in q.get("Filter", {}).get("S3Key", {}).get("Rules", []) if str(r.get("Name")).lower() == "prefix"]
+                    for q in qconfs]
+        self.check(len(qconfs) == 1 and ref_name(qconfs[0].get("Queue")) == "IngestQueue"
+                   and qconfs[0].get("Event") == "s3:ObjectCreated:*" and prefixes == [["incoming/"]],
+                   f"IngestBucket: notifies s3:ObjectCreated:* under incoming/ to IngestQueue, and nothing else: {prefixes}")
+        self.check("IngestQueuePolicy" in as_list(bucket.get("DependsOn", [])),
+                   "IngestBucket: DependsOn IngestQueuePolicy (S3 tests the queue when the notification is set)")
+        lifecycle = bp.get("LifecycleConfiguration", {}).get("Rules", [])
+        self.check(any(r.get("Status") == "Enabled" and r.get("Prefix") == "reports/" and r.get("ExpirationInDays") for r in lifecycle),
+                   "IngestBucket: reports/ expire")
+        self.check(any(r.get("Status") == "Enabled" and r.get("NoncurrentVersionExpiration") for r in lifecycle),
+                   "IngestBucket: noncurrent versions expire")
+        tls = [st for pol in self.of_type("AWS::S3::BucketPolicy").values()
+               if ref_name(pol.get("Properties", {}).get("Bucket")) == "IngestBucket"
+               for st in pol["Properties"].get("PolicyDocument", {}).get("Statement", [])
+               if st.get("Effect") == "Deny" and st.get("Principal") in ("*", {"AWS": "*"})
+               and as_list(st.get("Action")) == ["s3:*"]
+               and str(st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")).lower() == "false"]
+        covered = {ref_name(r) or sub_text(r) for st in tls for r in as_list(st.get("Resource"))}
+        self.check({"IngestBucket", "${IngestBucket.Arn}/*"} <= covered,
+                   "IngestBucket: a bucket policy denies every request without TLS, on the bucket and its objects")
+        # S3 may announce this bucket's objects, of this account, and nothing else.
+        bucket_name = sub_text(bp.get("BucketName"))
+        qpols = [pol for pol in self.of_type("AWS::SQS::QueuePolicy").values()
+                 if "IngestQueue" in {ref_name(q) for q in pol.get("Properties", {}).get("Queues", [])}]
+        allows = [st for pol in qpols for st in pol["Properties"].get("PolicyDocument", {}).get("Statement", [])
+                  if st.get("Effect") == "Allow"]
+        ok = len(allows) == 1 and bucket_name is not None
+        if ok:
+            st = allows[0]
+            cond = st.get("Condition", {})
+            source = (cond.get("ArnEquals") or cond.get("ArnLike") or {}).get("aws:SourceArn")
+            ok = (st.get("Principal") == {"Service": "s3.amazonaws.com"} and as_list(st.get("Action")) == ["sqs:SendMessage"]
+                  and ref_name(st.get("Resource")) == "IngestQueue"
+                  and sub_text(source) == "arn:${AWS::Partition}:s3:::" + bucket_name
+                  and ref_name(cond.get("StringEquals", {}).get("aws:SourceAccount")) == "AWS::AccountId")
+        self.check(ok, f"IngestQueuePolicy: s3.amazonaws.com alone may sqs:SendMessage, for IngestBucket ({bucket_name}) "
+                       "by aws:SourceArn and this account by aws:SourceAccount")
+        # Who touches the bucket, and where: the catalogue puts under
+        # incoming/ (POST /jobs), the ingest reads incoming/ and writes
+        # reports/; nobody else, and nobody the whole bucket.
+        s3_wanted = {
+            "IngestFunction": {("s3:GetObject", "incoming/*"), ("s3:GetObjectVersion", "incoming/*"), ("s3:PutObject", "reports/*")},
+            "CatalogueFunction": {("s3:PutObject", "incoming/*")},
+        }
+        for name, fn in functions.items():
+            grants = set()
+            for st in self.statements(fn):
+                s3_actions = [a for a in as_list(st.get("Action")) if str(a).startswith("s3:")]
+                for r in as_list(st.get("Resource")) if s3_actions else []:
+                    text = sub_text(r)
+                    where = text.removeprefix("${IngestBucket.Arn}/") if text and text.startswith("${IngestBucket.Arn}/") else repr(r)
+                    grants |= {(a, where) for a in s3_actions}
+            want = s3_wanted.get(name, set())
+            self.check(grants == want, f"{name}: S3 rights {sorted(want) or 'none'}: {sorted(grants, key=str)}")
+        # Ingests: the ingest records and checkpoints, the catalogue creates and serves.
+        table_wanted = {
+            "IngestFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+            "CatalogueFunction": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        }
+        for name, fn in functions.items():
+            env = self.env(fn)
+            acts = {a for st in self.statements(fn) if "IngestsTable" in {ref_name(r) for r in as_list(st.get("Resource"))}
+                    for a in as_list(st.get("Action"))}
+            want = table_wanted.get(name, set())
+            self.check(acts == want, f"{name}: IngestsTable rights {sorted(want) or 'none'}: {sorted(acts)}")
+            if name in table_wanted:
+                self.check(ref_name(env.get("INGESTS_TABLE")) == "IngestsTable" and ref_name(env.get("INGEST_BUCKET")) == "IngestBucket",
+                           f"{name}: INGESTS_TABLE and INGEST_BUCKET are IngestsTable and IngestBucket")
+        # Expired postings go daily (DESIGN.md "Catalogue operations", Lifecycle).
+        for name, fn in functions.items():
+            env = self.env(fn)
+            schedules = [e.get("Properties", {}) for e in (fn.get("Properties", {}).get("Events") or {}).values()
+                         if e.get("Type") == "Schedule"]
+            if name != "IngestFunction":
+                self.check(not schedules, f"{name}: no schedule")
+                continue
+            try:
+                inputs = [json.loads(s.get("Input", "null")) for s in schedules]
+            except (TypeError, ValueError):
+                inputs = []
+            self.check(len(schedules) == 1 and schedules[0].get("Schedule") == "rate(1 day)" and inputs == [{"jobmatch": "expire"}],
+                       f"{name}: a daily schedule with the input {{\"jobmatch\":\"expire\"}}")
+            self.check(ref_name(env.get("EXPIRED_RETENTION_DAYS")) == "ExpiredRetentionDays",
+                       f"{name}: EXPIRED_RETENTION_DAYS is the ExpiredRetentionDays parameter")
         groups = self.of_type("AWS::RDS::DBProxyTargetGroup")
         self.check(len(groups) == 1, "one proxy target group")
 
@@ -513,15 +696,19 @@ class Checker:
             self.check(pool.get("ConnectionBorrowTimeout") is not None and self.number(pool["ConnectionBorrowTimeout"]) <= 30,
                        "proxy: ConnectionBorrowTimeout set short for Lambda (<= 30 s)")
             budget = math.floor(max_connections(klass) * percent / 100) if klass in INSTANCE_GIB and percent else 0
+            # Every function with a database URL: its reserved concurrency
+            # times its pool (migrate: one connection, no pool setting).
             demand = 0.0
-            for fn in (api, worker):
-                demand += (self.number(fn["Properties"].get("ReservedConcurrentExecutions")) or math.inf) * \
-                          (self.number(self.env(fn).get("DB_MAX_CONNECTIONS")) or math.inf)
-            migrate = [f for f in functions.values() if f.get("Metadata", {}).get("BuildProperties", {}).get("Binary") == "migrate"]
-            demand += sum(self.number(f["Properties"].get("ReservedConcurrentExecutions")) or math.inf for f in migrate)
+            for fn in functions.values():
+                env = self.env(fn)
+                if not {"DATABASE_URL", "WRITER_DATABASE_URL"} & set(env):
+                    continue
+                is_migrate = fn.get("Metadata", {}).get("BuildProperties", {}).get("Binary") == "migrate"
+                pool = self.number(env.get("DB_MAX_CONNECTIONS")) or (1 if is_migrate else math.inf)
+                demand += (self.number(fn["Properties"].get("ReservedConcurrentExecutions")) or math.inf) * pool
             self.arithmetic = (klass, max_connections(klass) if klass in INSTANCE_GIB else None, percent, budget, demand)
             self.check(demand <= budget,
-                       f"connections: api + worker + migrate at full concurrency ({demand:g}) <= proxy budget ({budget}) for {klass}")
+                       f"connections: every database function at full concurrency ({demand:g}) <= proxy budget ({budget}) for {klass}")
 
         # Migrations on deploy.
         customs = {k: v for k, v in self.res.items() if v.get("Type", "").startswith("Custom::")}
@@ -562,7 +749,11 @@ class Checker:
         for m in ("Errors", "ApproximateAgeOfOldestMessage", "5xx"):
             self.check(m in metrics, f"an alarm on {m}")
         outputs = set(self.doc.get("Outputs", {}))
-        for o in ("ApiUrl", "QueueUrl", "TasksTableName", "ProxyEndpoint"):
+        self.check(any(a["Properties"].get("MetricName") == "Errors"
+                       and any(ref_name(d.get("Value")) == "IngestFunction" for d in a["Properties"].get("Dimensions", []))
+                       for a in self.of_type("AWS::CloudWatch::Alarm").values()),
+                   "an alarm on the ingest function's Errors")
+        for o in ("ApiUrl", "QueueUrl", "TasksTableName", "ProxyEndpoint", "IngestBucket", "IngestsTable"):
             self.check(o in outputs, f"output {o}")
         # Slow-statement lines carry no bind values (query vectors, filters).
         for name, group in self.of_type("AWS::RDS::DBParameterGroup").items():
@@ -594,6 +785,22 @@ def self_test(doc: dict) -> int:
 
     def worker(d):
         return d["Resources"]["WorkerFunction"]["Properties"]
+
+    def ingest(d):
+        return d["Resources"]["IngestFunction"]["Properties"]
+
+    def ingest_event(d):
+        return ingest(d)["Events"]["Queue"]["Properties"]
+
+    def statement(d, fn, sid):
+        return next(st for st in d["Resources"][fn]["Properties"]["Policies"][0]["Statement"] if st.get("Sid") == sid)
+
+    def drop_statement(d, fn, sid):
+        sts = d["Resources"][fn]["Properties"]["Policies"][0]["Statement"]
+        sts.remove(statement(d, fn, sid))
+
+    def writer_connect(d):
+        return copy.deepcopy(statement(d, "IngestFunction", "Database"))
 
     breaks = {
         "FunctionResponseTypes misspelt": lambda d: worker_event(d).update(FunctionResponseTypes=["ReportBatchItemFailure"]),
@@ -665,6 +872,74 @@ def self_test(doc: dict) -> int:
             Value=Tagged("!FindInMap", ["Db", "Settings", "User"])),
         "worker without the cache's MAC key": lambda d: worker(d)["Environment"]["Variables"].pop("CACHE_MAC_KEY_ARN"),
         "the cache's MAC key in a variable": lambda d: worker(d)["Environment"]["Variables"].update(CACHE_MAC_KEY="k" * 64),
+        # The writer's login (issue 28).
+        "the worker may connect as the writer": lambda d: worker(d)["Policies"][0]["Statement"].append(writer_connect(d)),
+        "status may connect as the writer": lambda d: d["Resources"]["StatusFunction"]["Properties"]["Policies"][0]["Statement"].append(writer_connect(d)),
+        "the api's DATABASE_URL logs in as the writer": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"].update(
+            DATABASE_URL=copy.deepcopy(ingest(d)["Environment"]["Variables"]["WRITER_DATABASE_URL"])),
+        "the worker gets WRITER_DATABASE_URL": lambda d: worker(d)["Environment"]["Variables"].update(
+            WRITER_DATABASE_URL=copy.deepcopy(ingest(d)["Environment"]["Variables"]["WRITER_DATABASE_URL"])),
+        "the writer's login named in status's variables": lambda d: d["Resources"]["StatusFunction"]["Properties"]["Environment"]["Variables"].update(
+            DB_USER=WRITER_LOGIN),
+        "the ingest connects as the reader": lambda d: statement(d, "IngestFunction", "Database")["Resource"].value[1].update(
+            User=Tagged("!FindInMap", ["Db", "Settings", "FunctionsUser"])),
+        "the ingest's URL logs in as the master user": lambda d: ingest(d)["Environment"]["Variables"]["WRITER_DATABASE_URL"].value[1].update(
+            User=Tagged("!FindInMap", ["Db", "Settings", "User"])),
+        "the ingest gets the reader's DATABASE_URL too": lambda d: ingest(d)["Environment"]["Variables"].update(
+            DATABASE_URL=copy.deepcopy(worker(d)["Environment"]["Variables"]["DATABASE_URL"])),
+        "rds-db:connect as any database user": lambda d: statement(d, "IngestFunction", "Database").update(
+            Resource=Tagged("!Sub", "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:*/*")),
+        "the writer's URL without TLS verification": lambda d: ingest(d)["Environment"]["Variables"]["WRITER_DATABASE_URL"].value.__setitem__(
+            0, "postgres://${User}@${DbProxy.Endpoint}:${Port}/${Name}"),
+        # The ingest bucket.
+        "the worker may put into the ingest bucket": lambda d: worker(d)["Policies"][0]["Statement"].append(
+            {"Sid": "Put", "Effect": "Allow", "Action": "s3:PutObject", "Resource": Tagged("!Sub", "${IngestBucket.Arn}/incoming/*")}),
+        "status may read incoming objects": lambda d: d["Resources"]["StatusFunction"]["Properties"]["Policies"][0]["Statement"].append(
+            {"Sid": "Get", "Effect": "Allow", "Action": "s3:GetObject", "Resource": Tagged("!Sub", "${IngestBucket.Arn}/incoming/*")}),
+        "the ingest may put under incoming/": lambda d: statement(d, "IngestFunction", "WriteReports").update(
+            Resource=Tagged("!Sub", "${IngestBucket.Arn}/incoming/*")),
+        "the ingest may read the whole bucket": lambda d: statement(d, "IngestFunction", "ReadIncoming").update(
+            Resource=Tagged("!Sub", "${IngestBucket.Arn}/*")),
+        "the ingest may do anything in S3": lambda d: statement(d, "IngestFunction", "ReadIncoming").update(Action="s3:*"),
+        "the ingest may read any bucket": lambda d: statement(d, "IngestFunction", "ReadIncoming").update(Resource="arn:aws:s3:::*/*"),
+        "ingest bucket without versioning": lambda d: d["Resources"]["IngestBucket"]["Properties"].pop("VersioningConfiguration"),
+        "ingest bucket open to public policies": lambda d: d["Resources"]["IngestBucket"]["Properties"]["PublicAccessBlockConfiguration"].update(BlockPublicPolicy=False),
+        "ingest bucket without encryption": lambda d: d["Resources"]["IngestBucket"]["Properties"].pop("BucketEncryption"),
+        "ingest bucket without its TLS-only policy": lambda d: d["Resources"].pop("IngestBucketPolicy"),
+        "ingest bucket's TLS rule on the bucket only": lambda d: d["Resources"]["IngestBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Resource"].pop(1),
+        "notifications for the whole bucket": lambda d: d["Resources"]["IngestBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"][0].pop("Filter"),
+        "ingest bucket created before its queue policy": lambda d: d["Resources"]["IngestBucket"].pop("DependsOn"),
+        "reports kept forever": lambda d: d["Resources"]["IngestBucket"]["Properties"]["LifecycleConfiguration"]["Rules"].pop(0),
+        "queue policy for any bucket": lambda d: d["Resources"]["IngestQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]["ArnEquals"].update(
+            {"aws:SourceArn": Tagged("!Sub", "arn:${AWS::Partition}:s3:::*")}),
+        "queue policy for any account": lambda d: d["Resources"]["IngestQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Condition"].pop("StringEquals"),
+        "queue policy names another bucket than IngestBucket": lambda d: d["Resources"]["IngestBucket"]["Properties"].update(
+            BucketName=Tagged("!Sub", "jobmatch-${Stage}-ingest")),
+        # The ingest function and its queue.
+        "ingest queue without DLQ": lambda d: d["Resources"]["IngestQueue"]["Properties"].pop("RedrivePolicy"),
+        "ingest DLQ without its depth alarm": lambda d: d["Resources"].pop("IngestDeadLetterAlarm"),
+        "ingest DLQ consumed by the ingest": lambda d: ingest(d)["Events"].update(
+            DeadLetters={"Type": "SQS", "Properties": {"Queue": Tagged("!GetAtt", "IngestDeadLetterQueue.Arn"), "BatchSize": 1,
+                                                       "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                                                       "ScalingConfig": {"MaximumConcurrency": 2}}}),
+        "ingest batches of 10 objects": lambda d: ingest_event(d).update(BatchSize=10, MaximumBatchingWindowInSeconds=1),
+        "ingest without partial batch failures": lambda d: ingest_event(d).pop("FunctionResponseTypes"),
+        "ingest visibility timeout under 6 x its timeout": lambda d: d["Resources"]["IngestQueue"]["Properties"].update(VisibilityTimeout=960),
+        "the worker fed by the ingest queue": lambda d: worker(d)["Events"]["Queue"]["Properties"].update(Queue=Tagged("!GetAtt", "IngestQueue.Arn")),
+        "ingest without the model layer": lambda d: ingest(d).pop("Layers"),
+        "ingest under one vCPU": lambda d: ingest(d).update(MemorySize=1024),
+        "ingest cannot continue a large object": lambda d: drop_statement(d, "IngestFunction", "Queue"),
+        "ingest without its errors alarm": lambda d: d["Resources"].pop("IngestErrorsAlarm"),
+        "no daily expiry": lambda d: ingest(d)["Events"].pop("Expire"),
+        "expiry with another input": lambda d: ingest(d)["Events"]["Expire"]["Properties"].update(Input='{"expire":true}'),
+        "expiry retention not the parameter": lambda d: ingest(d)["Environment"]["Variables"].update(EXPIRED_RETENTION_DAYS="30"),
+        "ingests table without PITR": lambda d: d["Resources"]["IngestsTable"]["Properties"].pop("PointInTimeRecoverySpecification"),
+        "ingests table without TTL": lambda d: d["Resources"]["IngestsTable"]["Properties"].pop("TimeToLiveSpecification"),
+        "the api may write the ingests table": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"].append(
+            {"Sid": "Ingests", "Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": Tagged("!GetAtt", "IngestsTable.Arn")}),
+        "the ingest may delete ingests": lambda d: statement(d, "IngestFunction", "Ingests")["Action"].append("dynamodb:DeleteItem"),
+        "too many ingest instances for the proxy": lambda d: d["Parameters"]["IngestConcurrency"].update(Default=20),
+        "no IngestBucket output": lambda d: d["Outputs"].pop("IngestBucket"),
         "status may read the cache's MAC key": lambda d: d["Resources"]["StatusFunction"]["Properties"]["Policies"][0]["Statement"].append(
             {"Sid": "Mac", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": Tagged("!Ref", "CacheMacKey")}),
     }
