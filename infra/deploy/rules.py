@@ -34,6 +34,18 @@ ROUTES = {
     # HttpApi's catch-all: the api answers what no route matches as problem+json.
     ("ANY", "$default"),
 }
+# DESIGN.md "Catalogue operations": an admin's routes (issue 28), served by
+# the catalogue function alone, behind the same token check as the others.
+ADMIN_ROUTES = {
+    ("POST", "/jobs"),
+    ("GET", "/jobs/{job_id}"),
+    ("DELETE", "/jobs/{job_id}"),
+    ("GET", "/ingests/{ingest_id}"),
+}
+ROUTES |= ADMIN_ROUTES
+# The token's check, as the api function's variables configure it (shared/src/auth.rs).
+JWT_VARIABLES = ("JWT_SECRET_ARN", "JWT_ALGORITHMS", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_CLIENT_IDS",
+                 "JWT_TOKEN_USE", "JWT_JWKS_URL", "JWT_JWKS")
 
 # The embedding model (DESIGN.md "Text and embeddings"): only the worker loads
 # it, from the model layer, which Lambda unpacks under /opt and
@@ -301,7 +313,15 @@ class Checker:
                 literal = isinstance(props.get("Path"), str) and isinstance(props.get("Method"), str)
                 self.check(literal, f"{name}.{ev_name}: literal Path and Method (infra/local/gateway.py reads them)")
                 if literal:
-                    routes.add((props["Method"].upper(), props["Path"]))
+                    route = (props["Method"].upper(), props["Path"])
+                    routes.add(route)
+                    # The writer's routes on the writer's function, and nothing else there.
+                    self.check((route in ADMIN_ROUTES) == (name == "CatalogueFunction"),
+                               f"{name}.{ev_name}: {' '.join(route)} {'is' if route in ADMIN_ROUTES else 'is not'} an admin route, "
+                               "and admin routes are CatalogueFunction's alone")
+                # The token is checked in the function (a 401 names its
+                # reason); no route may switch an authorizer off or on.
+                self.check("Auth" not in props, f"{name}.{ev_name}: no Auth of its own (the function checks the token)")
                 self.check(ref_name(props.get("ApiId")) == "HttpApi", f"{name}.{ev_name}: on the one HttpApi")
         self.check(routes == ROUTES, f"routes are DESIGN.md's: missing {sorted(ROUTES - routes)}, extra {sorted(routes - ROUTES)}")
         # Route keys as API Gateway names them ("POST /jobs/match", "$default").
@@ -321,7 +341,9 @@ class Checker:
             # API Gateway refuses the stage when a key names no route.
             self.check(all(k in route_keys for k in per_route),
                        f"{aname}: RouteSettings keys are routes of the API: {sorted(map(str, per_route))}")
-            for key in ("GET /health", "POST /jobs/match/legacy"):
+            # The admin routes: the catalogue's 10 instances, each holding a
+            # writer's connection, stay within its reserved concurrency.
+            for key in ("GET /health", "POST /jobs/match/legacy", *sorted(f"{m} {p}" for m, p in ADMIN_ROUTES)):
                 rs = per_route.get(key) or {}
                 rate = self.number(rs.get("ThrottlingRateLimit"))
                 burst = self.number(rs.get("ThrottlingBurstLimit"))
@@ -568,6 +590,8 @@ class Checker:
                            f"{name}: no rds-db:connect as the writer ({WRITER_LOGIN})")
                 self.check("WRITER_DATABASE_URL" not in env and not names_writer(env),
                            f"{name}: no WRITER_DATABASE_URL, nor the writer's login in any variable")
+        for name in sorted(WRITER_FUNCTIONS):
+            self.check(name in functions, f"{name}: in the template (it writes jobs, as the writer)")
         for name in ("ApiFunction", "WorkerFunction"):
             self.check(db_user(self.env(functions.get(name, {})).get("DATABASE_URL")) == "FunctionsUser",
                        f"{name}: keeps the reader's login (DATABASE_URL as Db.Settings.FunctionsUser)")
@@ -652,6 +676,21 @@ class Checker:
             if name in table_wanted:
                 self.check(ref_name(env.get("INGESTS_TABLE")) == "IngestsTable" and ref_name(env.get("INGEST_BUCKET")) == "IngestBucket",
                            f"{name}: INGESTS_TABLE and INGEST_BUCKET are IngestsTable and IngestBucket")
+        # The admin's token: checked as the api checks it, from the same
+        # parameters (the same variables, the same secret), plus the group.
+        api_env = self.env(functions.get("ApiFunction", {}))
+        jwt_policy = [pol for pol in functions.get("ApiFunction", {}).get("Properties", {}).get("Policies", [])
+                      if "JwtSecret" in refs(pol) or "JwtSecretArn" in refs(pol)]
+        for name, fn in functions.items():
+            if name != "CatalogueFunction":
+                continue
+            env = self.env(fn)
+            differs = [v for v in JWT_VARIABLES if env.get(v) != api_env.get(v)]
+            self.check(not differs and "JWT_SECRET" not in env, f"{name}: the api's token check (JWT_* as ApiFunction's): differs in {differs}")
+            mine = [pol for pol in fn.get("Properties", {}).get("Policies", []) if "JwtSecret" in refs(pol) or "JwtSecretArn" in refs(pol)]
+            self.check(bool(jwt_policy) and mine == jwt_policy, f"{name}: reads the JWT secret as the api does (the same policy)")
+            self.check("AdminGroup" in refs(env.get("ADMIN_GROUP")), f"{name}: ADMIN_GROUP is the AdminGroup parameter")
+
         # Expired postings go daily (DESIGN.md "Catalogue operations", Lifecycle).
         for name, fn in functions.items():
             env = self.env(fn)
@@ -940,6 +979,31 @@ def self_test(doc: dict) -> int:
         "the ingest may delete ingests": lambda d: statement(d, "IngestFunction", "Ingests")["Action"].append("dynamodb:DeleteItem"),
         "too many ingest instances for the proxy": lambda d: d["Parameters"]["IngestConcurrency"].update(Default=20),
         "no IngestBucket output": lambda d: d["Outputs"].pop("IngestBucket"),
+        # The catalogue function (issue 28).
+        "no catalogue function": lambda d: d["Resources"].pop("CatalogueFunction"),
+        "an admin route on the api": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Events"].update(
+            DeleteJob=d["Resources"]["CatalogueFunction"]["Properties"]["Events"].pop("DeleteJob")),
+        "a match route on the catalogue": lambda d: d["Resources"]["CatalogueFunction"]["Properties"]["Events"].update(
+            Match=d["Resources"]["ApiFunction"]["Properties"]["Events"].pop("Match")),
+        "an admin route dropped": lambda d: d["Resources"]["CatalogueFunction"]["Properties"]["Events"].pop("GetIngest"),
+        "an admin route without the token check": lambda d: d["Resources"]["CatalogueFunction"]["Properties"]["Events"]["DeleteJob"]["Properties"].update(
+            Auth={"Authorizer": "NONE"}),
+        "the catalogue without the issuer check": lambda d: d["Resources"]["CatalogueFunction"]["Properties"]["Environment"]["Variables"].pop("JWT_ISSUER"),
+        "the catalogue with a JWKS of its own": lambda d: d["Resources"]["CatalogueFunction"]["Properties"]["Environment"]["Variables"].update(
+            JWT_JWKS_URL="https://example.com/jwks.json"),
+        "the catalogue cannot read the JWT secret": lambda d: d["Resources"]["CatalogueFunction"]["Properties"]["Policies"].pop(1),
+        "the catalogue without ADMIN_GROUP": lambda d: d["Resources"]["CatalogueFunction"]["Properties"]["Environment"]["Variables"].pop("ADMIN_GROUP"),
+        "the catalogue may read incoming objects": lambda d: statement(d, "CatalogueFunction", "PutIncoming").update(
+            Action=["s3:PutObject", "s3:GetObject"]),
+        "the catalogue may put reports": lambda d: statement(d, "CatalogueFunction", "PutIncoming").update(
+            Resource=Tagged("!Sub", "${IngestBucket.Arn}/reports/*")),
+        "the catalogue may update ingests": lambda d: statement(d, "CatalogueFunction", "Ingests")["Action"].append("dynamodb:UpdateItem"),
+        "the catalogue connects as the reader": lambda d: statement(d, "CatalogueFunction", "Database")["Resource"].value[1].update(
+            User=Tagged("!FindInMap", ["Db", "Settings", "FunctionsUser"])),
+        "POST /jobs without its own throttle": lambda d: d["Resources"]["HttpApi"]["Properties"]["RouteSettings"].pop("POST /jobs"),
+        "DELETE /jobs/{job_id} as loose as the default": lambda d: d["Resources"]["HttpApi"]["Properties"]["RouteSettings"]["DELETE /jobs/{job_id}"].update(
+            ThrottlingBurstLimit=Tagged("!Ref", "ApiThrottleBurst")),
+        "too many catalogue instances for the proxy": lambda d: d["Resources"]["CatalogueFunction"]["Properties"].update(ReservedConcurrentExecutions=20),
         "status may read the cache's MAC key": lambda d: d["Resources"]["StatusFunction"]["Properties"]["Policies"][0]["Statement"].append(
             {"Sid": "Mac", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": Tagged("!Ref", "CacheMacKey")}),
     }
