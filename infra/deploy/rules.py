@@ -2,8 +2,10 @@
 """Rules for template.yaml that cfn-lint and checkov do not check: the SAM
 event properties (their spelling and values), the queue/DLQ/timeout
 relations, the routes of DESIGN.md, what the local gateway reads, the state
-and security settings this project promises, the connection arithmetic
-of the template's header, and the embedding model's layer, memory and time.
+and security settings this project promises, the database logins each
+function may use (the writer's for the ingest and the catalogue alone), who
+may touch the ingest bucket and where, the connection arithmetic of the
+template's header, and the embedding model's layer, memory and time.
 
     rules.py [template.yaml]     check; exit 1 on any failed rule
     rules.py --self-test         break the template in known ways and check
