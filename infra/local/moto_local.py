@@ -32,16 +32,39 @@ the SQS server on port N, so that `AWS_ENDPOINT_URL` alone reaches both
 services, as .local/env promises any tool (DESIGN.md); the functions and the
 poller go straight to SQS through `AWS_ENDPOINT_URL_SQS`. They pass outside
 --serial's lock, which a long poll would otherwise hold.
-Usage: moto_local.py HOST PORT [--serial] [--sqs-port N]
+
+--queues-on PORT NAME[,NAME...] (both servers): the SQS requests naming one
+of these queues (QueueUrl or QueueName) are served by the server on PORT,
+whichever server they reach. The ingest bucket's queues live on the general
+server (DynamoDB's): moto delivers an S3 notification to a queue of its own
+process only. So a function that sends to INGEST_QUEUE_URL through
+`AWS_ENDPOINT_URL_SQS`, or a tool through `AWS_ENDPOINT_URL`, reaches it
+either way. A request is passed on once at most (X-Jobmatch-Forwarded).
+SQS requests served here and S3 requests stay outside --serial's lock: the
+lock keeps DynamoDB's conditional writes atomic; a long poll, or the copy of
+a large object, would hold every DynamoDB request behind it.
+
+S3 notifications: moto's event records carry no `versionId` and no
+`sequencer`; AWS's do, and the ingest reads the version it was notified of.
+They are added here (a version only in a versioned bucket, as in AWS). And
+moto encodes the key's slashes (`incoming%2Fa.jsonl`), AWS does not
+(`incoming/a.jsonl`; a space is `+`, as moto has it).
+Usage: moto_local.py HOST PORT [--serial] [--sqs-port N] [--queues-on PORT NAMES]
 """
 import http.client
+import io
+import itertools
+import json
 import logging
 import re
 import sys
 import threading
+import time
+from urllib.parse import parse_qs, quote_plus
 
 import moto.backends
 import waitress
+from moto.s3 import notifications
 from moto.sqs.models import Queue
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -57,6 +80,25 @@ def _delete_message_locked(self, receipt_handle):
 
 
 Queue.delete_message = _delete_message_locked
+
+_get_s3_event = notifications._get_s3_event
+# AWS: a hexadecimal string that orders the events of one key; increasing here.
+_sequence = itertools.count(time.time_ns())
+
+
+def _get_s3_event_versioned(event_name, bucket, key, notification_id):
+    event = _get_s3_event(event_name, bucket, key, notification_id)
+    for rec in event["Records"]:
+        obj = rec["s3"]["object"]
+        obj["key"] = quote_plus(key.name, safe="/")
+        version = getattr(key, "version_id", None)
+        if version and version != "null":
+            obj["versionId"] = version
+        obj["sequencer"] = f"{next(_sequence):018X}"
+    return event
+
+
+notifications._get_s3_event = _get_s3_event_versioned
 
 # Requests served at once; each long poll (WaitTimeSeconds) holds one.
 THREADS = 16
@@ -90,15 +132,66 @@ def is_sqs(environ) -> bool:
     return bool(signed) and signed.group(1) == "sqs"
 
 
-def sqs_to(port: int, app):
-    """Passes SQS requests to the SQS server on `port`, the rest to `app`."""
-    local = threading.local()
+def is_s3(environ) -> bool:
+    signed = _SIGNED_FOR.search(environ.get("HTTP_AUTHORIZATION", "")
+                                or environ.get("QUERY_STRING", "").replace("%2F", "/"))
+    return bool(signed) and signed.group(1) == "s3"
 
-    def forward(environ, start_response):
+
+FORWARDED = "HTTP_X_JOBMATCH_FORWARDED"
+
+
+def queue_named(environ, body: bytes) -> str | None:
+    """The queue an SQS request names (its QueueUrl or QueueName), if any:
+    JSON protocol (the SDKs today) or the query protocol."""
+    if environ.get("HTTP_X_AMZ_TARGET", "").startswith("AmazonSQS."):
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            return None
+        url = params.get("QueueUrl") if isinstance(params, dict) else None
+        name = params.get("QueueName") if isinstance(params, dict) else None
+    else:
+        params = parse_qs(body.decode("utf-8", "replace")
+                          + "&" + environ.get("QUERY_STRING", ""))
+        url = (params.get("QueueUrl") or [None])[0]
+        name = (params.get("QueueName") or [None])[0]
+        # The query protocol may also post to the queue's own URL.
+        path = environ.get("PATH_INFO", "/").rstrip("/")
+        if not url and not name and path.count("/") >= 2:
+            url = path
+    if isinstance(url, str) and url:
+        return url.rstrip("/").rsplit("/", 1)[-1]
+    return name if isinstance(name, str) else None
+
+
+def sqs_to(port: int | None, app, own_port: int, queues_on: dict[str, int], locked=None):
+    """Serves a request here or passes it to another of the stack's moto
+    servers: an SQS request goes to the server of the queue it names
+    (`queues_on`), else to `port` (None: here). What is served here goes to
+    `app`; with `locked` (--serial), what is neither SQS nor S3 goes to
+    `locked`, the same application behind the lock."""
+    local = threading.local()
+    names = [n.encode() for n in queues_on]
+
+    def route(environ, start_response):
         if not is_sqs(environ):
+            if locked is not None and not is_s3(environ):
+                return locked(environ, start_response)
             return app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        target = port
+        # Cheap test first: most requests name none of these queues.
+        raw = body + environ.get("PATH_INFO", "").encode() + environ.get("QUERY_STRING", "").encode()
+        if names and any(n in raw for n in names):
+            target = queues_on.get(queue_named(environ, body), port)
+        if target is None or target == own_port or environ.get(FORWARDED):
+            return app(environ, start_response)
+        return forward(target, environ, body, start_response)
+
+    def forward(port, environ, body, start_response):
         path = environ.get("PATH_INFO", "/")
         if environ.get("QUERY_STRING"):
             path += "?" + environ["QUERY_STRING"]
@@ -106,10 +199,14 @@ def sqs_to(port: int, app):
                    if k.startswith("HTTP_") and k[5:].replace("_", "-").lower() not in _HOP}
         if environ.get("CONTENT_TYPE"):
             headers["Content-Type"] = environ["CONTENT_TYPE"]
-        # One kept-alive connection per server thread.
+        headers["X-Jobmatch-Forwarded"] = "1"
+        # One kept-alive connection per server thread and port.
+        conns = getattr(local, "conns", None)
+        if conns is None:
+            conns = local.conns = {}
         for attempt in (1, 2):
-            conn = getattr(local, "conn", None) or http.client.HTTPConnection("127.0.0.1", port)
-            local.conn = conn
+            conn = conns.get(port) or http.client.HTTPConnection("127.0.0.1", port)
+            conns[port] = conn
             try:
                 conn.request(environ["REQUEST_METHOD"], path, body=body, headers=headers)
                 resp = conn.getresponse()
@@ -117,7 +214,7 @@ def sqs_to(port: int, app):
                 break
             except (http.client.HTTPException, OSError):
                 conn.close()
-                local.conn = None
+                conns.pop(port, None)
                 if attempt == 2:
                     raise
         start_response(f"{resp.status} {resp.reason}",
@@ -125,16 +222,19 @@ def sqs_to(port: int, app):
                         and k.lower() != "content-length"] + [("Content-Length", str(len(data)))])
         return [data]
 
-    return forward
+    return route
 
 
 if __name__ == "__main__":
     host, port, *flags = sys.argv[1:]
     app = DomainDispatcherApplication(create_backend_app)
-    if "--serial" in flags:
-        app = serial(app)
-    if "--sqs-port" in flags:
-        app = sqs_to(int(flags[flags.index("--sqs-port") + 1]), app)
+    sqs_port = int(flags[flags.index("--sqs-port") + 1]) if "--sqs-port" in flags else None
+    queues_on: dict[str, int] = {}
+    if "--queues-on" in flags:
+        at = flags.index("--queues-on")
+        queues_on = {name: int(flags[at + 1]) for name in flags[at + 2].split(",") if name}
+    app = sqs_to(sqs_port, app, int(port), queues_on,
+                 locked=serial(app) if "--serial" in flags else None)
     # Errors still reach the log; waitress logs no request lines, and a
     # queue of requests under load is expected.
     logging.basicConfig(level=logging.WARNING)
