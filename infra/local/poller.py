@@ -27,7 +27,10 @@ Env (from .local/env): QUEUE_URL, AWS_ENDPOINT_URL_SQS (boto3 takes it before AW
 POLLER_BATCH_SIZE (10), POLLER_CONCURRENCY (2), POLLER_WORKER (worker),
 POLLER_HOLD (200: most messages held at once); POLLER_QUIET_LANES (0);
 POLLER_QUEUE_URL (default QUEUE_URL): the stack runs a second poller on the
-DLQ that invokes the dead-letter consumer, as the template's second mapping.
+DLQ that invokes the dead-letter consumer, as the template's second mapping,
+and a third on the ingest queue that invokes `ingest` (batch size 1, no quiet
+lane; stack.py's start_part); POLLER_TIMEOUT_MS (default FALLBACK_TIMEOUT_MS):
+the function's time budget, after which (+5 s) an invocation is abandoned.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ HOLD = int(os.environ.get("POLLER_HOLD", "200"))
 QUIET_LANES = int(os.environ.get("POLLER_QUIET_LANES", "0"))
 # Like the function timeout: an invocation that hangs (a crashed runtime) is
 # abandoned and its messages come back after the visibility timeout.
-INVOKE_TIMEOUT = float(os.environ.get("FALLBACK_TIMEOUT_MS", "28000")) / 1000 + 5
+INVOKE_TIMEOUT = float(os.environ.get("POLLER_TIMEOUT_MS")
+                       or os.environ.get("FALLBACK_TIMEOUT_MS", "28000")) / 1000 + 5
 
 stopping = threading.Event()
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""The local jobmatch stack: PostgreSQL + pgvector, moto (DynamoDB; SQS on its own server),
-`cargo lambda watch`, the HttpApi-like gateway and the SQS pollers (queue and DLQ).
+"""The local jobmatch stack: PostgreSQL + pgvector, moto (DynamoDB, S3 and the ingest
+queues; the match queues on an SQS server of their own), `cargo lambda watch`, the
+HttpApi-like gateway and the SQS pollers (match queue, its DLQ, ingest queue).
 
     stack.py up | down | status | logs
-           | restart pg-stop|pg-start|watch|gateway|poller|poller-dlq|<part>-stop
+           | restart pg-stop|pg-start|watch|gateway|poller|poller-dlq|poller-ingest|<part>-stop
            | perf-watch start|stop
 
 Runs with the project venv's python (infra/local/bootstrap.sh makes it).
@@ -88,6 +89,22 @@ QUOTA_TABLE = "jobmatch-quota"
 QUOTA_RATE = 2
 QUOTA_BURST = 100
 MAX_RECEIVE_COUNT = 3
+# Catalogue operations (DESIGN.md): an object put under incoming/ in the
+# ingest bucket notifies the ingest queue, whose poller invokes `ingest`.
+# The bucket and both ingest queues are on the general moto server (moto_up).
+INGEST_BUCKET = "jobmatch-ingest"
+INGEST_PREFIX = "incoming/"
+INGEST_QUEUE = "jobmatch-ingest"
+INGEST_DLQ = "jobmatch-ingest-dlq"
+INGESTS_TABLE = "jobmatch-ingests"
+# Longer than INGEST_FALLBACK_TIMEOUT_MS (the ingest's time budget under
+# cargo lambda watch, which sends no deadline) with room for the poller's
+# invoke timeout (that budget + 5 s): a message is never received again
+# while an ingest still works on it. Redelivery after a crash takes this long.
+INGEST_VISIBILITY_TIMEOUT = 90
+INGEST_FALLBACK_TIMEOUT_MS = 60_000
+EXPIRED_RETENTION_DAYS = 30
+ADMIN_GROUP = "jobmatch-admins"
 # Instances per function under `cargo lambda watch`, and the poller's
 # invocations at once: as in Lambda, a batch never waits behind another
 # one's instance (one instance serves one invocation at a time). The one
@@ -96,6 +113,10 @@ MAX_RECEIVE_COUNT = 3
 LAMBDA_CONCURRENCY = int(os.environ.get("JOBMATCH_CONCURRENCY") or 2 * (os.cpu_count() or 1))
 # The worker poller's lane for callers with nothing in flight (poller.py).
 QUIET_LANES = 1
+# Ingest instances at once (the ingest poller's dispatchers, batch size 1):
+# JOBMATCH_INGEST_CONCURRENCY, or 4 (the bench's figure), within the watch's.
+INGEST_CONCURRENCY = int(os.environ.get("JOBMATCH_INGEST_CONCURRENCY")
+                         or min(4, LAMBDA_CONCURRENCY))
 # Short locally so that redelivery after a failure takes seconds, not minutes.
 # The template's proportions (a 60 s worker, 360 s of visibility) would make
 # a crash cost six minutes here. The worker's 8 s (FALLBACK_TIMEOUT_MS) is
@@ -289,13 +310,24 @@ def moto_up(env: dict[str, str]) -> None:
     serialise the api's concurrent PutItem and SendMessage under one GIL.
     DynamoDB answers one request at a time (moto_local.py --serial), so that its
     conditional writes are atomic as in AWS. SQS requests sent to MOTO_PORT are
-    passed to MOTO_SQS_PORT, so that AWS_ENDPOINT_URL alone reaches both."""
+    passed to MOTO_SQS_PORT, so that AWS_ENDPOINT_URL alone reaches both.
+    Except the ingest queues: moto sends the ingest bucket's notifications
+    only to a queue in its own process, so they live on MOTO_PORT beside the
+    bucket, and a request naming them reaches MOTO_PORT through either
+    endpoint (--queues-on, given to both)."""
     server = [str(VENV / "bin" / "python"), str(ROOT / "infra" / "local" / "moto_local.py"),
               "127.0.0.1"]
-    start("moto", [*server, str(MOTO_PORT), "--serial", "--sqs-port", str(MOTO_SQS_PORT)], env)
-    start("moto-sqs", [*server, str(MOTO_SQS_PORT)], env)
+    queues_on = ["--queues-on", str(MOTO_PORT), f"{INGEST_QUEUE},{INGEST_DLQ}"]
+    start("moto", [*server, str(MOTO_PORT), "--serial", "--sqs-port", str(MOTO_SQS_PORT),
+                   *queues_on], env)
+    start("moto-sqs", [*server, str(MOTO_SQS_PORT), *queues_on], env)
     for name, port in (("moto", MOTO_PORT), ("moto-sqs", MOTO_SQS_PORT)):
         wait_http(f"http://127.0.0.1:{port}/moto-api/", 60, name)
+        pid = running_pid(name)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if pid else b""
+        if b"--queues-on" not in cmdline:
+            die(f"{name} was started by an older stack.py, without the ingest queues' "
+                f"routing (moto_local.py --queues-on): run `make down && make up`")
 
 
 def aws_resources(env: dict[str, str]) -> dict[str, str]:
@@ -344,7 +376,63 @@ def aws_resources(env: dict[str, str]) -> dict[str, str]:
         ddb.update_time_to_live(TableName=QUOTA_TABLE, TimeToLiveSpecification={
             "AttributeName": "expires_at", "Enabled": True})
         log(f"table {QUOTA_TABLE} created")
-    return {"QUEUE_URL": queue_url, "DLQ_URL": dlq_url}
+    return {"QUEUE_URL": queue_url, "DLQ_URL": dlq_url, **ingest_resources(env)}
+
+
+def ingest_resources(env: dict[str, str]) -> dict[str, str]:
+    """The ingest bucket (versioned), its queue and DLQ, the notification of
+    ObjectCreated under incoming/ to the queue, and the ingests table; all on
+    the general moto server (AWS_ENDPOINT_URL), the queues too (moto_up);
+    idempotent."""
+    import boto3
+
+    kw = dict(region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test",
+              endpoint_url=env["AWS_ENDPOINT_URL"])
+    sqs = boto3.client("sqs", **kw)
+    dlq_url = sqs.create_queue(QueueName=INGEST_DLQ)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(QueueName=INGEST_QUEUE)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={
+        "VisibilityTimeout": str(INGEST_VISIBILITY_TIMEOUT),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                     "maxReceiveCount": str(MAX_RECEIVE_COUNT)}),
+    })
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+
+    s3 = boto3.client("s3", **kw)
+    if INGEST_BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=INGEST_BUCKET)
+        log(f"bucket {INGEST_BUCKET} created")
+    s3.put_bucket_versioning(Bucket=INGEST_BUCKET,
+                             VersioningConfiguration={"Status": "Enabled"})
+    notification = {"QueueConfigurations": [{
+        "Id": "ingest",
+        "QueueArn": queue_arn,
+        "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": INGEST_PREFIX}]}},
+    }]}
+    current = s3.get_bucket_notification_configuration(Bucket=INGEST_BUCKET)
+    if current.get("QueueConfigurations") != notification["QueueConfigurations"]:
+        # S3 (and moto) sends an s3:TestEvent message to the queue on each put,
+        # so it is put only when it changes; the ingest takes it as done.
+        s3.put_bucket_notification_configuration(Bucket=INGEST_BUCKET,
+                                                 NotificationConfiguration=notification)
+        log(f"bucket {INGEST_BUCKET}: ObjectCreated under {INGEST_PREFIX} -> {INGEST_QUEUE}")
+
+    ddb = boto3.client("dynamodb", **kw)
+    if INGESTS_TABLE not in ddb.list_tables()["TableNames"]:
+        ddb.create_table(
+            TableName=INGESTS_TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "ingest_id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "ingest_id", "KeyType": "HASH"}],
+        )
+        ddb.update_time_to_live(TableName=INGESTS_TABLE, TimeToLiveSpecification={
+            "AttributeName": "expires_at", "Enabled": True})
+        log(f"table {INGESTS_TABLE} created")
+    return {"INGEST_QUEUE_URL": queue_url, "INGEST_DLQ_URL": dlq_url}
 
 
 # ---------------------------------------------------------------- env, data
@@ -373,6 +461,19 @@ FUNCTIONS_DB_USER = "jobmatch_functions"
 
 def functions_db_password() -> str:
     path = STATE / "functions_db_password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+# The login of the catalogue's writers (ingest and catalogue; DESIGN.md
+# "Database roles"), made by `jobmatch migrate` from these two variables.
+WRITER_DB_USER = "jobmatch_writer_login"
+
+
+def writer_db_password() -> str:
+    path = STATE / "writer_db_password"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(24))
         path.chmod(0o600)
@@ -408,6 +509,13 @@ def base_env() -> dict[str, str]:
         "FUNCTIONS_DB_PASSWORD": functions_db_password(),
         "FUNCTIONS_DATABASE_URL": f"postgres://{FUNCTIONS_DB_USER}:{functions_db_password()}"
                                   f"@127.0.0.1:{PG_PORT}/{DB_NAME}",
+        # The writer's login, also made by `jobmatch migrate`: rights on jobs
+        # alone. In AWS only ingest and catalogue have it; locally every
+        # function shares this one environment.
+        "WRITER_DB_USER": WRITER_DB_USER,
+        "WRITER_DB_PASSWORD": writer_db_password(),
+        "WRITER_DATABASE_URL": f"postgres://{WRITER_DB_USER}:{writer_db_password()}"
+                               f"@127.0.0.1:{PG_PORT}/{DB_NAME}",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{MOTO_PORT}",
         # The SDKs (Rust and boto3) take a service's own endpoint first.
         "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{MOTO_SQS_PORT}",
@@ -417,6 +525,16 @@ def base_env() -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "test",
         "TASKS_TABLE": TABLE,
         "QUOTA_TABLE": QUOTA_TABLE,
+        # Catalogue operations; INGEST_QUEUE_URL and INGEST_DLQ_URL come from
+        # ingest_resources.
+        "INGEST_BUCKET": INGEST_BUCKET,
+        "INGESTS_TABLE": INGESTS_TABLE,
+        "EXPIRED_RETENTION_DAYS": str(EXPIRED_RETENTION_DAYS),
+        # cargo lambda watch sends no deadline: the ingest's time budget, under
+        # the ingest queue's visibility timeout (INGEST_VISIBILITY_TIMEOUT).
+        "INGEST_FALLBACK_TIMEOUT_MS": str(INGEST_FALLBACK_TIMEOUT_MS),
+        # The cognito group whose members may use the admin routes.
+        "ADMIN_GROUP": ADMIN_GROUP,
         "QUOTA_RATE": str(QUOTA_RATE),
         "QUOTA_BURST": str(QUOTA_BURST),
         "JWT_SECRET": jwt_secret(),
@@ -552,9 +670,9 @@ def saved_env() -> dict[str, str]:
 
 
 # The Python stand-ins for what AWS provides: the HttpApi's routing, and the
-# two SQS event source mappings (the match queue to the worker, the DLQ to the
-# dead-letter consumer).
-PARTS = ("gateway", "poller", "poller-dlq")
+# three SQS event source mappings (the match queue to the worker, the DLQ to
+# the dead-letter consumer, the ingest queue to the ingest).
+PARTS = ("gateway", "poller", "poller-dlq", "poller-ingest")
 
 
 def start_part(part: str, env: dict[str, str]) -> None:
@@ -563,6 +681,17 @@ def start_part(part: str, env: dict[str, str]) -> None:
     if part == "poller-dlq":
         part_env.update(POLLER_QUEUE_URL=env["DLQ_URL"], POLLER_WORKER="deadletter",
                         POLLER_CONCURRENCY="1", POLLER_QUIET_LANES="0")
+    elif part == "poller-ingest":
+        # As the template's ingest mapping: batch size 1, partial batch
+        # failures; the queue's own visibility and redrive. No fairness lane:
+        # its messages carry no group. It receives only what its dispatchers
+        # can start, and waits for an invocation as long as the ingest's
+        # budget (+5 s). Its queue is on the general moto server.
+        part_env.update(POLLER_QUEUE_URL=env["INGEST_QUEUE_URL"], POLLER_WORKER="ingest",
+                        POLLER_BATCH_SIZE="1", POLLER_CONCURRENCY=str(INGEST_CONCURRENCY),
+                        POLLER_HOLD=str(INGEST_CONCURRENCY), POLLER_QUIET_LANES="0",
+                        POLLER_TIMEOUT_MS=env["INGEST_FALLBACK_TIMEOUT_MS"],
+                        AWS_ENDPOINT_URL_SQS=env["AWS_ENDPOINT_URL"])
     start(part, [str(VENV / "bin" / "python"), str(ROOT / "infra" / "local" / f"{script}.py")],
           part_env)
 
@@ -644,10 +773,10 @@ def status() -> int:
     for name in ("moto", "moto-sqs", "watch", *PARTS):
         pid = running_pid(name)
         ok &= pid is not None
-        print(f"{name:8} {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name:13} {'running (pid %d)' % pid if pid else 'stopped'}")
     pg = pg_data().exists() and pg_running()
     ok &= pg
-    print(f"{'postgres':8} {'running on 127.0.0.1:%d' % PG_PORT if pg else 'stopped'}")
+    print(f"{'postgres':13} {'running on 127.0.0.1:%d' % PG_PORT if pg else 'stopped'}")
     return 0 if ok else 1
 
 
