@@ -2,6 +2,11 @@
 """Local stand-in for the HttpApi: one base URL, routed exactly as the
 `HttpApi` events in template.yaml say (path parameters included). Each request
 becomes an API Gateway payload v2.0 event, invoked on `cargo lambda watch`.
+A function's routes come with it: CatalogueFunction's (POST /jobs,
+GET|DELETE /jobs/{job_id}, GET /ingests/{ingest_id}) go to `catalogue` once
+the template has them, beside the more specific /jobs/match... routes.
+`gateway.py --routes [METHOD PATH]...` prints the route table, then where
+each request given would go, and exits.
 
 Env: JOBMATCH_API_PORT (3000), LAMBDA_URL (http://127.0.0.1:9000, read by lambda_invoke.py).
 """
@@ -92,8 +97,8 @@ def load_routes(template: Path) -> list[Route]:
 ROUTES = load_routes(ROOT / "template.yaml")
 
 
-def find_route(method: str, path: str):
-    for route in ROUTES:
+def find_route(method: str, path: str, routes: list[Route] | None = None):
+    for route in ROUTES if routes is None else routes:
         m = route.regex.match(path)
         if m and route.method in (method, "ANY"):
             return route, {k: unquote(v) for k, v in zip(route.params, m.groups())}
@@ -225,7 +230,19 @@ class Handler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
 
+def print_routes(requests: list[str]) -> None:
+    for r in ROUTES:
+        print(f"{r.route_key} -> {r.function}")
+    for method, path in zip(requests[::2], requests[1::2]):
+        route, params = find_route(method.upper(), path)
+        print(f"{method.upper()} {path} => "
+              + (f"{route.function} ({route.route_key}) {params or ''}" if route else "404"))
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--routes"]:
+        print_routes(sys.argv[2:])
+        return
     server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
     server.daemon_threads = True
     for r in ROUTES:
