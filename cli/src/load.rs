@@ -141,47 +141,9 @@ impl Record for JobRecord {
         &self.id
     }
 
+    /// The rules the ingest function applies too (shared::catalogue).
     fn check(&mut self) -> Result<(), String> {
-        check_key("id", &self.id)?;
-        for (field, value) in [
-            ("id", &self.id),
-            ("title", &self.title),
-            ("company", &self.company),
-            ("location", &self.location),
-            ("description", &self.description),
-        ] {
-            check_text(field, value)?;
-        }
-        check_skills(&mut self.skills)?;
-        for (field, value) in [
-            ("salary_min", self.salary_min),
-            ("salary_max", self.salary_max),
-        ] {
-            if value.is_some_and(|v| v < 0) {
-                return Err(invalid(field, "must not be negative"));
-            }
-        }
-        if let (Some(lo), Some(hi)) = (self.salary_min, self.salary_max) {
-            if lo > hi {
-                return Err(invalid(
-                    "salary_min",
-                    format!("{lo} is greater than salary_max {hi}"),
-                ));
-            }
-        }
-        if let Some(end) = self.valid_through {
-            if end < self.posted_at {
-                return Err(invalid(
-                    "valid_through",
-                    format!(
-                        "{} is before posted_at {}",
-                        end.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-                        self.posted_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-                    ),
-                ));
-            }
-        }
-        self.embedding.as_deref().map_or(Ok(()), check_vector)
+        shared::catalogue::check_job(self).map_err(|e| e.to_string())
     }
 
     fn text_to_embed(&self) -> Option<String> {

@@ -61,6 +61,13 @@ struct MigrateArgs {
     /// Its password; without it no login role is made.
     #[arg(long, env = "FUNCTIONS_DB_PASSWORD", hide_env_values = true)]
     functions_password: Option<String>,
+    /// The writer's login role (the ingest and catalogue functions: rights
+    /// on `jobs` alone), made or updated after the migrations.
+    #[arg(long, env = "WRITER_DB_USER", default_value = "jobmatch_writer_login")]
+    writer_user: String,
+    /// Its password; without it no writer login is made.
+    #[arg(long, env = "WRITER_DB_PASSWORD", hide_env_values = true)]
+    writer_password: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -133,6 +140,10 @@ struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 86_400)]
     ttl: i64,
+    /// The `scope` claim, space-separated: `"jobs:read jobs:write"` mints
+    /// an admin's token for the catalogue routes.
+    #[arg(long)]
+    scope: Option<String>,
     /// HS256 signing secret.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     secret: String,
@@ -208,19 +219,17 @@ async fn migrate(args: &MigrateArgs) -> Result<()> {
         "migrations applied: {}",
         shared::adapters::schema::summary(&outcomes)
     );
-    if let Some(password) = &args.functions_password {
-        shared::adapters::postgres::grant_functions_login(
-            &mut conn,
-            &args.functions_user,
-            password,
-        )
-        .await
-        .map_err(|e| anyhow!("the functions' login role: {e}"))?;
-        eprintln!(
-            "login role {} (member of {})",
-            args.functions_user,
-            shared::adapters::postgres::READER_ROLE
-        );
+    use shared::adapters::postgres::{grant_login, READER_ROLE, WRITER_ROLE};
+    for (user, password, group) in [
+        (&args.functions_user, &args.functions_password, READER_ROLE),
+        (&args.writer_user, &args.writer_password, WRITER_ROLE),
+    ] {
+        if let Some(password) = password {
+            grant_login(&mut conn, user, password, group)
+                .await
+                .map_err(|e| anyhow!("the login role {user}: {e}"))?;
+            eprintln!("login role {user} (member of {group})");
+        }
     }
     Ok(())
 }
@@ -315,8 +324,13 @@ fn token(args: &TokenArgs) -> Result<()> {
     if args.ttl <= 0 {
         bail!("--ttl must be positive");
     }
-    let token = shared::auth::mint_hs256(args.secret.as_bytes(), &args.sub, args.ttl)
-        .context("minting the token")?;
+    let token = shared::auth::mint_hs256_scoped(
+        args.secret.as_bytes(),
+        &args.sub,
+        args.scope.as_deref(),
+        args.ttl,
+    )
+    .context("minting the token")?;
     println!("{token}");
     Ok(())
 }

@@ -57,6 +57,62 @@ struct Claims {
     client_id: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     token_use: Option<Value>,
+    /// OAuth 2 scopes, space-separated (RFC 8693 section 4.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<Value>,
+    /// Cognito's groups of the user.
+    #[serde(
+        default,
+        rename = "cognito:groups",
+        skip_serializing_if = "Option::is_none"
+    )]
+    groups: Option<Value>,
+}
+
+/// What a token allows beyond matching: its scopes and its groups
+/// (DESIGN.md "Catalogue operations", "Who may"). Claims of another shape
+/// grant nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    pub scopes: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+/// The scope of the admin's reads (`GET /jobs/{id}`, `GET /ingests/{id}`).
+pub const SCOPE_JOBS_READ: &str = "jobs:read";
+/// The scope of the admin's writes (`POST /jobs`, `DELETE /jobs/{id}`).
+pub const SCOPE_JOBS_WRITE: &str = "jobs:write";
+
+impl Grants {
+    fn of(scope: Option<&Value>, groups: Option<&Value>) -> Grants {
+        let scopes = match scope {
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        let groups = match groups {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        Grants { scopes, groups }
+    }
+
+    /// Allowed when the token carries `scope`, or is in `admin_group` (when
+    /// the deployment names one); otherwise a 403 naming the scope.
+    pub fn require(&self, scope: &'static str, admin_group: Option<&str>) -> Result<(), Error> {
+        let scoped = self.scopes.iter().any(|s| s == scope);
+        let grouped = admin_group
+            .filter(|g| !g.is_empty())
+            .is_some_and(|g| self.groups.iter().any(|m| m == g));
+        if scoped || grouped {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(scope))
+        }
+    }
 }
 
 /// A claim that is there, even as `null` (serde reads `null` as `None`).
@@ -345,6 +401,11 @@ impl Verifier {
 
     /// Verifies a token and returns the caller.
     pub async fn caller(&self, token: &str) -> Result<Caller, Error> {
+        self.principal(token).await.map(|(caller, _)| caller)
+    }
+
+    /// Verifies a token and returns the caller with what it is granted.
+    pub async fn principal(&self, token: &str) -> Result<(Caller, Grants), Error> {
         let header = read_header(token)?;
         let alg = SUPPORTED
             .into_iter()
@@ -362,7 +423,12 @@ impl Verifier {
         self.verify(token, &key, alg).map_err(Error::from)
     }
 
-    fn verify(&self, token: &str, key: &DecodingKey, alg: Algorithm) -> Result<Caller, AuthError> {
+    fn verify(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+        alg: Algorithm,
+    ) -> Result<(Caller, Grants), AuthError> {
         let source = match alg {
             Algorithm::HS256 => KeySource::Hs256,
             _ => KeySource::Jwks,
@@ -399,6 +465,7 @@ impl Verifier {
         })?;
         let claims = data.claims;
         self.check_client(&claims)?;
+        let grants = Grants::of(claims.scope.as_ref(), claims.groups.as_ref());
         let name = |v: Value| match v {
             Value::String(s) if !s.is_empty() => Some(s),
             _ => None,
@@ -432,7 +499,7 @@ impl Verifier {
         if caller.0.len() > MAX_CALLER_BYTES {
             return Err(AuthError::InvalidClaim(subject_claim.into()));
         }
-        Ok(caller)
+        Ok((caller, grants))
     }
 
     /// `token_use` and the app client, when configured (Cognito: an access
@@ -745,10 +812,22 @@ pub fn mint_hs256(
     subject: &str,
     ttl_secs: i64,
 ) -> Result<String, jsonwebtoken::errors::Error> {
+    mint_hs256_scoped(secret, subject, None, ttl_secs)
+}
+
+/// [`mint_hs256`] with a `scope` claim (space-separated scopes), as an
+/// admin's token carries `jobs:read jobs:write`.
+pub fn mint_hs256_scoped(
+    secret: &[u8],
+    subject: &str,
+    scope: Option<&str>,
+    ttl_secs: i64,
+) -> Result<String, jsonwebtoken::errors::Error> {
     crate::jwt_crypto::install();
     let claims = Claims {
         sub: Some(Value::String(subject.to_owned())),
         exp: Some((chrono::Utc::now().timestamp() + ttl_secs).into()),
+        scope: scope.map(|s| Value::String(s.to_owned())),
         ..Claims::default()
     };
     encode(
@@ -1211,5 +1290,38 @@ mod tests {
         let (document, _) = rsa_jwks(json!({"use": "enc"}));
         let err = Jwks::fixed(&document).err().expect("no signing key");
         assert!(err.to_string().contains("no signing key"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn scopes_and_groups_grant_the_admin_routes_and_nothing_else_does() {
+        let v = Verifier::hs256(SECRET, 0);
+        let scoped = mint_hs256_scoped(SECRET, "ops", Some("openid jobs:read"), 60).unwrap();
+        let (_, grants) = v.principal(&scoped).await.unwrap();
+        assert_eq!(grants.scopes, ["openid", "jobs:read"]);
+        assert!(grants.require(SCOPE_JOBS_READ, None).is_ok());
+        let denied = grants.require(SCOPE_JOBS_WRITE, None).unwrap_err();
+        assert_eq!(denied.status(), 403);
+        assert!(denied.to_string().contains("`jobs:write`"), "{denied}");
+
+        let grouped = token(
+            json!({"sub": "ops", "exp": exp_in(60), "cognito:groups": ["staff", "admins"]}),
+            SECRET,
+        );
+        let (_, grants) = v.principal(&grouped).await.unwrap();
+        assert!(grants.require(SCOPE_JOBS_WRITE, Some("admins")).is_ok());
+        assert!(grants.require(SCOPE_JOBS_WRITE, Some("owners")).is_err());
+        assert!(grants.require(SCOPE_JOBS_WRITE, Some("")).is_err());
+        assert!(grants.require(SCOPE_JOBS_WRITE, None).is_err());
+
+        // A scope of another shape, or a group given as a string, grants nothing.
+        let odd = token(
+            json!({"sub": "ops", "exp": exp_in(60), "scope": ["jobs:write"], "cognito:groups": "admins"}),
+            SECRET,
+        );
+        let (_, grants) = v.principal(&odd).await.unwrap();
+        assert_eq!(grants, Grants::default());
+        let plain = mint_hs256(SECRET, "user", 60).unwrap();
+        let (_, grants) = v.principal(&plain).await.unwrap();
+        assert!(grants.require(SCOPE_JOBS_READ, Some("admins")).is_err());
     }
 }

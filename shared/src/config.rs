@@ -181,6 +181,55 @@ pub struct WorkerConfig {
     pub model_dir: std::path::PathBuf,
 }
 
+fn one() -> u32 {
+    1
+}
+fn two() -> u32 {
+    2
+}
+fn default_expired_retention_days() -> u32 {
+    30
+}
+fn default_ingest_fallback_timeout_ms() -> u64 {
+    900_000
+}
+
+/// `ingest`: postings from the ingest bucket, as `jobmatch_writer`.
+#[derive(Debug, Deserialize)]
+pub struct IngestConfig {
+    /// The writer's login through RDS Proxy (not the readers' DATABASE_URL).
+    pub writer_database_url: Secret,
+    pub ingests_table: String,
+    pub ingest_bucket: String,
+    /// Where a large object's next part is queued.
+    pub ingest_queue_url: String,
+    #[serde(default = "two")]
+    pub db_max_connections: u32,
+    /// Postings more than this many days past their `valid_through` are
+    /// deleted by the scheduled run.
+    #[serde(default = "default_expired_retention_days")]
+    pub expired_retention_days: u32,
+    /// The invocation's time budget when the runtime sends no deadline.
+    #[serde(default = "default_ingest_fallback_timeout_ms")]
+    pub ingest_fallback_timeout_ms: u64,
+    /// As the worker's.
+    pub model_dir: std::path::PathBuf,
+}
+
+/// `catalogue`: an admin's routes, as `jobmatch_writer`.
+#[derive(Debug, Deserialize)]
+pub struct CatalogueConfig {
+    pub writer_database_url: Secret,
+    pub ingests_table: String,
+    pub ingest_bucket: String,
+    #[serde(default = "one")]
+    pub db_max_connections: u32,
+    /// Members of this `cognito:groups` group may use the admin routes
+    /// without the scopes; empty or unset: none.
+    #[serde(default)]
+    pub admin_group: Option<String>,
+}
+
 /// `status`: reads tasks.
 #[derive(Debug, Deserialize)]
 pub struct StatusConfig {
@@ -299,4 +348,8 @@ pub struct MigrateConfig {
     /// login role, made or updated after the migrations. Unset: none is made.
     #[serde(default)]
     pub functions_db_secret_arn: Option<String>,
+    /// The same for the writer's login role (ingest and catalogue), a
+    /// member of `jobmatch_writer`. Unset: none is made.
+    #[serde(default)]
+    pub writer_db_secret_arn: Option<String>,
 }

@@ -61,6 +61,8 @@ pub enum ErrorCode {
     MalformedJson,
     InvalidRequest,
     Unauthorized,
+    /// A valid token without the scope an admin route needs.
+    Forbidden,
     NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -83,10 +85,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -106,6 +109,7 @@ impl ErrorCode {
             ErrorCode::MalformedJson => "malformed_json",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
@@ -157,6 +161,9 @@ pub enum Error {
     Validation(Vec<FieldError>),
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
+    /// A valid token that lacks the scope (or group) the route needs.
+    #[error("this route needs the scope `{0}` in the token's `scope` claim, or membership of the deployment's admin group")]
+    Forbidden(&'static str),
     #[error("{0}")]
     NotFound(String),
     #[error("no route for {0}")]
@@ -208,6 +215,7 @@ impl Error {
             Error::MalformedJson(_) => ErrorCode::MalformedJson,
             Error::Validation(_) => ErrorCode::InvalidRequest,
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::NotFound(_) | Error::NoRoute(_) => ErrorCode::NotFound,
             Error::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             Error::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
@@ -224,6 +232,7 @@ impl Error {
         match self {
             Error::MalformedJson(_) => 400,
             Error::Unauthorized(_) => 401,
+            Error::Forbidden(_) => 403,
             Error::NotFound(_) | Error::NoRoute(_) => 404,
             Error::PayloadTooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
@@ -239,6 +248,7 @@ impl Error {
             Error::MalformedJson(_) => "Malformed JSON",
             Error::Validation(_) => "Invalid request",
             Error::Unauthorized(_) => "Unauthorized",
+            Error::Forbidden(_) => "Forbidden",
             Error::NotFound(_) | Error::NoRoute(_) => "Not found",
             Error::PayloadTooLarge(_) => "Payload too large",
             Error::UnsupportedMediaType(_) => "Unsupported media type",
@@ -303,6 +313,7 @@ mod tests {
                 "malformed_json",
                 "invalid_request",
                 "unauthorized",
+                "forbidden",
                 "not_found",
                 "payload_too_large",
                 "unsupported_media_type",

@@ -6,8 +6,9 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use crate::catalogue::Ingest;
 use crate::domain::{
-    Candidate, Filters, MatchResult, Routing, Task, TaskError, TaskMessage, TaskStatus,
+    Candidate, Filters, JobRecord, MatchResult, Routing, Task, TaskError, TaskMessage, TaskStatus,
 };
 use crate::error::Result;
 
@@ -335,4 +336,70 @@ pub trait QuotaStore: Send + Sync {
         caller: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<crate::quota::RateLimit>> + Send;
+}
+
+/// The ingest records (DESIGN.md "Catalogue operations"). Every write is
+/// conditional on the record's `revision`, so two runs of one ingest (a
+/// repeated notification, a retry beside a slow run) never both count a chunk.
+pub trait IngestStore: Send + Sync {
+    /// Stores `ingest` unless its id exists; returns what is stored.
+    fn create(&self, ingest: &Ingest) -> impl Future<Output = Result<Ingest>> + Send;
+    fn get(&self, ingest_id: &str) -> impl Future<Output = Result<Option<Ingest>>> + Send;
+    /// Writes `ingest` with `revision + 1` if the stored revision is still
+    /// `ingest.revision`; `false` (nothing written) when another run moved it.
+    fn replace(&self, ingest: &Ingest) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// One posting to write, with the hash of what it was made from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashedJob {
+    pub job: JobRecord,
+    pub content_hash: [u8; 32],
+}
+
+/// Writing the catalogue: what the ingest function needs (as `jobmatch_writer`).
+pub trait JobWriter: Send + Sync {
+    /// The stored content hash of each of `ids` that exists (`None`: stored
+    /// without one).
+    fn stored_hashes(
+        &self,
+        ids: &[&str],
+    ) -> impl Future<Output = Result<std::collections::HashMap<String, Option<[u8; 32]>>>> + Send;
+    /// Upserts by id in one transaction; a row whose hash already equals is
+    /// left alone. Returns the rows written. Every job has its embedding.
+    fn upsert(&self, jobs: &[HashedJob]) -> impl Future<Output = Result<u64>> + Send;
+    /// Deletes postings whose `valid_through` is more than `days` days past;
+    /// returns how many.
+    fn delete_expired(&self, days: u32) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// An admin's reads and deletes of single postings (the catalogue function).
+pub trait JobAdmin: Send + Sync {
+    /// The posting without its embedding.
+    fn get(&self, id: &str) -> impl Future<Output = Result<Option<JobRecord>>> + Send;
+    /// `false` when there was none.
+    fn delete(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// A stored object's bytes as they are read (decompressed when gzip).
+pub type ObjectReader = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+
+/// The ingest bucket.
+pub trait ObjectStore: Send + Sync {
+    /// The current version of `key` (`None`: no such object).
+    fn current_version(&self, key: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// Reads one version as a stream, gunzipped when `gzip`.
+    fn open(
+        &self,
+        key: &str,
+        version: &str,
+        gzip: bool,
+    ) -> impl Future<Output = Result<ObjectReader>> + Send;
+    /// Stores `body` at `key`; returns the new version's id.
+    fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> impl Future<Output = Result<String>> + Send;
 }

@@ -18,37 +18,42 @@ pub const ANSWER_MARGIN: Duration = Duration::from_secs(20);
 /// stack creates RDS Proxy, its target can take minutes to become available.
 pub struct PgMigrator {
     pub db: Db,
-    /// The functions' login role to make after the migrations.
-    pub functions_login: Option<FunctionsLogin>,
+    /// The functions' login roles to make after the migrations.
+    pub logins: Vec<FunctionsLogin>,
 }
 
-/// The functions' login role: its name and password (FunctionsDbSecret).
+/// A functions' login role: its name and password (FunctionsDbSecret or
+/// WriterDbSecret), and the group it joins.
 pub struct FunctionsLogin {
     pub user: String,
     pub password: shared::config::Secret,
+    /// `READER_ROLE` or `WRITER_ROLE` (shared::adapters::postgres).
+    pub group: &'static str,
 }
 
 impl FunctionsLogin {
     /// Reads the secret `{"username", "password"}` that RDS Proxy also logs
-    /// in with.
+    /// in with; `variable` names the ARN's setting in errors.
     pub async fn fetch(
         client: &aws_sdk_secretsmanager::Client,
         arn: &str,
+        variable: &str,
+        group: &'static str,
     ) -> Result<FunctionsLogin, String> {
         #[derive(serde::Deserialize)]
         struct Login {
             username: String,
             password: String,
         }
-        let raw = shared::adapters::secrets::fetch_secret(client, arn, "FUNCTIONS_DB_SECRET_ARN")
+        let raw = shared::adapters::secrets::fetch_secret(client, arn, variable)
             .await
             .map_err(|e| e.to_string())?;
-        let login: Login = serde_json::from_str(raw.expose()).map_err(|e| {
-            format!("FUNCTIONS_DB_SECRET_ARN: not {{\"username\", \"password\"}}: {e}")
-        })?;
+        let login: Login = serde_json::from_str(raw.expose())
+            .map_err(|e| format!("{variable}: not {{\"username\", \"password\"}}: {e}"))?;
         Ok(FunctionsLogin {
             user: login.username,
             password: shared::config::Secret::new(login.password),
+            group,
         })
     }
 }
@@ -76,7 +81,7 @@ impl handler::Migrate for PgMigrator {
                 .await
                 .map_err(|e| e.to_string())?;
         let mut done = shared::adapters::schema::summary(&outcomes);
-        if let Some(login) = &self.functions_login {
+        for login in &self.logins {
             let mut conn = self
                 .db
                 .pool()
@@ -85,10 +90,11 @@ impl handler::Migrate for PgMigrator {
                 .acquire()
                 .await
                 .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
-            shared::adapters::postgres::grant_functions_login(
+            shared::adapters::postgres::grant_login(
                 &mut conn,
                 &login.user,
                 login.password.expose(),
+                login.group,
             )
             .await
             .map_err(|e| format!("the functions' login role {}: {e}", login.user))?;
@@ -119,13 +125,10 @@ impl Migrator {
         database_url: &str,
         auth: DbAuth,
         aws: &SdkConfig,
-        functions_login: Option<FunctionsLogin>,
+        logins: Vec<FunctionsLogin>,
     ) -> Migrator {
         match Db::connect(database_url, auth, aws, PoolSize::new(1)).await {
-            Ok(db) => Migrator::Ready(Box::new(PgMigrator {
-                db,
-                functions_login,
-            })),
+            Ok(db) => Migrator::Ready(Box::new(PgMigrator { db, logins })),
             Err(e) => Migrator::init_failed(e),
         }
     }
@@ -308,7 +311,7 @@ mod tests {
     async fn an_init_failure_answers_failed_with_its_reason() {
         let aws = aws_config::SdkConfig::builder().build();
         let url = "postgres://jobmatch_admin:pw@proxy:5432/jobmatch?sslmode=verify-full";
-        let migrator = Migrator::connect(url, DbAuth::Iam, &aws, None).await;
+        let migrator = Migrator::connect(url, DbAuth::Iam, &aws, vec![]).await;
         let Migrator::InitFailed(init_error) = &migrator else {
             panic!("DB_AUTH=iam with a password in the URL must fail init");
         };

@@ -11,6 +11,7 @@ use std::time::Duration;
 use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use migrate_fn::{handler, time_left, HttpResponder, Migrator, ANSWER_MARGIN};
+use shared::adapters::postgres;
 use shared::config::{from_env, DbAuthConfig, MigrateConfig};
 use shared::http_client::HttpClient;
 
@@ -52,21 +53,26 @@ async fn init() -> Migrator {
         Ok(aws) => aws,
         Err(e) => return Migrator::init_failed(format!("AWS configuration: {e}")),
     };
-    let functions_login = match config.functions_db_secret_arn.as_deref() {
-        Some(arn) if !arn.is_empty() => {
-            let client = aws_sdk_secretsmanager::Client::new(&aws);
-            match migrate_fn::FunctionsLogin::fetch(&client, arn).await {
-                Ok(login) => Some(login),
+    let client = aws_sdk_secretsmanager::Client::new(&aws);
+    let mut logins = Vec::new();
+    for (arn, variable, group) in [
+        (
+            &config.functions_db_secret_arn,
+            "FUNCTIONS_DB_SECRET_ARN",
+            postgres::READER_ROLE,
+        ),
+        (
+            &config.writer_db_secret_arn,
+            "WRITER_DB_SECRET_ARN",
+            postgres::WRITER_ROLE,
+        ),
+    ] {
+        if let Some(arn) = arn.as_deref().filter(|a| !a.is_empty()) {
+            match migrate_fn::FunctionsLogin::fetch(&client, arn, variable, group).await {
+                Ok(login) => logins.push(login),
                 Err(e) => return Migrator::init_failed(e),
             }
         }
-        _ => None,
-    };
-    Migrator::connect(
-        config.database_url.expose(),
-        db_auth.db_auth,
-        &aws,
-        functions_login,
-    )
-    .await
+    }
+    Migrator::connect(config.database_url.expose(), db_auth.db_auth, &aws, logins).await
 }

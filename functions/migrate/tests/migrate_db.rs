@@ -49,13 +49,13 @@ fn admin_url() -> String {
     std::env::var("DATABASE_URL").expect("DATABASE_URL (export .local/env)")
 }
 
-async fn migrator(url: &str, functions_login: Option<FunctionsLogin>) -> PgMigrator {
+async fn migrator(url: &str, logins: Vec<FunctionsLogin>) -> PgMigrator {
     let aws = aws_config::SdkConfig::builder().build();
     PgMigrator {
         db: Db::connect(url, DbAuth::Password, &aws, PoolSize::new(1))
             .await
             .unwrap(),
-        functions_login,
+        logins,
     }
 }
 
@@ -79,8 +79,15 @@ async fn create_installs_pgvector_and_the_schema_on_an_empty_database_and_update
     let login = FunctionsLogin {
         user: login_user.clone(),
         password: shared::config::Secret::new("a-test-password".into()),
+        group: shared::adapters::postgres::READER_ROLE,
     };
-    let migrator = migrator(&url, Some(login)).await;
+    let writer_user = format!("wr_it_{}", uuid::Uuid::new_v4().simple());
+    let writer = FunctionsLogin {
+        user: writer_user.clone(),
+        password: shared::config::Secret::new("a-writer-password".into()),
+        group: shared::adapters::postgres::WRITER_ROLE,
+    };
+    let migrator = migrator(&url, vec![login, writer]).await;
     let answers = Answers::default();
     let status = handler::handle(
         &request("Create"),
@@ -183,22 +190,55 @@ async fn create_installs_pgvector_and_the_schema_on_an_empty_database_and_update
     );
     as_functions.close().await.unwrap();
 
+    // The writer's login writes jobs (the cache's version moves through the
+    // SECURITY DEFINER trigger) and may read nothing else.
+    let mut as_writer = fresh
+        .clone()
+        .username(&writer_user)
+        .password("a-writer-password")
+        .connect()
+        .await
+        .unwrap();
+    let deleted = sqlx::query("DELETE FROM jobs WHERE id = 'none'")
+        .execute(&mut as_writer)
+        .await
+        .expect("the writer may write jobs");
+    assert_eq!(deleted.rows_affected(), 0);
+    for denied in [
+        "SELECT count(*) FROM profiles",
+        "SELECT count(*) FROM match_cache",
+        "UPDATE jobs_version SET version = version + 1",
+    ] {
+        let err = sqlx::query(sqlx::AssertSqlSafe(denied))
+            .execute(&mut as_writer)
+            .await
+            .expect_err(denied);
+        assert_eq!(
+            err.as_database_error().and_then(|e| e.code()).as_deref(),
+            Some("42501"),
+            "{denied}"
+        );
+    }
+    as_writer.close().await.unwrap();
+
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE {name} WITH (FORCE)"
     )))
     .execute(&mut conn)
     .await
     .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE {login_user}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    for role in [&login_user, &writer_user] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]
 async fn an_unreachable_database_answers_failed_within_the_time_given() {
     // Port 1 on loopback: refused at once, retried until the time is up.
-    let migrator = migrator("postgres://nobody@127.0.0.1:1/none", None).await;
+    let migrator = migrator("postgres://nobody@127.0.0.1:1/none", vec![]).await;
     let answers = Answers::default();
     let started = Instant::now();
     let status = handler::handle(

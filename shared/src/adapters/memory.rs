@@ -468,3 +468,154 @@ impl MatchCache for MemoryCache {
         Ok(())
     }
 }
+
+/// The ingest records in memory, with DynamoIngestStore's conditions.
+#[derive(Default, Debug)]
+pub struct MemoryIngestStore {
+    pub ingests: Mutex<HashMap<String, crate::catalogue::Ingest>>,
+}
+
+impl crate::ports::IngestStore for MemoryIngestStore {
+    async fn create(&self, ingest: &crate::catalogue::Ingest) -> Result<crate::catalogue::Ingest> {
+        let mut all = self.ingests.lock().map_err(|_| poisoned())?;
+        Ok(all
+            .entry(ingest.ingest_id.clone())
+            .or_insert_with(|| ingest.clone())
+            .clone())
+    }
+
+    async fn get(&self, ingest_id: &str) -> Result<Option<crate::catalogue::Ingest>> {
+        let all = self.ingests.lock().map_err(|_| poisoned())?;
+        Ok(all.get(ingest_id).cloned())
+    }
+
+    async fn replace(&self, ingest: &crate::catalogue::Ingest) -> Result<bool> {
+        let mut all = self.ingests.lock().map_err(|_| poisoned())?;
+        match all.get_mut(&ingest.ingest_id) {
+            Some(stored) if stored.revision == ingest.revision => {
+                *stored = ingest.clone();
+                stored.revision += 1;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// The `jobs` table in memory: each posting with its content hash, and the
+/// count of rows each upsert wrote. `fail_upserts` makes upserts fail from
+/// the given call on (1-based), as a killed connection would.
+#[derive(Default, Debug)]
+pub struct MemoryJobs {
+    pub rows: Mutex<HashMap<String, crate::ports::HashedJob>>,
+    pub upserts: Mutex<Vec<u64>>,
+    pub fail_upserts_from: Mutex<Option<usize>>,
+}
+
+impl crate::ports::JobWriter for MemoryJobs {
+    async fn stored_hashes(&self, ids: &[&str]) -> Result<HashMap<String, Option<[u8; 32]>>> {
+        let rows = self.rows.lock().map_err(|_| poisoned())?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                rows.get(*id)
+                    .map(|r| (id.to_string(), Some(r.content_hash)))
+            })
+            .collect())
+    }
+
+    async fn upsert(&self, jobs: &[crate::ports::HashedJob]) -> Result<u64> {
+        let mut upserts = self.upserts.lock().map_err(|_| poisoned())?;
+        let call = upserts.len() + 1;
+        if self
+            .fail_upserts_from
+            .lock()
+            .map_err(|_| poisoned())?
+            .is_some_and(|from| call >= from)
+        {
+            return Err(Error::unavailable("memory", "connection killed"));
+        }
+        let mut rows = self.rows.lock().map_err(|_| poisoned())?;
+        let mut written = 0;
+        for job in jobs {
+            if job.job.embedding.is_none() {
+                return Err(Error::Internal(format!("{} has no embedding", job.job.id)));
+            }
+            if rows.get(&job.job.id).map(|r| r.content_hash) != Some(job.content_hash) {
+                rows.insert(job.job.id.clone(), job.clone());
+                written += 1;
+            }
+        }
+        upserts.push(written);
+        Ok(written)
+    }
+
+    async fn delete_expired(&self, days: u32) -> Result<u64> {
+        let mut rows = self.rows.lock().map_err(|_| poisoned())?;
+        let before = Utc::now() - chrono::Duration::days(i64::from(days));
+        let n = rows.len();
+        rows.retain(|_, r| r.job.valid_through.is_none_or(|end| end >= before));
+        Ok((n - rows.len()) as u64)
+    }
+}
+
+impl crate::ports::JobAdmin for MemoryJobs {
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>> {
+        let rows = self.rows.lock().map_err(|_| poisoned())?;
+        Ok(rows.get(id).map(|r| JobRecord {
+            embedding: None,
+            ..r.job.clone()
+        }))
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        let mut rows = self.rows.lock().map_err(|_| poisoned())?;
+        Ok(rows.remove(id).is_some())
+    }
+}
+
+/// One stored version of an object: its id and its bytes.
+pub type ObjectVersion = (String, Vec<u8>);
+
+/// A versioned bucket in memory: every put makes a new version.
+#[derive(Default, Debug)]
+pub struct MemoryObjects {
+    /// key -> versions, oldest first.
+    pub objects: Mutex<HashMap<String, Vec<ObjectVersion>>>,
+}
+
+impl crate::ports::ObjectStore for MemoryObjects {
+    async fn current_version(&self, key: &str) -> Result<Option<String>> {
+        let objects = self.objects.lock().map_err(|_| poisoned())?;
+        Ok(objects
+            .get(key)
+            .and_then(|v| v.last())
+            .map(|(version, _)| version.clone()))
+    }
+
+    async fn open(
+        &self,
+        key: &str,
+        version: &str,
+        gzip: bool,
+    ) -> Result<crate::ports::ObjectReader> {
+        if gzip {
+            return Err(Error::Internal("MemoryObjects holds no gzip".into()));
+        }
+        let objects = self.objects.lock().map_err(|_| poisoned())?;
+        let bytes = objects
+            .get(key)
+            .and_then(|vs| vs.iter().find(|(v, _)| v == version))
+            .map(|(_, b)| b.clone())
+            .ok_or_else(|| Error::NotFound(format!("{key}@{version}")))?;
+        Ok(Box::pin(std::io::Cursor::new(bytes)))
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, _content_type: &str) -> Result<String> {
+        let mut objects = self.objects.lock().map_err(|_| poisoned())?;
+        let versions = objects.entry(key.to_owned()).or_default();
+        let version = format!("v{}", versions.len() + 1);
+        versions.push((version.clone(), body));
+        Ok(version)
+    }
+}

@@ -17,18 +17,23 @@ const COMPONENT: &str = "postgres";
 /// rights are in `db/90_grants.sql`.
 pub const READER_ROLE: &str = "jobmatch_reader";
 
-/// Creates (or updates) the functions' login role, `user` with `password`,
-/// as a member of [`READER_ROLE`] and nothing more, with
+/// The group role of the ingest and catalogue functions (rights on `jobs`
+/// alone); made and granted in `db/90_grants.sql`.
+pub const WRITER_ROLE: &str = "jobmatch_writer";
+
+/// Creates (or updates) a functions' login role, `user` with `password`,
+/// as a member of `group` ([`READER_ROLE`] or [`WRITER_ROLE`]) and nothing more, with
 /// [`FUNCTIONS_STATEMENT_TIMEOUT_MS`]; run by `migrate` after
 /// the migrations, as the master user. The password reaches the server only
 /// as its SCRAM-SHA-256 verifier ([`scram_verifier`]): role statements are
 /// DDL, which the database logs (`log_statement = ddl` in template.yaml), and
 /// a plain password would be written to the log at every deploy. The name
 /// and the verifier are quoted by PostgreSQL's own `format` (%I, %L).
-pub async fn grant_functions_login(
+pub async fn grant_login(
     conn: &mut PgConnection,
     user: &str,
     password: &str,
+    group: &str,
 ) -> std::result::Result<(), sqlx::Error> {
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
@@ -46,7 +51,7 @@ pub async fn grant_functions_login(
     .bind(verb)
     .bind(user)
     .bind(verifier)
-    .bind(READER_ROLE)
+    .bind(group)
     .bind(format!("{FUNCTIONS_STATEMENT_TIMEOUT_MS}ms"))
     .fetch_all(&mut *conn)
     .await?;
