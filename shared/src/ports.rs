@@ -403,3 +403,8 @@ pub trait ObjectStore: Send + Sync {
         content_type: &str,
     ) -> impl Future<Output = Result<String>> + Send;
 }
+
+/// The ingest queue: a message body sent again (an ingest going on).
+pub trait Continuations: Send + Sync {
+    fn send_again(&self, body: &str) -> impl Future<Output = Result<()>> + Send;
+}

@@ -619,3 +619,19 @@ impl crate::ports::ObjectStore for MemoryObjects {
         Ok(version)
     }
 }
+
+/// The ingest queue's continuations, kept in order.
+#[derive(Default, Debug)]
+pub struct MemoryContinuations {
+    pub sent: Mutex<Vec<String>>,
+}
+
+impl crate::ports::Continuations for MemoryContinuations {
+    async fn send_again(&self, body: &str) -> Result<()> {
+        self.sent
+            .lock()
+            .map_err(|_| poisoned())?
+            .push(body.to_owned());
+        Ok(())
+    }
+}

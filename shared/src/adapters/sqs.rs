@@ -1,4 +1,4 @@
-//! The match queue on SQS.
+//! The match queue on SQS, and the ingest queue's continuations.
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
@@ -6,7 +6,7 @@ use aws_sdk_sqs::Client;
 
 use crate::domain::{Routing, TaskMessage};
 use crate::error::{Error, Result};
-use crate::ports::TaskQueue;
+use crate::ports::{Continuations, TaskQueue};
 
 const COMPONENT: &str = "sqs";
 /// The message attribute that counts a task's deferrals (`Routing::deferrals`).
@@ -70,6 +70,36 @@ impl TaskQueue for SqsTaskQueue {
             .get_queue_attributes()
             .queue_url(&self.queue_url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| Error::unavailable(COMPONENT, DisplayErrorContext(e)))?;
+        Ok(())
+    }
+}
+
+/// The ingest queue, where an ingest out of time queues its object's
+/// notification again to go on from its checkpoint.
+#[derive(Clone, Debug)]
+pub struct SqsContinuations {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsContinuations {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> SqsContinuations {
+        SqsContinuations {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+impl Continuations for SqsContinuations {
+    async fn send_again(&self, body: &str) -> Result<()> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
             .send()
             .await
             .map_err(|e| Error::unavailable(COMPONENT, DisplayErrorContext(e)))?;
