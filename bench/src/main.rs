@@ -13,6 +13,7 @@ mod data;
 mod embed_speed;
 mod fairness;
 mod halfvec;
+mod ingest;
 mod load;
 mod measure;
 mod relevance;
@@ -112,6 +113,18 @@ struct Args {
     /// Caller B's short texts while that backlog is queued.
     #[arg(long, default_value_t = 5)]
     fairness_probes: usize,
+    /// Only the ingest figures (issue 28: the ingest bucket, its poller and
+    /// function of the local stack).
+    #[arg(long, conflicts_with_all = ["skip_ingest", "fairness_only", "text_bound_only", "load_only", "whole_path_only", "relevance_only", "embed_speed_only", "cold_start_only"])]
+    ingest_only: bool,
+    #[arg(long)]
+    skip_ingest: bool,
+    /// Postings the ingest figures have the model embed.
+    #[arg(long, default_value_t = 512)]
+    ingest_embed_lines: usize,
+    /// Lines of the ingest figures' big object (with their embeddings).
+    #[arg(long, default_value_t = 100_000)]
+    ingest_big_lines: usize,
     /// Skip the load figures.
     #[arg(long)]
     skip_load: bool,
@@ -175,6 +188,7 @@ struct Report {
     load: Option<load::LoadFigures>,
     text_bound: Option<text_bound::TextBound>,
     fairness: Option<fairness::FairnessFigures>,
+    ingest: Option<ingest::IngestFigures>,
     relevance: Option<relevance::Relevance>,
     embed_speed: Option<embed_speed::EmbedSpeed>,
     cold_start: Option<cold_start::ColdStart>,
@@ -234,10 +248,12 @@ async fn run(args: Args) -> Result<()> {
         || args.cold_start_only
         || args.load_only
         || args.text_bound_only
-        || args.fairness_only;
+        || args.fairness_only
+        || args.ingest_only;
     let run_load = !args.skip_load && (!only || args.load_only);
     let run_text_bound = !args.skip_text_bound && (!only || args.text_bound_only);
     let run_fairness = !args.skip_fairness && (!only || args.fairness_only);
+    let run_ingest = !args.skip_ingest && (!only || args.ingest_only);
     let run_classes = !only;
     let run_whole_path = !args.skip_whole_path && (!only || args.whole_path_only);
     let run_relevance = !args.skip_relevance && (!only || args.relevance_only);
@@ -368,6 +384,30 @@ async fn run(args: Args) -> Result<()> {
         None
     };
 
+    let ingest = if run_ingest {
+        let aws = shared::aws::load().await?;
+        let bucket = std::env::var("INGEST_BUCKET")
+            .context("INGEST_BUCKET is not set: run `make up` (or pass --skip-ingest)")?;
+        let b = ingest::IngestBench {
+            api_url: args
+                .api_url
+                .clone()
+                .context("API_URL is not set: run `make up` (or pass --skip-ingest)")?
+                .trim_end_matches('/')
+                .to_owned(),
+            jwt_secret: args.jwt_secret.clone().context("JWT_SECRET is not set")?,
+            objects: shared::adapters::s3::S3Objects::for_config(&aws, bucket.clone()),
+            bucket,
+            embed_lines: args.ingest_embed_lines,
+            big_lines: args.ingest_big_lines,
+            // poller-ingest invokes the debug watch's ingest.
+            functions_profile: "debug".into(),
+        };
+        Some(ingest::measure(&b).await?)
+    } else {
+        None
+    };
+
     let relevance = if run_relevance {
         let pool = password_pool(database_url()?, PoolSize::new(2))?;
         Some(relevance::measure(&pool, args.relevance_exact_scan_max_rows, &queries).await?)
@@ -390,6 +430,7 @@ async fn run(args: Args) -> Result<()> {
         load,
         text_bound,
         fairness,
+        ingest,
         cold_start,
     };
     print_report(&report);
@@ -401,6 +442,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(t) = &report.text_bound {
         text_bound::print(t);
+    }
+    if let Some(i) = &report.ingest {
+        ingest::print(i);
     }
     if let Some(f) = &report.fairness {
         fairness::print(f);

@@ -16,6 +16,8 @@ use shared::adapters::dynamo::DynamoTaskStore;
 use shared::domain::{Task, TaskStatus, EMBEDDING_DIM};
 use shared::ports::TaskReader;
 
+pub mod catalogue;
+
 pub fn env(key: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| {
         panic!("{key} is not set: run `make up` and export .local/env (make test does both)")
@@ -33,6 +35,12 @@ pub fn repo_root() -> PathBuf {
 /// SIGKILLs this checkout's worker processes (those started by cargo lambda
 /// watch from the repository root); returns how many were killed.
 pub fn kill_workers() -> usize {
+    kill_function("worker")
+}
+
+/// SIGKILLs this checkout's processes of the function `name`.
+pub fn kill_function(name: &str) -> usize {
+    let binary = format!("target/debug/{name}");
     let root = repo_root();
     let mut killed = 0;
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
@@ -43,7 +51,7 @@ pub fn kill_workers() -> usize {
         let is_worker = cmdline
             .split(|b| *b == 0)
             .next()
-            .is_some_and(|arg0| arg0.ends_with(b"target/debug/worker"));
+            .is_some_and(|arg0| arg0.ends_with(binary.as_bytes()));
         let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
         if is_worker && cwd.as_deref() == Some(root.as_path()) {
             let status = std::process::Command::new("kill")
@@ -116,6 +124,12 @@ impl Stack {
 
     pub fn token(&self, sub: &str) -> String {
         shared::auth::mint_hs256(self.secret.as_bytes(), sub, 3600).expect("token")
+    }
+
+    /// A token with the `scope` claim (`"jobs:read jobs:write"`: an admin's).
+    pub fn scoped_token(&self, sub: &str, scope: &str) -> String {
+        shared::auth::mint_hs256_scoped(self.secret.as_bytes(), sub, Some(scope), 3600)
+            .expect("token")
     }
 
     /// POST /jobs/match with an inline embedding that no earlier run has

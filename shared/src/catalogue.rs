@@ -428,6 +428,43 @@ mod tests {
         assert!(!is_ingest_id("ing_../../etc"));
     }
 
+    /// openapi.yaml's `Ingest` and `Posting` state exactly the fields these
+    /// bodies have: required those always there, properties all of them.
+    #[test]
+    fn openapi_states_the_ingest_and_the_posting_as_answered() {
+        let doc: serde_json::Value =
+            serde_norway::from_str(include_str!("../../openapi.yaml")).expect("openapi.yaml");
+        let schemas = &doc["components"]["schemas"];
+        let names = |v: &serde_json::Value| -> Vec<String> {
+            let mut n: Vec<String> = match v {
+                serde_json::Value::Array(a) => {
+                    a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()
+                }
+                serde_json::Value::Object(m) => m.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            n.sort();
+            n
+        };
+        let pending = Ingest::pending("ing_x".into(), "s".into());
+        let mut done = pending.clone();
+        done.started_at = Some(Timestamp::now());
+        done.completed_at = Some(Timestamp::now());
+        let least = serde_json::to_value(pending.body()).unwrap();
+        let most = serde_json::to_value(done.body()).unwrap();
+        assert_eq!(names(&schemas["Ingest"]["required"]), names(&least));
+        assert_eq!(names(&schemas["Ingest"]["properties"]), names(&most));
+        let counts = serde_json::to_value(IngestCounts::default()).unwrap();
+        assert_eq!(names(&schemas["Ingest"]["properties"]["counts"]["required"]), names(&counts));
+
+        let mut job = parse_job(&line().to_string()).unwrap();
+        let least = serde_json::to_value(&job).unwrap();
+        job.valid_through = Some(job.posted_at);
+        let most = serde_json::to_value(&job).unwrap();
+        assert_eq!(names(&schemas["Posting"]["required"]), names(&least));
+        assert_eq!(names(&schemas["Posting"]["properties"]), names(&most));
+    }
+
     #[test]
     fn fold_counts_every_error_and_keeps_the_first_thousand() {
         let mut ingest = Ingest::pending("ing".into(), "s".into());

@@ -1,0 +1,110 @@
+//! The catalogue's side of the local stack for the tests: objects put in
+//! the ingest bucket (through the S3 adapter the functions use), ingests
+//! read through `GET /ingests/{id}` with an admin's token, and matches
+//! restricted to one run's postings by their location.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::adapters::s3::S3Objects;
+use shared::ports::ObjectStore;
+
+use crate::{env, Stack};
+
+pub const ADMIN_SCOPES: &str = "jobs:read jobs:write";
+
+pub struct Catalogue<'a> {
+    pub stack: &'a Stack,
+    pub objects: S3Objects,
+    pub bucket: String,
+    pub admin: String,
+}
+
+impl<'a> Catalogue<'a> {
+    pub async fn connect(stack: &'a Stack) -> Catalogue<'a> {
+        let aws = shared::aws::load().await.expect("aws config");
+        let bucket = env("INGEST_BUCKET");
+        Catalogue {
+            stack,
+            objects: S3Objects::for_config(&aws, bucket.clone()),
+            bucket,
+            admin: stack.scoped_token("catalogue-admin", ADMIN_SCOPES),
+        }
+    }
+
+    /// Puts `body` at `key`; the id of the ingest its version makes.
+    pub async fn put(&self, key: &str, body: Vec<u8>) -> String {
+        let version = self
+            .objects
+            .put(key, body, "application/x-ndjson")
+            .await
+            .expect("put object");
+        shared::catalogue::ingest_id(&self.bucket, key, &version)
+    }
+
+    /// `GET /ingests/{id}`: the status code and the body.
+    pub async fn ingest(&self, id: &str) -> (StatusCode, Value) {
+        let resp = self
+            .stack
+            .http
+            .get(format!("{}/ingests/{id}", self.stack.api))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .expect("GET /ingests");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until the ingest is `completed` or `failed`.
+    pub async fn finished(&self, id: &str, limit: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, body) = self.ingest(id).await;
+            if status == StatusCode::OK
+                && matches!(body["status"].as_str(), Some("completed" | "failed"))
+            {
+                return body;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "ingest {id} not finished after {limit:?}: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The job ids a match returns for `query` (a `text` or an `embedding`
+    /// object), among the postings at `location`.
+    pub async fn matches(&self, query: Value, location: &str, limit: u32) -> (Vec<String>, bool) {
+        let mut body = query;
+        body["filters"] = json!({ "location": location });
+        body["limit"] = json!(limit);
+        let token = self.stack.token("catalogue-matcher");
+        let resp = self
+            .stack
+            .http
+            .post(format!("{}/jobs/match", self.stack.api))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /jobs/match");
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "{:?}", resp.text().await);
+        let accepted: Value = resp.json().await.expect("json");
+        let id = accepted["task_id"].as_str().expect("task_id").to_owned();
+        let tasks = self
+            .stack
+            .wait_finished(std::slice::from_ref(&id), Duration::from_secs(120))
+            .await;
+        let result = tasks[0]
+            .result
+            .as_ref()
+            .unwrap_or_else(|| panic!("task {id} has no result: {:?}", tasks[0].error));
+        (
+            result.matches.iter().map(|m| m.job_id.clone()).collect(),
+            result.cached,
+        )
+    }
+}
