@@ -79,7 +79,7 @@ impl<'a> Catalogue<'a> {
     /// object), among the postings at `location`.
     pub async fn matches(&self, query: Value, location: &str, limit: u32) -> (Vec<String>, bool) {
         let mut body = query;
-        body["filters"] = json!({ "location": location });
+        body["filters"] = json!({ "locations": [location] });
         body["limit"] = json!(limit);
         let token = self.stack.token("catalogue-matcher");
         let resp = self

@@ -439,7 +439,7 @@ async fn a_token_without_the_scope_gets_403_on_every_admin_route_and_may_still_m
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     // And an admin's POST over the limit is a problem, with nothing stored.
-    let big = "x".repeat(5_000_001);
+    let big = "x".repeat(4_000_001);
     let resp = stack
         .http
         .post(format!("{}/jobs", stack.api))

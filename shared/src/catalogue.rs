@@ -14,9 +14,19 @@ use crate::domain::{check_embedding, normalise_skills, JobRecord, Timestamp};
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// An ingest keeps this many line errors (DESIGN.md: "the first 1,000").
 pub const MAX_REPORTED_ERRORS: usize = 1_000;
-/// A reported message is cut to this many characters, so that 1,000 of them
-/// fit one DynamoDB item (400 KB) with room to spare.
-pub const MAX_ERROR_CHARS: usize = 240;
+/// A reported message is cut to this many bytes and a field name to
+/// [`MAX_ERROR_FIELD_BYTES`], so that 1,000 errors fit one DynamoDB item
+/// (400 KB) with room to spare.
+pub const MAX_ERROR_BYTES: usize = 240;
+pub const MAX_ERROR_FIELD_BYTES: usize = 64;
+/// Bounds of a posting's fields, in bytes: an id is a B-tree key (PostgreSQL
+/// refuses index entries over about 2.7 kB) and a path segment; the
+/// description bounds the model's work for one posting (about 8,000 word
+/// pieces at most).
+pub const MAX_ID_BYTES: usize = 512;
+pub const MAX_SHORT_FIELD_BYTES: usize = 1_024;
+pub const MAX_SKILLS: usize = 100;
+pub const MAX_DESCRIPTION_BYTES: usize = 32_768;
 /// `POST /jobs` takes at most this many postings.
 pub const MAX_POSTED_JOBS: usize = 1_000;
 /// Objects under this prefix of the ingest bucket are ingested.
@@ -88,10 +98,16 @@ fn json_error(path: &str, e: &serde_json::Error) -> LineError {
     }
 }
 
-/// PostgreSQL text cannot hold NUL characters.
-fn check_text(field: &str, value: &str) -> Result<(), LineError> {
+/// PostgreSQL text cannot hold NUL characters; each field has its bound.
+fn check_text(field: &str, value: &str, max_bytes: usize) -> Result<(), LineError> {
     if value.contains('\0') {
         return Err(LineError::field(field, "must not contain NUL characters"));
+    }
+    if value.len() > max_bytes {
+        return Err(LineError::field(
+            field,
+            format!("{} bytes; at most {max_bytes}", value.len()),
+        ));
     }
     Ok(())
 }
@@ -101,17 +117,23 @@ pub fn check_job(job: &mut JobRecord) -> Result<(), LineError> {
     if job.id.trim().is_empty() {
         return Err(LineError::field("id", "must not be empty"));
     }
-    for (field, value) in [
-        ("id", &job.id),
-        ("title", &job.title),
-        ("company", &job.company),
-        ("location", &job.location),
-        ("description", &job.description),
+    for (field, value, max) in [
+        ("id", &job.id, MAX_ID_BYTES),
+        ("title", &job.title, MAX_SHORT_FIELD_BYTES),
+        ("company", &job.company, MAX_SHORT_FIELD_BYTES),
+        ("location", &job.location, MAX_SHORT_FIELD_BYTES),
+        ("description", &job.description, MAX_DESCRIPTION_BYTES),
     ] {
-        check_text(field, value)?;
+        check_text(field, value, max)?;
+    }
+    if job.skills.len() > MAX_SKILLS {
+        return Err(LineError::field(
+            "skills",
+            format!("{} skills; at most {MAX_SKILLS}", job.skills.len()),
+        ));
     }
     for s in &job.skills {
-        check_text("skills", s)?;
+        check_text("skills", s, MAX_SHORT_FIELD_BYTES)?;
     }
     job.skills = normalise_skills(&job.skills);
     for (field, value) in [
@@ -227,17 +249,37 @@ pub struct IngestLineError {
 
 impl IngestLineError {
     pub fn new(line: u64, error: LineError) -> IngestLineError {
-        let mut message = error.message;
-        if let Some((cut, _)) = message.char_indices().nth(MAX_ERROR_CHARS) {
-            message.truncate(cut);
-            message.push('…');
-        }
         IngestLineError {
             line,
-            field: error.field,
-            message,
+            field: error.field.map(|f| cut(f, MAX_ERROR_FIELD_BYTES)),
+            message: cut(error.message, MAX_ERROR_BYTES),
         }
     }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, `…` marking a cut.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut at = max - '…'.len_utf8();
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push('…');
+    }
+    text
+}
+
+/// What a physical line holds for the parse: trimmed, and line 1 without a
+/// byte-order mark; `None` for a blank line (not a posting, not counted).
+pub fn posting_text(line: u64, raw: &str) -> Option<&str> {
+    let text = if line == 1 {
+        raw.trim_start_matches('\u{feff}')
+    } else {
+        raw
+    };
+    let text = text.trim();
+    (!text.is_empty()).then_some(text)
 }
 
 /// A chunk of lines whose outcome is decided but not yet folded into the
@@ -278,11 +320,18 @@ pub struct Ingest {
     /// Moves with every write ([`crate::ports::IngestStore::replace`]).
     #[serde(default)]
     pub revision: u64,
+    /// Invocations in a row that ended without counting a line: after
+    /// [`MAX_STALLS`] the ingest fails rather than go on forever.
+    #[serde(default)]
+    pub stalls: u32,
 }
 
 fn first_line() -> u64 {
     1
 }
+
+/// See [`Ingest::stalls`].
+pub const MAX_STALLS: u32 = 3;
 
 /// How long an ingest record is kept: as long as the reports' lifecycle.
 pub const INGEST_TTL_SECS: i64 = 30 * 24 * 3600;
@@ -303,6 +352,7 @@ impl Ingest {
             chunk: None,
             expires_at: now.get().timestamp() + INGEST_TTL_SECS,
             revision: 0,
+            stalls: 0,
         }
     }
 
@@ -319,6 +369,7 @@ impl Ingest {
         self.errors.extend(chunk.errors.into_iter().take(room));
         self.next_line = chunk.to;
         self.chunk = None;
+        self.stalls = 0;
     }
 
     /// The body of `GET /ingests/{id}` and of the report object.
@@ -385,6 +436,12 @@ mod tests {
         missing.as_object_mut().unwrap().remove("title");
         let mut wrong_type = line();
         wrong_type["remote"] = "yes".into();
+        let mut long_id = line();
+        long_id["id"] = "i".repeat(MAX_ID_BYTES + 1).into();
+        let mut many_skills = line();
+        many_skills["skills"] = serde_json::json!(vec!["s"; MAX_SKILLS + 1]);
+        let mut long_text = line();
+        long_text["description"] = "d".repeat(MAX_DESCRIPTION_BYTES + 1).into();
         for (value, field, says) in [
             (unknown, "colour", "unknown field"),
             (short, "embedding", "383"),
@@ -395,6 +452,9 @@ mod tests {
             ),
             (missing, "title", "missing field"),
             (wrong_type, "remote", "invalid type"),
+            (long_id, "id", "at most 512"),
+            (many_skills, "skills", "at most 100"),
+            (long_text, "description", "at most 32768"),
         ] {
             let e = parse(&value).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(field), "{e}");
@@ -484,7 +544,12 @@ mod tests {
         assert_eq!(ingest.counts.rejected, 1_200);
         assert_eq!(ingest.errors.len(), MAX_REPORTED_ERRORS);
         assert_eq!(ingest.next_line, 1_201);
-        let long = IngestLineError::new(1, LineError::line("x".repeat(1_000)));
-        assert_eq!(long.message.chars().count(), MAX_ERROR_CHARS + 1);
+        let long = IngestLineError::new(
+            1,
+            LineError::field(&"f".repeat(400_000), "é".repeat(1_000)),
+        );
+        assert!(long.message.len() <= MAX_ERROR_BYTES, "{}", long.message.len());
+        assert!(long.message.ends_with('…'));
+        assert!(long.field.unwrap().len() <= MAX_ERROR_FIELD_BYTES);
     }
 }

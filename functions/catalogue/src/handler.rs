@@ -14,11 +14,10 @@ use shared::error::{Error, FieldError, Result};
 use shared::http;
 use shared::ports::{IngestStore, JobAdmin, ObjectStore};
 
-/// Largest `POST /jobs` body: below Lambda's 6 MB request event, which
-/// also carries the headers.
-pub const MAX_POST_BYTES: usize = 5_000_000;
-/// Longest posting id looked up; a longer one is no posting.
-const MAX_JOB_ID_BYTES: usize = 1_024;
+/// Largest `POST /jobs` body: API Gateway may pass a JSON Lines body
+/// base64-encoded (4/3 larger), and Lambda's request event, headers
+/// included, stops at 6 MB.
+pub const MAX_POST_BYTES: usize = 4_000_000;
 const JOBS: &str = "/jobs/";
 const INGESTS: &str = "/ingests/";
 /// Where `POST /jobs` bodies are stored, under `incoming/`.
@@ -143,7 +142,7 @@ impl<S: IngestStore, J: JobAdmin, O: ObjectStore> App<S, J, O> {
 }
 
 fn valid_job_id(id: &str) -> bool {
-    !id.trim().is_empty() && id.len() <= MAX_JOB_ID_BYTES && !id.contains('\0')
+    !id.trim().is_empty() && id.len() <= catalogue::MAX_ID_BYTES && !id.contains('\0')
 }
 
 /// JSON for an array, JSON Lines otherwise; other declared types are 415.

@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use shared::catalogue::{
-    self, content_hash, ChunkIntent, Ingest, IngestCounts, IngestLineError, IngestStatus,
-    LineError, INCOMING_PREFIX, MAX_LINE_BYTES, MAX_REPORTED_ERRORS,
+    self, content_hash, posting_text, ChunkIntent, Ingest, IngestCounts, IngestLineError,
+    IngestStatus, LineError, INCOMING_PREFIX, MAX_LINE_BYTES, MAX_REPORTED_ERRORS, MAX_STALLS,
 };
 use shared::domain::Timestamp;
 use shared::error::{Error, Result};
@@ -32,8 +32,15 @@ use shared::ports::{Continuations, Embedder, HashedJob, IngestStore, JobWriter, 
 
 use crate::lines::{Line, Lines, ReadError};
 
-/// Lines a chunk holds: a checkpoint's worth of work, and the model's batch.
+/// Postings a chunk holds at most: a checkpoint's worth of work, and the
+/// model's batch. Blank lines do not count.
 pub const CHUNK_LINES: u64 = 256;
+/// A chunk also ends once its lines hold this many bytes, which bounds the
+/// model's work in one chunk (about 130,000 word pieces at most) whatever
+/// the postings' sizes.
+pub const CHUNK_BYTES: usize = 512 << 10;
+/// The re-read of the lines before a checkpoint checks the time this often.
+const REREAD_CHECK_LINES: u64 = 10_000;
 
 pub struct App<S, W, O, E, Q> {
     pub ingests: S,
@@ -230,9 +237,15 @@ where
         // The lines before the checkpoint: only their ids, as the runs
         // before this one judged them.
         while lines.line + 1 < ingest.next_line {
+            if lines.line % REREAD_CHECK_LINES == 0
+                && stop_at.saturating_duration_since(Instant::now()) < self.margin
+            {
+                return self.out_of_time(ingest, key, false).await;
+            }
             match lines.next().await {
                 Ok(Some(Line::Text(text))) => {
-                    if let Ok(job) = catalogue::parse_job(text.trim()) {
+                    let parsed = posting_text(lines.line, &text).map(catalogue::parse_job);
+                    if let Some(Ok(job)) = parsed {
                         seen.entry(job.id).or_insert(lines.line);
                     }
                 }
@@ -245,13 +258,23 @@ where
             }
         }
         let mut slowest = Duration::ZERO;
+        let mut progressed = false;
         loop {
             let from = ingest.next_line;
             let mut chunk = Vec::new();
             let mut broken = None;
-            while (chunk.len() as u64) < self.chunk_lines {
+            let (mut postings, mut bytes) = (0u64, 0usize);
+            while postings < self.chunk_lines && bytes < CHUNK_BYTES {
                 match lines.next().await {
-                    Ok(Some(line)) => chunk.push((lines.line, line)),
+                    Ok(Some(line)) => {
+                        if let Line::Text(t) = &line {
+                            bytes += t.len();
+                            postings += u64::from(!t.trim().is_empty());
+                        } else {
+                            postings += 1;
+                        }
+                        chunk.push((lines.line, line));
+                    }
                     Ok(None) => break,
                     Err(ReadError::Transient(e)) => return Err(Error::unavailable("s3", e)),
                     Err(ReadError::Corrupt(e)) => {
@@ -280,7 +303,7 @@ where
             }
             let left = stop_at.saturating_duration_since(Instant::now());
             if left < self.margin + slowest * 2 {
-                return Ok(Outcome::OutOfTime);
+                return self.out_of_time(ingest, key, progressed).await;
             }
             let started = Instant::now();
             let to = lines.line + 1;
@@ -306,6 +329,7 @@ where
             if !self.save(&mut ingest).await? {
                 return Ok(Outcome::Superseded);
             }
+            progressed = true;
             slowest = slowest.max(started.elapsed());
             if let Some(e) = broken {
                 let message = format!("the object cannot be read past line {}: {e}", to - 1);
@@ -331,8 +355,10 @@ where
         let mut valid = Vec::new();
         for (line, raw) in chunk {
             let text = match raw {
-                Line::Text(t) if t.trim().is_empty() => continue,
-                Line::Text(t) => t.trim(),
+                Line::Text(t) => match posting_text(*line, t) {
+                    Some(text) => text,
+                    None => continue,
+                },
                 Line::TooLong => {
                     counts.received += 1;
                     reject(
@@ -353,11 +379,6 @@ where
                 }
             };
             counts.received += 1;
-            let text = if *line == 1 {
-                text.trim_start_matches('\u{feff}')
-            } else {
-                text
-            };
             match catalogue::parse_job(text) {
                 Err(e) => reject(*line, e, &mut counts),
                 Ok(job) => match seen.get(&job.id) {
@@ -420,8 +441,32 @@ where
                     })?);
             }
         }
+        // In id order: two ingests writing the same postings at once take
+        // their row locks in one order, and do not deadlock.
+        writes.sort_by(|a, b| a.job.id.cmp(&b.job.id));
         self.jobs.upsert(&writes).await?;
         Ok(())
+    }
+
+    /// Out of time: the notification is queued again. An invocation that
+    /// counted no line is a stall; after [`MAX_STALLS`] in a row the ingest
+    /// fails, so that an object that cannot move is not re-read forever.
+    async fn out_of_time(&self, mut ingest: Ingest, key: &str, progressed: bool) -> Result<Outcome> {
+        if progressed {
+            return Ok(Outcome::OutOfTime);
+        }
+        ingest.stalls += 1;
+        if ingest.stalls >= MAX_STALLS {
+            let message = format!(
+                "no line counted in {MAX_STALLS} invocations in a row: reading the object again up to line {} takes longer than an invocation",
+                ingest.next_line
+            );
+            return self.fail(ingest, key, &message).await;
+        }
+        if !self.save(&mut ingest).await? {
+            return Ok(Outcome::Superseded);
+        }
+        Ok(Outcome::OutOfTime)
     }
 
     /// Writes the record; `false` when another run moved it first.
@@ -689,6 +734,41 @@ mod tests {
         let done = ingest(&app, "incoming/a.jsonl", &v);
         assert_eq!(done.status, IngestStatus::Completed);
         assert_eq!(done.counts.received, 30);
+    }
+
+    #[tokio::test]
+    async fn an_ingest_that_never_moves_fails_after_three_invocations() {
+        // No time to do a single chunk, ever.
+        let app = App {
+            margin: Duration::from_secs(3600),
+            ..app(8)
+        };
+        let v = put(&app, "incoming/a.jsonl", &object()).await;
+        for _ in 1..MAX_STALLS {
+            let outcome = app.run("incoming/a.jsonl", &v, later()).await.unwrap();
+            assert_eq!(outcome, Outcome::OutOfTime);
+        }
+        let outcome = app.run("incoming/a.jsonl", &v, later()).await.unwrap();
+        assert_eq!(outcome, Outcome::Finished(IngestStatus::Failed));
+        let failed = ingest(&app, "incoming/a.jsonl", &v);
+        assert!(failed.errors[0].message.contains("no line counted in 3 invocations"), "{:?}", failed.errors);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_ends_at_its_bytes_and_blank_lines_do_not_count() {
+        let app = app(1_000);
+        let big = "w ".repeat(10_000);
+        let body: Vec<String> = (0..120)
+            .map(|i| posting(&format!("b{i}"), "t").replace("\"d\"", &format!("\"{big}\"")))
+            .chain(std::iter::repeat_n(String::new(), 500))
+            .collect();
+        let v = put(&app, "incoming/b.jsonl", &body.join("\n")).await;
+        app.run("incoming/b.jsonl", &v, later()).await.unwrap();
+        let upserts = app.jobs.upserts.lock().unwrap().clone();
+        assert!(upserts.len() >= 4, "chunks of at most 512 KiB: {upserts:?}");
+        assert!(upserts.iter().all(|n| *n <= 27), "{upserts:?}");
+        assert_eq!(upserts.iter().sum::<u64>(), 120);
+        assert_eq!(ingest(&app, "incoming/b.jsonl", &v).counts.received, 120);
     }
 
     #[tokio::test]
