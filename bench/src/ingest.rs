@@ -130,15 +130,23 @@ impl IngestBench {
         let time = |v: &Value, f: &str| -> Result<DateTime<Utc>> {
             Ok(v[f].as_str().context("a time")?.parse()?)
         };
-        let first = done.iter().map(|d| time(d, "started_at")).collect::<Result<Vec<_>>>()?;
-        let last = done.iter().map(|d| time(d, "completed_at")).collect::<Result<Vec<_>>>()?;
-        let ingest_secs = (*last.iter().max().context("one")? - *first.iter().min().context("one")?)
-            .num_milliseconds() as f64
+        let first = done
+            .iter()
+            .map(|d| time(d, "started_at"))
+            .collect::<Result<Vec<_>>>()?;
+        let last = done
+            .iter()
+            .map(|d| time(d, "completed_at"))
+            .collect::<Result<Vec<_>>>()?;
+        let ingest_secs = (*last.iter().max().context("one")?
+            - *first.iter().min().context("one")?)
+        .num_milliseconds() as f64
             / 1000.0;
         let mut counts = json!({"received": 0, "upserted": 0, "unchanged": 0, "rejected": 0});
         for d in &done {
             for k in ["received", "upserted", "unchanged", "rejected"] {
-                counts[k] = json!(counts[k].as_u64().unwrap_or(0) + d["counts"][k].as_u64().unwrap_or(0));
+                counts[k] =
+                    json!(counts[k].as_u64().unwrap_or(0) + d["counts"][k].as_u64().unwrap_or(0));
             }
         }
         Ok(Run {
@@ -154,7 +162,7 @@ impl IngestBench {
 fn posting(run: &str, i: usize, description: &str, embedding: Option<&[f32]>) -> String {
     let mut v = json!({
         "id": format!("bench-ingest-{run}-{i}"), "title": "Inventory analyst",
-        "company": "Benchmark Ltd", "location": format!("Benchtown {run}"), "remote": i % 2 == 0,
+        "company": "Benchmark Ltd", "location": format!("Benchtown {run}"), "remote": i.is_multiple_of(2),
         "employment_type": "full_time", "salary_min": 40000 + (i % 50) as i32 * 100, "salary_max": null,
         "skills": ["excel", "sql"], "description": format!("Req {i}. {description}"),
         "posted_at": "2026-11-01T00:00:00Z"
@@ -207,9 +215,18 @@ pub async fn measure(b: &IngestBench) -> Result<IngestFigures> {
     let embed_body: Vec<String> = (0..b.embed_lines)
         .map(|i| posting(&run_id, i, &description, None))
         .collect();
-    println!("bench: ingest, {} postings embedded by the model", b.embed_lines);
+    println!(
+        "bench: ingest, {} postings embedded by the model",
+        b.embed_lines
+    );
     let embedded = b
-        .run(&http, vec![(format!("incoming/bench-{run_id}-embed.jsonl"), embed_body.join("\n").into_bytes())])
+        .run(
+            &http,
+            vec![(
+                format!("incoming/bench-{run_id}-embed.jsonl"),
+                embed_body.join("\n").into_bytes(),
+            )],
+        )
         .await?;
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(28);
@@ -222,10 +239,20 @@ pub async fn measure(b: &IngestBench) -> Result<IngestFigures> {
         .collect();
     let short = "Counts stock, reconciles the ledger and reports shrinkage.";
     let big: Vec<String> = (0..b.big_lines)
-        .map(|i| posting(&run_id, 1_000_000 + i, short, Some(&vectors[i % vectors.len()])))
+        .map(|i| {
+            posting(
+                &run_id,
+                1_000_000 + i,
+                short,
+                Some(&vectors[i % vectors.len()]),
+            )
+        })
         .collect();
     let big_body = big.join("\n").into_bytes();
-    println!("bench: ingest, {} lines with their embeddings, then the same again", b.big_lines);
+    println!(
+        "bench: ingest, {} lines with their embeddings, then the same again",
+        b.big_lines
+    );
     let key = format!("incoming/bench-{run_id}-big.jsonl");
     let with_embeddings = b.run(&http, vec![(key.clone(), big_body.clone())]).await?;
     let unchanged = b.run(&http, vec![(key, big_body)]).await?;
@@ -235,9 +262,19 @@ pub async fn measure(b: &IngestBench) -> Result<IngestFigures> {
     let four: Vec<(String, Vec<u8>)> = (0..4)
         .map(|q| {
             let lines: Vec<String> = (q * quarter..((q + 1) * quarter).min(b.big_lines))
-                .map(|i| posting(&run_id, 2_000_000 + i, short, Some(&vectors[i % vectors.len()])))
+                .map(|i| {
+                    posting(
+                        &run_id,
+                        2_000_000 + i,
+                        short,
+                        Some(&vectors[i % vectors.len()]),
+                    )
+                })
                 .collect();
-            (format!("incoming/bench-{run_id}-part{q}.jsonl"), lines.join("\n").into_bytes())
+            (
+                format!("incoming/bench-{run_id}-part{q}.jsonl"),
+                lines.join("\n").into_bytes(),
+            )
         })
         .collect();
     let four_objects = b.run(&http, four).await?;
@@ -273,7 +310,11 @@ pub fn print(f: &IngestFigures) {
         f.unchanged.ingest_secs,
         f.unchanged.per_sec,
         UNCHANGED_TARGET_PER_SEC,
-        if f.unchanged.per_sec >= UNCHANGED_TARGET_PER_SEC { "met" } else { "MISSED" },
+        if f.unchanged.per_sec >= UNCHANGED_TARGET_PER_SEC {
+            "met"
+        } else {
+            "MISSED"
+        },
         f.unchanged.counts
     );
     println!(
@@ -281,7 +322,10 @@ pub fn print(f: &IngestFigures) {
          the same lines as 4 objects at once (4 instances): {:.1} s ({:.1} s put to completed)",
         f.with_embeddings.lines, f.with_embeddings.ingest_secs, f.four_objects.ingest_secs, f.four_objects.wall_secs
     );
-    println!("ingest function peak RSS: {:.0} MB (the model, a chunk, the ids seen)", f.peak_rss_mb);
+    println!(
+        "ingest function peak RSS: {:.0} MB (the model, a chunk, the ids seen)",
+        f.peak_rss_mb
+    );
     let r = f.paper_embedded_per_instance_per_sec;
     println!(
         "on paper, AWS (3,008 MB = {:.2} vCPU an instance, the model at this machine's one-core rate): \

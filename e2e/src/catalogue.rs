@@ -91,7 +91,12 @@ impl<'a> Catalogue<'a> {
             .send()
             .await
             .expect("POST /jobs/match");
-        assert_eq!(resp.status(), StatusCode::ACCEPTED, "{:?}", resp.text().await);
+        assert_eq!(
+            resp.status(),
+            StatusCode::ACCEPTED,
+            "{:?}",
+            resp.text().await
+        );
         let accepted: Value = resp.json().await.expect("json");
         let id = accepted["task_id"].as_str().expect("task_id").to_owned();
         let tasks = self

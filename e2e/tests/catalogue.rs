@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use jobmatch_e2e::catalogue::{Catalogue, ADMIN_SCOPES};
 use jobmatch_e2e::{embedding, Stack};
-use shared::ports::ObjectStore;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use shared::ports::ObjectStore;
 
 const INGEST_LIMIT: Duration = Duration::from_secs(300);
 
@@ -62,17 +62,38 @@ const TOPICS: [(&str, &str, &str); 5] = [
 ];
 
 const FILLERS: [(&str, &str); 6] = [
-    ("Warehouse associate", "Pick, pack and ship orders; forklift a plus."),
-    ("Retail cashier", "Run the till, greet shoppers and restock shelves."),
-    ("Delivery driver", "Deliver parcels on a set route with a company van."),
-    ("Office administrator", "Answer phones, order supplies and keep the calendar."),
-    ("Customer service agent", "Help callers with orders, returns and billing questions."),
-    ("Line cook", "Prepare dishes on the grill station during dinner service."),
+    (
+        "Warehouse associate",
+        "Pick, pack and ship orders; forklift a plus.",
+    ),
+    (
+        "Retail cashier",
+        "Run the till, greet shoppers and restock shelves.",
+    ),
+    (
+        "Delivery driver",
+        "Deliver parcels on a set route with a company van.",
+    ),
+    (
+        "Office administrator",
+        "Answer phones, order supplies and keep the calendar.",
+    ),
+    (
+        "Customer service agent",
+        "Help callers with orders, returns and billing questions.",
+    ),
+    (
+        "Line cook",
+        "Prepare dishes on the grill station during dinner service.",
+    ),
 ];
 
 /// The 1,000-line object: 990 good postings (no embedding: the model makes
 /// them) and 10 bad lines, each with the field and words its reason names.
-fn object(run: &str, location: &str) -> (Vec<u8>, Vec<(u64, Option<&'static str>, &'static str)>) {
+/// A bad line: its number, the field its reason names, and words of the reason.
+type Bad = (u64, Option<&'static str>, &'static str);
+
+fn object(run: &str, location: &str) -> (Vec<u8>, Vec<Bad>) {
     let mut bad = Vec::new();
     let mut lines: Vec<Vec<u8>> = Vec::new();
     let mut good = 0;
@@ -92,10 +113,16 @@ fn object(run: &str, location: &str) -> (Vec<u8>, Vec<(u64, Option<&'static str>
             200 => {
                 let mut v = posting(&format!("{run}-ended"), location, "t", "d");
                 v["valid_through"] = json!("2026-10-01T00:00:00Z");
-                Some((v.to_string().into_bytes(), Some("valid_through"), "before posted_at"))
+                Some((
+                    v.to_string().into_bytes(),
+                    Some("valid_through"),
+                    "before posted_at",
+                ))
             }
             250 => Some((
-                posting(&format!("{run}-1"), location, "Duplicate", "d").to_string().into_bytes(),
+                posting(&format!("{run}-1"), location, "Duplicate", "d")
+                    .to_string()
+                    .into_bytes(),
                 Some("id"),
                 "duplicate of line 1",
             )),
@@ -175,7 +202,10 @@ async fn an_object_with_ten_bad_lines_is_counted_exactly_and_its_postings_match(
             "line {line}: {error}"
         );
     }
-    assert_eq!(done["source"].as_str().map(|s| s.contains(&key)), Some(true));
+    assert_eq!(
+        done["source"].as_str().map(|s| s.contains(&key)),
+        Some(true)
+    );
 
     // A text aimed at each topic posting finds it first among the 990.
     for (i, (title, _, query)) in TOPICS.iter().enumerate() {
@@ -228,7 +258,12 @@ async fn an_object_that_cannot_be_read_fails_with_its_reason() {
     let location = format!("Brokenville {run}");
     let lines: Vec<String> = (0..200)
         .map(|i| {
-            let mut v = posting(&format!("{run}-gz-{i}"), &location, "Clerk", "Files papers.");
+            let mut v = posting(
+                &format!("{run}-gz-{i}"),
+                &location,
+                "Clerk",
+                "Files papers.",
+            );
             v["embedding"] = json!(embedding(i));
             v.to_string()
         })
@@ -242,10 +277,20 @@ async fn an_object_that_cannot_be_read_fails_with_its_reason() {
         .await;
     let done = catalogue.finished(&id, INGEST_LIMIT).await;
     assert_eq!(done["status"], "failed", "{done}");
-    let last = done["errors"].as_array().and_then(|e| e.last()).cloned().expect("an error");
+    let last = done["errors"]
+        .as_array()
+        .and_then(|e| e.last())
+        .cloned()
+        .expect("an error");
     assert_eq!(last["line"], 0);
     assert_eq!(last["field"], "object");
-    assert!(last["message"].as_str().unwrap().contains("cannot be read past line"), "{last}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be read past line"),
+        "{last}"
+    );
     let counts = &done["counts"];
     assert_eq!(
         counts["received"],
@@ -264,7 +309,13 @@ async fn an_object_that_cannot_be_read_fails_with_its_reason() {
         .await;
     let done = catalogue.finished(&empty, INGEST_LIMIT).await;
     assert_eq!(done["status"], "failed");
-    assert!(done["errors"][0]["message"].as_str().unwrap().contains("empty (0 bytes)"), "{done}");
+    assert!(
+        done["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("empty (0 bytes)"),
+        "{done}"
+    );
 }
 
 #[tokio::test]
@@ -298,7 +349,10 @@ async fn delete_is_immediate_for_cached_matches_and_get_then_answers_404() {
     let (first, _) = catalogue.matches(query.clone(), &location, 10).await;
     assert_eq!(first.len(), 2, "{first:?}");
     let (again, cached) = catalogue.matches(query.clone(), &location, 10).await;
-    assert!(cached, "the second identical match is served from the cache");
+    assert!(
+        cached,
+        "the second identical match is served from the cache"
+    );
     assert_eq!(again, first);
 
     let resp = stack
@@ -322,7 +376,11 @@ async fn delete_is_immediate_for_cached_matches_and_get_then_answers_404() {
     };
     assert_eq!(delete(format!("{run}-gone")).await.unwrap().status(), 204);
     let (after, _) = catalogue.matches(query, &location, 10).await;
-    assert_eq!(after, vec![format!("{run}-kept")], "the deleted posting is gone, cached or not");
+    assert_eq!(
+        after,
+        vec![format!("{run}-kept")],
+        "the deleted posting is gone, cached or not"
+    );
     assert_eq!(delete(format!("{run}-gone")).await.unwrap().status(), 404);
     let resp = stack
         .http
@@ -347,7 +405,12 @@ async fn a_past_valid_through_is_stored_never_matched_and_deleted_on_schedule() 
     let vector = embedding(9_000 + u64::from_str_radix(&run[..6], 16).unwrap_or(1));
     let mut live = posting(&format!("{run}-live"), &location, "Potter", "Throws pots.");
     live["embedding"] = json!(vector);
-    let mut ended = posting(&format!("{run}-ended"), &location, "Potter", "Throws bowls.");
+    let mut ended = posting(
+        &format!("{run}-ended"),
+        &location,
+        "Potter",
+        "Throws bowls.",
+    );
     ended["embedding"] = json!(vector);
     ended["posted_at"] = json!("2026-01-01T00:00:00Z");
     ended["valid_through"] = json!("2026-02-01T00:00:00Z");
@@ -404,7 +467,11 @@ async fn a_token_without_the_scope_gets_403_on_every_admin_route_and_may_still_m
         ("POST", "/jobs", "jobs:write"),
         ("GET", "/jobs/any", "jobs:read"),
         ("DELETE", "/jobs/any", "jobs:write"),
-        ("GET", "/ingests/ing_00000000000000000000000000000000", "jobs:read"),
+        (
+            "GET",
+            "/ingests/ing_00000000000000000000000000000000",
+            "jobs:read",
+        ),
     ];
     for (method, path, scope) in routes {
         for token in [&plain, &reader] {
@@ -423,7 +490,10 @@ async fn a_token_without_the_scope_gets_403_on_every_admin_route_and_may_still_m
             let problem: Value = resp.json().await.unwrap();
             assert_eq!(problem["type"], "/problems/forbidden");
             assert!(
-                problem["detail"].as_str().unwrap().contains(&format!("`{scope}`")),
+                problem["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("`{scope}`")),
                 "{problem}"
             );
         }

@@ -33,7 +33,10 @@ async fn an_ingest_killed_mid_object_counts_every_line_once() {
         .collect();
     let started = Instant::now();
     let id = catalogue
-        .put(&format!("incoming/e2e-kill-{run}.jsonl"), body.join("\n").into_bytes())
+        .put(
+            &format!("incoming/e2e-kill-{run}.jsonl"),
+            body.join("\n").into_bytes(),
+        )
         .await;
 
     // Wait until at least one chunk is counted and the object is not done.
@@ -43,8 +46,14 @@ async fn an_ingest_killed_mid_object_counts_every_line_once() {
         if ingest["status"] == "processing" && received > 0 {
             break received;
         }
-        assert_ne!(ingest["status"], "completed", "finished before it could be killed");
-        assert!(started.elapsed() < Duration::from_secs(240), "no chunk counted: {ingest}");
+        assert_ne!(
+            ingest["status"], "completed",
+            "finished before it could be killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "no chunk counted: {ingest}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(counted < LINES);
@@ -64,13 +73,14 @@ async fn an_ingest_killed_mid_object_counts_every_line_once() {
         done["counts"],
         json!({"received": LINES, "upserted": LINES, "unchanged": 0, "rejected": 0})
     );
-    let mut db = PgConnection::connect(&env("DATABASE_URL")).await.expect("db");
-    let (rows, hashed): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(content_hash) FROM jobs WHERE location = $1",
-    )
-    .bind(&location)
-    .fetch_one(&mut db)
-    .await
-    .expect("count");
+    let mut db = PgConnection::connect(&env("DATABASE_URL"))
+        .await
+        .expect("db");
+    let (rows, hashed): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(content_hash) FROM jobs WHERE location = $1")
+            .bind(&location)
+            .fetch_one(&mut db)
+            .await
+            .expect("count");
     assert_eq!((rows, hashed), (LINES as i64, LINES as i64));
 }

@@ -497,9 +497,10 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         let names = |v: &serde_json::Value| -> Vec<String> {
             let mut n: Vec<String> = match v {
-                serde_json::Value::Array(a) => {
-                    a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()
-                }
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect(),
                 serde_json::Value::Object(m) => m.keys().cloned().collect(),
                 _ => Vec::new(),
             };
@@ -515,7 +516,10 @@ mod tests {
         assert_eq!(names(&schemas["Ingest"]["required"]), names(&least));
         assert_eq!(names(&schemas["Ingest"]["properties"]), names(&most));
         let counts = serde_json::to_value(IngestCounts::default()).unwrap();
-        assert_eq!(names(&schemas["Ingest"]["properties"]["counts"]["required"]), names(&counts));
+        assert_eq!(
+            names(&schemas["Ingest"]["properties"]["counts"]["required"]),
+            names(&counts)
+        );
 
         let mut job = parse_job(&line().to_string()).unwrap();
         let least = serde_json::to_value(&job).unwrap();
@@ -544,11 +548,13 @@ mod tests {
         assert_eq!(ingest.counts.rejected, 1_200);
         assert_eq!(ingest.errors.len(), MAX_REPORTED_ERRORS);
         assert_eq!(ingest.next_line, 1_201);
-        let long = IngestLineError::new(
-            1,
-            LineError::field(&"f".repeat(400_000), "é".repeat(1_000)),
+        let long =
+            IngestLineError::new(1, LineError::field(&"f".repeat(400_000), "é".repeat(1_000)));
+        assert!(
+            long.message.len() <= MAX_ERROR_BYTES,
+            "{}",
+            long.message.len()
         );
-        assert!(long.message.len() <= MAX_ERROR_BYTES, "{}", long.message.len());
         assert!(long.message.ends_with('…'));
         assert!(long.field.unwrap().len() <= MAX_ERROR_FIELD_BYTES);
     }

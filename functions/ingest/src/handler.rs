@@ -237,7 +237,7 @@ where
         // The lines before the checkpoint: only their ids, as the runs
         // before this one judged them.
         while lines.line + 1 < ingest.next_line {
-            if lines.line % REREAD_CHECK_LINES == 0
+            if lines.line.is_multiple_of(REREAD_CHECK_LINES)
                 && stop_at.saturating_duration_since(Instant::now()) < self.margin
             {
                 return self.out_of_time(ingest, key, false).await;
@@ -451,7 +451,12 @@ where
     /// Out of time: the notification is queued again. An invocation that
     /// counted no line is a stall; after [`MAX_STALLS`] in a row the ingest
     /// fails, so that an object that cannot move is not re-read forever.
-    async fn out_of_time(&self, mut ingest: Ingest, key: &str, progressed: bool) -> Result<Outcome> {
+    async fn out_of_time(
+        &self,
+        mut ingest: Ingest,
+        key: &str,
+        progressed: bool,
+    ) -> Result<Outcome> {
         if progressed {
             return Ok(Outcome::OutOfTime);
         }
@@ -751,7 +756,13 @@ mod tests {
         let outcome = app.run("incoming/a.jsonl", &v, later()).await.unwrap();
         assert_eq!(outcome, Outcome::Finished(IngestStatus::Failed));
         let failed = ingest(&app, "incoming/a.jsonl", &v);
-        assert!(failed.errors[0].message.contains("no line counted in 3 invocations"), "{:?}", failed.errors);
+        assert!(
+            failed.errors[0]
+                .message
+                .contains("no line counted in 3 invocations"),
+            "{:?}",
+            failed.errors
+        );
     }
 
     #[tokio::test]
