@@ -402,6 +402,7 @@ async fn run(args: Args) -> Result<()> {
             big_lines: args.ingest_big_lines,
             // poller-ingest invokes the debug watch's ingest.
             functions_profile: "debug".into(),
+            database_url: args.database_url.clone(),
         };
         Some(ingest::measure(&b).await?)
     } else {

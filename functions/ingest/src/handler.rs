@@ -318,7 +318,9 @@ where
                 Some(stored) if stored.from == from && stored.to == to => stored.clone(),
                 _ => decided,
             };
-            if ingest.chunk.as_ref() != Some(&intent) {
+            // A chunk with nothing to write is judged the same by any run:
+            // its outcome needs no write of its own before the fold.
+            if !writes.is_empty() && ingest.chunk.as_ref() != Some(&intent) {
                 ingest.chunk = Some(intent.clone());
                 if !self.save(&mut ingest).await? {
                     return Ok(Outcome::Superseded);
