@@ -27,6 +27,9 @@ pub const MAX_ID_BYTES: usize = 512;
 pub const MAX_SHORT_FIELD_BYTES: usize = 1_024;
 pub const MAX_SKILLS: usize = 100;
 pub const MAX_DESCRIPTION_BYTES: usize = 32_768;
+/// The years a posting's times may fall in.
+pub const MIN_YEAR: i32 = 1900;
+pub const MAX_YEAR: i32 = 9999;
 /// `POST /jobs` takes at most this many postings.
 pub const MAX_POSTED_JOBS: usize = 1_000;
 /// Objects under this prefix of the ingest bucket are ingested.
@@ -150,6 +153,19 @@ pub fn check_job(job: &mut JobRecord) -> Result<(), LineError> {
                 "salary_min",
                 format!("{lo} is greater than salary_max {hi}"),
             ));
+        }
+    }
+    // PostgreSQL's timestamptz starts in 4713 BC, chrono's range reaches
+    // further: a year out of range would fail its whole chunk's write.
+    for (field, at) in [("posted_at", Some(job.posted_at)), ("valid_through", job.valid_through)] {
+        if let Some(at) = at {
+            let year = chrono::Datelike::year(&at);
+            if !(MIN_YEAR..=MAX_YEAR).contains(&year) {
+                return Err(LineError::field(
+                    field,
+                    format!("year {year} is outside {MIN_YEAR}..{MAX_YEAR}"),
+                ));
+            }
         }
     }
     if let Some(end) = job.valid_through {
@@ -440,6 +456,8 @@ mod tests {
         long_id["id"] = "i".repeat(MAX_ID_BYTES + 1).into();
         let mut many_skills = line();
         many_skills["skills"] = serde_json::json!(vec!["s"; MAX_SKILLS + 1]);
+        let mut ancient = line();
+        ancient["posted_at"] = "1800-01-01T00:00:00Z".into();
         let mut long_text = line();
         long_text["description"] = "d".repeat(MAX_DESCRIPTION_BYTES + 1).into();
         for (value, field, says) in [
@@ -455,6 +473,7 @@ mod tests {
             (long_id, "id", "at most 512"),
             (many_skills, "skills", "at most 100"),
             (long_text, "description", "at most 32768"),
+            (ancient, "posted_at", "outside 1900..9999"),
         ] {
             let e = parse(&value).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(field), "{e}");

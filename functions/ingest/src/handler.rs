@@ -264,11 +264,19 @@ where
             let mut chunk = Vec::new();
             let mut broken = None;
             let (mut postings, mut bytes) = (0u64, 0usize);
-            while postings < self.chunk_lines && bytes < CHUNK_BYTES {
+            // A chunk whose outcome a stopped run stored ends where it ended
+            // then, whatever the limits of this build.
+            let stored_to = ingest.chunk.as_ref().filter(|c| c.from == from).map(|c| c.to);
+            let more = |line: u64, postings: u64, bytes: usize| match stored_to {
+                Some(to) => line + 1 < to,
+                None => postings < self.chunk_lines && bytes < CHUNK_BYTES,
+            };
+            while more(lines.line, postings, bytes) {
                 match lines.next().await {
                     Ok(Some(line)) => {
                         if let Line::Text(t) = &line {
-                            bytes += t.len();
+                            // The line break counts: a chunk of blank lines is bounded too.
+                            bytes += t.len() + 1;
                             postings += u64::from(!t.trim().is_empty());
                         } else {
                             postings += 1;
@@ -765,6 +773,18 @@ mod tests {
             "{:?}",
             failed.errors
         );
+    }
+
+    #[tokio::test]
+    async fn a_million_blank_lines_are_read_in_bounded_chunks() {
+        let app = app(256);
+        let body = format!("{}{}", "\n".repeat(1_000_000), posting("last", "t"));
+        let v = put(&app, "incoming/blank.jsonl", &body).await;
+        app.run("incoming/blank.jsonl", &v, later()).await.unwrap();
+        let done = ingest(&app, "incoming/blank.jsonl", &v);
+        assert_eq!(done.status, IngestStatus::Completed);
+        assert_eq!(done.counts.received, 1);
+        assert_eq!(done.next_line, 1_000_002);
     }
 
     #[tokio::test]
