@@ -157,7 +157,10 @@ pub fn check_job(job: &mut JobRecord) -> Result<(), LineError> {
     }
     // PostgreSQL's timestamptz starts in 4713 BC, chrono's range reaches
     // further: a year out of range would fail its whole chunk's write.
-    for (field, at) in [("posted_at", Some(job.posted_at)), ("valid_through", job.valid_through)] {
+    for (field, at) in [
+        ("posted_at", Some(job.posted_at)),
+        ("valid_through", job.valid_through),
+    ] {
         if let Some(at) = at {
             let year = chrono::Datelike::year(&at);
             if !(MIN_YEAR..=MAX_YEAR).contains(&year) {

@@ -266,7 +266,11 @@ where
             let (mut postings, mut bytes) = (0u64, 0usize);
             // A chunk whose outcome a stopped run stored ends where it ended
             // then, whatever the limits of this build.
-            let stored_to = ingest.chunk.as_ref().filter(|c| c.from == from).map(|c| c.to);
+            let stored_to = ingest
+                .chunk
+                .as_ref()
+                .filter(|c| c.from == from)
+                .map(|c| c.to);
             let more = |line: u64, postings: u64, bytes: usize| match stored_to {
                 Some(to) => line + 1 < to,
                 None => postings < self.chunk_lines && bytes < CHUNK_BYTES,
