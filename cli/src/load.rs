@@ -64,8 +64,11 @@ pub trait Record: DeserializeOwned {
     const KEY: &'static str;
     /// Columns in COPY order; the key first.
     const COLUMNS: &'static [&'static str];
-    /// Expressions selected from the temp table, in `COLUMNS` order.
-    const SELECT: &'static str;
+    /// Expressions selected from the temp table, in `COLUMNS` order;
+    /// `None`: the columns themselves.
+    const SELECT: Option<&'static str> = None;
+    /// Columns a changed row loses (NULL): what the load cannot vouch for.
+    const CLEARED_ON_CHANGE: &'static [&'static str] = &[];
     /// Run on the temp table before COPY (e.g. to relax a NOT NULL).
     const PREPARE: Option<&'static str> = None;
 
@@ -119,23 +122,10 @@ fn check_vector(embedding: &[f32]) -> Result<(), String> {
 impl Record for JobRecord {
     const TABLE: &'static str = "jobs";
     const KEY: &'static str = "id";
-    const COLUMNS: &'static [&'static str] = &[
-        "id",
-        "title",
-        "company",
-        "location",
-        "remote",
-        "employment_type",
-        "salary_min",
-        "salary_max",
-        "skills",
-        "description",
-        "posted_at",
-        "embedding",
-        "valid_through",
-    ];
-    const SELECT: &'static str = "id, title, company, location, remote, employment_type, \
-         salary_min, salary_max, skills, description, posted_at, embedding, valid_through";
+    const COLUMNS: &'static [&'static str] = &shared::domain::JOB_COLUMNS;
+    /// The ingest's hash of what a row was made from: a row the CLI changes
+    /// was made from something else, so the next ingest of it writes again.
+    const CLEARED_ON_CHANGE: &'static [&'static str] = &["content_hash"];
 
     fn key(&self) -> &str {
         &self.id
@@ -181,8 +171,8 @@ impl Record for ProfileRecord {
     const TABLE: &'static str = "profiles";
     const KEY: &'static str = "user_id";
     const COLUMNS: &'static [&'static str] = &["user_id", "skills", "embedding", "updated_at"];
-    const SELECT: &'static str =
-        "user_id, skills, embedding, coalesce(updated_at, now()) AS updated_at";
+    const SELECT: Option<&'static str> =
+        Some("user_id, skills, embedding, coalesce(updated_at, now()) AS updated_at");
     const PREPARE: Option<&'static str> =
         Some("ALTER TABLE jobmatch_load ALTER COLUMN updated_at DROP NOT NULL");
 
@@ -433,6 +423,11 @@ pub async fn load_profiles(
     load::<ProfileRecord>(conn, path, progress, model).await
 }
 
+/// What is selected from the temp table, in `COLUMNS` order.
+fn select_list<T: Record>() -> String {
+    T::SELECT.map_or_else(|| T::COLUMNS.join(", "), str::to_owned)
+}
+
 fn upsert_sql<T: Record>() -> String {
     let columns = T::COLUMNS.join(", ");
     let rest: Vec<&str> = T::COLUMNS
@@ -443,6 +438,7 @@ fn upsert_sql<T: Record>() -> String {
     let set = rest
         .iter()
         .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .chain(T::CLEARED_ON_CHANGE.iter().map(|c| format!("{c} = NULL")))
         .collect::<Vec<_>>()
         .join(", ");
     let old = rest
@@ -460,7 +456,7 @@ fn upsert_sql<T: Record>() -> String {
         "INSERT INTO {table} ({columns}) SELECT {select} FROM {TEMP_TABLE} \
          ON CONFLICT ({key}) DO UPDATE SET {set} WHERE ({old}) IS DISTINCT FROM ({new})",
         table = T::TABLE,
-        select = T::SELECT,
+        select = select_list::<T>(),
         key = T::KEY,
     )
 }
@@ -476,7 +472,7 @@ fn changed_rows_sql<T: Record>() -> String {
          LEFT JOIN {table} t ON t.{key} = l.{key} \
          WHERE t.{key} IS NULL OR ({old}) IS DISTINCT FROM ({new})",
         table = T::TABLE,
-        select = T::SELECT,
+        select = select_list::<T>(),
         key = T::KEY,
         old = old.join(", "),
         new = new.join(", "),

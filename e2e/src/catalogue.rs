@@ -57,6 +57,17 @@ impl<'a> Catalogue<'a> {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET /jobs/{id}` with the admin's token.
+    pub async fn get_job(&self, id: &str) -> reqwest::Response {
+        self.stack
+            .http
+            .get(format!("{}/jobs/{id}", self.stack.api))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .expect("GET /jobs/{id}")
+    }
+
     /// Waits until the ingest is `completed` or `failed`.
     pub async fn finished(&self, id: &str, limit: Duration) -> Value {
         let started = Instant::now();

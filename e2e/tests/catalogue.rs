@@ -355,13 +355,7 @@ async fn delete_is_immediate_for_cached_matches_and_get_then_answers_404() {
     );
     assert_eq!(again, first);
 
-    let resp = stack
-        .http
-        .get(format!("{}/jobs/{run}-gone", stack.api))
-        .bearer_auth(&catalogue.admin)
-        .send()
-        .await
-        .unwrap();
+    let resp = catalogue.get_job(&format!("{run}-gone")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["title"], "Baker");
@@ -382,13 +376,7 @@ async fn delete_is_immediate_for_cached_matches_and_get_then_answers_404() {
         "the deleted posting is gone, cached or not"
     );
     assert_eq!(delete(format!("{run}-gone")).await.unwrap().status(), 404);
-    let resp = stack
-        .http
-        .get(format!("{}/jobs/{run}-gone", stack.api))
-        .bearer_auth(&catalogue.admin)
-        .send()
-        .await
-        .unwrap();
+    let resp = catalogue.get_job(&format!("{run}-gone")).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_eq!(
         resp.headers()["content-type"].to_str().unwrap(),
@@ -420,13 +408,7 @@ async fn a_past_valid_through_is_stored_never_matched_and_deleted_on_schedule() 
         .await;
     let done = catalogue.finished(&id, INGEST_LIMIT).await;
     assert_eq!(done["counts"]["upserted"], 2, "{done}");
-    let stored = stack
-        .http
-        .get(format!("{}/jobs/{run}-ended", stack.api))
-        .bearer_auth(&catalogue.admin)
-        .send()
-        .await
-        .unwrap();
+    let stored = catalogue.get_job(&format!("{run}-ended")).await;
     assert_eq!(stored.status(), StatusCode::OK, "stored");
     let (ids, _) = catalogue
         .matches(json!({ "embedding": vector }), &location, 10)
@@ -447,13 +429,7 @@ async fn a_past_valid_through_is_stored_never_matched_and_deleted_on_schedule() 
     let answer: Value = resp.json().await.expect("json");
     assert!(answer["deleted"].as_u64().unwrap_or(0) >= 1, "{answer}");
     for (id, status) in [("ended", StatusCode::NOT_FOUND), ("live", StatusCode::OK)] {
-        let resp = stack
-            .http
-            .get(format!("{}/jobs/{run}-{id}", stack.api))
-            .bearer_auth(&catalogue.admin)
-            .send()
-            .await
-            .unwrap();
+        let resp = catalogue.get_job(&format!("{run}-{id}")).await;
         assert_eq!(resp.status(), status, "{id}");
     }
 }

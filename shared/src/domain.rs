@@ -433,6 +433,25 @@ pub fn caller_group(owner: &str) -> String {
         .collect()
 }
 
+/// The columns of `jobs` a posting is written to, in the order both writers
+/// send them: the CLI loader's COPY and the ingest's upsert (which adds
+/// `content_hash`).
+pub const JOB_COLUMNS: [&str; 13] = [
+    "id",
+    "title",
+    "company",
+    "location",
+    "remote",
+    "employment_type",
+    "salary_min",
+    "salary_max",
+    "skills",
+    "description",
+    "posted_at",
+    "embedding",
+    "valid_through",
+];
+
 /// A job line of the loader's JSON Lines input (DESIGN.md "Data").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,29 +10,11 @@ use pgvector::Vector;
 use sqlx::{QueryBuilder, Row};
 
 use crate::adapters::db_connect::Db;
-use crate::domain::{EmploymentType, JobRecord};
+use crate::domain::{EmploymentType, JobRecord, JOB_COLUMNS};
 use crate::error::{Error, Result};
 use crate::ports::{HashedJob, JobAdmin, JobWriter};
 
 const COMPONENT: &str = "postgres";
-
-/// The posting's columns as `JobRecord` names them, in the order the
-/// upsert binds them (`content_hash` follows).
-const COLUMNS: [&str; 13] = [
-    "id",
-    "title",
-    "company",
-    "location",
-    "remote",
-    "employment_type",
-    "salary_min",
-    "salary_max",
-    "skills",
-    "description",
-    "posted_at",
-    "valid_through",
-    "embedding",
-];
 
 #[derive(Clone)]
 pub struct PgCatalogue {
@@ -72,7 +54,7 @@ impl JobWriter for PgCatalogue {
         }
         let mut q = QueryBuilder::new(format!(
             "INSERT INTO jobs ({}, content_hash) ",
-            COLUMNS.join(", ")
+            JOB_COLUMNS.join(", ")
         ));
         let mut missing = None;
         q.push_values(jobs, |mut row, h| {
@@ -91,14 +73,15 @@ impl JobWriter for PgCatalogue {
                 .push_bind(j.skills.clone())
                 .push_bind(j.description.clone())
                 .push_bind(j.posted_at)
-                .push_bind(j.valid_through)
                 .push_bind(Vector::from(j.embedding.clone().unwrap_or_default()))
+                .push_bind(j.valid_through)
                 .push_bind(h.content_hash.to_vec());
         });
         if let Some(id) = missing {
             return Err(Error::Internal(format!("posting {id} has no embedding")));
         }
-        let set: Vec<String> = COLUMNS[1..]
+        // Bound in JOB_COLUMNS order, then content_hash.
+        let set: Vec<String> = JOB_COLUMNS[1..]
             .iter()
             .chain(["content_hash"].iter())
             .map(|c| format!("{c} = excluded.{c}"))
