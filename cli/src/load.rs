@@ -862,5 +862,16 @@ mod tests {
              WHERE (profiles.skills, profiles.embedding, profiles.updated_at) \
              IS DISTINCT FROM (EXCLUDED.skills, EXCLUDED.embedding, EXCLUDED.updated_at)"
         );
+        // A changed posting loses the ingest's hash; an unchanged one keeps it.
+        let jobs = upsert_sql::<JobRecord>();
+        assert!(
+            jobs.contains("valid_through = EXCLUDED.valid_through, content_hash = NULL WHERE"),
+            "{jobs}"
+        );
+        assert!(jobs.starts_with(
+            "INSERT INTO jobs (id, title, company, location, remote, employment_type, salary_min, \
+             salary_max, skills, description, posted_at, embedding, valid_through) \
+             SELECT id, title,"
+        ), "{jobs}");
     }
 }
