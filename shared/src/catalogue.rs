@@ -27,6 +27,8 @@ pub const MAX_ID_BYTES: usize = 512;
 pub const MAX_SHORT_FIELD_BYTES: usize = 1_024;
 pub const MAX_SKILLS: usize = 100;
 pub const MAX_DESCRIPTION_BYTES: usize = 32_768;
+/// Not a posting id: `/jobs/match` is the match route's path.
+pub const RESERVED_JOB_ID: &str = "match";
 /// The years a posting's times may fall in.
 pub const MIN_YEAR: i32 = 1900;
 pub const MAX_YEAR: i32 = 9999;
@@ -119,6 +121,12 @@ fn check_text(field: &str, value: &str, max_bytes: usize) -> Result<(), LineErro
 pub fn check_job(job: &mut JobRecord) -> Result<(), LineError> {
     if job.id.trim().is_empty() {
         return Err(LineError::field("id", "must not be empty"));
+    }
+    if job.id == RESERVED_JOB_ID {
+        return Err(LineError::field(
+            "id",
+            "`match` is reserved: /jobs/match is the match route",
+        ));
     }
     for (field, value, max) in [
         ("id", &job.id, MAX_ID_BYTES),
@@ -459,6 +467,8 @@ mod tests {
         long_id["id"] = "i".repeat(MAX_ID_BYTES + 1).into();
         let mut many_skills = line();
         many_skills["skills"] = serde_json::json!(vec!["s"; MAX_SKILLS + 1]);
+        let mut reserved = line();
+        reserved["id"] = "match".into();
         let mut ancient = line();
         ancient["posted_at"] = "1800-01-01T00:00:00Z".into();
         let mut long_text = line();
@@ -477,6 +487,7 @@ mod tests {
             (many_skills, "skills", "at most 100"),
             (long_text, "description", "at most 32768"),
             (ancient, "posted_at", "outside 1900..9999"),
+            (reserved, "id", "reserved"),
         ] {
             let e = parse(&value).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(field), "{e}");

@@ -51,10 +51,15 @@ impl Route {
                 .or_else(|| path.strip_prefix(prefix).map(str::to_owned))
                 .filter(|p| !p.is_empty() && !p.contains('/'))
         };
+        // `/jobs/match` is the match route's path: no posting is reached
+        // there (its other methods are no route, for anyone).
+        let job_param = |name: &str| {
+            param(name, JOBS).filter(|id| id != catalogue::RESERVED_JOB_ID)
+        };
         match *req.method() {
             Method::POST if path == "/jobs" => Some(Route::Post),
-            Method::GET if path.starts_with(JOBS) => param("job_id", JOBS).map(Route::GetJob),
-            Method::DELETE if path.starts_with(JOBS) => param("job_id", JOBS).map(Route::DeleteJob),
+            Method::GET if path.starts_with(JOBS) => job_param("job_id").map(Route::GetJob),
+            Method::DELETE if path.starts_with(JOBS) => job_param("job_id").map(Route::DeleteJob),
             Method::GET if path.starts_with(INGESTS) => {
                 param("ingest_id", INGESTS).map(Route::GetIngest)
             }
@@ -298,6 +303,13 @@ mod tests {
         let mut unauthenticated = request("GET", "/jobs/j1", Some("jobs:read"), "");
         unauthenticated.headers_mut().remove("authorization");
         assert_eq!(app.handle(unauthenticated).await.status(), 401);
+        // The match route's path is no posting, with or without a token.
+        for scope in [None, Some("jobs:read jobs:write")] {
+            for method in ["GET", "DELETE"] {
+                let resp = app.handle(request(method, "/jobs/match", scope, "")).await;
+                assert_eq!(resp.status(), 404, "{method} /jobs/match");
+            }
+        }
     }
 
     #[tokio::test]
