@@ -243,9 +243,7 @@ pub async fn measure(b: &IngestBench) -> Result<IngestFigures> {
     };
     let short = "Counts stock, reconciles the ledger and reports shrinkage.";
     let big: Vec<String> = (0..b.big_lines)
-        .map(|i| {
-            posting(&run_id, 1_000_000 + i, short, Some(&vector(1_000_000 + i)))
-        })
+        .map(|i| posting(&run_id, 1_000_000 + i, short, Some(&vector(1_000_000 + i))))
         .collect();
     let big_body = big.join("\n").into_bytes();
     println!(
@@ -261,9 +259,7 @@ pub async fn measure(b: &IngestBench) -> Result<IngestFigures> {
     let four: Vec<(String, Vec<u8>)> = (0..4)
         .map(|q| {
             let lines: Vec<String> = (q * quarter..((q + 1) * quarter).min(b.big_lines))
-                .map(|i| {
-                    posting(&run_id, 2_000_000 + i, short, Some(&vector(2_000_000 + i)))
-                })
+                .map(|i| posting(&run_id, 2_000_000 + i, short, Some(&vector(2_000_000 + i))))
                 .collect();
             (
                 format!("incoming/bench-{run_id}-part{q}.jsonl"),

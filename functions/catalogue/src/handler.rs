@@ -53,9 +53,8 @@ impl Route {
         };
         // `/jobs/match` is the match route's path: no posting is reached
         // there (its other methods are no route, for anyone).
-        let job_param = |name: &str| {
-            param(name, JOBS).filter(|id| id != catalogue::RESERVED_JOB_ID)
-        };
+        let job_param =
+            |name: &str| param(name, JOBS).filter(|id| id != catalogue::RESERVED_JOB_ID);
         match *req.method() {
             Method::POST if path == "/jobs" => Some(Route::Post),
             Method::GET if path.starts_with(JOBS) => job_param("job_id").map(Route::GetJob),
