@@ -14,6 +14,32 @@ use crate::{env, Stack};
 
 pub const ADMIN_SCOPES: &str = "jobs:read jobs:write";
 
+/// Words of no job family, for postings that must stand apart from the demo
+/// catalogue and from each other.
+const WORDS: [&str; 48] = [
+    "amber", "basalt", "cobalt", "dune", "ember", "fjord", "glacier", "harbor", "iris", "juniper",
+    "kelp", "lagoon", "meadow", "nebula", "orchid", "prairie", "quartz", "reef", "saffron",
+    "tundra", "umber", "valley", "willow", "yarrow", "zephyr", "atlas", "bramble", "cinder",
+    "delta", "estuary", "fern", "grove", "heather", "inlet", "jasper", "knoll", "lichen",
+    "marsh", "nectar", "oasis", "pebble", "quill", "rapids", "sorrel", "thistle", "upland",
+    "verdant", "wren",
+];
+
+/// A filler posting's title and description, its own for each `seed`.
+/// Hundreds of near-identical postings (one text with a number) made the
+/// HNSW graph lose the demo catalogue's postings for the text tests that
+/// run later (e2e.rs): a nurse's resume found them instead of nurses.
+pub fn filler(seed: u64) -> (String, String) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut pick = |n: usize| -> Vec<&str> {
+        (0..n).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect()
+    };
+    let title = pick(2).join(" ");
+    let description = pick(14).join(" ");
+    (title, description)
+}
+
 pub struct Catalogue<'a> {
     pub stack: &'a Stack,
     pub objects: S3Objects,

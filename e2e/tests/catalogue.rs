@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use jobmatch_e2e::catalogue::{Catalogue, ADMIN_SCOPES};
+use jobmatch_e2e::catalogue::{filler, Catalogue, ADMIN_SCOPES};
 use jobmatch_e2e::{embedding, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -61,38 +61,11 @@ const TOPICS: [(&str, &str, &str); 5] = [
     ),
 ];
 
-const FILLERS: [(&str, &str); 6] = [
-    (
-        "Warehouse associate",
-        "Pick, pack and ship orders; forklift a plus.",
-    ),
-    (
-        "Retail cashier",
-        "Run the till, greet shoppers and restock shelves.",
-    ),
-    (
-        "Delivery driver",
-        "Deliver parcels on a set route with a company van.",
-    ),
-    (
-        "Office administrator",
-        "Answer phones, order supplies and keep the calendar.",
-    ),
-    (
-        "Customer service agent",
-        "Help callers with orders, returns and billing questions.",
-    ),
-    (
-        "Line cook",
-        "Prepare dishes on the grill station during dinner service.",
-    ),
-];
-
-/// The 1,000-line object: 990 good postings (no embedding: the model makes
-/// them) and 10 bad lines, each with the field and words its reason names.
 /// A bad line: its number, the field its reason names, and words of the reason.
 type Bad = (u64, Option<&'static str>, &'static str);
 
+/// The 1,000-line object: 990 good postings (no embedding: the model makes
+/// them) and 10 bad lines, each with the field and words its reason names.
 fn object(run: &str, location: &str) -> (Vec<u8>, Vec<Bad>) {
     let mut bad = Vec::new();
     let mut lines: Vec<Vec<u8>> = Vec::new();
@@ -158,13 +131,8 @@ fn object(run: &str, location: &str) -> (Vec<u8>, Vec<Bad>) {
             let (title, description, _) = TOPICS[good - 1];
             posting(&format!("{run}-{line}"), location, title, description)
         } else {
-            let (title, description) = FILLERS[good % FILLERS.len()];
-            posting(
-                &format!("{run}-{line}"),
-                location,
-                title,
-                &format!("{description} Shift {good}."),
-            )
+            let (title, description) = filler(u64::from_str_radix(run, 16).unwrap_or(0) ^ line);
+            posting(&format!("{run}-{line}"), location, &title, &description)
         };
         lines.push(v.to_string().into_bytes());
     }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use jobmatch_e2e::catalogue::Catalogue;
+use jobmatch_e2e::catalogue::{filler, Catalogue};
 use jobmatch_e2e::{env, kill_function, Stack};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
@@ -21,11 +21,12 @@ async fn an_ingest_killed_mid_object_counts_every_line_once() {
     // to be killed in the middle.
     let body: Vec<String> = (1..=LINES)
         .map(|i| {
+            let (title, description) = filler(u64::from_str_radix(&run, 16).unwrap_or(0) ^ i);
             json!({
-                "id": format!("{run}-{i}"), "title": format!("Stock clerk {i}"),
+                "id": format!("{run}-{i}"), "title": title,
                 "company": "Acme", "location": location, "remote": false,
                 "employment_type": "part_time", "salary_min": null, "salary_max": null,
-                "skills": ["inventory"], "description": format!("Counts and shelves stock, aisle {i}."),
+                "skills": ["inventory"], "description": description,
                 "posted_at": "2026-11-01T00:00:00Z"
             })
             .to_string()
