@@ -20,9 +20,9 @@ const WORDS: [&str; 48] = [
     "amber", "basalt", "cobalt", "dune", "ember", "fjord", "glacier", "harbor", "iris", "juniper",
     "kelp", "lagoon", "meadow", "nebula", "orchid", "prairie", "quartz", "reef", "saffron",
     "tundra", "umber", "valley", "willow", "yarrow", "zephyr", "atlas", "bramble", "cinder",
-    "delta", "estuary", "fern", "grove", "heather", "inlet", "jasper", "knoll", "lichen",
-    "marsh", "nectar", "oasis", "pebble", "quill", "rapids", "sorrel", "thistle", "upland",
-    "verdant", "wren",
+    "delta", "estuary", "fern", "grove", "heather", "inlet", "jasper", "knoll", "lichen", "marsh",
+    "nectar", "oasis", "pebble", "quill", "rapids", "sorrel", "thistle", "upland", "verdant",
+    "wren",
 ];
 
 /// A filler posting's title and description, its own for each `seed`.
@@ -33,7 +33,9 @@ pub fn filler(seed: u64) -> (String, String) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut pick = |n: usize| -> Vec<&str> {
-        (0..n).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect()
+        (0..n)
+            .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+            .collect()
     };
     let title = pick(2).join(" ");
     let description = pick(14).join(" ");
