@@ -168,18 +168,19 @@ async fn a_profile_updated_by_hand_is_seen_by_its_next_request() {
     );
 
     // Move the profile onto a job outside the first answer: it ranks first.
-    let target: String =
-        sqlx::query_scalar("SELECT id FROM jobs WHERE NOT (id = ANY($1)) ORDER BY id LIMIT 1")
-            .bind(
-                first
-                    .matches
-                    .iter()
-                    .map(|m| m.job_id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .fetch_one(&mut db)
-            .await
-            .expect("a job");
+    let target: String = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE NOT (id = ANY($1)) AND id LIKE 'job-%' ORDER BY id LIMIT 1",
+    )
+    .bind(
+        first
+            .matches
+            .iter()
+            .map(|m| m.job_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("a job");
     sqlx::query(
         "UPDATE profiles p SET embedding = j.embedding, skills = j.skills \
          FROM jobs j WHERE j.id = $2 AND p.user_id = $1",
@@ -209,12 +210,13 @@ async fn a_rewrite_of_jobs_by_ddl_is_seen_by_the_next_identical_request() {
     // and only a job at distance 0 is sure to be found again by the new one
     // (a random vector's top 5 may change with the graph, as CI saw).
     let mut db = db().await;
-    let (top_id, vector): (String, Vector) =
-        sqlx::query_as("SELECT id, embedding FROM jobs ORDER BY id OFFSET $1 LIMIT 1")
-            .bind(i64::from(run.as_bytes()[2]))
-            .fetch_one(&mut db)
-            .await
-            .expect("a job to query with");
+    let (top_id, vector): (String, Vector) = sqlx::query_as(
+        "SELECT id, embedding FROM jobs WHERE id LIKE 'job-%' ORDER BY id OFFSET $1 LIMIT 1",
+    )
+    .bind(i64::from(run.as_bytes()[2]))
+    .fetch_one(&mut db)
+    .await
+    .expect("a job to query with");
     let body = json!({"embedding": vector.to_vec(), "limit": 5});
     let first = legacy(&stack, &token, &body).await;
     assert!(
