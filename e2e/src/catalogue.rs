@@ -73,16 +73,20 @@ impl<'a> Catalogue<'a> {
 
     /// `GET /ingests/{id}`: the status code and the body.
     pub async fn ingest(&self, id: &str) -> (StatusCode, Value) {
+        self.try_ingest(id).await.expect("GET /ingests")
+    }
+
+    /// The same, or the transport's error (a runtime that is restarting).
+    async fn try_ingest(&self, id: &str) -> reqwest::Result<(StatusCode, Value)> {
         let resp = self
             .stack
             .http
             .get(format!("{}/ingests/{id}", self.stack.api))
             .bearer_auth(&self.admin)
             .send()
-            .await
-            .expect("GET /ingests");
+            .await?;
         let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
     }
 
     /// `GET /jobs/{id}` with the admin's token.
@@ -100,7 +104,14 @@ impl<'a> Catalogue<'a> {
     pub async fn finished(&self, id: &str, limit: Duration) -> Value {
         let started = Instant::now();
         loop {
-            let (status, body) = self.ingest(id).await;
+            // A runtime restarted by a fault test may take a while to answer.
+            let (status, body) = match self.try_ingest(id).await {
+                Ok(answer) => answer,
+                Err(e) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Value::String(e.to_string()),
+                ),
+            };
             if status == StatusCode::OK
                 && matches!(body["status"].as_str(), Some("completed" | "failed"))
             {
