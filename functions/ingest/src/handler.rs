@@ -529,17 +529,16 @@ where
     }
 }
 
-/// Used by the tests: a posting line.
-#[cfg(test)]
-pub fn posting(id: &str, title: &str) -> String {
-    format!(
-        r#"{{"id":"{id}","title":"{title}","company":"c","location":"l","remote":true,"employment_type":"contract","salary_min":null,"salary_max":null,"skills":["rust"],"description":"d","posted_at":"2026-01-01T00:00:00Z"}}"#
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// A posting line.
+    fn posting(id: &str, title: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","title":"{title}","company":"c","location":"l","remote":true,"employment_type":"contract","salary_min":null,"salary_max":null,"skills":["rust"],"description":"d","posted_at":"2026-01-01T00:00:00Z"}}"#
+        )
+    }
+
     use shared::adapters::memory::{
         MemoryContinuations, MemoryEmbedder, MemoryIngestStore, MemoryJobs, MemoryObjects,
     };

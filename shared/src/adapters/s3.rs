@@ -37,10 +37,6 @@ impl S3Objects {
             .build();
         S3Objects::new(Client::from_conf(config), bucket)
     }
-
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
 }
 
 fn unavailable(err: impl std::error::Error) -> Error {
