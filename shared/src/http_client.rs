@@ -61,7 +61,7 @@ pub enum TlsError {
 
 /// The TLS settings of every connection: rustls's safe defaults on ring,
 /// trusting the OS bundle, which is read once per process.
-fn tls_config() -> Result<Arc<ClientConfig>, TlsError> {
+pub(crate) fn tls_config() -> Result<Arc<ClientConfig>, TlsError> {
     static CONFIG: OnceLock<Result<Arc<ClientConfig>, TlsError>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
@@ -302,7 +302,9 @@ fn classify(err: hyper_util::client::legacy::Error) -> ConnectorError {
     ConnectorError::other(err, None)
 }
 
-fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a E> {
+pub(crate) fn find_source<'a, E: StdError + 'static>(
+    err: &'a (dyn StdError + 'static),
+) -> Option<&'a E> {
     let mut next = Some(err);
     while let Some(e) = next {
         if let Some(found) = e.downcast_ref::<E>() {

@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod auth;
 pub mod aws;
 pub mod cache_mac;
+pub mod callback;
 pub mod catalogue;
 pub mod config;
 pub mod deadline;
