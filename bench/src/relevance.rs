@@ -304,6 +304,7 @@ pub async fn measure(
             skills: Some(skills.clone()),
             filters: Default::default(),
             limit: K as u32,
+            callback: None,
         };
         let result = shared::service::run_match(
             &index,
@@ -311,6 +312,7 @@ pub async fn measure(
             &shared::ports::NoCache,
             "bench",
             &request,
+            &shared::service::Always,
         )
         .await?;
         let ours: Vec<String> = result.matches.iter().map(|m| m.job_id.clone()).collect();

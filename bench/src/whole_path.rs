@@ -205,6 +205,7 @@ fn request() -> MatchRequest {
             ..Default::default()
         },
         limit: 20,
+        callback: None,
     }
 }
 
@@ -306,6 +307,7 @@ pub async fn measure(stack: &Stack, runs: usize) -> Result<WholePath> {
             &shared::ports::NoCache,
             owner,
             &task.request,
+            &service::Always,
         )
         .await?;
         query.push(ms(t));

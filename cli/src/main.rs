@@ -37,6 +37,9 @@ enum Command {
     Load(LoadArgs),
     /// Mint an HS256 development token; prints only the token.
     Token(TokenArgs),
+    /// Print a new completion-callback signing secret (`whsec_` + base64 of
+    /// 32 random bytes) for the deployment's webhook secret.
+    WebhookSecret,
 }
 
 #[derive(Args)]
@@ -176,6 +179,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate(&args),
         Command::Load(args) => load(&args).await,
         Command::Token(args) => token(&args),
+        Command::WebhookSecret => {
+            let secret = shared::callback::new_webhook_secret()
+                .map_err(|_| anyhow!("the OS random number generator failed"))?;
+            println!("{secret}");
+            Ok(())
+        }
     }
 }
 

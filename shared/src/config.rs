@@ -134,6 +134,10 @@ pub struct ApiConfig {
     /// with 422 before anything is stored.
     #[serde(default = "default_max_text_word_pieces")]
     pub max_text_word_pieces: usize,
+    /// Hosts a callback may name over `http`, their addresses unchecked
+    /// (comma-separated; the local stack's receivers). Empty in AWS.
+    #[serde(default)]
+    pub callback_allow_hosts: String,
 }
 
 impl ApiConfig {
@@ -270,6 +274,40 @@ impl CacheConfig {
             max_embeddings: self.cache_max_embeddings,
         }
     }
+}
+
+/// The completion callbacks' function (`functions/callback`).
+#[derive(Debug, Deserialize)]
+pub struct CallbackConfig {
+    /// Its own queue: a notice per ended task, and the retries' waits.
+    pub callback_queue_url: String,
+    /// The signing secrets, `whsec_...` separated by spaces (two during a
+    /// rotation): inline (the local stack), or a Secrets Manager secret.
+    #[serde(default)]
+    pub webhook_secret: Option<Secret>,
+    #[serde(default)]
+    pub webhook_secret_arn: Option<String>,
+    /// Hosts a callback may name over `http`, their addresses unchecked (the
+    /// local stack's receivers). Empty in AWS.
+    #[serde(default)]
+    pub callback_allow_hosts: String,
+    /// The wait before each retry after the first attempt, in seconds; once
+    /// they are spent, the queue's redrive dead-letters the notice.
+    #[serde(default = "default_callback_retry_delays_secs")]
+    pub callback_retry_delays_secs: Vec<u64>,
+    /// One delivery's bound: connect, TLS, request and the answer's head.
+    #[serde(default = "default_callback_timeout_ms")]
+    pub callback_timeout_ms: u64,
+}
+
+/// Standard Webhooks' schedule after the first try: 5 s, 5 min, 30 min,
+/// 2 h, 5 h, 10 h, 10 h; 27.6 hours in all.
+fn default_callback_retry_delays_secs() -> Vec<u64> {
+    vec![5, 300, 1_800, 7_200, 18_000, 36_000, 36_000]
+}
+
+fn default_callback_timeout_ms() -> u64 {
+    10_000
 }
 
 /// The dead-letter consumer (`functions/deadletter`).

@@ -110,6 +110,9 @@ pub enum TaskStatus {
     Processing,
     Completed,
     Failed,
+    /// Ended by its owner (`POST /jobs/match/{id}/cancel`) before it finished;
+    /// no result is written for it afterwards.
+    Cancelled,
 }
 
 impl TaskStatus {
@@ -119,12 +122,28 @@ impl TaskStatus {
             TaskStatus::Processing => "processing",
             TaskStatus::Completed => "completed",
             TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
         }
     }
 
+    /// One of the three end states: nothing moves a task out of it.
     pub fn is_finished(self) -> bool {
-        matches!(self, TaskStatus::Completed | TaskStatus::Failed)
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+        )
     }
+}
+
+/// Longest task id a path may name; ours are UUIDs (36 characters).
+pub const MAX_TASK_ID_LEN: usize = 64;
+
+/// Whether `id` could be a task id: what a route reads from a path before
+/// it asks the store.
+pub fn is_task_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_TASK_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Why a task failed: a stable machine code and a message for people.

@@ -71,6 +71,10 @@ pub enum ErrorCode {
     QuotaExceeded,
     DependencyUnavailable,
     StillRunning,
+    /// A cancel of a task that has already ended.
+    TaskFinished,
+    /// A legacy call whose task its owner cancelled.
+    Cancelled,
     Internal,
     /// A task's only: its message could not be sent, and its client was
     /// answered 503, never 202.
@@ -85,7 +89,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
@@ -98,6 +102,8 @@ impl ErrorCode {
         ErrorCode::QuotaExceeded,
         ErrorCode::DependencyUnavailable,
         ErrorCode::StillRunning,
+        ErrorCode::TaskFinished,
+        ErrorCode::Cancelled,
         ErrorCode::Internal,
         ErrorCode::EnqueueFailed,
         ErrorCode::DeadLettered,
@@ -118,6 +124,8 @@ impl ErrorCode {
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::DependencyUnavailable => "dependency_unavailable",
             ErrorCode::StillRunning => "still_running",
+            ErrorCode::TaskFinished => "task_finished",
+            ErrorCode::Cancelled => "cancelled",
             ErrorCode::Internal => "internal",
             ErrorCode::EnqueueFailed => "enqueue_failed",
             ErrorCode::DeadLettered => "dead_lettered",
@@ -190,6 +198,16 @@ pub enum Error {
     },
     /// A legacy call's task did not finish while the call waited; it goes
     /// on, and its status can be polled.
+    /// A cancel of a task that has already ended (`completed`, `failed` or
+    /// `cancelled`): it stays as it was.
+    #[error("task {task_id} has already ended as `{status}`; only a pending or processing task can be cancelled")]
+    TaskFinished {
+        task_id: String,
+        status: &'static str,
+    },
+    /// A legacy call whose task its owner cancelled while the call waited.
+    #[error("task {0} was cancelled by its owner")]
+    Cancelled(String),
     #[error("the match did not finish within {waited_ms} ms; it goes on as task {task_id}, at /jobs/match/status/{task_id}")]
     StillRunning { task_id: String, waited_ms: u64 },
     /// The work could not finish before its deadline (`crate::deadline`):
@@ -224,6 +242,8 @@ impl Error {
             Error::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Error::Unavailable { .. } | Error::OutOfTime(_) => ErrorCode::DependencyUnavailable,
             Error::StillRunning { .. } => ErrorCode::StillRunning,
+            Error::TaskFinished { .. } => ErrorCode::TaskFinished,
+            Error::Cancelled(_) => ErrorCode::Cancelled,
             Error::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -237,6 +257,7 @@ impl Error {
             Error::PayloadTooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
             Error::Validation(_) | Error::ProfileNotFound | Error::IdempotencyConflict => 422,
+            Error::TaskFinished { .. } | Error::Cancelled(_) => 409,
             Error::QuotaExceeded(_) => 429,
             Error::Internal(_) => 500,
             Error::Unavailable { .. } | Error::StillRunning { .. } | Error::OutOfTime(_) => 503,
@@ -257,6 +278,8 @@ impl Error {
             Error::QuotaExceeded(_) => "Too many requests",
             Error::Unavailable { .. } | Error::OutOfTime(_) => "Service unavailable",
             Error::StillRunning { .. } => "Still running",
+            Error::TaskFinished { .. } => "Task already ended",
+            Error::Cancelled(_) => "Cancelled",
             Error::Internal(_) => "Internal error",
         }
     }
@@ -322,6 +345,8 @@ mod tests {
                 "quota_exceeded",
                 "dependency_unavailable",
                 "still_running",
+                "task_finished",
+                "cancelled",
                 "internal",
                 "enqueue_failed",
                 "dead_lettered",

@@ -195,6 +195,7 @@ mod tests {
             skills: None,
             filters: Default::default(),
             limit,
+            callback: None,
         }
     }
 

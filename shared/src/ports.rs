@@ -17,7 +17,7 @@ use crate::error::Result;
 pub enum Claim {
     /// Taken: the task as it now is (`processing`, attempts incremented).
     Claimed(Box<Task>),
-    /// Already `completed` or `failed`: nothing to do.
+    /// Already `completed`, `failed` or `cancelled`: nothing to do.
     Finished(TaskStatus),
     /// Another invocation holds a live lease on it.
     Busy,
@@ -83,6 +83,30 @@ pub trait TaskWriter: Send + Sync {
         attempt: u32,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// What a cancel found (DESIGN.md "Cancel and completion callbacks").
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancel {
+    /// It was `pending` or `processing` and is now `cancelled`: the task as it now is.
+    Cancelled(Box<Task>),
+    /// It had already ended; it stays as it was.
+    Finished(Box<Task>),
+    /// No such task for this owner (another caller's, unknown or expired).
+    Missing,
+}
+
+/// Ending a task at its owner's request: the api's cancel route.
+pub trait TaskCanceller: Send + Sync {
+    /// `pending` or `processing` → `cancelled`, by one conditional write on
+    /// the owner and the state; the worker's later writes then fail their
+    /// fence and are dropped.
+    fn cancel(
+        &self,
+        task_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Cancel>> + Send;
 }
 
 /// The whole tasks table, read and written (the api, the worker, the
@@ -407,4 +431,18 @@ pub trait ObjectStore: Send + Sync {
 /// The ingest queue: a message body sent again (an ingest going on).
 pub trait Continuations: Send + Sync {
     fn send_again(&self, body: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The callbacks' queue (DESIGN.md "Cancel and completion callbacks"): the
+/// task stream's consumer queues a notice per ended task, and a failed
+/// delivery waits there for its next try.
+pub trait CallbackOutbox: Send + Sync {
+    /// Queues each body as a message; the indexes of those not queued.
+    fn send(&self, bodies: &[String]) -> impl Future<Output = Result<Vec<usize>>> + Send;
+    /// The received message `receipt_handle` comes back after `delay`.
+    fn retry_after(
+        &self,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> impl Future<Output = Result<()>> + Send;
 }

@@ -39,6 +39,9 @@ pub const MAX_POSTED_WITHIN_DAYS: i64 = 3650;
 pub const MAX_SALARY: i64 = i32::MAX as i64;
 /// `text`: characters, not bytes (DESIGN.md "Text and embeddings").
 pub const MAX_TEXT_CHARS: usize = 20_000;
+/// `callback.url`, in bytes. Its scheme and address are checked by the api
+/// (`crate::callback`), which knows the deployment's allowed hosts.
+pub use crate::callback::MAX_URL_BYTES as MAX_CALLBACK_URL_BYTES;
 
 /// How one field is read from a JSON body, and its JSON schema.
 pub trait Rule {
@@ -149,6 +152,61 @@ request_object! {
         filters: Filters = Nested::<Filters>(PhantomData),
         #[serde(default = "default_limit")]
         limit: u32 = Or(limit(), DEFAULT_LIMIT),
+        /// Where to POST the task's status when it ends (DESIGN.md "Cancel
+        /// and completion callbacks"). Not part of the cache's key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        callback: Option<Callback> = CallbackRule,
+    }
+}
+
+/// A match request's `callback`: the URL the ended task is POSTed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Callback {
+    pub url: String,
+}
+
+/// `callback`: an object with exactly one field, `url`, a string of
+/// 1..=[`MAX_CALLBACK_URL_BYTES`] bytes; each problem names its field.
+pub struct CallbackRule;
+
+impl Rule for CallbackRule {
+    type Out = Option<Callback>;
+
+    fn read(&self, v: &Value, field: &str, errors: &mut Vec<FieldError>) -> Option<Self::Out> {
+        let Some(map) = v.as_object() else {
+            errors.push(FieldError::new(
+                field,
+                format!("must be an object with a `url`, got {}", kind(v)),
+            ));
+            return None;
+        };
+        let before = errors.len();
+        unknown_fields(map, &format!("{field}."), &["url"], errors);
+        let url_field = format!("{field}.url");
+        let url = match map.get("url") {
+            None => Err("is required".to_owned()),
+            Some(Value::String(u)) if u.is_empty() => Err("must not be empty".to_owned()),
+            Some(Value::String(u)) if u.len() > MAX_CALLBACK_URL_BYTES => Err(format!(
+                "must be at most {MAX_CALLBACK_URL_BYTES} bytes, got {}",
+                u.len()
+            )),
+            Some(Value::String(u)) => Ok(u.clone()),
+            Some(other) => Err(format!("must be a string, got {}", kind(other))),
+        };
+        let url = push_err(&url_field, url, errors)?;
+        (errors.len() == before).then_some(Some(Callback { url }))
+    }
+
+    fn absent(&self) -> Option<Callback> {
+        None
+    }
+
+    fn schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "required": ["url"],
+            "properties": {"url": {"type": "string", "minLength": 1, "maxLength": MAX_CALLBACK_URL_BYTES}},
+        })
     }
 }
 

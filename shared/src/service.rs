@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{
     candidate_count, MatchRequest, MatchResult, QuerySource, Routing, Task, TaskError, TaskMessage,
-    Timestamp,
+    TaskStatus, Timestamp,
 };
 use crate::error::{Error, ErrorCode, Result};
 use crate::ports::{
@@ -190,12 +190,13 @@ fn elapsed_ms(started: Instant) -> f64 {
 /// `query_ms` counts the search and the ranking (the lookup for a hit), not
 /// the embedding. The cache never fails a match: a cache error or time-out
 /// is a miss that stores nothing.
-pub async fn run_match<J: JobIndex, E: Embedder, C: MatchCache>(
+pub async fn run_match<J: JobIndex, E: Embedder, C: MatchCache, G: Proceed>(
     index: &J,
     embedder: &E,
     cache: &C,
     owner: &str,
     request: &MatchRequest,
+    proceed: &G,
 ) -> Result<MatchResult> {
     let started = Instant::now();
     let key = result_key(owner, embedder.model_id(), request);
@@ -221,6 +222,9 @@ pub async fn run_match<J: JobIndex, E: Embedder, C: MatchCache>(
         QuerySource::Embedding(embedding) => Query::Embedding(embedding),
         QuerySource::Text(text) => {
             embedded = embed_cached(embedder, cache, text).await?;
+            // The embedding took time in which the task may have been
+            // cancelled: the search is not paid for then.
+            proceed.check().await?;
             Query::Embedding(&embedded)
         }
         QuerySource::Profile => Query::Profile(owner),
@@ -264,6 +268,47 @@ pub async fn run_match<J: JobIndex, E: Embedder, C: MatchCache>(
     Ok(result)
 }
 
+/// Asked after a text's embedding, before the search: whether the match
+/// is still wanted. The worker's asks the task store (a cancel); a legacy
+/// call's inline match always is ([`Always`]).
+pub trait Proceed: Send + Sync {
+    /// `Err(Error::Cancelled)` stops the match.
+    fn check(&self) -> impl std::future::Future<Output = Result<()>> + Send;
+}
+
+/// A match no one can cancel.
+pub struct Always;
+
+impl Proceed for Always {
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A task's match goes on while the task is not `cancelled`. The claim
+/// checked that before the embedding; this checks it again before the
+/// search (one consistent read).
+struct NotCancelled<'a, S> {
+    store: &'a S,
+    task_id: &'a str,
+}
+
+impl<S: TaskStore> Proceed for NotCancelled<'_, S> {
+    async fn check(&self) -> Result<()> {
+        if cancelled(self.store, self.task_id).await? {
+            return Err(Error::Cancelled(self.task_id.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+async fn cancelled<S: TaskStore>(store: &S, task_id: &str) -> Result<bool> {
+    Ok(store
+        .get(task_id, Utc::now())
+        .await?
+        .is_some_and(|t| t.status == TaskStatus::Cancelled))
+}
+
 /// What became of one delivery; the worker acknowledges all but `Retry`
 /// (`OutOfTime` once it has handed the task back).
 #[derive(Debug, Clone, PartialEq)]
@@ -275,6 +320,9 @@ pub enum Outcome {
     Failed { code: ErrorCode },
     /// A duplicate or late delivery of a finished task: nothing changed.
     AlreadyFinished,
+    /// Its owner cancelled the task while it ran: the match stopped (or its
+    /// result was dropped) and nothing was written.
+    Cancelled,
     /// Not started, or stopped, for lack of time, and the task's lease
     /// released: the worker hands the task back as a new message, which
     /// costs none of its receives (only for a [`Delivery`] that `may_defer`).
@@ -438,7 +486,14 @@ pub async fn process<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache>(
             left + Duration::from_millis(grace),
             crate::deadline::within(
                 crate::deadline::instant_at(delivery.stop_at_ms),
-                run_match(index, embedder, cache, &task.owner, &task.request),
+                run_match(
+                    index,
+                    embedder,
+                    cache,
+                    &task.owner,
+                    &task.request,
+                    &NotCancelled { store, task_id },
+                ),
             ),
         )
         .await
@@ -449,10 +504,21 @@ pub async fn process<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache>(
         Ok(result) => {
             let query_ms = result.query_ms;
             if !store.complete(task_id, fence, &result, Utc::now()).await? {
+                if cancelled(store, task_id).await? {
+                    tracing::info!("cancelled while it ran; result dropped");
+                    return Ok(Outcome::Cancelled);
+                }
                 tracing::warn!("lost the lease before completing; result dropped");
                 return Ok(Outcome::Retry(Retry::LeaseLost));
             }
             Ok(Outcome::Completed { query_ms })
+        }
+        Err(Error::Cancelled(_)) => {
+            tracing::info!(
+                attempts = task.attempts,
+                "cancelled while it ran; stopped before the search"
+            );
+            Ok(Outcome::Cancelled)
         }
         Err(Error::OutOfTime(why)) if delivery.may_defer => {
             tracing::info!(reason = %why, attempts = task.attempts, "out of time; handing the task back");
@@ -470,7 +536,11 @@ pub async fn process<S: TaskStore, J: JobIndex, E: Embedder, C: MatchCache>(
             tracing::warn!(error = %err, attempts = task.attempts, "task failed");
             let code = err.code();
             let error = task_error(&err);
-            store.fail(task_id, fence, &error, Utc::now()).await?;
+            if !store.fail(task_id, fence, &error, Utc::now()).await?
+                && cancelled(store, task_id).await?
+            {
+                return Ok(Outcome::Cancelled);
+            }
             Ok(Outcome::Failed { code })
         }
     }
@@ -501,7 +571,7 @@ mod tests {
             .message
             .contains("profile"));
     }
-    use crate::adapters::memory::{MemoryQueue, MemoryTaskStore};
+    use crate::adapters::memory::{MemoryEmbedder, MemoryJobIndex, MemoryQueue, MemoryTaskStore};
     use crate::domain::{Filters, TaskStatus};
     use crate::ports::{TaskReader, TaskWriter};
 
@@ -512,7 +582,83 @@ mod tests {
             skills: None,
             filters: Filters::default(),
             limit: 5,
+            callback: None,
         }
+    }
+
+    /// An embedder during whose work the owner cancels the task.
+    struct CancelledWhileEmbedding<'a> {
+        store: &'a MemoryTaskStore,
+        task_id: String,
+    }
+
+    impl Embedder for CancelledWhileEmbedding<'_> {
+        fn model_id(&self) -> &str {
+            "test-model"
+        }
+
+        async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+            use crate::ports::{Cancel, TaskCanceller};
+            let cancel = self.store.cancel(&self.task_id, "alice", Utc::now());
+            assert!(matches!(cancel.await?, Cancel::Cancelled(_)));
+            Ok(texts.iter().map(|t| MemoryEmbedder::vector(t)).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_cancelled_during_its_embedding_stops_before_the_search_and_writes_nothing() {
+        let store = MemoryTaskStore::default();
+        let id = new_task_id();
+        let text = MatchRequest {
+            text: Some("rust engineer".into()),
+            ..request()
+        };
+        let task = Task::pending(id.clone(), "alice".into(), text, Utc::now(), 3600);
+        store.create(&task).await.expect("create");
+        // A search would fail (the index is down) and the task be retried:
+        // `Cancelled` shows that none was made.
+        let index = MemoryJobIndex {
+            down: true,
+            ..Default::default()
+        };
+        let embedder = CancelledWhileEmbedding {
+            store: &store,
+            task_id: id.clone(),
+        };
+        let now = Utc::now().timestamp_millis();
+        let delivery = Delivery {
+            receive_count: 1,
+            max_receive_count: 3,
+            deadline_ms: now + 60_000,
+            stop_at_ms: now + 50_000,
+            may_defer: true,
+        };
+        let outcome = process(
+            &store,
+            &index,
+            &embedder,
+            &crate::ports::NoCache,
+            &id,
+            delivery,
+        )
+        .await
+        .expect("process");
+        assert_eq!(outcome, Outcome::Cancelled);
+        let stored = store.tasks.lock().expect("lock")[&id].clone();
+        assert_eq!(stored.status, TaskStatus::Cancelled);
+        assert_eq!((stored.result, stored.error), (None, None));
+        // A late delivery finds it ended.
+        let again = process(
+            &store,
+            &index,
+            &embedder,
+            &crate::ports::NoCache,
+            &id,
+            delivery,
+        )
+        .await
+        .expect("process");
+        assert_eq!(again, Outcome::AlreadyFinished);
     }
 
     /// A queue that records, at each send, whether the task was already written.
@@ -677,9 +823,16 @@ mod tests {
         #[tokio::test]
         async fn a_repeat_is_served_from_the_cache_without_model_or_search() {
             let (embedder, cache) = (MemoryEmbedder::default(), MemoryCache::default());
-            let first = run_match(&index(), &embedder, &cache, "bob", &text("rust engineer"))
-                .await
-                .expect("first");
+            let first = run_match(
+                &index(),
+                &embedder,
+                &cache,
+                "bob",
+                &text("rust engineer"),
+                &Always,
+            )
+            .await
+            .expect("first");
             assert!(!first.cached);
             assert_eq!(first.matches[0].job_id, "rust");
             // The search would fail now: only the cache can answer.
@@ -687,9 +840,16 @@ mod tests {
                 down: true,
                 ..index()
             };
-            let again = run_match(&down, &embedder, &cache, "carol", &text("rust engineer"))
-                .await
-                .expect("from the cache, for any caller");
+            let again = run_match(
+                &down,
+                &embedder,
+                &cache,
+                "carol",
+                &text("rust engineer"),
+                &Always,
+            )
+            .await
+            .expect("from the cache, for any caller");
             assert!(again.cached);
             assert_eq!(again.computed_at, first.computed_at);
             assert_eq!(again.matches, first.matches);
@@ -700,11 +860,11 @@ mod tests {
         async fn a_new_jobs_version_or_another_limit_is_computed_again() {
             let (embedder, cache) = (MemoryEmbedder::default(), MemoryCache::default());
             let request = text("rust engineer");
-            run_match(&index(), &embedder, &cache, "bob", &request)
+            run_match(&index(), &embedder, &cache, "bob", &request, &Always)
                 .await
                 .expect("first");
             *cache.jobs_version.lock().expect("lock") += 1;
-            let after = run_match(&index(), &embedder, &cache, "bob", &request)
+            let after = run_match(&index(), &embedder, &cache, "bob", &request, &Always)
                 .await
                 .expect("after a write");
             assert!(!after.cached);
@@ -714,7 +874,7 @@ mod tests {
                 limit: 2,
                 ..request
             };
-            let other = run_match(&index(), &embedder, &cache, "bob", &other)
+            let other = run_match(&index(), &embedder, &cache, "bob", &other, &Always)
                 .await
                 .expect("another limit");
             assert!(!other.cached);
@@ -729,11 +889,11 @@ mod tests {
                 .expect("lock")
                 .insert("alice".into(), 7);
             let mine = request();
-            let first = run_match(&index(), &embedder, &cache, "alice", &mine)
+            let first = run_match(&index(), &embedder, &cache, "alice", &mine, &Always)
                 .await
                 .expect("first");
             assert!(!first.cached);
-            let again = run_match(&index(), &embedder, &cache, "alice", &mine)
+            let again = run_match(&index(), &embedder, &cache, "alice", &mine, &Always)
                 .await
                 .expect("again");
             assert!(again.cached);
@@ -747,7 +907,7 @@ mod tests {
                 .lock()
                 .expect("lock")
                 .insert("alice".into(), 8);
-            let updated = run_match(&index(), &embedder, &cache, "alice", &mine)
+            let updated = run_match(&index(), &embedder, &cache, "alice", &mine, &Always)
                 .await
                 .expect("after the profile changed");
             assert!(!updated.cached);
@@ -759,11 +919,11 @@ mod tests {
                 (MemoryCache::default(), MemoryEmbedder::default(), index());
             let mut windowed = text("rust engineer");
             windowed.filters.posted_within_days = Some(30);
-            let first = run_match(&jobs, &embedder, &cache, "bob", &windowed)
+            let first = run_match(&jobs, &embedder, &cache, "bob", &windowed, &Always)
                 .await
                 .expect("first");
             assert!(!first.cached);
-            let again = run_match(&jobs, &embedder, &cache, "bob", &windowed)
+            let again = run_match(&jobs, &embedder, &cache, "bob", &windowed, &Always)
                 .await
                 .expect("again");
             assert!(again.cached);
@@ -776,7 +936,7 @@ mod tests {
             if let Some(entry) = cache.results.lock().expect("lock").get_mut(&key) {
                 entry.2 = Some(Utc::now() - chrono::Duration::seconds(1));
             }
-            let later = run_match(&jobs, &embedder, &cache, "bob", &windowed)
+            let later = run_match(&jobs, &embedder, &cache, "bob", &windowed, &Always)
                 .await
                 .expect("later");
             assert!(!later.cached);
@@ -792,7 +952,7 @@ mod tests {
             jobs.jobs[1].valid_through = Some(soon);
             let mut request = text("rust engineer");
             request.limit = 5;
-            let first = run_match(&jobs, &embedder, &cache, "bob", &request)
+            let first = run_match(&jobs, &embedder, &cache, "bob", &request, &Always)
                 .await
                 .expect("first");
             assert_eq!(first.count, 2, "both live");
@@ -804,7 +964,7 @@ mod tests {
             if let Some(entry) = cache.results.lock().expect("lock").get_mut(&key) {
                 entry.2 = Some(Utc::now() - chrono::Duration::seconds(1));
             }
-            let after = run_match(&jobs, &embedder, &cache, "bob", &request)
+            let after = run_match(&jobs, &embedder, &cache, "bob", &request, &Always)
                 .await
                 .expect("after");
             assert!(!after.cached);
@@ -820,9 +980,16 @@ mod tests {
             };
             let embedder = MemoryEmbedder::default();
             for _ in 0..2 {
-                let r = run_match(&index(), &embedder, &down, "bob", &text("rust engineer"))
-                    .await
-                    .expect("the match runs without its cache");
+                let r = run_match(
+                    &index(),
+                    &embedder,
+                    &down,
+                    "bob",
+                    &text("rust engineer"),
+                    &Always,
+                )
+                .await
+                .expect("the match runs without its cache");
                 assert!(!r.cached);
             }
             assert_eq!(embedder.calls.load(Ordering::SeqCst), 2);

@@ -67,6 +67,17 @@ pub enum Counter {
     DeadLettersIgnored,
     /// A task out of time handed back as a new message (a deferral).
     TasksDeferred,
+    /// A task ended `cancelled` by its owner (the api).
+    TasksCancelled,
+    /// A worker stopped a task its owner cancelled, before the search.
+    CancelledWorkStopped,
+    /// A callback delivery answered 2xx.
+    CallbacksDelivered,
+    /// A callback not sent: its URL's address is forbidden (at delivery).
+    CallbacksRefused,
+    /// A callback attempt that failed and waits for its next try (after the
+    /// last one, the message goes to the callbacks' DLQ).
+    CallbacksRetried,
     /// A cache answered, with dimension `kind`.
     CacheHits(CacheKind),
     CacheMisses(CacheKind),
@@ -90,7 +101,7 @@ impl CacheKind {
 
 impl Counter {
     /// Every counter (the cache ones with one of their kinds).
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 17] = [
         Counter::ColdStart,
         Counter::TasksCompleted,
         Counter::TasksFailed,
@@ -101,6 +112,11 @@ impl Counter {
         Counter::TasksDeadLettered,
         Counter::DeadLettersIgnored,
         Counter::TasksDeferred,
+        Counter::TasksCancelled,
+        Counter::CancelledWorkStopped,
+        Counter::CallbacksDelivered,
+        Counter::CallbacksRefused,
+        Counter::CallbacksRetried,
         Counter::CacheHits(CacheKind::Result),
         Counter::CacheMisses(CacheKind::Result),
     ];
@@ -117,6 +133,11 @@ impl Counter {
             Counter::TasksDeadLettered => "TasksDeadLettered",
             Counter::DeadLettersIgnored => "DeadLettersIgnored",
             Counter::TasksDeferred => "TasksDeferred",
+            Counter::TasksCancelled => "TasksCancelled",
+            Counter::CancelledWorkStopped => "CancelledWorkStopped",
+            Counter::CallbacksDelivered => "CallbacksDelivered",
+            Counter::CallbacksRefused => "CallbacksRefused",
+            Counter::CallbacksRetried => "CallbacksRetried",
             Counter::CacheHits(_) => "CacheHits",
             Counter::CacheMisses(_) => "CacheMisses",
         }
@@ -347,6 +368,11 @@ mod tests {
                 "TasksDeadLettered",
                 "DeadLettersIgnored",
                 "TasksDeferred",
+                "TasksCancelled",
+                "CancelledWorkStopped",
+                "CallbacksDelivered",
+                "CallbacksRefused",
+                "CallbacksRetried",
                 "CacheHits",
                 "CacheMisses",
                 "QueueWaitMs",

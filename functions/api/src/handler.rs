@@ -1,8 +1,9 @@
 //! The api function's routes: `POST /jobs/match` (accept a task, optionally
 //! idempotent with `Idempotency-Key`), `POST /jobs/match/legacy` (match inline;
-//! with `text`, through the worker) and `GET /health` (no token; its checks
-//! are in `crate::health`). The two match routes take from the caller's
-//! quota. Generic over the ports so that unit tests run without AWS.
+//! with `text`, through the worker), `POST /jobs/match/{task_id}/cancel` (the
+//! owner ends a pending or processing task) and `GET /health` (no token; its
+//! checks are in `crate::health`). The two match routes take from the
+//! caller's quota. Generic over the ports so that unit tests run without AWS.
 
 use std::time::{Duration, Instant};
 
@@ -14,12 +15,14 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
 use shared::auth::{Caller, Verifier};
+use shared::callback::{CallbackPolicy, Refused};
 use shared::domain::{MatchRequest, MatchResult, QuerySource, Task, TaskError, TaskStatus};
 use shared::error::{Error, FieldError, Result};
 use shared::http;
 use shared::idempotency;
 use shared::ports::{
-    IdempotentTaskStore, JobIndex, MatchCache, NoCache, NoModel, QuotaStore, TaskQueue, TaskStore,
+    Cancel, IdempotentTaskStore, JobIndex, MatchCache, NoCache, NoModel, QuotaStore, TaskCanceller,
+    TaskQueue, TaskStore,
 };
 use shared::request::{check_content_type, parse_match_request};
 use shared::service;
@@ -46,26 +49,52 @@ pub struct App<S, Q, J, R, C = NoCache> {
     pub text_bound: TextBound,
     /// This instance's last `/health` answer (`HealthCache::default()`).
     pub health_cache: HealthCache,
+    /// Which `callback.url`s a request may name (DESIGN.md "Cancel and
+    /// completion callbacks"); the delivery checks them again.
+    pub callbacks: CallbackPolicy,
 }
+
+/// How long the submit-time check of a callback's host waits for DNS; an
+/// answer later than this leaves the check to the delivery.
+const CALLBACK_RESOLVE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The api's routes (template.yaml's `HttpApi` events of `ApiFunction`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Submit,
     Legacy,
+    Cancel,
     Health,
 }
 
 impl Route {
-    const ALL: [Route; 3] = [Route::Submit, Route::Legacy, Route::Health];
+    const ALL: [Route; 4] = [Route::Submit, Route::Legacy, Route::Cancel, Route::Health];
 
-    /// The HttpApi route key: the method and the exact path.
+    /// The HttpApi route key: the method and the path, `{task_id}` for the
+    /// one path parameter.
     fn key(self) -> &'static str {
         match self {
             Route::Submit => "POST /jobs/match",
             Route::Legacy => "POST /jobs/match/legacy",
+            Route::Cancel => "POST /jobs/match/{task_id}/cancel",
             Route::Health => "GET /health",
         }
+    }
+
+    /// Whether `path` is this route's: the same segments, `{task_id}` one
+    /// non-empty segment.
+    fn matches(self, method: &str, path: &str) -> bool {
+        let Some((want_method, want_path)) = self.key().split_once(' ') else {
+            return false;
+        };
+        let (want, got): (Vec<&str>, Vec<&str>) =
+            (want_path.split('/').collect(), path.split('/').collect());
+        method == want_method
+            && want.len() == got.len()
+            && want
+                .iter()
+                .zip(&got)
+                .all(|(w, g)| w == g || (*w == "{task_id}" && !g.is_empty()))
     }
 
     /// The route a request is for: its method and path exactly (no
@@ -75,8 +104,8 @@ impl Route {
     /// counted against its limits, not the route's, and serving it would
     /// open the legacy route to `$default`'s rate. It is a 404 instead.
     fn of(req: &Request) -> Option<Route> {
-        let asked = format!("{} {}", req.method(), req.uri().path());
-        let route = Route::ALL.into_iter().find(|r| r.key() == asked)?;
+        let (method, path) = (req.method().as_str(), req.uri().path());
+        let route = Route::ALL.into_iter().find(|r| r.matches(method, path))?;
         match req.request_context_ref() {
             Some(RequestContext::ApiGatewayV2(ctx)) => {
                 (ctx.route_key.as_deref() == Some(route.key())).then_some(route)
@@ -89,7 +118,7 @@ impl Route {
 
 impl<S, Q, J, R, C> App<S, Q, J, R, C>
 where
-    S: TaskStore + IdempotentTaskStore,
+    S: TaskStore + IdempotentTaskStore + TaskCanceller,
     Q: TaskQueue,
     J: JobIndex,
     R: QuotaStore,
@@ -100,6 +129,7 @@ where
         http::respond(match Route::of(&req) {
             Some(Route::Submit) => self.submit(&req).await,
             Some(Route::Legacy) => self.legacy(&req).await,
+            Some(Route::Cancel) => self.cancel(&req).await,
             Some(Route::Health) => Ok(self.health().await),
             None => Err(Error::NoRoute(format!(
                 "{} {}",
@@ -126,7 +156,54 @@ where
         check_content_type(content_type, body)?;
         let request = parse_match_request(body)?;
         self.text_bound.check(&request)?;
+        self.check_callback(&request).await?;
         Ok((caller, request))
+    }
+
+    /// A `callback.url` this deployment would never call is a 422 now: its
+    /// scheme, an address literal, or a name that resolves to a forbidden
+    /// address. A name that does not resolve in time is left to the
+    /// delivery, which checks every URL again anyway.
+    async fn check_callback(&self, request: &MatchRequest) -> Result<()> {
+        let Some(callback) = &request.callback else {
+            return Ok(());
+        };
+        let refuse =
+            |message: String| Error::Validation(vec![FieldError::new("callback.url", message)]);
+        let url = self.callbacks.check(&callback.url).map_err(refuse)?;
+        match self
+            .callbacks
+            .check_resolved(&url, CALLBACK_RESOLVE_TIMEOUT)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(Refused::Forbidden(why)) => Err(refuse(why)),
+            Err(Refused::Unresolved(why)) => {
+                tracing::info!(reason = %why, "callback host not resolved at submit; checked at delivery");
+                Ok(())
+            }
+        }
+    }
+
+    /// `POST /jobs/match/{task_id}/cancel`: the owner's pending or
+    /// processing task ends `cancelled` (200 with it); an ended one is a 409
+    /// and stays; another caller's or an unknown one is a 404. The body is
+    /// not read.
+    async fn cancel(&self, req: &Request) -> Result<Response<Body>> {
+        let caller = http::caller(&self.verifier, req.headers()).await?;
+        let task_id = cancel_task_id(req.uri().path())
+            .ok_or_else(|| Error::NotFound("no such task".into()))?;
+        match self.store.cancel(task_id, &caller.0, Utc::now()).await? {
+            Cancel::Cancelled(task) => {
+                shared::telemetry::Counter::TasksCancelled.increment();
+                Ok(http::json(StatusCode::OK, &http::TaskBody::status(&task)))
+            }
+            Cancel::Finished(task) => Err(Error::TaskFinished {
+                task_id: task.task_id.clone(),
+                status: task.status.as_str(),
+            }),
+            Cancel::Missing => Err(Error::NotFound("no such task".into())),
+        }
     }
 
     async fn submit(&self, req: &Request) -> Result<Response<Body>> {
@@ -206,7 +283,15 @@ where
             // for the async path, so both rank alike.
             QuerySource::Text(_) => self.legacy_through_worker(&caller, request).await?,
             QuerySource::Embedding(_) | QuerySource::Profile => {
-                service::run_match(&self.index, &NoModel, &self.cache, &caller.0, &request).await?
+                service::run_match(
+                    &self.index,
+                    &NoModel,
+                    &self.cache,
+                    &caller.0,
+                    &request,
+                    &service::Always,
+                )
+                .await?
             }
         };
         let mut resp = http::json(
@@ -248,6 +333,10 @@ where
                     error,
                     ..
                 }) => return Err(legacy_failure(&task.task_id, error)),
+                Some(Task {
+                    status: TaskStatus::Cancelled,
+                    ..
+                }) => return Err(Error::Cancelled(task.task_id)),
                 _ if Instant::now() >= until => {
                     return Err(Error::StillRunning {
                         task_id: task.task_id,
@@ -259,6 +348,14 @@ where
             }
         }
     }
+}
+
+/// The task id of a cancel's path, `/jobs/match/{task_id}/cancel`
+/// (nothing to percent-decode: a task id is letters, digits and dashes).
+fn cancel_task_id(path: &str) -> Option<&str> {
+    path.strip_prefix("/jobs/match/")?
+        .strip_suffix("/cancel")
+        .filter(|id| shared::domain::is_task_id(id))
 }
 
 /// The legacy call's answer for its task's failure: 503 when a retry may
@@ -282,7 +379,7 @@ pub(crate) mod tests {
     use shared::adapters::memory::{MemoryJobIndex, MemoryQueue, MemoryQuota, MemoryTaskStore};
     use shared::domain::TaskStatus;
     use shared::error::ErrorCode;
-    use shared::ports::TaskWriter;
+    use shared::ports::{Fence, TaskWriter};
 
     pub(crate) const SECRET: &[u8] = b"unit-secret";
 
@@ -307,6 +404,7 @@ pub(crate) mod tests {
             legacy_text_wait: Duration::from_millis(300),
             text_bound: text_bound(),
             health_cache: HealthCache::default(),
+            callbacks: shared::callback::CallbackPolicy::new(""),
             cache: NoCache,
         }
     }
@@ -450,6 +548,195 @@ pub(crate) mod tests {
         assert_eq!(task.request.limit, 5);
         assert_eq!(task.status, TaskStatus::Pending);
         assert_eq!(app.queue.sent.lock().expect("lock")[0].task_id, id);
+    }
+
+    async fn submitted(app: &TestApp, sub: &str, body: &str) -> String {
+        let resp = app
+            .handle(request("POST", "/jobs/match", body, Some(&token(sub))))
+            .await;
+        assert_eq!(resp.status(), 202, "{:?}", resp.body());
+        json_body(&resp)["task_id"]
+            .as_str()
+            .expect("task id")
+            .to_owned()
+    }
+
+    fn cancel(id: &str, sub: &str) -> Request {
+        request(
+            "POST",
+            &format!("/jobs/match/{id}/cancel"),
+            "",
+            Some(&token(sub)),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_owner_cancels_a_pending_or_processing_task_and_a_late_result_is_dropped() {
+        let app = app(false);
+        let pending = submitted(&app, "alice", r#"{"text":"rust engineer"}"#).await;
+        let resp = app.handle(cancel(&pending, "alice")).await;
+        assert_eq!(resp.status(), 200, "{:?}", resp.body());
+        let body = json_body(&resp);
+        assert_eq!(body["task_id"], pending.as_str());
+        assert_eq!(body["status"], "cancelled");
+        assert!(
+            body.get("error").is_none() && body.get("result").is_none(),
+            "{body}"
+        );
+        assert!(body["completed_at"].is_string(), "{body}");
+        let task = app.store.tasks.lock().expect("lock")[&pending].clone();
+        assert_eq!(task.status, TaskStatus::Cancelled);
+        assert_eq!(task.request.text, None, "an ended task keeps no text");
+
+        let running = submitted(&app, "alice", "{}").await;
+        let claimed = app
+            .store
+            .claim(&running, Utc::now(), Utc::now().timestamp_millis() + 60_000)
+            .await
+            .expect("claim");
+        assert!(matches!(claimed, shared::ports::Claim::Claimed(_)));
+        let resp = app.handle(cancel(&running, "alice")).await;
+        assert_eq!(json_body(&resp)["status"], "cancelled");
+        let result = MatchResult {
+            matches: vec![],
+            count: 0,
+            query_ms: 1.0,
+            cached: false,
+            computed_at: None,
+        };
+        let wrote = app
+            .store
+            .complete(&running, Fence::Attempt(1), &result, Utc::now())
+            .await
+            .expect("complete");
+        assert!(!wrote, "the worker's result write fails its fence");
+        let task = app.store.tasks.lock().expect("lock")[&running].clone();
+        assert_eq!((task.status, task.result), (TaskStatus::Cancelled, None));
+    }
+
+    #[tokio::test]
+    async fn a_cancel_of_an_ended_task_is_409_and_of_anothers_or_unknown_404() {
+        let app = app(false);
+        let id = submitted(&app, "alice", "{}").await;
+        assert_eq!(app.handle(cancel(&id, "alice")).await.status(), 200);
+        let b = assert_problem(
+            &app.handle(cancel(&id, "alice")).await,
+            409,
+            "/problems/task-finished",
+        );
+        assert!(
+            b["detail"]
+                .as_str()
+                .expect("detail")
+                .contains("`cancelled`"),
+            "{b}"
+        );
+
+        let done = submitted(&app, "alice", "{}").await;
+        app.store
+            .claim(&done, Utc::now(), i64::MAX)
+            .await
+            .expect("claim");
+        let result = MatchResult {
+            matches: vec![],
+            count: 0,
+            query_ms: 1.0,
+            cached: false,
+            computed_at: None,
+        };
+        let wrote = app
+            .store
+            .complete(&done, Fence::Attempt(1), &result, Utc::now())
+            .await
+            .expect("complete");
+        assert!(wrote);
+        let b = assert_problem(
+            &app.handle(cancel(&done, "alice")).await,
+            409,
+            "/problems/task-finished",
+        );
+        assert!(
+            b["detail"]
+                .as_str()
+                .expect("detail")
+                .contains("`completed`"),
+            "{b}"
+        );
+        let task = app.store.tasks.lock().expect("lock")[&done].clone();
+        assert_eq!(task.status, TaskStatus::Completed);
+        assert!(task.result.is_some(), "a finished task stays as it was");
+
+        let other = submitted(&app, "alice", "{}").await;
+        assert_problem(
+            &app.handle(cancel(&other, "mallory")).await,
+            404,
+            "/problems/not-found",
+        );
+        let unknown = "0190c6a4-0000-7000-8000-000000000000";
+        assert_problem(
+            &app.handle(cancel(unknown, "alice")).await,
+            404,
+            "/problems/not-found",
+        );
+        let bad = request(
+            "POST",
+            "/jobs/match/a%2Fb/cancel",
+            "",
+            Some(&token("alice")),
+        );
+        assert_problem(&app.handle(bad).await, 404, "/problems/not-found");
+        let anonymous = request("POST", &format!("/jobs/match/{other}/cancel"), "", None);
+        assert_eq!(app.handle(anonymous).await.status(), 401);
+        let task = app.store.tasks.lock().expect("lock")[&other].clone();
+        assert_eq!(task.status, TaskStatus::Pending, "nobody else ended it");
+    }
+
+    #[tokio::test]
+    async fn a_callback_url_the_service_would_never_call_is_422_naming_it() {
+        let app = app(false);
+        for url in [
+            "http://example.com/hook",
+            "https://10.0.0.1/hook",
+            "https://[::1]/hook",
+            "http://169.254.169.254/latest/meta-data/",
+            "https://localhost/hook",
+        ] {
+            let body = serde_json::json!({"callback": {"url": url}}).to_string();
+            let resp = app
+                .handle(request("POST", "/jobs/match", &body, Some(&token("alice"))))
+                .await;
+            let b = assert_problem(&resp, 422, "/problems/invalid-request");
+            assert_eq!(b["errors"][0]["field"], "callback.url", "{url}: {b}");
+        }
+        for (body, field) in [
+            (r#"{"callback": "https://example.com"}"#, "callback"),
+            (r#"{"callback": {}}"#, "callback.url"),
+            (r#"{"callback": {"url": 7}}"#, "callback.url"),
+            (
+                r#"{"callback": {"url": "https://example.com", "secret": "x"}}"#,
+                "callback.secret",
+            ),
+        ] {
+            let resp = app
+                .handle(request("POST", "/jobs/match", body, Some(&token("alice"))))
+                .await;
+            let b = assert_problem(&resp, 422, "/problems/invalid-request");
+            assert_eq!(b["errors"][0]["field"], field, "{body}: {b}");
+        }
+        assert!(app.store.tasks.lock().expect("lock").is_empty());
+        // A public name is taken (resolved now if DNS answers, and at
+        // delivery in any case) and kept with the task.
+        let id = submitted(
+            &app,
+            "alice",
+            r#"{"callback": {"url": "https://example.com/hook"}}"#,
+        )
+        .await;
+        let task = app.store.tasks.lock().expect("lock")[&id].clone();
+        assert_eq!(
+            task.request.callback.map(|c| c.url).as_deref(),
+            Some("https://example.com/hook")
+        );
     }
 
     #[tokio::test]

@@ -219,6 +219,7 @@ mod tests {
             legacy_text_wait: Duration::from_millis(300),
             text_bound: crate::handler::tests::text_bound(),
             health_cache: HealthCache::default(),
+            callbacks: shared::callback::CallbackPolicy::new(""),
             cache: NoCache,
         };
         let started = tokio::time::Instant::now();
@@ -267,6 +268,7 @@ mod tests {
             legacy_text_wait: Duration::from_millis(300),
             text_bound: crate::handler::tests::text_bound(),
             health_cache: HealthCache::default(),
+            callbacks: shared::callback::CallbackPolicy::new(""),
             cache: NoCache,
         };
         let resp = app.handle(request_with("GET", "/health", b"", &[])).await;
@@ -329,6 +331,7 @@ mod tests {
             legacy_text_wait: Duration::from_millis(300),
             text_bound: crate::handler::tests::text_bound(),
             health_cache: HealthCache::default(),
+            callbacks: shared::callback::CallbackPolicy::new(""),
             cache: NoCache,
         };
         let pings = || app.queue.pings.load(std::sync::atomic::Ordering::SeqCst);
@@ -365,6 +368,7 @@ mod tests {
             legacy_text_wait: Duration::from_millis(300),
             text_bound: crate::handler::tests::text_bound(),
             health_cache: HealthCache::default(),
+            callbacks: shared::callback::CallbackPolicy::new(""),
             cache: NoCache,
         };
         let first = app.handle(request_with("GET", "/health", b"", &[])).await;
@@ -386,6 +390,7 @@ mod tests {
             legacy_text_wait: Duration::from_millis(300),
             text_bound: crate::handler::tests::text_bound(),
             health_cache: HealthCache::new(Duration::ZERO),
+            callbacks: shared::callback::CallbackPolicy::new(""),
             cache: NoCache,
         };
         for _ in 0..3 {

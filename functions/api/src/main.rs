@@ -54,6 +54,7 @@ async fn main() -> Result<(), Error> {
         legacy_text_wait: Duration::from_millis(config.legacy_text_wait_ms),
         text_bound: embed::tokenizer::TextBound::new(word_pieces, config.max_text_word_pieces),
         health_cache: api::health::HealthCache::default(),
+        callbacks: shared::callback::CallbackPolicy::new(&config.callback_allow_hosts),
     };
     let app = &app;
     let metrics = &metrics;

@@ -172,6 +172,7 @@ fn app(verifier: Verifier) -> TestApp {
         legacy_text_wait: Duration::from_millis(300),
         text_bound: embed::tokenizer::TextBound::bundled(2_048).expect("the bundled tokenizer"),
         health_cache: Default::default(),
+        callbacks: shared::callback::CallbackPolicy::new(""),
         cache: shared::ports::NoCache,
     }
 }

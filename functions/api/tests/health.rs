@@ -49,7 +49,7 @@ fn quota() -> MemoryQuota {
 
 async fn health<S, Q, J>(app: &App<S, Q, J, MemoryQuota>) -> (u16, Value)
 where
-    S: shared::ports::TaskStore + shared::ports::IdempotentTaskStore,
+    S: shared::ports::TaskStore + shared::ports::IdempotentTaskStore + shared::ports::TaskCanceller,
     Q: shared::ports::TaskQueue,
     J: shared::ports::JobIndex,
 {
@@ -75,6 +75,7 @@ async fn all_up_is_200_with_each_component() {
         legacy_text_wait: std::time::Duration::from_millis(300),
         text_bound: embed::tokenizer::TextBound::bundled(2_048).expect("the bundled tokenizer"),
         health_cache: Default::default(),
+        callbacks: shared::callback::CallbackPolicy::new(""),
         cache: shared::ports::NoCache,
     };
     let (status, body) = health(&app).await;
@@ -120,6 +121,7 @@ async fn missing_and_hung_dependencies_are_503_and_named() {
         legacy_text_wait: std::time::Duration::from_millis(300),
         text_bound: embed::tokenizer::TextBound::bundled(2_048).expect("the bundled tokenizer"),
         health_cache: Default::default(),
+        callbacks: shared::callback::CallbackPolicy::new(""),
         cache: shared::ports::NoCache,
     };
     let (status, body) = health(&app).await;

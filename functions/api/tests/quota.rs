@@ -115,6 +115,7 @@ async fn app() -> (QuotaApp, aws_sdk_sqs::Client, String) {
         legacy_text_wait: Duration::from_millis(300),
         text_bound: embed::tokenizer::TextBound::bundled(2_048).expect("the bundled tokenizer"),
         health_cache: HealthCache::default(),
+        callbacks: shared::callback::CallbackPolicy::new(""),
         cache: NoCache,
     };
     (app, sqs, queue_url)

@@ -98,6 +98,7 @@ mod tests {
             skills: None,
             filters: Default::default(),
             limit: 3,
+            callback: None,
         };
         let mut task = Task::pending(id.into(), "alice".into(), request, Utc::now(), 3600);
         task.status = status;

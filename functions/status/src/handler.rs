@@ -17,8 +17,6 @@ use shared::http::{self, TaskBody, STATUS_PATH};
 use shared::ports::{PageCursor, TaskLister, TaskReader};
 
 const TASKS: &str = "/jobs/match/tasks";
-/// Task ids are UUIDs; anything longer is no task (and no DynamoDB key error).
-const MAX_TASK_ID_LEN: usize = 64;
 
 pub struct App<S> {
     pub store: S,
@@ -48,17 +46,11 @@ fn decode_cursor(s: &str) -> Option<PageCursor> {
         .ok()?;
     let body: CursorBody = serde_json::from_slice(&bytes).ok()?;
     let valid_time = chrono::DateTime::parse_from_rfc3339(&body.c).is_ok();
-    let valid_id = is_task_id(&body.t);
+    let valid_id = shared::domain::is_task_id(&body.t);
     (valid_time && valid_id).then_some(PageCursor {
         created_at: body.c,
         task_id: body.t,
     })
-}
-
-fn is_task_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_TASK_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 impl<S: TaskReader + TaskLister> App<S> {
@@ -135,7 +127,7 @@ impl<S: TaskReader + TaskLister> App<S> {
     /// `GET /jobs/match/status/{task_id}`
     async fn status(&self, req: &Request, caller: &Caller) -> Result<Response<Body>> {
         let task_id = task_id(req)
-            .filter(|id| is_task_id(id))
+            .filter(|id| shared::domain::is_task_id(id))
             .ok_or_else(|| Error::NotFound("no such task".into()))?;
         let not_found = || Error::NotFound(format!("no task {task_id}"));
         let task = self
@@ -197,6 +189,7 @@ mod tests {
             skills: None,
             filters: Default::default(),
             limit: 20,
+            callback: None,
         };
         Task::pending(id.into(), owner.into(), request, Utc::now(), ttl)
     }

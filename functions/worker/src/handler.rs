@@ -188,6 +188,10 @@ impl<S: TaskStore, J: JobIndex, E: Embedder, Q: TaskQueue, C: MatchCache> App<S,
                 tracing::warn!(%code, receive_count = delivery.receive_count, "task failed");
             }
             Outcome::AlreadyFinished => Counter::DuplicateDeliveries.increment(),
+            Outcome::Cancelled => {
+                Counter::CancelledWorkStopped.increment();
+                tracing::info!("task cancelled by its owner while it ran; nothing written");
+            }
             Outcome::OutOfTime { .. } => {
                 Counter::TasksDeferred.increment();
                 tracing::info!(deferrals = deferred, "task handed back for lack of time");
@@ -292,6 +296,7 @@ mod tests {
             skills: None,
             filters: Default::default(),
             limit: 2,
+            callback: None,
         };
         let task = Task::pending(id.into(), owner.into(), request, Utc::now(), 3600);
         app.store
@@ -638,6 +643,7 @@ mod tests {
                 skills: None,
                 filters: Default::default(),
                 limit: 2,
+                callback: None,
             };
             let task = Task::pending(id.clone(), "alice".into(), request, Utc::now(), 3600);
             app.store
@@ -697,6 +703,7 @@ mod tests {
             skills: None,
             filters: Default::default(),
             limit: 2,
+            callback: None,
         };
         let task = Task::pending("t1".into(), "alice".into(), request, Utc::now(), 3600);
         app.store
@@ -784,6 +791,7 @@ mod tests {
                 skills: None,
                 filters: Default::default(),
                 limit: 2,
+                callback: None,
             };
             let task = Task::pending(id.into(), "alice".into(), request, Utc::now(), 3600);
             app.store

@@ -15,7 +15,8 @@ use serde::Serialize;
 use crate::domain::{MatchResult, Task, TaskError, TaskStatus, Timestamp, EMBEDDING_DIM};
 use crate::error::{Error, ErrorCode, Result};
 use crate::ports::{
-    Claim, Fence, IdempotentTaskStore, PageCursor, TaskLister, TaskPage, TaskReader, TaskWriter,
+    Cancel, Claim, Fence, IdempotentTaskStore, PageCursor, TaskCanceller, TaskLister, TaskPage,
+    TaskReader, TaskWriter,
 };
 
 const COMPONENT: &str = "dynamodb";
@@ -39,6 +40,8 @@ enum Update {
     Fail,
     /// Gives the lease back.
     Release,
+    /// `pending` or `processing` → `cancelled`, by the owner.
+    Cancel,
 }
 
 impl Update {
@@ -57,6 +60,10 @@ impl Update {
                  REMOVE lease_until, #request.#text"
             }
             Update::Release => "SET lease_until = :released, updated_at = :now",
+            Update::Cancel => {
+                "SET #status = :cancelled, completed_at = :now, updated_at = :now \
+                 REMOVE lease_until, #request.#text"
+            }
         }
     }
 
@@ -66,7 +73,17 @@ impl Update {
             // In the order of their names, as the test below reads them.
             Update::Complete => &[("#request", REQUEST), ("#result", RESULT), ("#text", TEXT)],
             Update::Fail => &[("#error", "error"), ("#request", REQUEST), ("#text", TEXT)],
+            Update::Cancel => &[("#request", REQUEST), ("#text", TEXT)],
             Update::Claim | Update::Release => &[],
+        }
+    }
+
+    /// The placeholders its condition uses besides `#status` (`owner` is a
+    /// reserved word).
+    fn condition_names(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Update::Cancel => &[("#owner", "owner")],
+            Update::Claim | Update::Complete | Update::Fail | Update::Release => &[],
         }
     }
 }
@@ -146,8 +163,9 @@ fn result_text(result: &MatchResult) -> Result<AttributeValue> {
 }
 
 /// An item as its task, in either form of each large value: the compact
-/// ones are taken out here, the earlier ones are left to serde.
-fn decode(mut item: Item) -> Result<Task> {
+/// ones are taken out here, the earlier ones are left to serde. Also how
+/// the callbacks' function reads a task from the table's stream.
+pub fn decode(mut item: Item) -> Result<Task> {
     let bad = |what: String| Error::Internal(format!("decode task: {what}"));
     let packed = match item.get_mut(REQUEST) {
         Some(AttributeValue::M(request)) => take_if(request, EMBEDDING, AttributeValue::is_b),
@@ -222,7 +240,7 @@ impl DynamoTaskStore {
             // Every condition names the status.
             .expression_attribute_names("#status", "status")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        for (placeholder, name) in update.names() {
+        for (placeholder, name) in update.names().iter().chain(update.condition_names()) {
             req = req.expression_attribute_names(*placeholder, *name);
         }
         if return_new {
@@ -399,6 +417,44 @@ impl TaskWriter for DynamoTaskStore {
         )
         .await
         .map(|_| ())
+    }
+}
+
+impl TaskCanceller for DynamoTaskStore {
+    async fn cancel(&self, task_id: &str, owner: &str, now: DateTime<Utc>) -> Result<Cancel> {
+        let outcome = self
+            .update(
+                task_id,
+                Update::Cancel,
+                "attribute_exists(task_id) AND #owner = :owner AND expires_at > :now_secs \
+                 AND #status IN (:pending, :processing)",
+                vec![
+                    (":cancelled", s(TaskStatus::Cancelled.as_str())),
+                    (":pending", s(TaskStatus::Pending.as_str())),
+                    (":processing", s(TaskStatus::Processing.as_str())),
+                    (":owner", s(owner)),
+                    (":now", now_ts(now)?),
+                    (":now_secs", n(now.timestamp())),
+                ],
+                true,
+            )
+            .await?;
+        let old = match outcome {
+            Ok(Some(new)) => return Ok(Cancel::Cancelled(Box::new(decode(new)?))),
+            Ok(None) => return Err(Error::Internal("cancel returned no item".into())),
+            Err(Some(old)) => Some(old),
+            // Some DynamoDB emulations return no old item; read it.
+            Err(None) => self.get_item(task_id).await?,
+        };
+        let Some(old) = old else {
+            return Ok(Cancel::Missing);
+        };
+        let task = decode(old)?;
+        Ok(if task.owner != owner || task.is_expired(now) {
+            Cancel::Missing
+        } else {
+            Cancel::Finished(Box::new(task))
+        })
     }
 }
 
@@ -665,6 +721,7 @@ mod tests {
             Update::Complete,
             Update::Fail,
             Update::Release,
+            Update::Cancel,
         ] {
             let mut used: Vec<&str> = update
                 .expression()

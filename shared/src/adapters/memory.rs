@@ -12,9 +12,9 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::ports::{
-    CacheKey, Claim, DataVersions, Embedder, Fence, Holds, IdempotentTaskStore, JobIndex, Lookup,
-    MatchCache, Neighbours, PageCursor, Query, QuotaStore, TaskLister, TaskPage, TaskQueue,
-    TaskReader, TaskWriter,
+    CacheKey, Cancel, Claim, DataVersions, Embedder, Fence, Holds, IdempotentTaskStore, JobIndex,
+    Lookup, MatchCache, Neighbours, PageCursor, Query, QuotaStore, TaskCanceller, TaskLister,
+    TaskPage, TaskQueue, TaskReader, TaskWriter,
 };
 use crate::quota::{Policy, RateLimit};
 
@@ -133,6 +133,27 @@ impl TaskWriter for MemoryTaskStore {
             t.updated_at = Timestamp::from(now);
         })
         .map(|_| ())
+    }
+}
+
+impl TaskCanceller for MemoryTaskStore {
+    async fn cancel(&self, task_id: &str, owner: &str, now: DateTime<Utc>) -> Result<Cancel> {
+        let mut tasks = self.tasks.lock().map_err(|_| poisoned())?;
+        let Some(task) = tasks
+            .get_mut(task_id)
+            .filter(|t| !t.is_expired(now) && t.owner == owner)
+        else {
+            return Ok(Cancel::Missing);
+        };
+        if task.status.is_finished() {
+            return Ok(Cancel::Finished(Box::new(task.clone())));
+        }
+        task.status = TaskStatus::Cancelled;
+        task.drop_text();
+        task.completed_at = Some(Timestamp::from(now));
+        task.updated_at = Timestamp::from(now);
+        task.lease_until = None;
+        Ok(Cancel::Cancelled(Box::new(task.clone())))
     }
 }
 
@@ -632,6 +653,37 @@ impl crate::ports::Continuations for MemoryContinuations {
             .lock()
             .map_err(|_| poisoned())?
             .push(body.to_owned());
+        Ok(())
+    }
+}
+
+/// The callbacks' queue in memory: what was queued, and each retry's wait.
+#[derive(Default, Debug)]
+pub struct MemoryOutbox {
+    pub sent: Mutex<Vec<String>>,
+    /// `(receipt handle, delay)` of each `retry_after`.
+    pub delays: Mutex<Vec<(String, std::time::Duration)>>,
+    /// When set, nothing can be queued.
+    pub down: bool,
+}
+
+impl crate::ports::CallbackOutbox for MemoryOutbox {
+    async fn send(&self, bodies: &[String]) -> Result<Vec<usize>> {
+        if self.down {
+            return Ok((0..bodies.len()).collect());
+        }
+        self.sent
+            .lock()
+            .map_err(|_| poisoned())?
+            .extend(bodies.iter().cloned());
+        Ok(Vec::new())
+    }
+
+    async fn retry_after(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<()> {
+        self.delays
+            .lock()
+            .map_err(|_| poisoned())?
+            .push((receipt_handle.to_owned(), delay));
         Ok(())
     }
 }

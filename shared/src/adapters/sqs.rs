@@ -1,4 +1,5 @@
-//! The match queue on SQS, and the ingest queue's continuations.
+//! The match queue on SQS, the ingest queue's continuations, and the
+//! callbacks' queue.
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
@@ -6,7 +7,7 @@ use aws_sdk_sqs::Client;
 
 use crate::domain::{Routing, TaskMessage};
 use crate::error::{Error, Result};
-use crate::ports::{Continuations, TaskQueue};
+use crate::ports::{CallbackOutbox, Continuations, TaskQueue};
 
 const COMPONENT: &str = "sqs";
 /// The message attribute that counts a task's deferrals (`Routing::deferrals`).
@@ -100,6 +101,78 @@ impl Continuations for SqsContinuations {
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
+            .send()
+            .await
+            .map_err(|e| Error::unavailable(COMPONENT, DisplayErrorContext(e)))?;
+        Ok(())
+    }
+}
+
+/// The callbacks' queue: a notice per ended task with a callback, and the
+/// wait before a failed delivery's next try.
+#[derive(Clone, Debug)]
+pub struct SqsCallbackOutbox {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsCallbackOutbox {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> SqsCallbackOutbox {
+        SqsCallbackOutbox {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+/// SendMessageBatch takes at most this many messages.
+const SQS_BATCH: usize = 10;
+
+impl CallbackOutbox for SqsCallbackOutbox {
+    async fn send(&self, bodies: &[String]) -> Result<Vec<usize>> {
+        let mut failed = Vec::new();
+        for (chunk_no, chunk) in bodies.chunks(SQS_BATCH).enumerate() {
+            let first = chunk_no * SQS_BATCH;
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id((first + i).to_string())
+                        .message_body(body)
+                        .build()
+                        .map_err(|e| Error::Internal(e.to_string()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match out {
+                Ok(out) => {
+                    failed.extend(out.failed.iter().filter_map(|f| f.id.parse::<usize>().ok()))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %DisplayErrorContext(e), "cannot queue callbacks");
+                    failed.extend(first..first + chunk.len());
+                }
+            }
+        }
+        failed.sort_unstable();
+        Ok(failed)
+    }
+
+    async fn retry_after(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<()> {
+        // SQS takes at most 12 hours.
+        let secs = i32::try_from(delay.as_secs().min(43_200)).unwrap_or(43_200);
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs)
             .send()
             .await
             .map_err(|e| Error::unavailable(COMPONENT, DisplayErrorContext(e)))?;

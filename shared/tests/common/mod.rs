@@ -56,6 +56,7 @@ pub fn request(limit: u32) -> MatchRequest {
         skills: None,
         filters: Default::default(),
         limit,
+        callback: None,
     }
 }
 
