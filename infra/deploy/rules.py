@@ -5,7 +5,8 @@ relations, the routes of DESIGN.md, what the local gateway reads, the state
 and security settings this project promises, the database logins each
 function may use (the writer's for the ingest and the catalogue alone), who
 may touch the ingest bucket and where, the connection arithmetic of the
-template's header, and the embedding model's layer, memory and time.
+template's header, the embedding model's layer, memory and time, and the
+completion callbacks (their function's reach, stream filter and retries).
 
     rules.py [template.yaml]     check; exit 1 on any failed rule
     rules.py --self-test         break the template in known ways and check
@@ -26,6 +27,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
+CANCEL_ROUTE = ("POST", "/jobs/match/{task_id}/cancel")
 # DESIGN.md "HTTP contract" plus the task listing (issue 3): every route, and only these.
 ROUTES = {
     ("POST", "/jobs/match"),
@@ -33,6 +35,8 @@ ROUTES = {
     ("GET", "/health"),
     ("GET", "/jobs/match/status/{task_id}"),
     ("GET", "/jobs/match/tasks"),
+    # DESIGN.md "Cancel and completion callbacks" (issue 31): the api's.
+    CANCEL_ROUTE,
     # HttpApi's catch-all: the api answers what no route matches as problem+json.
     ("ANY", "$default"),
 }
@@ -48,6 +52,30 @@ ROUTES |= ADMIN_ROUTES
 # The token's check, as the api function's variables configure it (shared/src/auth.rs).
 JWT_VARIABLES = ("JWT_SECRET_ARN", "JWT_ALGORITHMS", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_CLIENT_IDS",
                  "JWT_TOKEN_USE", "JWT_JWKS_URL", "JWT_JWKS")
+
+# Completion callbacks (DESIGN.md "Cancel and completion callbacks", issue
+# 31): the function that delivers them, the only pattern its tasks-stream
+# event filters by (the local stack's stream poller evaluates the same one),
+# and the retries' span: at least 24 hours, each delay within SQS's 12 hours
+# of invisibility (ChangeMessageVisibility's bound).
+CALLBACK_FUNCTION = "CallbackFunction"
+CALLBACK_FILTER = {
+    "eventName": ["INSERT", "MODIFY"],
+    "dynamodb": {"NewImage": {
+        "status": {"S": ["completed", "failed", "cancelled"]},
+        "request": {"M": {"callback": {"M": {"url": {"S": [{"exists": True}]}}}}},
+    }},
+}
+CALLBACK_RETRY_SPAN = 86400
+SQS_MAX_VISIBILITY = 43200
+WEBHOOK_SECRET_NAMES = {"WebhookSecret", "WebhookSecretArn"}
+# The SAM DynamoDB event's properties (samtranslator's PullEventSource).
+DYNAMODB_EVENT_PROPERTIES = {
+    "Stream", "StartingPosition", "StartingPositionTimestamp", "BatchSize", "Enabled",
+    "MaximumBatchingWindowInSeconds", "MaximumRetryAttempts", "BisectBatchOnFunctionError",
+    "MaximumRecordAgeInSeconds", "DestinationConfig", "ParallelizationFactor", "TumblingWindowInSeconds",
+    "FunctionResponseTypes", "FilterCriteria", "MetricsConfig", "KmsKeyArn",
+}
 
 # The embedding model (DESIGN.md "Text and embeddings"): only the worker loads
 # it, from the model layer, which Lambda unpacks under /opt and
@@ -177,6 +205,21 @@ def refs(value) -> set[str]:
         return set().union(*(refs(v) for v in value.values()))
     if isinstance(value, list):
         return set().union(*(refs(v) for v in value))
+    return set()
+
+
+def mentions(value) -> set[str]:
+    """Every logical id or parameter a value !Refs or !GetAtts, however deep."""
+    if isinstance(value, Tagged):
+        if value.tag in ("!Ref", "!GetAtt"):
+            return {ref_name(value)} - {None}
+        return mentions(value.value)
+    if isinstance(value, dict):
+        if len(value) == 1 and ref_name(value) is not None:
+            return {ref_name(value)}
+        return set().union(set(), *(mentions(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(set(), *(mentions(v) for v in value))
     return set()
 
 
@@ -326,6 +369,10 @@ class Checker:
                 self.check("Auth" not in props, f"{name}.{ev_name}: no Auth of its own (the function checks the token)")
                 self.check(ref_name(props.get("ApiId")) == "HttpApi", f"{name}.{ev_name}: on the one HttpApi")
         self.check(routes == ROUTES, f"routes are DESIGN.md's: missing {sorted(ROUTES - routes)}, extra {sorted(routes - ROUTES)}")
+        cancel_on = [n for n, f in functions.items() for e in (f.get("Properties", {}).get("Events") or {}).values()
+                     if e.get("Type") == "HttpApi"
+                     and (str(e.get("Properties", {}).get("Method", "")).upper(), e.get("Properties", {}).get("Path")) == CANCEL_ROUTE]
+        self.check(cancel_on == ["ApiFunction"], f"{' '.join(CANCEL_ROUTE)} is ApiFunction's (and only its): {cancel_on}")
         # Route keys as API Gateway names them ("POST /jobs/match", "$default").
         route_keys = {p if p == "$default" else f"{m} {p}" for m, p in routes}
 
@@ -373,8 +420,10 @@ class Checker:
                            for s in self.statements(functions[consumer])),
                        f"{consumer}: may dynamodb:UpdateItem (it closes dead-lettered tasks)")
         self.check(by_queue.get("IngestQueue") == ["IngestFunction"], f"IngestQueue feeds the ingest alone: {by_queue.get('IngestQueue')}")
-        self.check(set(by_queue) <= {"MatchQueue", match_dlq, "IngestQueue"},
-                   f"SQS event sources only on MatchQueue, its DLQ and IngestQueue: {sorted(map(str, by_queue))}")
+        self.check(by_queue.get("CallbackQueue") == [CALLBACK_FUNCTION],
+                   f"CallbackQueue feeds {CALLBACK_FUNCTION} alone: {by_queue.get('CallbackQueue')}")
+        self.check(set(by_queue) <= {"MatchQueue", match_dlq, "IngestQueue", "CallbackQueue"},
+                   f"SQS event sources only on MatchQueue, its DLQ, IngestQueue and CallbackQueue: {sorted(map(str, by_queue))}")
         for name, fn, ev in sqs_events:
             props = ev.get("Properties", {})
             self.check(props.get("FunctionResponseTypes") == ["ReportBatchItemFailures"],
@@ -425,6 +474,9 @@ class Checker:
                            and any(ref_name(st.get("Resource")) == qname for st in sends),
                            f"{name}: INGEST_QUEUE_URL is {qname} and it may sqs:SendMessage there (continuing a large object)")
                 continue
+            if qname == "CallbackQueue":
+                self.check_callback_queue(name, fn, props, queue, queues, by_queue)
+                continue
             if qname != "MatchQueue":
                 continue
             # One wave per invocation: a message that waits for a pool slot
@@ -450,6 +502,8 @@ class Checker:
         for qname, queue in queues.items():
             qp = queue.get("Properties", {})
             self.check(qp.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in qp, f"{qname}: encrypted at rest")
+
+        self.check_callbacks(functions)
 
         # DynamoDB: DESIGN.md "Data"; the tasks are kept, the quota's
         # buckets (DESIGN.md "Fair use") are disposable state.
@@ -809,6 +863,144 @@ class Checker:
                    "output DatabaseUser is the functions' login (Db.Settings.FunctionsUser)")
 
 
+    # ------------------------------------------------- completion callbacks
+    def check_callback_queue(self, name: str, fn: dict, props: dict, queue: dict, queues: dict, by_queue: dict) -> None:
+        """CallbackQueue: its redrive spends exactly the function's retry
+        delays, which span >= 24 h; messages outlive them; its DLQ waits for
+        an operator and has an alarm."""
+        qp = queue.get("Properties", {})
+        redrive = qp.get("RedrivePolicy", {})
+        dlq = ref_name(redrive.get("deadLetterTargetArn"))
+        mrc = redrive.get("maxReceiveCount")
+        raw = self.env(fn).get("CALLBACK_RETRY_DELAYS_SECS")
+        try:
+            delays = [int(x) for x in str(raw).split(",")] if isinstance(raw, str) else None
+        except ValueError:
+            delays = None
+        self.check(delays is not None and all(0 <= d <= SQS_MAX_VISIBILITY for d in delays),
+                   f"{name}: CALLBACK_RETRY_DELAYS_SECS is a literal list of delays of 0..{SQS_MAX_VISIBILITY} s "
+                   f"(ChangeMessageVisibility's bound): {raw!r}")
+        delays = delays or []
+        self.check(isinstance(mrc, int) and mrc == len(delays) + 1,
+                   f"CallbackQueue: maxReceiveCount ({mrc}) = 1 attempt + the {len(delays)} retry delays")
+        span = sum(delays)
+        self.check(span >= CALLBACK_RETRY_SPAN,
+                   f"CallbackQueue: the retries span >= {CALLBACK_RETRY_SPAN} s (DESIGN.md: at least 24 hours): {span}")
+        retention = self.number(qp.get("MessageRetentionPeriod", 345600))
+        vis = self.number(qp.get("VisibilityTimeout", 30)) or 0
+        attempts = mrc if isinstance(mrc, int) else 0
+        self.check(retention is not None and retention >= span + vis * attempts,
+                   f"CallbackQueue: MessageRetentionPeriod ({retention}) outlives the retries ({span} s + the attempts)")
+        self.check(dlq in queues and dlq != "CallbackQueue", "CallbackQueue: RedrivePolicy.deadLetterTargetArn is a queue of the template")
+        self.check(not by_queue.get(dlq), f"{dlq}: no consumer (failed deliveries wait for an operator)")
+        if dlq in queues:
+            dlq_retention = self.number(queues[dlq].get("Properties", {}).get("MessageRetentionPeriod", 345600))
+            self.check(dlq_retention is not None and dlq_retention >= 14 * 86400, f"{dlq}: keeps messages 14 days")
+            self.check(any(a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+                           and any(ref_name(d.get("Value")) == dlq for d in a["Properties"].get("Dimensions", []))
+                           and a["Properties"].get("AlarmActions") is not None
+                           for a in self.of_type("AWS::CloudWatch::Alarm").values()),
+                       f"{dlq}: an alarm on its depth (ApproximateNumberOfMessagesVisible), to the alarm topic")
+        # The stream's invocations share the reserved concurrency: SQS polls
+        # must not be throttled (a throttled receive still counts).
+        max_conc = self.number(props.get("ScalingConfig", {}).get("MaximumConcurrency"))
+        reserved = self.number(fn.get("Properties", {}).get("ReservedConcurrentExecutions"))
+        self.check(max_conc is not None and reserved is not None and max_conc < reserved,
+                   f"{name}: the retries' MaximumConcurrency ({max_conc}) < reserved concurrency ({reserved}), leaving room for the stream")
+
+    def check_callbacks(self, functions: dict) -> None:
+        """The callback function: outside the VPC, no table access, the
+        webhook secret and CallbackQueue alone, the tasks stream filtered by
+        the one pattern; nobody else reads the webhook secret."""
+        name = CALLBACK_FUNCTION
+        fn = functions.get(name)
+        self.check(fn is not None, f"{name}: in the template (completion callbacks)")
+        tables = set(self.of_type("AWS::DynamoDB::Table"))
+        queues = {"CallbackQueue", "CallbackDeadLetterQueue"}
+        for other, ofn in functions.items():
+            if other == name:
+                continue
+            touched = mentions(ofn.get("Properties", {}).get("Policies")) | mentions(self.env(ofn))
+            self.check(not (touched & (WEBHOOK_SECRET_NAMES | queues)),
+                       f"{other}: no access to the webhook secret or the callback queues ({name}'s alone)")
+        tasks = self.res.get("TasksTable", {}).get("Properties", {})
+        self.check(tasks.get("StreamSpecification") == {"StreamViewType": "NEW_AND_OLD_IMAGES"},
+                   "TasksTable: StreamSpecification NEW_AND_OLD_IMAGES (the callbacks read both images)")
+        secret = self.res.get("WebhookSecret", {})
+        cond = self.doc.get("Conditions", {}).get("CreateWebhookSecret")
+        self.check(secret.get("Type") == "AWS::SecretsManager::Secret" and secret.get("Condition") == "CreateWebhookSecret"
+                   and "GenerateSecretString" in secret.get("Properties", {})
+                   and isinstance(cond, Tagged) and cond.tag == "!Equals" and "WebhookSecretArn" in refs(cond.value)
+                   and self.params.get("WebhookSecretArn", {}).get("Default") == "",
+                   "WebhookSecret: created (a generated placeholder) unless the WebhookSecretArn parameter names one")
+        self.check("WebhookSecretArn" in self.doc.get("Outputs", {}), "output WebhookSecretArn")
+        if fn is None:
+            return
+        fp = fn.get("Properties", {})
+        env = self.env(fn)
+        self.check("VpcConfig" not in fp, f"{name}: no VpcConfig (it calls the internet; the VPC has no NAT)")
+        self.check(fn.get("Metadata", {}).get("BuildProperties", {}).get("Binary") == "callback", f"{name}: binary callback")
+        # Only inline statements: no SAM policy template or managed policy
+        # that would bring a table or a queue of its own.
+        policies = fp.get("Policies", []) or []
+        self.check(all(isinstance(p, dict) and set(p) == {"Statement"} for p in policies),
+                   f"{name}: inline policy statements only (no policy templates or managed policies)")
+        wanted = {"secretsmanager:GetSecretValue": WEBHOOK_SECRET_NAMES,
+                  "sqs:SendMessage": {"CallbackQueue"}, "sqs:ChangeMessageVisibility": {"CallbackQueue"}}
+        granted = set()
+        for st in self.statements(fn):
+            names = mentions(st.get("Resource"))
+            for action in as_list(st.get("Action")):
+                granted.add(action)
+                self.check(action in wanted and bool(names) and names <= wanted[action],
+                           f"{name}: {action} only on {sorted(wanted.get(action, ['nothing']))}: {sorted(map(str, names))}")
+            self.check(not any(str(a).startswith("dynamodb:") for a in as_list(st.get("Action"))),
+                       f"{name}: no table actions (it reads the stream through its event source)")
+        self.check(granted == set(wanted), f"{name}: may {sorted(wanted)}: {sorted(granted)}")
+        self.check(not (mentions(env) & tables) and not (mentions(policies) & tables),
+                   f"{name}: names no table in its variables or policies")
+        self.check(ref_name(env.get("CALLBACK_QUEUE_URL")) == "CallbackQueue", f"{name}: CALLBACK_QUEUE_URL is CallbackQueue")
+        self.check(mentions(env.get("WEBHOOK_SECRET_ARN")) == WEBHOOK_SECRET_NAMES
+                   and not any(k in env for k in ("WEBHOOK_SECRET", "WEBHOOK_SECRETS")),
+                   f"{name}: WEBHOOK_SECRET_ARN is WebhookSecret or the WebhookSecretArn parameter (by ARN, never the value)")
+        timeout = self.number(self.prop(fn, "Timeout"))
+        call_ms = self.number(env.get("CALLBACK_TIMEOUT_MS"))
+        self.check(timeout is not None and call_ms is not None and 0 < call_ms / 1000 <= timeout / 2,
+                   f"{name}: CALLBACK_TIMEOUT_MS ({call_ms}) within half its Timeout ({timeout})")
+        events = fp.get("Events") or {}
+        streams = [(k, e.get("Properties", {})) for k, e in events.items() if e.get("Type") == "DynamoDB"]
+        self.check(sorted(e.get("Type") for e in events.values()) == ["DynamoDB", "SQS"],
+                   f"{name}: two events, the tasks stream and CallbackQueue: {sorted(str(e.get('Type')) for e in events.values())}")
+        for other, ofn in functions.items():
+            if other != name:
+                self.check(not any(e.get("Type") == "DynamoDB" for e in (ofn.get("Properties", {}).get("Events") or {}).values()),
+                           f"{other}: no stream event (the callbacks' alone)")
+        for ev_name, props in streams:
+            where = f"{name}.{ev_name}"
+            self.check(set(props) <= DYNAMODB_EVENT_PROPERTIES, f"{where}: DynamoDB event properties are spelled as SAM knows them: {sorted(props)}")
+            self.check(props.get("Stream") == Tagged("!GetAtt", "TasksTable.StreamArn"), f"{where}: Stream is TasksTable.StreamArn")
+            self.check(props.get("StartingPosition") == "LATEST", f"{where}: StartingPosition LATEST")
+            self.check(props.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], f"{where}: FunctionResponseTypes [ReportBatchItemFailures]")
+            self.check(props.get("BisectBatchOnFunctionError") is True, f"{where}: BisectBatchOnFunctionError (a bad record fails alone)")
+            retries = self.number(props.get("MaximumRetryAttempts"))
+            age = self.number(props.get("MaximumRecordAgeInSeconds"))
+            self.check((retries is not None and 0 <= retries <= 10000) or (age is not None and 60 <= age <= 86400),
+                       f"{where}: a finite MaximumRetryAttempts or MaximumRecordAgeInSeconds (a bad record does not block its shard for 24 h)")
+            on_failure = (props.get("DestinationConfig") or {}).get("OnFailure") or {}
+            self.check(on_failure.get("Type") == "SQS" and ref_name(on_failure.get("Destination")) == "CallbackDeadLetterQueue",
+                       f"{where}: DestinationConfig.OnFailure is CallbackDeadLetterQueue with Type SQS (SAM adds its SendMessage)")
+            filters = (props.get("FilterCriteria") or {}).get("Filters")
+            pattern = None
+            if isinstance(filters, list) and len(filters) == 1 and isinstance(filters[0], dict) and set(filters[0]) == {"Pattern"} \
+                    and isinstance(filters[0]["Pattern"], str):
+                try:
+                    pattern = json.loads(filters[0]["Pattern"])
+                except ValueError:
+                    pattern = None
+            self.check(pattern == CALLBACK_FILTER,
+                       f"{where}: FilterCriteria is the one JSON pattern of ended tasks with a callback URL: {filters!r}")
+
+
 def check(doc: dict) -> Checker:
     c = Checker(doc)
     c.run()
@@ -843,6 +1035,20 @@ def self_test(doc: dict) -> int:
 
     def writer_connect(d):
         return copy.deepcopy(statement(d, "IngestFunction", "Database"))
+
+    def callback(d):
+        return d["Resources"][CALLBACK_FUNCTION]["Properties"]
+
+    def stream_event(d):
+        return callback(d)["Events"]["TaskEnded"]["Properties"]
+
+    def callback_env(d):
+        return callback(d)["Environment"]["Variables"]
+
+    def pattern_with(d, change):
+        pattern = copy.deepcopy(CALLBACK_FILTER)
+        change(pattern)
+        stream_event(d)["FilterCriteria"]["Filters"][0]["Pattern"] = json.dumps(pattern)
 
     breaks = {
         "FunctionResponseTypes misspelt": lambda d: worker_event(d).update(FunctionResponseTypes=["ReportBatchItemFailure"]),
@@ -1009,6 +1215,62 @@ def self_test(doc: dict) -> int:
         "too many catalogue instances for the proxy": lambda d: d["Resources"]["CatalogueFunction"]["Properties"].update(ReservedConcurrentExecutions=20),
         "status may read the cache's MAC key": lambda d: d["Resources"]["StatusFunction"]["Properties"]["Policies"][0]["Statement"].append(
             {"Sid": "Mac", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": Tagged("!Ref", "CacheMacKey")}),
+        # Cancel and completion callbacks (issue 31).
+        "cancel route dropped": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Events"].pop("Cancel"),
+        "cancel route on the status function": lambda d: d["Resources"]["StatusFunction"]["Properties"]["Events"].update(
+            Cancel=d["Resources"]["ApiFunction"]["Properties"]["Events"].pop("Cancel")),
+        "no callback function": lambda d: d["Resources"].pop(CALLBACK_FUNCTION),
+        "callback function in the VPC": lambda d: callback(d).update(
+            VpcConfig=copy.deepcopy(d["Resources"]["ApiFunction"]["Properties"]["VpcConfig"])),
+        "callback may read the tasks table": lambda d: callback(d)["Policies"][0]["Statement"].append(
+            {"Sid": "Tasks", "Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": Tagged("!GetAtt", "TasksTable.Arn")}),
+        "callback may update tasks (a SAM policy template)": lambda d: callback(d)["Policies"].append(
+            {"DynamoDBCrudPolicy": {"TableName": Tagged("!Ref", "TasksTable")}}),
+        "callback may send to the match queue": lambda d: statement(d, CALLBACK_FUNCTION, "Retries").update(
+            Resource=Tagged("!GetAtt", "MatchQueue.Arn")),
+        "callback may delete its queue's messages by hand": lambda d: statement(d, CALLBACK_FUNCTION, "Retries")["Action"].append("sqs:PurgeQueue"),
+        "callback may read the cache's MAC key": lambda d: statement(d, CALLBACK_FUNCTION, "WebhookSecret").update(Resource=Tagged("!Ref", "CacheMacKey")),
+        "callback cannot delay a retry": lambda d: statement(d, CALLBACK_FUNCTION, "Retries").update(Action="sqs:SendMessage"),
+        "the signing secret in a variable": lambda d: callback_env(d).update(WEBHOOK_SECRET="whsec_" + "A" * 44),
+        "the api may read the webhook secret": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Policies"][0]["Statement"].append(
+            {"Sid": "Webhook", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": Tagged("!Ref", "WebhookSecret")}),
+        "the worker may queue callbacks": lambda d: worker(d)["Policies"][0]["Statement"].append(
+            {"Sid": "Cb", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": Tagged("!GetAtt", "CallbackQueue.Arn")}),
+        "callback names the tasks table": lambda d: callback_env(d).update(TASKS_TABLE=Tagged("!Ref", "TasksTable")),
+        "webhook secret always created": lambda d: d["Resources"]["WebhookSecret"].pop("Condition"),
+        "no WebhookSecretArn output": lambda d: d["Outputs"].pop("WebhookSecretArn"),
+        "tasks table without a stream": lambda d: d["Resources"]["TasksTable"]["Properties"].pop("StreamSpecification"),
+        "tasks stream of new images only": lambda d: d["Resources"]["TasksTable"]["Properties"]["StreamSpecification"].update(StreamViewType="NEW_IMAGE"),
+        "stream filter without the callback URL": lambda d: pattern_with(d, lambda p: p["dynamodb"]["NewImage"].pop("request")),
+        "stream filter without cancelled": lambda d: pattern_with(d, lambda p: p["dynamodb"]["NewImage"]["status"]["S"].remove("cancelled")),
+        "stream filter on REMOVE too": lambda d: pattern_with(d, lambda p: p["eventName"].append("REMOVE")),
+        "stream filter as YAML, not a JSON string": lambda d: stream_event(d)["FilterCriteria"]["Filters"][0].update(Pattern=copy.deepcopy(CALLBACK_FILTER)),
+        "a second stream filter": lambda d: stream_event(d)["FilterCriteria"]["Filters"].append({"Pattern": '{"eventName": ["REMOVE"]}'}),
+        "stream filter not JSON": lambda d: stream_event(d)["FilterCriteria"]["Filters"][0].update(Pattern="{eventName: [INSERT]}"),
+        "stream from TRIM_HORIZON": lambda d: stream_event(d).update(StartingPosition="TRIM_HORIZON"),
+        "stream without partial batch failures": lambda d: stream_event(d).pop("FunctionResponseTypes"),
+        "stream without bisection": lambda d: stream_event(d).pop("BisectBatchOnFunctionError"),
+        "stream retried until the records expire": lambda d: stream_event(d).pop("MaximumRetryAttempts"),
+        "stream failures not kept": lambda d: stream_event(d).pop("DestinationConfig"),
+        "stream failures to the match DLQ": lambda d: stream_event(d)["DestinationConfig"]["OnFailure"].update(
+            Destination=Tagged("!GetAtt", "MatchDeadLetterQueue.Arn")),
+        "stream failures without SAM's SendMessage (no Type)": lambda d: stream_event(d)["DestinationConfig"]["OnFailure"].pop("Type"),
+        "stream event key misspelt": lambda d: stream_event(d).update(FilterCriterias=stream_event(d).pop("FilterCriteria")),
+        "a stream event on the worker": lambda d: worker(d)["Events"].update(TaskEnded=copy.deepcopy(callback(d)["Events"]["TaskEnded"])),
+        "retries under 24 hours": lambda d: callback_env(d).update(CALLBACK_RETRY_DELAYS_SECS="5,300,1800,7200,18000,36000,3600"),
+        "a delay past SQS's 12 hours": lambda d: callback_env(d).update(CALLBACK_RETRY_DELAYS_SECS="5,300,1800,7200,18000,16000,56000"),
+        "redrive count and delays disagree": lambda d: d["Resources"]["CallbackQueue"]["Properties"]["RedrivePolicy"].update(maxReceiveCount=5),
+        "delays not a list": lambda d: callback_env(d).update(CALLBACK_RETRY_DELAYS_SECS="5m,1h"),
+        "callback queue keeps messages 1 day": lambda d: d["Resources"]["CallbackQueue"]["Properties"].update(MessageRetentionPeriod=86400),
+        "callback queue visibility under 6 x its timeout": lambda d: d["Resources"]["CallbackQueue"]["Properties"].update(VisibilityTimeout=60),
+        "callback queue without DLQ": lambda d: d["Resources"]["CallbackQueue"]["Properties"].pop("RedrivePolicy"),
+        "callback DLQ without its alarm": lambda d: d["Resources"].pop("CallbackDeadLetterAlarm"),
+        "callback DLQ consumed": lambda d: callback(d)["Events"]["Retries"]["Properties"].update(
+            Queue=Tagged("!GetAtt", "CallbackDeadLetterQueue.Arn")),
+        "callback DLQ keeps messages 4 days": lambda d: d["Resources"]["CallbackDeadLetterQueue"]["Properties"].update(MessageRetentionPeriod=345600),
+        "callback retries take every reserved instance": lambda d: callback(d)["Events"]["Retries"]["Properties"]["ScalingConfig"].update(MaximumConcurrency=10),
+        "a delivery as long as the function's timeout": lambda d: callback_env(d).update(CALLBACK_TIMEOUT_MS="30000"),
+        "callback queue unencrypted": lambda d: d["Resources"]["CallbackQueue"]["Properties"].pop("SqsManagedSseEnabled"),
     }
     # A base template that already fails would make every break look caught.
     base = check(doc)
