@@ -49,13 +49,26 @@ S3 notifications: moto's event records carry no `versionId` and no
 They are added here (a version only in a versioned bucket, as in AWS). And
 moto encodes the key's slashes (`incoming%2Fa.jsonl`), AWS does not
 (`incoming/a.jsonl`; a space is `+`, as moto has it).
+DynamoDB Streams (the tasks table's, read by stream_poller.py): moto serves
+the API beside DynamoDB (targets `DynamoDBStreams_20120810.*`, signed for
+`dynamodb`), so stream reads take --serial's lock like any DynamoDB request.
+moto builds a record per write, copying both images at every level (+0.5 ms
+of CPU per UpdateItem of a 3 KB item, on 0.85), and keeps it forever as
+nested dicts (44 KB for that item): here the images are built without the
+copies and kept pickled (2.3 KB) until read, and a record is dropped after
+STREAM_RETENTION (AWS: 24 h); reading a dropped position answers
+TrimmedDataAccessException, as AWS does. moto also kept every shard
+iterator it handed out (one per GetRecords, every 250 ms while idle): they
+expire after 15 minutes, as in AWS (ExpiredIteratorException).
 Usage: moto_local.py HOST PORT [--serial] [--sqs-port N] [--queues-on PORT NAMES]
 """
+import base64
 import http.client
 import io
 import itertools
 import json
 import logging
+import pickle
 import re
 import sys
 import threading
@@ -64,7 +77,13 @@ from urllib.parse import parse_qs, quote_plus
 
 import moto.backends
 import waitress
+from moto.core.exceptions import JsonRESTError
+from moto.core.utils import utcnow
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import StreamRecord, StreamShard
+from moto.dynamodbstreams import models as streams
 from moto.s3 import notifications
+from moto.moto_api._internal import mock_random
 from moto.sqs.models import Queue
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -99,6 +118,124 @@ def _get_s3_event_versioned(event_name, bucket, key, notification_id):
 
 
 notifications._get_s3_event = _get_s3_event_versioned
+
+# Local: an hour, not AWS's 24 h; stream_poller.py reads within a second.
+STREAM_RETENTION = 3600
+ITERATOR_TTL = 15 * 60  # AWS's
+
+
+def _regular(value: DynamoType) -> dict:
+    """DynamoType.to_regular_json without its copy at every level: the
+    result is pickled at once, so sharing the item's lists is harmless."""
+    v = value.value
+    if isinstance(v, dict):
+        v = {k: _regular(x) if isinstance(x, DynamoType) else x for k, x in v.items()}
+    elif isinstance(v, list):
+        v = [_regular(x) if isinstance(x, DynamoType) else x for x in v]
+    elif value.type == "B" and isinstance(v, str):
+        v = base64.b64decode(v)
+    return {value.type: v}
+
+
+def _image(item) -> dict:
+    """Item.to_json()["Attributes"], as moto's StreamRecord has it."""
+    out = {}
+    for key, attr in item.attrs.items():
+        v = attr.value
+        if isinstance(v, dict):
+            out[key] = {attr.type: {k: _regular(x) for k, x in v.items()}}
+        elif isinstance(v, list):
+            out[key] = {attr.type: [_regular(x) if isinstance(x, DynamoType) else x for x in v]}
+        else:
+            out[key] = {attr.type: v}
+    return out
+
+
+def _stream_record(self, table, stream_type, event_name, old, new, seq):
+    """moto 5.2.5's StreamRecord.__init__, its images pickled (and made
+    without copies), SizeBytes their pickle's length (moto's: their JSON's,
+    both rough)."""
+    rec = old if old is not None else new
+    keys = {table.hash_key_attr: rec.hash_key.to_json()}
+    if table.range_key_attr is not None:
+        keys[table.range_key_attr] = rec.range_key.to_json()
+    images = {}
+    if stream_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES") and new is not None:
+        images["NewImage"] = _image(new)
+    if stream_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and old is not None:
+        images["OldImage"] = _image(old)
+    self.images = pickle.dumps(images, protocol=5)
+    self.created = time.monotonic()
+    self.record = {
+        "eventID": mock_random.uuid4().hex,
+        "eventName": event_name,
+        "eventSource": "aws:dynamodb",
+        "eventVersion": "1.0",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "StreamViewType": stream_type,
+            "ApproximateCreationDateTime": utcnow(),
+            "SequenceNumber": str(seq),
+            "SizeBytes": len(self.images),
+            "Keys": keys,
+        },
+    }
+
+
+def _stream_record_to_json(self):
+    return {**self.record, "dynamodb": {**self.record["dynamodb"], **pickle.loads(self.images)}}
+
+
+StreamRecord.__init__ = _stream_record
+StreamRecord.to_json = _stream_record_to_json
+
+_shard_add, _shard_get = StreamShard.add, StreamShard.get
+
+
+def _shard_add_trimmed(self, old, new):
+    _shard_add(self, old, new)
+    # Trimmed a minute's worth at a time: the list is copied once.
+    items = self.items
+    if items and items[0].created < time.monotonic() - STREAM_RETENTION - 60:
+        horizon = time.monotonic() - STREAM_RETENTION
+        drop = next((i for i, r in enumerate(items) if r.created >= horizon), len(items))
+        self.items = items[drop:]
+        self.starting_sequence_number += drop
+
+
+def _shard_get_trimmed(self, start, quantity):
+    if start < self.starting_sequence_number:
+        raise JsonRESTError("TrimmedDataAccessException",
+                            f"sequence number {start} is beyond the stream's retention")
+    return _shard_get(self, start, quantity)
+
+
+StreamShard.add = _shard_add_trimmed
+StreamShard.get = _shard_get_trimmed
+
+_iterator_init = streams.ShardIterator.__init__
+
+
+def _iterator_dated(self, *args, **kwargs):
+    _iterator_init(self, *args, **kwargs)
+    self.created = time.monotonic()
+
+
+def _get_records_expiring(self, iterator_arn, limit):
+    iterators, horizon = self.shard_iterators, time.monotonic() - ITERATOR_TTL
+    # Oldest first (insertion order): drop the expired ones.
+    while iterators:
+        oldest = next(iter(iterators))
+        if iterators[oldest].created >= horizon:
+            break
+        del iterators[oldest]
+    if iterator_arn not in iterators:
+        raise JsonRESTError("ExpiredIteratorException", "Iterator expired or unknown")
+    return iterators[iterator_arn].get(limit)
+
+
+streams.ShardIterator.__init__ = _iterator_dated
+streams.DynamoDBStreamsBackend.get_records = _get_records_expiring
 
 # Requests served at once; each long poll (WaitTimeSeconds) holds one.
 THREADS = 16

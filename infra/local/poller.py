@@ -4,7 +4,10 @@ receives messages from QUEUE_URL, invokes the worker on `cargo lambda watch`
 with SQS events of up to POLLER_BATCH_SIZE records, and deletes only the
 messages the worker did not report in `batchItemFailures`. A function error
 deletes nothing. What is not deleted comes back after the visibility
-timeout, and the queue's redrive policy moves poison to the DLQ.
+timeout, and the queue's redrive policy moves poison to the DLQ. The poller
+never changes a message's visibility once its invocation has begun: a
+reported failure comes back when the function said (`callback` sets its
+retry delay with ChangeMessageVisibility), as with Lambda.
 
 Fairness (what AWS does for a standard queue whose messages carry a
 MessageGroupId, and moto does not): the poller holds what it received

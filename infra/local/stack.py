@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The local jobmatch stack: PostgreSQL + pgvector, moto (DynamoDB, S3 and the ingest
-queues; the match queues on an SQS server of their own), `cargo lambda watch`, the
-HttpApi-like gateway and the SQS pollers (match queue, its DLQ, ingest queue).
+queues; the match and callback queues on an SQS server of their own), `cargo
+lambda watch`, the HttpApi-like gateway, the SQS pollers (match queue, its DLQ,
+ingest queue, callback queue) and the tasks table's stream poller (callbacks).
 
     stack.py up | down | status | logs
-           | restart pg-stop|pg-start|watch|gateway|poller|poller-dlq|poller-ingest|<part>-stop
+           | restart pg-stop|pg-start|watch|gateway|poller|poller-dlq|poller-ingest
+                     |poller-callback|stream-callback|<part>-stop
            | perf-watch start|stop
 
 Runs with the project venv's python (infra/local/bootstrap.sh makes it).
@@ -13,6 +15,7 @@ State lives in .local/ (ignored): pids/, logs/, pg/, data/, env.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -104,6 +107,25 @@ INGESTS_TABLE = "jobmatch-ingests"
 INGEST_VISIBILITY_TIMEOUT = 90
 INGEST_FALLBACK_TIMEOUT_MS = 60_000
 EXPIRED_RETENTION_DAYS = 30
+# Completion callbacks (DESIGN.md "Cancel and completion callbacks"): the
+# tasks table's stream feeds `callback` (stream_poller.py, the template's
+# TaskEnded mapping); a failed delivery waits in the callback queue (on the
+# match queue's SQS server) for its retry, and after the last one in its DLQ.
+# The delays are seconds here (the template's span 27 h), so that a local
+# test sees every retry; maxReceiveCount is the template's (1 + 7 delays).
+CALLBACK_QUEUE = "jobmatch-callbacks"
+CALLBACK_DLQ = "jobmatch-callbacks-dlq"
+CALLBACK_MAX_RECEIVE_COUNT = 8
+CALLBACK_RETRY_DELAYS_SECS = "1,1,1,1,1,1,1"
+# http to these hosts is allowed locally (the api checks it too).
+CALLBACK_ALLOW_HOSTS = "127.0.0.1"
+CALLBACK_TIMEOUT_MS = 5_000
+# The function's budget (a batch's deliveries run at once, each within
+# CALLBACK_TIMEOUT_MS), after which (+5 s) a poller abandons the invocation;
+# the queue's visibility is longer, so that a crash costs seconds, not the
+# template's 180.
+CALLBACK_BUDGET_MS = CALLBACK_TIMEOUT_MS + 3_000
+CALLBACK_VISIBILITY_TIMEOUT = 15
 ADMIN_GROUP = "jobmatch-admins"
 # Instances per function under `cargo lambda watch`, and the poller's
 # invocations at once: as in Lambda, a batch never waits behind another
@@ -113,6 +135,10 @@ ADMIN_GROUP = "jobmatch-admins"
 LAMBDA_CONCURRENCY = int(os.environ.get("JOBMATCH_CONCURRENCY") or 2 * (os.cpu_count() or 1))
 # The worker poller's lane for callers with nothing in flight (poller.py).
 QUIET_LANES = 1
+# Callback invocations from the queue at once: the template's
+# MaximumConcurrency (5), within the watch's instances (the stream poller
+# takes one more, as one shard does in AWS).
+CALLBACK_CONCURRENCY = min(5, LAMBDA_CONCURRENCY)
 # Ingest instances at once (the ingest poller's dispatchers, batch size 1):
 # JOBMATCH_INGEST_CONCURRENCY, or 4 (the bench's figure), within the watch's.
 INGEST_CONCURRENCY = int(os.environ.get("JOBMATCH_INGEST_CONCURRENCY")
@@ -345,11 +371,21 @@ def aws_resources(env: dict[str, str]) -> dict[str, str]:
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
                                      "maxReceiveCount": str(MAX_RECEIVE_COUNT)}),
     })
+    callback_dlq_url = sqs.create_queue(QueueName=CALLBACK_DLQ)["QueueUrl"]
+    callback_dlq_arn = sqs.get_queue_attributes(
+        QueueUrl=callback_dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    callback_queue_url = sqs.create_queue(QueueName=CALLBACK_QUEUE)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=callback_queue_url, Attributes={
+        "VisibilityTimeout": str(CALLBACK_VISIBILITY_TIMEOUT),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": callback_dlq_arn,
+                                     "maxReceiveCount": str(CALLBACK_MAX_RECEIVE_COUNT)}),
+    })
     ddb = boto3.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"], **kw)
     if TABLE not in ddb.list_tables()["TableNames"]:
         ddb.create_table(
             TableName=TABLE,
             BillingMode="PAY_PER_REQUEST",
+            StreamSpecification=TASKS_STREAM,
             AttributeDefinitions=[
                 {"AttributeName": "task_id", "AttributeType": "S"},
                 {"AttributeName": "owner", "AttributeType": "S"},
@@ -366,6 +402,7 @@ def aws_resources(env: dict[str, str]) -> dict[str, str]:
         ddb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={
             "AttributeName": "expires_at", "Enabled": True})
         log(f"table {TABLE} created")
+    tasks_stream(ddb)
     if QUOTA_TABLE not in ddb.list_tables()["TableNames"]:
         ddb.create_table(
             TableName=QUOTA_TABLE,
@@ -376,7 +413,25 @@ def aws_resources(env: dict[str, str]) -> dict[str, str]:
         ddb.update_time_to_live(TableName=QUOTA_TABLE, TimeToLiveSpecification={
             "AttributeName": "expires_at", "Enabled": True})
         log(f"table {QUOTA_TABLE} created")
-    return {"QUEUE_URL": queue_url, "DLQ_URL": dlq_url, **ingest_resources(env)}
+    return {"QUEUE_URL": queue_url, "DLQ_URL": dlq_url, "CALLBACK_QUEUE_URL": callback_queue_url,
+            "CALLBACK_DLQ_URL": callback_dlq_url, **ingest_resources(env)}
+
+
+# As template.yaml's TasksTable: the callbacks' stream_poller.py reads it.
+TASKS_STREAM = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+
+
+def tasks_stream(ddb) -> None:
+    """The tasks table's stream, also on a table an earlier stack.py made
+    without one (moto keeps tables while its server runs)."""
+    current = ddb.describe_table(TableName=TABLE)["Table"].get("StreamSpecification") or {}
+    if current.get("StreamEnabled"):
+        if current.get("StreamViewType") != TASKS_STREAM["StreamViewType"]:
+            log(f"warning: table {TABLE}'s stream has {current.get('StreamViewType')}, not "
+                f"{TASKS_STREAM['StreamViewType']}: run `make down && make up`")
+        return
+    ddb.update_table(TableName=TABLE, StreamSpecification=TASKS_STREAM)
+    log(f"table {TABLE}: stream enabled ({TASKS_STREAM['StreamViewType']})")
 
 
 def ingest_resources(env: dict[str, str]) -> dict[str, str]:
@@ -442,6 +497,16 @@ def jwt_secret() -> str:
     path = STATE / "jwt_secret"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def webhook_secret() -> str:
+    """The callbacks' signing secret, in Standard Webhooks' form (`whsec_` and
+    base64 of 32 random bytes); in AWS, WEBHOOK_SECRET_ARN names it."""
+    path = STATE / "webhook_secret"
+    if not path.exists():
+        path.write_text("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -540,6 +605,14 @@ def base_env() -> dict[str, str]:
         "JWT_SECRET": jwt_secret(),
         "CACHE_MAC_KEY": cache_mac_key(),
         "MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
+        # Completion callbacks (CALLBACK_QUEUE_URL and CALLBACK_DLQ_URL come
+        # from aws_resources): the signing secret, the hosts allowed over
+        # http (the api checks a request's URL against it too), the retries'
+        # delays, one delivery's time.
+        "WEBHOOK_SECRET": webhook_secret(),
+        "CALLBACK_ALLOW_HOSTS": CALLBACK_ALLOW_HOSTS,
+        "CALLBACK_RETRY_DELAYS_SECS": CALLBACK_RETRY_DELAYS_SECS,
+        "CALLBACK_TIMEOUT_MS": str(CALLBACK_TIMEOUT_MS),
         # As template.yaml's BatchSize: the worker's pool (DB_MAX_CONNECTIONS,
         # 4), so that every message of a batch starts at once.
         "POLLER_BATCH_SIZE": "4",
@@ -669,14 +742,16 @@ def saved_env() -> dict[str, str]:
     return env
 
 
-# The Python stand-ins for what AWS provides: the HttpApi's routing, and the
-# three SQS event source mappings (the match queue to the worker, the DLQ to
-# the dead-letter consumer, the ingest queue to the ingest).
-PARTS = ("gateway", "poller", "poller-dlq", "poller-ingest")
+# The Python stand-ins for what AWS provides: the HttpApi's routing, the four
+# SQS event source mappings (the match queue to the worker, the DLQ to the
+# dead-letter consumer, the ingest queue to the ingest, the callback queue to
+# `callback`) and the DynamoDB stream's (the tasks table to `callback`).
+PARTS = ("gateway", "poller", "poller-dlq", "poller-ingest", "poller-callback", "stream-callback")
 
 
 def start_part(part: str, env: dict[str, str]) -> None:
-    script = "poller" if part.startswith("poller") else part
+    script = ("poller" if part.startswith("poller")
+              else "stream_poller" if part.startswith("stream") else part)
     part_env = dict(env)
     if part == "poller-dlq":
         part_env.update(POLLER_QUEUE_URL=env["DLQ_URL"], POLLER_WORKER="deadletter",
@@ -692,6 +767,23 @@ def start_part(part: str, env: dict[str, str]) -> None:
                         POLLER_HOLD=str(INGEST_CONCURRENCY), POLLER_QUIET_LANES="0",
                         POLLER_TIMEOUT_MS=env["INGEST_FALLBACK_TIMEOUT_MS"],
                         AWS_ENDPOINT_URL_SQS=env["AWS_ENDPOINT_URL"])
+    elif part == "poller-callback":
+        # As the template's Retries mapping: batch 10, partial batch
+        # failures. `callback` sets a failed message's retry delay itself
+        # (ChangeMessageVisibility) and reports it: poller.py leaves the
+        # visibility of a reported failure alone.
+        part_env.update(POLLER_QUEUE_URL=env["CALLBACK_QUEUE_URL"], POLLER_WORKER="callback",
+                        POLLER_BATCH_SIZE="10", POLLER_CONCURRENCY=str(CALLBACK_CONCURRENCY),
+                        POLLER_QUIET_LANES="0", POLLER_TIMEOUT_MS=str(CALLBACK_BUDGET_MS))
+    elif part == "stream-callback":
+        # The template's TaskEnded mapping (filter, batch, window, retries,
+        # bisect: read from template.yaml); its OnFailure destination is the
+        # callback DLQ, as in the template.
+        part_env.update(STREAM_TABLE=TABLE, STREAM_FUNCTION="callback",
+                        STREAM_TEMPLATE_FUNCTION="CallbackFunction",
+                        STREAM_TEMPLATE_EVENT="TaskEnded",
+                        STREAM_TIMEOUT_MS=str(CALLBACK_BUDGET_MS),
+                        STREAM_ON_FAILURE_URL=env["CALLBACK_DLQ_URL"])
     start(part, [str(VENV / "bin" / "python"), str(ROOT / "infra" / "local" / f"{script}.py")],
           part_env)
 
@@ -773,10 +865,10 @@ def status() -> int:
     for name in ("moto", "moto-sqs", "watch", *PARTS):
         pid = running_pid(name)
         ok &= pid is not None
-        print(f"{name:13} {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name:15} {'running (pid %d)' % pid if pid else 'stopped'}")
     pg = pg_data().exists() and pg_running()
     ok &= pg
-    print(f"{'postgres':13} {'running on 127.0.0.1:%d' % PG_PORT if pg else 'stopped'}")
+    print(f"{'postgres':15} {'running on 127.0.0.1:%d' % PG_PORT if pg else 'stopped'}")
     return 0 if ok else 1
 
 
