@@ -17,6 +17,7 @@ use shared::domain::{Task, TaskStatus, EMBEDDING_DIM};
 use shared::ports::TaskReader;
 
 pub mod catalogue;
+pub mod receiver;
 
 pub fn env(key: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| {

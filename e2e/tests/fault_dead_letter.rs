@@ -240,6 +240,7 @@ async fn a_message_put_in_the_dlq_closes_its_pending_task_only() {
         skills: None,
         filters: Default::default(),
         limit: 5,
+        callback: None,
     };
     let now = Utc::now();
     let pending = Task::pending(

@@ -19,6 +19,7 @@ async fn duplicates_give_one_result_and_never_overwrite() {
         skills: Some(vec!["rust".into()]),
         filters: Default::default(),
         limit: 5,
+        callback: None,
     };
     // Written without a queue message, so only our deliveries reach it.
     let task = Task::pending(
