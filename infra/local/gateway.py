@@ -230,6 +230,15 @@ class Handler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
 
+class Server(ThreadingHTTPServer):
+    # A thread per connection, not waited for on shutdown.
+    daemon_threads = True
+    # listen()'s backlog (socketserver's default is 5): a burst of new
+    # connections overflows the accept queue and its clients get resets or
+    # timeouts. The kernel caps it at net.core.somaxconn.
+    request_queue_size = 1024
+
+
 def print_routes(requests: list[str]) -> None:
     for r in ROUTES:
         print(f"{r.route_key} -> {r.function}")
@@ -243,8 +252,7 @@ def main() -> None:
     if sys.argv[1:2] == ["--routes"]:
         print_routes(sys.argv[2:])
         return
-    server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", PORT), Handler)
     for r in ROUTES:
         print(f"gateway: {r.route_key} -> {r.function}", flush=True)
     print(f"gateway: listening on http://127.0.0.1:{PORT}", flush=True)
