@@ -106,11 +106,13 @@ async fn failed_and_cancelled_tasks_notify_too() {
         json!({"callback": {"url": format!("{}/failed", receiver.base)}}),
     )
     .await;
-    // A long text, cancelled at once: the worker is still on it.
+    // A long text of its own (a cached one would end at once), cancelled at
+    // once: the worker is still on it.
+    let text = format!("{} {}", long_resume(31_101, 1_400), uuid::Uuid::new_v4());
     let cancelled = submit(
         &stack,
         &token,
-        json!({"text": long_resume(31_101, 1_400), "callback": {"url": format!("{}/cancelled", receiver.base)}}),
+        json!({"text": text, "callback": {"url": format!("{}/cancelled", receiver.base)}}),
     )
     .await;
     let resp = stack

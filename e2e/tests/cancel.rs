@@ -124,7 +124,9 @@ async fn the_owner_cancels_pending_and_processing_tasks_and_nothing_is_written_a
 
     // Processing: a long text keeps the worker busy; cancelled once seen
     // processing.
-    let running = submit_text(&stack, &token, &long_resume(31_002, 1_400)).await;
+    // A text of its own: a cached vector or result would end it at once.
+    let text = format!("{} {}", long_resume(31_002, 1_400), uuid::Uuid::new_v4());
+    let running = submit_text(&stack, &token, &text).await;
     let started = Instant::now();
     loop {
         let status = stack.task(&running).await.status;
