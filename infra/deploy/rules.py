@@ -923,6 +923,11 @@ class Checker:
             touched = mentions(ofn.get("Properties", {}).get("Policies")) | mentions(self.env(ofn))
             self.check(not (touched & (WEBHOOK_SECRET_NAMES | queues)),
                        f"{other}: no access to the webhook secret or the callback queues ({name}'s alone)")
+        for fname, ofn in functions.items():
+            # A listed host skips https and the address check: the local
+            # stack's receivers only, never a deployment.
+            self.check("CALLBACK_ALLOW_HOSTS" not in self.env(ofn) and "CALLBACK_ALLOW_HOSTS" not in self.globals.get("Environment", {}).get("Variables", {}),
+                       f"{fname}: no CALLBACK_ALLOW_HOSTS (it turns the callback URL guard off for its hosts)")
         tasks = self.res.get("TasksTable", {}).get("Properties", {})
         self.check(tasks.get("StreamSpecification") == {"StreamViewType": "NEW_AND_OLD_IMAGES"},
                    "TasksTable: StreamSpecification NEW_AND_OLD_IMAGES (the callbacks read both images)")
@@ -1237,6 +1242,8 @@ def self_test(doc: dict) -> int:
         "the worker may queue callbacks": lambda d: worker(d)["Policies"][0]["Statement"].append(
             {"Sid": "Cb", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": Tagged("!GetAtt", "CallbackQueue.Arn")}),
         "callback names the tasks table": lambda d: callback_env(d).update(TASKS_TABLE=Tagged("!Ref", "TasksTable")),
+        "the guard turned off in AWS": lambda d: callback_env(d).update(CALLBACK_ALLOW_HOSTS="hooks.example.com"),
+        "the api's guard turned off in AWS": lambda d: d["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"].update(CALLBACK_ALLOW_HOSTS="10.0.0.5"),
         "webhook secret always created": lambda d: d["Resources"]["WebhookSecret"].pop("Condition"),
         "no WebhookSecretArn output": lambda d: d["Outputs"].pop("WebhookSecretArn"),
         "tasks table without a stream": lambda d: d["Resources"]["TasksTable"]["Properties"].pop("StreamSpecification"),

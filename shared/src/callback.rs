@@ -120,6 +120,10 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
+/// The refusal of a name that resolves to a forbidden address: the same
+/// words whatever the address.
+pub const NOT_PUBLIC: &str = "resolves to an address that is not public";
+
 /// `Err` with the message for a forbidden address.
 fn refusal(ip: IpAddr) -> Result<(), String> {
     match forbidden(ip) {
@@ -275,7 +279,12 @@ impl CallbackPolicy {
         let mut any = false;
         for addr in addrs {
             any = true;
-            refusal(addr.ip()).map_err(Refused::Forbidden)?;
+            if let Some(reason) = forbidden(addr.ip()) {
+                // The api resolves inside the VPC: its answer must not tell
+                // a caller what a private name resolves to. The log does.
+                tracing::info!(reason, "a callback host resolves to a forbidden address");
+                return Err(Refused::Forbidden(NOT_PUBLIC.into()));
+            }
         }
         if any {
             Ok(())
@@ -475,6 +484,9 @@ mod delivery {
         }
     }
 
+    /// TCP's connect, within the delivery's timeout.
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
     impl Deliverer {
         /// Each POST, connection included, is bounded by `timeout`.
         pub fn new(policy: CallbackPolicy, timeout: Duration) -> Result<Deliverer, TlsError> {
@@ -485,7 +497,9 @@ mod delivery {
             });
             tcp.enforce_http(false);
             tcp.set_nodelay(true);
-            tcp.set_connect_timeout(Some(timeout));
+            // A receiver that never accepts holds a slot for this, not the
+            // whole timeout (the slots are shared by every caller's callbacks).
+            tcp.set_connect_timeout(Some(timeout.min(CONNECT_TIMEOUT)));
             let https = HttpsConnectorBuilder::new()
                 .with_tls_config((*tls).clone())
                 .https_or_http()
@@ -729,7 +743,7 @@ mod tests {
             .await
             .expect_err("localhost is loopback");
         assert!(
-            matches!(&refusal, Refused::Forbidden(m) if m.starts_with("resolves to a loopback address")),
+            matches!(&refusal, Refused::Forbidden(m) if m == NOT_PUBLIC),
             "{refusal:?}"
         );
         let allowing = CallbackPolicy::new("localhost");

@@ -125,21 +125,40 @@ impl SqsCallbackOutbox {
     }
 }
 
-/// SendMessageBatch takes at most this many messages.
+/// SendMessageBatch takes at most this many messages, and this many bytes
+/// of bodies in all (256 KiB, SQS's long-standing limit; one message alone
+/// may now be up to 1 MiB, so a larger notice goes in a batch of its own).
 const SQS_BATCH: usize = 10;
+const SQS_BATCH_BYTES: usize = 256 * 1024;
+
+/// The index ranges of `bodies` that fit one SendMessageBatch each, in order.
+fn batches(bodies: &[String]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, body) in bodies.iter().enumerate() {
+        let full = i - start == SQS_BATCH || bytes + body.len() > SQS_BATCH_BYTES;
+        if i > start && full {
+            out.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += body.len();
+    }
+    if start < bodies.len() {
+        out.push(start..bodies.len());
+    }
+    out
+}
 
 impl CallbackOutbox for SqsCallbackOutbox {
     async fn send(&self, bodies: &[String]) -> Result<Vec<usize>> {
         let mut failed = Vec::new();
-        for (chunk_no, chunk) in bodies.chunks(SQS_BATCH).enumerate() {
-            let first = chunk_no * SQS_BATCH;
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, body)| {
+        for range in batches(bodies) {
+            let entries = range
+                .clone()
+                .map(|i| {
                     aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                        .id((first + i).to_string())
-                        .message_body(body)
+                        .id(i.to_string())
+                        .message_body(&bodies[i])
                         .build()
                         .map_err(|e| Error::Internal(e.to_string()))
                 })
@@ -157,7 +176,7 @@ impl CallbackOutbox for SqsCallbackOutbox {
                 }
                 Err(e) => {
                     tracing::warn!(error = %DisplayErrorContext(e), "cannot queue callbacks");
-                    failed.extend(first..first + chunk.len());
+                    failed.extend(range);
                 }
             }
         }
@@ -177,5 +196,26 @@ impl CallbackOutbox for SqsCallbackOutbox {
             .await
             .map_err(|e| Error::unavailable(COMPONENT, DisplayErrorContext(e)))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{batches, SQS_BATCH_BYTES};
+
+    #[test]
+    fn callback_batches_hold_ten_notices_or_256_kib_and_a_large_one_goes_alone() {
+        let small = |n: usize| vec!["x".repeat(100); n];
+        assert!(batches(&small(0)).is_empty());
+        assert_eq!(batches(&small(23)), [0..10, 10..20, 20..23]);
+        let mut mixed = small(3);
+        mixed.push("y".repeat(SQS_BATCH_BYTES - 200)); // over the limit with the three
+        mixed.push("z".repeat(SQS_BATCH_BYTES + 1)); // over it: alone
+        mixed.extend(small(2));
+        assert_eq!(batches(&mixed), [0..3, 3..4, 4..5, 5..7]);
+        for range in batches(&mixed) {
+            let bytes: usize = mixed[range.clone()].iter().map(String::len).sum();
+            assert!(range.len() == 1 || bytes <= SQS_BATCH_BYTES, "{range:?}");
+        }
     }
 }
