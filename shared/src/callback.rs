@@ -330,7 +330,7 @@ mod delivery {
     use hyper_util::rt::TokioExecutor;
     use ring::hmac;
 
-    use super::{refusal, CallbackPolicy, CallbackUrl};
+    use super::{refusal, CallbackPolicy};
     use crate::http_client::{find_source, tls_config, TlsError};
 
     type BoxError = Box<dyn StdError + Send + Sync>;
@@ -519,16 +519,11 @@ mod delivery {
 
         /// POSTs `body` as JSON with `headers` added (the webhook ones). The
         /// response body is not read.
-        pub async fn post(
-            &self,
-            url: &CallbackUrl,
-            headers: &[(&str, String)],
-            body: Vec<u8>,
-        ) -> Delivery {
-            // This deliverer's policy decides, whichever checked the URL; an
-            // IP-literal host is judged here, since the connector skips the
-            // resolver for it.
-            let url = match self.policy.check(url.as_str()) {
+        pub async fn post(&self, url: &str, headers: &[(&str, String)], body: Vec<u8>) -> Delivery {
+            // The URL is judged here, at every delivery: its syntax and an
+            // IP-literal host (the connector skips the resolver for those);
+            // a name's addresses by the resolver.
+            let url = match self.policy.check(url) {
                 Ok(url) => url,
                 Err(message) => return Delivery::Refused(message),
             };
@@ -961,7 +956,9 @@ mod tests {
                 ("webhook-timestamp", "1700000000".to_owned()),
                 ("webhook-signature", signature.clone()),
             ];
-            let delivery = deliverer("127.0.0.1").post(&target, &headers, body).await;
+            let delivery = deliverer("127.0.0.1")
+                .post(target.as_str(), &headers, body)
+                .await;
             assert_eq!(delivery, Delivery::Delivered(204));
             let request = server.requests.recv().await.expect("a request");
             assert!(
@@ -991,17 +988,17 @@ mod tests {
             // Checked by a lenient policy; the deliverer's own decides.
             let plain = url("127.0.0.1", &format!("http://127.0.0.1:{port}/"));
             assert_eq!(
-                none.post(&plain, &[], b"{}".to_vec()).await,
+                none.post(plain.as_str(), &[], b"{}".to_vec()).await,
                 Delivery::Refused("must use https".into())
             );
             let literal = url("127.0.0.1", &format!("https://127.0.0.1:{port}/"));
             assert_eq!(
-                none.post(&literal, &[], b"{}".to_vec()).await,
+                none.post(literal.as_str(), &[], b"{}".to_vec()).await,
                 Delivery::Refused("resolves to a loopback address (127.0.0.1)".into())
             );
             // A name goes through the resolver, which refuses its answer.
             let name = url("", &format!("https://localhost:{port}/"));
-            let delivery = none.post(&name, &[], b"{}".to_vec()).await;
+            let delivery = none.post(name.as_str(), &[], b"{}".to_vec()).await;
             assert!(
                 matches!(&delivery, Delivery::Refused(m) if m.starts_with("resolves to a loopback address")),
                 "{delivery:?}"
@@ -1017,7 +1014,7 @@ mod tests {
                 &format!("http://localhost:{}/", server.addr.port()),
             );
             let delivery = deliverer("localhost")
-                .post(&name, &[], b"{}".to_vec())
+                .post(name.as_str(), &[], b"{}".to_vec())
                 .await;
             assert_eq!(delivery, Delivery::Delivered(200));
             assert_eq!(server.connections.load(Ordering::SeqCst), 1);
@@ -1033,7 +1030,7 @@ mod tests {
             let server = serve(Some(redirect)).await;
             let target = url("127.0.0.1", &format!("http://{}/", server.addr));
             let delivery = deliverer("127.0.0.1")
-                .post(&target, &[], b"{}".to_vec())
+                .post(target.as_str(), &[], b"{}".to_vec())
                 .await;
             assert_eq!(delivery, Delivery::Rejected(302));
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1045,7 +1042,7 @@ mod tests {
             let server = serve(status("500 Internal Server Error")).await;
             let target = url("127.0.0.1", &format!("http://{}/", server.addr));
             let delivery = deliverer("127.0.0.1")
-                .post(&target, &[], b"{}".to_vec())
+                .post(target.as_str(), &[], b"{}".to_vec())
                 .await;
             assert_eq!(delivery, Delivery::Rejected(500));
         }
@@ -1058,7 +1055,7 @@ mod tests {
                 Deliverer::new(CallbackPolicy::new("127.0.0.1"), Duration::from_millis(300))
                     .expect("CA bundle");
             let started = std::time::Instant::now();
-            let delivery = deliverer.post(&target, &[], b"{}".to_vec()).await;
+            let delivery = deliverer.post(target.as_str(), &[], b"{}".to_vec()).await;
             assert!(matches!(delivery, Delivery::Failed(_)), "{delivery:?}");
             assert!(
                 started.elapsed() < Duration::from_secs(3),
@@ -1075,7 +1072,7 @@ mod tests {
                 .expect("a free port");
             let target = url("127.0.0.1", &format!("http://{addr}/"));
             let delivery = deliverer("127.0.0.1")
-                .post(&target, &[], b"{}".to_vec())
+                .post(target.as_str(), &[], b"{}".to_vec())
                 .await;
             assert!(matches!(delivery, Delivery::Failed(_)), "{delivery:?}");
         }

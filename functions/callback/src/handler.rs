@@ -22,7 +22,7 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use shared::callback::{CallbackPolicy, Delivery, Signer};
+use shared::callback::{Delivery, Signer};
 use shared::domain::{Task, TaskStatus};
 use shared::error::{Error, Result};
 use shared::http::TaskBody;
@@ -64,23 +64,19 @@ impl Notice {
     }
 }
 
-/// Sends a signed request; `shared::callback::Deliverer` in production.
+/// Sends a signed request; `shared::callback::Deliverer` in production,
+/// which judges the URL (its guard) at every delivery.
 pub trait Poster: Send + Sync {
     fn post(
         &self,
-        url: &shared::callback::CallbackUrl,
+        url: &str,
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> impl std::future::Future<Output = Delivery> + Send;
 }
 
 impl Poster for shared::callback::Deliverer {
-    async fn post(
-        &self,
-        url: &shared::callback::CallbackUrl,
-        headers: &[(&str, String)],
-        body: Vec<u8>,
-    ) -> Delivery {
+    async fn post(&self, url: &str, headers: &[(&str, String)], body: Vec<u8>) -> Delivery {
         shared::callback::Deliverer::post(self, url, headers, body).await
     }
 }
@@ -139,7 +135,6 @@ pub fn signer_of(secret: &str) -> Result<Signer> {
 pub struct App<O, P> {
     pub outbox: O,
     pub poster: P,
-    pub policy: CallbackPolicy,
     pub keys: Keys,
     /// The waits before the retries, in order (`CALLBACK_RETRY_DELAYS_SECS`).
     pub retry_delays: Vec<Duration>,
@@ -260,10 +255,6 @@ impl<O: CallbackOutbox, P: Poster> App<O, P> {
     /// Signs and sends a notice. An `Err` is ours (no usable secret), not
     /// the receiver's: the notice waits like any failed try.
     async fn attempt(&self, notice: &Notice) -> Result<Delivery> {
-        let url = match self.policy.check(&notice.url) {
-            Ok(url) => url,
-            Err(why) => return Ok(Delivery::Refused(why)),
-        };
         let signer = self.keys.signer().await?;
         let timestamp = Utc::now().timestamp();
         let body = notice.body.as_bytes();
@@ -275,7 +266,7 @@ impl<O: CallbackOutbox, P: Poster> App<O, P> {
                 signer.sign(&notice.webhook_id, timestamp, body),
             ),
         ];
-        Ok(self.poster.post(&url, &headers, body.to_vec()).await)
+        Ok(self.poster.post(&notice.url, &headers, body.to_vec()).await)
     }
 
     /// A failed try: the message comes back after the next delay, or, with
@@ -350,12 +341,7 @@ mod tests {
     }
 
     impl Poster for Receiver {
-        async fn post(
-            &self,
-            _url: &shared::callback::CallbackUrl,
-            headers: &[(&str, String)],
-            body: Vec<u8>,
-        ) -> Delivery {
+        async fn post(&self, _url: &str, headers: &[(&str, String)], body: Vec<u8>) -> Delivery {
             let headers = headers
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
@@ -376,7 +362,6 @@ mod tests {
         App {
             outbox: MemoryOutbox::default(),
             poster: Receiver::default(),
-            policy: CallbackPolicy::new(""),
             keys: Keys::Fixed(Arc::new(signer_of(SECRET).expect("secret"))),
             retry_delays: vec![Duration::from_secs(5), Duration::from_secs(300)],
         }
@@ -570,19 +555,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_url_the_guard_refuses_is_dropped_without_a_request() {
+    async fn a_delivery_the_guard_refuses_is_dropped_not_retried() {
         let app = app();
-        for url in [
-            "http://example.com/hook",
-            "https://10.0.0.1/hook",
-            "https://[::1]/x",
-        ] {
-            let response = app
-                .handle_queue(queue(vec![message(&notice(url), 1)]))
-                .await;
-            assert!(response.batch_item_failures.is_empty(), "{url}");
-        }
-        assert!(app.poster.got.lock().expect("lock").is_empty());
+        *app.poster.answers.lock().expect("lock") =
+            vec![Delivery::Refused("resolves to a private address".into())];
+        let response = app
+            .handle_queue(queue(vec![message(&notice("https://example.com/"), 1)]))
+            .await;
+        assert!(response.batch_item_failures.is_empty());
+        assert!(
+            app.outbox.delays.lock().expect("lock").is_empty(),
+            "no retry"
+        );
         // Unreadable: reported, for the redrive.
         let mut bad = message(&notice("https://example.com/"), 1);
         bad.body = Some("not json".into());

@@ -67,7 +67,6 @@ async fn main() -> Result<(), Error> {
     let app = handler::App {
         outbox: SqsCallbackOutbox::new(aws_sdk_sqs::Client::new(&aws), config.callback_queue_url),
         poster: Deliverer::new(CallbackPolicy::new(&config.callback_allow_hosts), timeout)?,
-        policy: CallbackPolicy::new(&config.callback_allow_hosts),
         keys,
         retry_delays: config
             .callback_retry_delays_secs
