@@ -138,17 +138,66 @@ impl Stack {
     pub async fn submit(&self, token: &str, seed: u64) -> String {
         let body =
             json!({"embedding": embedding(seed ^ self.run), "skills": ["rust"], "limit": 10});
+        self.submit_body(token, &body).await
+    }
+
+    /// POST /jobs/match with `text` (a resume or a phrase); the task id of the 202.
+    pub async fn submit_text(&self, token: &str, text: &str) -> String {
+        self.submit_body(token, &json!({ "text": text, "limit": 10 }))
+            .await
+    }
+
+    /// POST /jobs/match with `body`; the task id of the 202 (anything else
+    /// panics with the answer).
+    pub async fn submit_body(&self, token: &str, body: &Value) -> String {
         let resp = self
             .http
             .post(format!("{}/jobs/match", self.api))
             .bearer_auth(token)
-            .json(&body)
+            .json(body)
             .send()
             .await
             .expect("POST /jobs/match");
-        assert_eq!(resp.status(), StatusCode::ACCEPTED, "submit");
+        let status = resp.status();
         let v: Value = resp.json().await.expect("json");
+        assert_eq!(status, StatusCode::ACCEPTED, "submit: {v}");
         v["task_id"].as_str().expect("task_id").to_owned()
+    }
+
+    /// GET /jobs/match/status/{id} as the caller of `token` sees it.
+    pub async fn status_body(&self, token: &str, id: &str) -> Value {
+        self.get_json(token, &format!("/jobs/match/status/{id}"))
+            .await
+    }
+
+    /// The first page of GET /jobs/match/tasks for the caller of `token`.
+    pub async fn listing(&self, token: &str) -> Value {
+        self.get_json(token, "/jobs/match/tasks").await
+    }
+
+    async fn get_json(&self, token: &str, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// POST /jobs/match/{id}/cancel: the status and the body.
+    pub async fn cancel(&self, token: &str, id: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/jobs/match/{id}/cancel", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("POST cancel");
+        let status = resp.status();
+        (status, resp.json().await.expect("json"))
     }
 
     pub async fn task(&self, task_id: &str) -> Task {

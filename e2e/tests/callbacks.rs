@@ -16,34 +16,6 @@ fn caller(what: &str) -> String {
     format!("callback-{what}-{}", uuid::Uuid::new_v4().simple())
 }
 
-async fn submit(stack: &Stack, token: &str, body: Value) -> String {
-    let resp = stack
-        .http
-        .post(format!("{}/jobs/match", stack.api))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("POST /jobs/match");
-    let status = resp.status();
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    body["task_id"].as_str().expect("task_id").to_owned()
-}
-
-async fn status_body(stack: &Stack, token: &str, id: &str) -> Value {
-    stack
-        .http
-        .get(format!("{}/jobs/match/status/{id}", stack.api))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("GET status")
-        .json()
-        .await
-        .expect("json")
-}
-
 /// Checks a delivery as a receiver would: the reference library verifies
 /// the signature and the timestamp with the deployment's secret.
 fn verify(got: &Received) -> Value {
@@ -74,17 +46,16 @@ async fn a_completed_task_is_posted_signed_and_retried_with_one_id_until_a_2xx()
     let token = stack.token(&caller("done"));
     let url = format!("{}/hook/done", receiver.base);
     let seed = rand::random::<u64>();
-    let id = submit(
-        &stack,
+    let id = stack.submit_body(
         &token,
-        json!({"embedding": jobmatch_e2e::embedding(seed), "limit": 5, "callback": {"url": url}}),
+        &json!({"embedding": jobmatch_e2e::embedding(seed), "limit": 5, "callback": {"url": url}}),
     )
     .await;
     let got = receiver.wait_for(3, Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let got_after = receiver.received();
     assert_eq!(got_after.len(), 3, "nothing after the 200: {got_after:?}");
-    let expected = status_body(&stack, &token, &id).await;
+    let expected = stack.status_body(&token, &id).await;
     assert_eq!(expected["status"], "completed");
     for delivery in &got {
         assert_eq!(delivery.path, "/hook/done");
@@ -100,29 +71,23 @@ async fn failed_and_cancelled_tasks_notify_too() {
     let receiver = Receiver::start(vec![]).await;
     // No stored profile and no query: the task fails (profile_not_found).
     let token = stack.token(&caller("failed"));
-    let failed = submit(
-        &stack,
-        &token,
-        json!({"callback": {"url": format!("{}/failed", receiver.base)}}),
-    )
-    .await;
+    let failed = stack
+        .submit_body(
+            &token,
+            &json!({"callback": {"url": format!("{}/failed", receiver.base)}}),
+        )
+        .await;
     // A long text of its own (a cached one would end at once), cancelled at
     // once: the worker is still on it.
     let text = format!("{} {}", long_resume(31_101, 1_400), uuid::Uuid::new_v4());
-    let cancelled = submit(
-        &stack,
-        &token,
-        json!({"text": text, "callback": {"url": format!("{}/cancelled", receiver.base)}}),
-    )
-    .await;
-    let resp = stack
-        .http
-        .post(format!("{}/jobs/match/{cancelled}/cancel", stack.api))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("cancel");
-    assert_eq!(resp.status(), StatusCode::OK);
+    let cancelled = stack
+        .submit_body(
+            &token,
+            &json!({"text": text, "callback": {"url": format!("{}/cancelled", receiver.base)}}),
+        )
+        .await;
+    let (status, body) = stack.cancel(&token, &cancelled).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let got = receiver.wait_for(2, Duration::from_secs(90)).await;
     for (id, path, status) in [
         (&failed, "/failed", "failed"),
@@ -135,9 +100,9 @@ async fn failed_and_cancelled_tasks_notify_too() {
         assert_eq!(&delivery.headers["webhook-id"], id);
         let body = verify(delivery);
         assert_eq!(body["status"], status, "{body}");
-        assert_eq!(body, status_body(&stack, &token, id).await);
+        assert_eq!(body, stack.status_body(&token, id).await);
     }
-    let failed_body = status_body(&stack, &token, &failed).await;
+    let failed_body = stack.status_body(&token, &failed).await;
     assert_eq!(failed_body["error"]["code"], "profile_not_found");
 }
 
@@ -170,16 +135,7 @@ async fn hostile_callback_urls_are_refused_at_submit_naming_callback_url() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {body}");
         assert_eq!(body["errors"][0]["field"], "callback.url", "{url}: {body}");
     }
-    let listing: Value = stack
-        .http
-        .get(format!("{}/jobs/match/tasks", stack.api))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("GET tasks")
-        .json()
-        .await
-        .expect("json");
+    let listing = stack.listing(&token).await;
     assert_eq!(listing["tasks"], json!([]), "nothing was stored");
 }
 
@@ -192,13 +148,13 @@ async fn a_redirect_is_not_followed_and_a_receiver_that_never_accepts_ends_in_th
     let redirect = (302, vec![("location", format!("{}/stolen", target.base))]);
     let receiver = Receiver::start(vec![redirect; 8]).await;
     let token = stack.token(&caller("redirect"));
-    let id = submit(
-        &stack,
-        &token,
-        json!({"embedding": jobmatch_e2e::embedding(rand::random()), "limit": 5,
+    let id = stack
+        .submit_body(
+            &token,
+            &json!({"embedding": jobmatch_e2e::embedding(rand::random()), "limit": 5,
                "callback": {"url": format!("{}/hook", receiver.base)}}),
-    )
-    .await;
+        )
+        .await;
     // One first try and seven retries (`CALLBACK_RETRY_DELAYS_SECS`).
     let got = receiver.wait_for(8, Duration::from_secs(120)).await;
     assert!(got.iter().all(|g| g.headers["webhook-id"] == id));

@@ -16,32 +16,6 @@ fn caller(what: &str) -> String {
     format!("cancel-{what}-{}", uuid::Uuid::new_v4().simple())
 }
 
-async fn cancel(stack: &Stack, token: &str, id: &str) -> (StatusCode, Value) {
-    let resp = stack
-        .http
-        .post(format!("{}/jobs/match/{id}/cancel", stack.api))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("POST cancel");
-    let status = resp.status();
-    (status, resp.json().await.expect("json"))
-}
-
-async fn submit_text(stack: &Stack, token: &str, text: &str) -> String {
-    let resp = stack
-        .http
-        .post(format!("{}/jobs/match", stack.api))
-        .bearer_auth(token)
-        .json(&json!({ "text": text, "limit": 10 }))
-        .send()
-        .await
-        .expect("POST /jobs/match");
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let body: Value = resp.json().await.expect("json");
-    body["task_id"].as_str().expect("task_id").to_owned()
-}
-
 #[tokio::test]
 async fn the_owner_cancels_pending_and_processing_tasks_and_nothing_is_written_after() {
     let stack = Stack::connect().await;
@@ -53,7 +27,7 @@ async fn the_owner_cancels_pending_and_processing_tasks_and_nothing_is_written_a
         let _paused = stack.pause("poller");
         let pending = stack.submit(&token, 31_001).await;
         assert_eq!(stack.task(&pending).await.status, TaskStatus::Pending);
-        let (status, body) = cancel(&stack, &token, &pending).await;
+        let (status, body) = stack.cancel(&token, &pending).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["status"], "cancelled");
         assert_eq!(body["task_id"], pending.as_str());
@@ -83,16 +57,7 @@ async fn the_owner_cancels_pending_and_processing_tasks_and_nothing_is_written_a
         let waiting = {
             let started = Instant::now();
             loop {
-                let listing: Value = stack
-                    .http
-                    .get(format!("{}/jobs/match/tasks", stack.api))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .expect("GET tasks")
-                    .json()
-                    .await
-                    .expect("json");
+                let listing = stack.listing(&token).await;
                 let tasks = listing["tasks"].as_array().expect("tasks").clone();
                 let states: Vec<(&str, &str)> = tasks
                     .iter()
@@ -114,7 +79,7 @@ async fn the_owner_cancels_pending_and_processing_tasks_and_nothing_is_written_a
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
-        let (status, body) = cancel(&stack, &token, &waiting).await;
+        let (status, body) = stack.cancel(&token, &waiting).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         (pending, legacy)
     };
@@ -126,7 +91,7 @@ async fn the_owner_cancels_pending_and_processing_tasks_and_nothing_is_written_a
     // processing.
     // A text of its own: a cached vector or result would end it at once.
     let text = format!("{} {}", long_resume(31_002, 1_400), uuid::Uuid::new_v4());
-    let running = submit_text(&stack, &token, &text).await;
+    let running = stack.submit_text(&token, &text).await;
     let started = Instant::now();
     loop {
         let status = stack.task(&running).await.status;
@@ -139,7 +104,7 @@ async fn the_owner_cancels_pending_and_processing_tasks_and_nothing_is_written_a
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, body) = cancel(&stack, &token, &running).await;
+    let (status, body) = stack.cancel(&token, &running).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "cancelled");
 
@@ -163,7 +128,7 @@ async fn the_owner_cancels_pending_and_processing_tasks_and_nothing_is_written_a
         .wait_finished(std::slice::from_ref(&done), Duration::from_secs(60))
         .await;
     Stack::assert_completed(&finished, 10);
-    let (status, body) = cancel(&stack, &token, &done).await;
+    let (status, body) = stack.cancel(&token, &done).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["type"], "/problems/task-finished");
     assert!(
@@ -173,7 +138,7 @@ async fn the_owner_cancels_pending_and_processing_tasks_and_nothing_is_written_a
             .contains("`completed`"),
         "{body}"
     );
-    let (status, body) = cancel(&stack, &token, &running).await;
+    let (status, body) = stack.cancel(&token, &running).await;
     assert_eq!(status, StatusCode::CONFLICT, "a second cancel: {body}");
     let after = stack.task(&done).await;
     assert_eq!(after.status, TaskStatus::Completed);
@@ -181,9 +146,11 @@ async fn the_owner_cancels_pending_and_processing_tasks_and_nothing_is_written_a
 
     // Another caller's task and an unknown one: 404, and nothing changes.
     let other = stack.submit(&token, 31_004).await;
-    let (status, _) = cancel(&stack, &stack.token(&caller("mallory")), &other).await;
+    let (status, _) = stack.cancel(&stack.token(&caller("mallory")), &other).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = cancel(&stack, &token, "0190c6a4-0000-7000-8000-000000000000").await;
+    let (status, _) = stack
+        .cancel(&token, "0190c6a4-0000-7000-8000-000000000000")
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let ended = stack
         .wait_finished(std::slice::from_ref(&other), Duration::from_secs(60))

@@ -18,22 +18,6 @@ fn caller(what: &str) -> String {
     format!("fair-{what}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// POST /jobs/match with `text`; the task id of the 202.
-async fn submit_text(stack: &Stack, token: &str, text: &str) -> String {
-    let resp = stack
-        .http
-        .post(format!("{}/jobs/match", stack.api))
-        .bearer_auth(token)
-        .json(&json!({ "text": text, "limit": 10 }))
-        .send()
-        .await
-        .expect("POST /jobs/match");
-    let status = resp.status();
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    body["task_id"].as_str().expect("task_id").to_owned()
-}
-
 /// The bound (DESIGN.md "Fair use"): each `!` is a word piece, so 20,000 of
 /// them (within the 20,000 characters) are refused on both routes, naming
 /// `text`, and nothing is stored for the caller.
@@ -62,16 +46,7 @@ async fn twenty_thousand_bangs_are_422_naming_text_on_both_routes_and_nothing_is
         let message = problem["errors"][0]["message"].as_str().unwrap_or("");
         assert!(message.contains("word pieces"), "{path}: {problem}");
     }
-    let listing: Value = stack
-        .http
-        .get(format!("{}/jobs/match/tasks", stack.api))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("GET /jobs/match/tasks")
-        .json()
-        .await
-        .expect("json");
+    let listing = stack.listing(&token).await;
     assert_eq!(listing["tasks"], json!([]), "nothing stored: {listing}");
 }
 
@@ -85,7 +60,7 @@ async fn eight_long_resumes_from_one_caller_at_once_all_complete() {
     let texts: Vec<String> = (0..8).map(|i| long_resume(seed + i, 1_400)).collect();
     let started = Instant::now();
     let ids: Vec<String> = stream::iter(&texts)
-        .map(|text| submit_text(&stack, &token, text))
+        .map(|text| stack.submit_text(&token, text))
         .buffer_unordered(8)
         .collect()
         .await;
@@ -123,7 +98,7 @@ async fn a_resume_of_two_thousand_word_pieces_completes() {
     let count = pieces.count(&text).expect("count");
     assert!((1_990..=2_000).contains(&count), "{count} word pieces");
     let started = Instant::now();
-    let id = submit_text(&stack, &token, &text).await;
+    let id = stack.submit_text(&token, &text).await;
     let task = stack
         .wait_finished(&[id], Duration::from_secs(120))
         .await

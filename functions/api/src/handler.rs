@@ -561,6 +561,21 @@ pub(crate) mod tests {
             .to_owned()
     }
 
+    /// The worker's result write of attempt 1 (an empty result): whether it landed.
+    async fn complete_first_attempt(app: &TestApp, id: &str) -> bool {
+        let result = MatchResult {
+            matches: vec![],
+            count: 0,
+            query_ms: 1.0,
+            cached: false,
+            computed_at: None,
+        };
+        app.store
+            .complete(id, Fence::Attempt(1), &result, Utc::now())
+            .await
+            .expect("complete")
+    }
+
     fn cancel(id: &str, sub: &str) -> Request {
         request(
             "POST",
@@ -597,18 +612,7 @@ pub(crate) mod tests {
         assert!(matches!(claimed, shared::ports::Claim::Claimed(_)));
         let resp = app.handle(cancel(&running, "alice")).await;
         assert_eq!(json_body(&resp)["status"], "cancelled");
-        let result = MatchResult {
-            matches: vec![],
-            count: 0,
-            query_ms: 1.0,
-            cached: false,
-            computed_at: None,
-        };
-        let wrote = app
-            .store
-            .complete(&running, Fence::Attempt(1), &result, Utc::now())
-            .await
-            .expect("complete");
+        let wrote = complete_first_attempt(&app, &running).await;
         assert!(!wrote, "the worker's result write fails its fence");
         let task = app.store.tasks.lock().expect("lock")[&running].clone();
         assert_eq!((task.status, task.result), (TaskStatus::Cancelled, None));
@@ -637,19 +641,7 @@ pub(crate) mod tests {
             .claim(&done, Utc::now(), i64::MAX)
             .await
             .expect("claim");
-        let result = MatchResult {
-            matches: vec![],
-            count: 0,
-            query_ms: 1.0,
-            cached: false,
-            computed_at: None,
-        };
-        let wrote = app
-            .store
-            .complete(&done, Fence::Attempt(1), &result, Utc::now())
-            .await
-            .expect("complete");
-        assert!(wrote);
+        assert!(complete_first_attempt(&app, &done).await);
         let b = assert_problem(
             &app.handle(cancel(&done, "alice")).await,
             409,
