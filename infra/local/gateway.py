@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import yaml
 
+from cfn import load_template
 from lambda_invoke import InvokeFailed, invoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,21 +35,6 @@ PORT = int(os.environ.get("JOBMATCH_API_PORT")
            or urlsplit(os.environ.get("API_URL", "")).port or 3000)
 # API Gateway's own limit is 10 MB; above it the function is never called.
 MAX_BODY = 10 * 1024 * 1024
-
-
-class CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation short tags (!Ref, !GetAtt, !Sub ...) as plain values."""
-
-
-def _any_tag(loader, _suffix, node):
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_mapping(node)
-
-
-CfnLoader.add_multi_constructor("!", _any_tag)
 
 
 # HttpApi's catch-all route: what no other route matches.
@@ -78,7 +63,7 @@ class Route:
 
 
 def load_routes(template: Path) -> list[Route]:
-    doc = yaml.load(template.read_text(), Loader=CfnLoader)
+    doc = load_template(template)
     routes = []
     for res in doc.get("Resources", {}).values():
         if res.get("Type") != "AWS::Serverless::Function":

@@ -65,3 +65,15 @@ def invoke(function: str, event, timeout: float):
     if status >= 300:
         raise InvokeFailed(f"HTTP {status}: {payload[:500]!r}")
     return json.loads(payload or b"null")
+
+
+def runtime_up() -> bool:
+    """Whether cargo lambda watch is listening. Lambda itself never goes away,
+    so while the local runtime restarts the pollers take nothing: a received
+    message would spend one of its receives, a stream record one of its
+    retries, without any chance to run."""
+    try:
+        socket.create_connection((LAMBDA.hostname, LAMBDA.port or 80), timeout=1).close()
+        return True
+    except OSError:
+        return False

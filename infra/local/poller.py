@@ -42,7 +42,6 @@ import collections
 import hashlib
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -110,18 +109,6 @@ def invoke(event: dict) -> dict | None:
     except (OSError, ValueError) as e:
         log(f"worker unreachable: {e}; nothing deleted")
     return None
-
-
-def runtime_up() -> bool:
-    """Whether cargo lambda watch is listening. Lambda itself never goes away,
-    so while the local runtime restarts, nothing is received: a receive would
-    count against the message's maxReceiveCount without any chance to run."""
-    url = lambda_invoke.LAMBDA
-    try:
-        socket.create_connection((url.hostname, url.port or 80), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 class Entry:
@@ -214,7 +201,7 @@ class Held:
 
 def receive(sqs, held: Held) -> None:
     while not stopping.is_set():
-        if not runtime_up():
+        if not lambda_invoke.runtime_up():
             time.sleep(0.5)
             continue
         if len(held) >= HOLD:
@@ -256,7 +243,7 @@ def keep_invisible(sqs, held: Held, visibility: int) -> None:
 
 def dispatch(sqs, arn: str, held: Held, visibility: int, quiet_only: bool = False) -> None:
     while not stopping.is_set():
-        if not runtime_up():
+        if not lambda_invoke.runtime_up():
             time.sleep(0.5)
             continue
         batch = held.take(BATCH_SIZE, timeout=1, quiet_only=quiet_only)

@@ -17,7 +17,7 @@ watch` as the mapping would.
   is delivered when one pattern matches; others are dropped as Lambda drops
   them. The subset of Lambda's filter syntax implemented: nested maps, lists
   of exact values, {"exists": true|false}; anything else stops the poller,
-  rather than matching wrongly. Without the event in the template, FALLBACK_PATTERN.
+  rather than matching wrongly, and so does an event without FilterCriteria.
 - Delivery: Lambda's DynamoDB event, up to BatchSize records, in order per
   shard, gathered for up to MaximumBatchingWindowInSeconds once one matches.
   A response with `batchItemFailures` retries from the lowest failed
@@ -48,7 +48,6 @@ import datetime
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -59,6 +58,7 @@ import boto3
 import yaml
 from botocore.config import Config
 
+from cfn import load_template
 import lambda_invoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,31 +74,9 @@ INVOKE_TIMEOUT = float(os.environ.get("STREAM_TIMEOUT_MS")
 # How often the shards are listed again, and the template checked for changes.
 REFRESH = 5.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 8.0
-# DESIGN.md "Cancel and completion callbacks": a task that ended, and asked
-# for a callback. Used only while the template has no such event.
-FALLBACK_PATTERN = {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"NewImage": {
-    "status": {"S": ["completed", "failed", "cancelled"]},
-    "request": {"M": {"callback": {"M": {"url": {"S": [{"exists": True}]}}}}}}}}
 DRY_RUN = "--dry-run" in sys.argv
 
 stopping = threading.Event()
-
-
-class CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation short tags (!Ref, !GetAtt, !Sub ...) as plain
-    values, as gateway.py's does (not imported: gateway.py reads its routes on
-    import)."""
-
-
-def _any_tag(loader, _suffix, node):
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_mapping(node)
-
-
-CfnLoader.add_multi_constructor("!", _any_tag)
 
 
 def log(msg: str) -> None:
@@ -127,7 +105,7 @@ class Settings:
 
 
 def load_settings(template: Path = TEMPLATE) -> Settings:
-    doc = yaml.load(template.read_text(), Loader=CfnLoader)
+    doc = load_template(template)
     res = (doc.get("Resources") or {}).get(TEMPLATE_FUNCTION) or {}
     event = ((res.get("Properties") or {}).get("Events") or {}).get(TEMPLATE_EVENT) or {}
     props = event.get("Properties") or {}
@@ -136,7 +114,8 @@ def load_settings(template: Path = TEMPLATE) -> Settings:
                 for f in filters if f.get("Pattern")]
     source = f"{template.name}: {TEMPLATE_FUNCTION}.Events.{TEMPLATE_EVENT}"
     if not patterns:
-        patterns, source = [FALLBACK_PATTERN], f"built-in fallback ({source} has no FilterCriteria)"
+        # Unfiltered, every write of every task would invoke the function.
+        raise ValueError(f"{source} has no FilterCriteria")
     for p in patterns:
         check_pattern(p)
     return Settings(patterns, props, source)
@@ -240,19 +219,6 @@ def invoke(event: dict) -> dict | None:
     except (OSError, ValueError) as e:
         log(f"function unreachable: {e}; the batch is retried")
     return None
-
-
-def runtime_up() -> bool:
-    """Whether cargo lambda watch is listening (poller.py's runtime_up): while
-    it restarts, records wait in the stream, as they would for Lambda."""
-    if DRY_RUN:
-        return True
-    url = lambda_invoke.LAMBDA
-    try:
-        socket.create_connection((url.hostname, url.port or 80), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def deliver(records: list[dict], shard_id: str, arn: str, settings: Settings) -> None:
@@ -468,7 +434,7 @@ class Mapping:
         while not stopping.is_set():
             busy, current = False, None
             try:
-                if not runtime_up():
+                if not (DRY_RUN or lambda_invoke.runtime_up()):
                     stopping.wait(0.5)
                     continue
                 if time.monotonic() - self.refreshed > REFRESH:
