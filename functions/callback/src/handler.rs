@@ -150,11 +150,15 @@ impl<O: CallbackOutbox, P: Poster> App<O, P> {
     /// notice could not be queued is reported, so that the stream gives it
     /// (and those after it) again.
     pub async fn handle_stream(&self, event: StreamEvent) -> DynamoDbEventResponse {
-        let mut notices = Vec::new();
+        // Each queued body, and the sequence number of its record.
+        let (mut bodies, mut sequence) = (Vec::new(), Vec::new());
         for record in &event.records {
             match notice_of(record) {
                 Ok(Some(notice)) => match serde_json::to_string(&notice) {
-                    Ok(json) => notices.push((record.change.sequence_number.clone(), json)),
+                    Ok(json) => {
+                        bodies.push(json);
+                        sequence.push(record.change.sequence_number.clone());
+                    }
                     Err(e) => tracing::error!(error = %e, "cannot encode a notice"),
                 },
                 Ok(None) => {}
@@ -166,10 +170,9 @@ impl<O: CallbackOutbox, P: Poster> App<O, P> {
             }
         }
         let mut response = DynamoDbEventResponse::default();
-        if notices.is_empty() {
+        if bodies.is_empty() {
             return response;
         }
-        let bodies: Vec<String> = notices.iter().map(|(_, json)| json.clone()).collect();
         let failed = match self.outbox.send(&bodies).await {
             Ok(failed) => failed,
             Err(e) => {
@@ -184,10 +187,10 @@ impl<O: CallbackOutbox, P: Poster> App<O, P> {
                 "notices not queued; the stream gives them again"
             );
             let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = notices[*first].0.clone();
+            failure.item_identifier = sequence[*first].clone();
             response.batch_item_failures.push(failure);
         } else {
-            tracing::info!(queued = notices.len(), "callback notices queued");
+            tracing::info!(queued = bodies.len(), "callback notices queued");
         }
         response
     }
